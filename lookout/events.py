@@ -1,0 +1,190 @@
+"""Messages the device publishes: match events (the contract with every subscriber), status, heartbeat.
+
+The match event is published as JSON on ``dt/lookout/<device_id>/match`` (see
+``lookout.topics``) with QoS 1. Its published contract is ``schemas/match-event.v1.json``;
+:class:`MatchEvent` accepts exactly what that schema accepts (a test holds them together).
+
+Parsing is strict: no type coercion ("0.9" is not a number), no unknown fields, times
+in UTC as RFC 3339 with a ``Z`` (or ``+00:00``) suffix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from lookout.errors import InputError
+
+SCHEMA_VERSION = "1"
+MAX_CROP_BYTES = 32 * 1024  # decoded JPEG bytes
+MAX_CROP_B64 = 4 * ((MAX_CROP_BYTES + 2) // 3)
+MAX_PAYLOAD_BYTES = 64 * 1024
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+UTC_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
+CROP_PATTERN = r"^/9j/[A-Za-z0-9+/]*={0,2}$"  # base64 of a JPEG: starts FF D8 FF
+DIGEST_PATTERN = r"^(sha256:)?[0-9a-f]{64}$"
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+_UTC_TIME = re.compile(UTC_TIME_PATTERN)
+_UUID = re.compile(UUID_PATTERN)
+
+
+def _utc_text(value: object) -> object:
+    if isinstance(value, datetime):
+        if value.utcoffset() != timedelta(0):
+            raise ValueError("must be in UTC")
+        return value
+    if not isinstance(value, str) or not _UTC_TIME.match(value):
+        raise ValueError("must be an RFC 3339 UTC time such as 2025-01-31T12:00:00.123Z")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(f"not a valid time: {err}") from None
+
+
+def _uuid_text(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise ValueError("must be a UUID in the 8-4-4-4-12 hex form")
+    return uuid.UUID(value)
+
+
+EventId = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
+UtcTime = Annotated[datetime, BeforeValidator(_utc_text)]
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ModelRef(BaseModel):
+    """The embedding model that produced the match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: Text
+    digest: str = Field(pattern=DIGEST_PATTERN, description="SHA-256 of the model files")
+
+
+class Location(BaseModel):
+    """Where the device is (as configured on it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+class MatchEvent(BaseModel):
+    """One decision by a device that a tracked face is an enrolled person."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    event_id: EventId
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    seen_at: UtcTime
+    expires_at: UtcTime
+    person_id: Text
+    gallery_id: Text | None = None
+    score: float = Field(ge=-1.0, le=1.0)
+    margin: float = Field(ge=0.0, le=2.0)
+    track_length: int = Field(ge=1, le=1_000_000)
+    model: ModelRef
+    bundle_version: Text
+    policy_version: Text
+    box: tuple[
+        Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]
+    ]
+    crop_jpeg_b64: str | None = Field(None, max_length=MAX_CROP_B64, pattern=CROP_PATTERN)
+    device_name: str | None = Field(None, min_length=1, max_length=200)
+    location: Location | None = None
+
+    @classmethod
+    def create(cls, *, ttl: timedelta = timedelta(minutes=5), crop_jpeg: bytes | None = None, **fields: object) -> "MatchEvent":
+        """A new event with a fresh id, ``seen_at`` now (unless given) and ``expires_at`` after ``ttl``."""
+        seen_at = fields.pop("seen_at", None) or utc_now()
+        fields.setdefault("event_id", uuid.uuid4())
+        if crop_jpeg is not None:
+            fields["crop_jpeg_b64"] = base64.b64encode(crop_jpeg).decode("ascii")
+        return cls.model_validate(
+            {**fields, "seen_at": seen_at, "expires_at": seen_at + ttl},
+            strict=False,
+        )
+
+    def to_json(self) -> bytes:
+        """The wire form: compact JSON, absent optional fields left out."""
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """True once ``expires_at`` has passed: the sighting is old news (e.g. delayed by an outage)."""
+        return (now or utc_now()) >= self.expires_at
+
+    def crop_jpeg(self) -> bytes | None:
+        return base64.b64decode(self.crop_jpeg_b64) if self.crop_jpeg_b64 else None
+
+
+class DeviceStatus(BaseModel):
+    """Retained ``.../status`` message: ``online`` on connect, ``offline`` as last will or clean stop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    state: Literal["online", "offline"]
+    at: UtcTime
+    version: str | None = Field(None, max_length=64, description="lookout version on the device")
+    bundle_version: str | None = Field(None, max_length=128)
+
+
+class Heartbeat(BaseModel):
+    """Periodic ``.../heartbeat``: device health for dashboards and ``lookout events tail``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    at: UtcTime
+    fps: float = Field(ge=0)
+    stage_ms: dict[str, float] = Field(default_factory=dict, description="mean ms per pipeline stage")
+    queue_depth: int = Field(0, ge=0, description="events waiting in the outbox")
+    bundle_version: str | None = Field(None, max_length=128)
+    uptime_s: float | None = Field(None, ge=0)
+
+
+def _reason(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "(message)"
+        parts.append(f"{where}: {item['msg']}")
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent:
+    """Parse and validate a match event, raising InputError naming ``source`` and the reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InputError(source, f"payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} allowed")
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(source, f"not JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InputError(source, f"unsupported schema_version {version!r} (this relay reads {SCHEMA_VERSION!r})")
+    try:
+        return MatchEvent.model_validate_json(payload)
+    except ValidationError as err:
+        raise InputError(source, _reason(err)) from None

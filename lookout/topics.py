@@ -1,0 +1,105 @@
+"""MQTT topic layout, following AWS IoT Core's topic design guidance.
+
+Telemetry-style data goes under ``dt/<application>/<thing>/<kind>``:
+
+- ``dt/lookout/<device_id>/match``      a match event (QoS 1), see ``lookout.events``
+- ``dt/lookout/<device_id>/status``     retained ``online``/``offline`` status
+- ``dt/lookout/<device_id>/heartbeat``  periodic device health
+- ``dt/lookout/relay/deadletter``       payloads the relay could not accept, with the reason
+
+The ``dt/lookout`` prefix is configurable (e.g. a tenant or site in front). Nothing
+here holds state: build a :class:`Topics` from the configured prefix and ask it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lookout.errors import InputError
+
+DEFAULT_PREFIX = "dt/lookout"
+RELAY_SEGMENT = "relay"  # reserved: no device may be called this
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_device_id(device_id: str) -> str:
+    """Return ``device_id`` if it is usable as one topic level, else raise InputError."""
+    if not _DEVICE_ID.match(device_id or ""):
+        raise InputError(
+            f"device id {device_id!r}",
+            "must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    if device_id == RELAY_SEGMENT:
+        raise InputError(f"device id {device_id!r}", "is reserved for the relay's own topics")
+    return device_id
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a valid topic prefix, else raise InputError."""
+    reason = None
+    if not prefix:
+        reason = "is empty"
+    elif prefix.startswith("$"):
+        reason = "starts with '$', which brokers reserve for system topics"
+    elif prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        reason = "has an empty level (leading, trailing or double '/')"
+    elif any(c in prefix for c in "+#\x00"):
+        reason = "contains a wildcard ('+', '#') or NUL"
+    if reason:
+        raise InputError(f"topic prefix {prefix!r}", reason)
+    return prefix
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names and filters under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    def match(self, device_id: str) -> str:
+        return f"{self.prefix}/{check_device_id(device_id)}/match"
+
+    def status(self, device_id: str) -> str:
+        return f"{self.prefix}/{check_device_id(device_id)}/status"
+
+    def heartbeat(self, device_id: str) -> str:
+        return f"{self.prefix}/{check_device_id(device_id)}/heartbeat"
+
+    def deadletter(self) -> str:
+        return f"{self.prefix}/{RELAY_SEGMENT}/deadletter"
+
+    def match_filter(self) -> str:
+        """Subscription filter for every device's match events."""
+        return f"{self.prefix}/+/match"
+
+    def status_filter(self) -> str:
+        return f"{self.prefix}/+/status"
+
+    def heartbeat_filter(self) -> str:
+        return f"{self.prefix}/+/heartbeat"
+
+    def device_of(self, topic: str) -> str | None:
+        """The device id in a device topic under this prefix, or None if it is not one."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            return None
+        rest = topic[len(head):].split("/")
+        if len(rest) != 2 or rest[0] == RELAY_SEGMENT or not _DEVICE_ID.match(rest[0]):
+            return None
+        return rest[0]
+
+
+def shared(topic_filter: str, group: str) -> str:
+    """The MQTT v5 shared-subscription form ``$share/<group>/<filter>``.
+
+    Subscribers in one group split the messages between them (each message goes to one).
+    """
+    if not _GROUP.match(group or ""):
+        raise InputError(f"share group {group!r}", "must be 1-64 letters, digits, '.', '_' or '-'")
+    return f"$share/{group}/{topic_filter}"

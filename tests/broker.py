@@ -1,0 +1,65 @@
+"""A real mosquitto broker for tests, on 127.0.0.1 and a free port.
+
+Import the fixtures you use explicitly in a test module::
+
+    from tests.broker import mosquitto  # noqa: F401
+
+    def test_something(mosquitto):
+        settings = MqttSettings(host=mosquitto.host, port=mosquitto.port)
+        ...
+        mosquitto.stop()      # an outage
+        mosquitto.start()     # back, same port
+
+Fixtures:
+
+- ``mosquitto``: a started broker, persistence off, stopped after the test.
+- ``mosquitto_persistent``: the same with persistence on (queued QoS 1 messages survive ``restart()``).
+- ``mosquitto_factory``: call it (``port=``, ``persistence=``) for more brokers in one test.
+
+Tests that use them are skipped, saying why, when no mosquitto binary is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pytest
+
+from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+
+__all__ = ["LocalMosquitto", "mosquitto", "mosquitto_persistent", "mosquitto_factory", "require_mosquitto"]
+
+
+def require_mosquitto() -> str:
+    """The mosquitto binary path, or skip the calling test with a clear message."""
+    binary = find_mosquitto()
+    if binary is None:
+        pytest.skip("mosquitto binary not found (apt-get install mosquitto, or set LOOKOUT_MOSQUITTO)")
+    return binary
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path) -> Iterator[Callable[..., LocalMosquitto]]:
+    binary = require_mosquitto()
+    brokers: list[LocalMosquitto] = []
+
+    def make(port: int | None = None, *, persistence: bool = False) -> LocalMosquitto:
+        workdir = tmp_path / f"mosquitto-{len(brokers)}"
+        workdir.mkdir()
+        broker = LocalMosquitto(port, persistence=persistence, workdir=workdir, binary=binary)
+        brokers.append(broker)
+        return broker.start()
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory) -> LocalMosquitto:
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def mosquitto_persistent(mosquitto_factory) -> LocalMosquitto:
+    return mosquitto_factory(persistence=True)
