@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lookout.digest import sha256_bytes
 from lookout.errors import ModelError
 
 MANIFEST_NAME = "manifest.json"
@@ -34,8 +35,13 @@ class ModelManifest:
 
     @property
     def digest(self) -> str:
-        """The model's identity: digest of its weights file, as bundles record it."""
-        return self.files["model.bin"]
+        """The model's identity as bundles record it: its IR files plus how its input is made.
+
+        The alignment template is part of it: the same weights fed differently
+        aligned chips give embeddings that must not be searched together.
+        """
+        identity = {"files": self.files, "input_size": self.input_size, "template": self.alignment_template}
+        return sha256_bytes(json.dumps(identity, sort_keys=True).encode())
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
