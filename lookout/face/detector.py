@@ -89,16 +89,16 @@ class FaceDetector:
         found: list[Face] = []
         for x, y, w, h in regions:
             tensor, box = self.prepare(image[y:y + h, x:x + w], offset=(x, y))
-            found += self.decode(self._infer(tensor), box, merge=False)
+            found += self.decode(self.infer(tensor), box, merge=False)
         return merge_faces(found, self.config.nms_iou, self.config.max_faces)
 
     def _detect_padded(self, image: np.ndarray, pad: float) -> list[Face]:
         border = int(pad * max(image.shape[:2]))
         padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         tensor, box = self.prepare(padded, offset=(-border, -border))
-        return self.decode(self._infer(tensor), box)
+        return self.decode(self.infer(tensor), box)
 
-    def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._request.infer({0: tensor})
         return self._request.get_output_tensor(0).data.copy(), self._request.get_output_tensor(1).data.copy()
 
@@ -117,7 +117,7 @@ class FaceDetector:
     def decode(self, outputs: tuple[np.ndarray, np.ndarray], box: Letterbox, merge: bool = True) -> list[Face]:
         """Turn raw (regressors, scores) into faces in image pixels."""
         regressors, logits = outputs[0].reshape(-1, 16), outputs[1].reshape(-1)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100, 100)))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))  # float32-safe clip
         keep = np.flatnonzero(scores >= self.threshold)
         if keep.size == 0:
             return []

