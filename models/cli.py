@@ -7,10 +7,10 @@ import json
 from dataclasses import asdict
 
 from lookout.cli_options import add_model_dir
-from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR
 from lookout.models.store import ModelStore
 
-DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", DEFAULT_EMBEDDER)
+DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

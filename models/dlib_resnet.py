@@ -67,8 +67,9 @@ The mapping to OpenVINO
 * ``add_prev<tagN>``: adds the output of the nearest ``tagN`` below. dlib's
   ``tt::add`` accepts tensors of different sizes: the result has the larger
   size and missing values count as zero, aligned at the top-left. That happens
-  in this network (3x3 + 4x4 and 1x1 + 2x2 in the last two levels), so the
-  smaller operand is zero-padded at the end before the Add.
+  in every down-sampling block of this network (channels 32 + 64 etc., and
+  sizes 4x4 + 3x3 and 2x2 + 1x1 in the last two), so the smaller operand is
+  zero-padded at the end of C, H and W before the Add.
 * ``skip<tagN>``: continue from the output of the nearest ``tagN`` below.
 * pooling: dlib's output size is ``1 + (n + 2*pad - window) // stride``, the
   same as OpenVINO's floor rounding; windows never touch padding here.

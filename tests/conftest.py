@@ -30,17 +30,36 @@ def faces_dev() -> Path:
     return FACES_DEV
 
 
+EMBEDDERS = ("dlib-resnet", "facenet")
+
+
 @pytest.fixture(scope="session")
 def model_store() -> ModelStore:
     store = ModelStore()
-    for name in ("blazeface-full", "facenet"):
+    for name in ("blazeface-full", "blazeface-short", *EMBEDDERS):
         store.fetch(name)
     return store
 
 
 @pytest.fixture(scope="session")
-def pipeline(model_store: ModelStore) -> FacePipeline:
-    return FacePipeline.open(PipelineConfig(model_dir=model_store.root, device="CPU"))
+def pipeline_for(model_store: ModelStore):
+    """``pipeline_for("facenet")``: a pipeline with that embedder, compiled once per session."""
+    cache: dict[str, FacePipeline] = {}
+
+    def open_pipeline(embedder: str) -> FacePipeline:
+        if embedder not in cache:
+            cache[embedder] = FacePipeline.open(PipelineConfig(model_dir=model_store.root, device="CPU", embedder=embedder))
+        return cache[embedder]
+
+    return open_pipeline
+
+
+@pytest.fixture(scope="session")
+def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
+    """The default pipeline (default detector and embedder)."""
+    from lookout.models.registry import DEFAULT_EMBEDDER
+
+    return pipeline_for(DEFAULT_EMBEDDER)
 
 
 def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:

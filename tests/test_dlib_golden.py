@@ -38,19 +38,18 @@ BATCH_MAX_ABS_DIFF = 1e-5  # batched vs one-by-one; measured 0 to ~1e-7
 
 
 def dlib_dat_path() -> Path:
-    """Where the dlib .dat model is; skips the test when it is not available.
-
-    For now only the environment variable LOOKOUT_DLIB_DAT. (To do for the
-    lead: fall back to the lookout.models store once it can fetch this model.)
-    """
+    """The dlib .dat model: ``LOOKOUT_DLIB_DAT`` if set, else the one the model store fetched."""
     value = os.environ.get("LOOKOUT_DLIB_DAT")
-    if not value:
-        pytest.skip("dlib model not available: set LOOKOUT_DLIB_DAT to "
-                    "dlib_face_recognition_resnet_model_v1.dat")
-    path = Path(value)
-    if not path.is_file():
-        pytest.skip(f"dlib model not available: LOOKOUT_DLIB_DAT={path} is not a file")
-    return path
+    if value:
+        path = Path(value)
+        if not path.is_file():
+            pytest.skip(f"dlib model not available: LOOKOUT_DLIB_DAT={path} is not a file")
+        return path
+    from lookout.models.store import ModelStore
+
+    store = ModelStore()
+    store.fetch("dlib-resnet")
+    return store.source_file("dlib-resnet")
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +154,14 @@ def test_trailing_bytes_raise_model_error(dat_path: Path, tmp_path: Path) -> Non
         out.write(b"\x00")
     with pytest.raises(ModelError, match="padded_dlib.dat"):
         read_dlib_net(broken)
+
+
+def test_converted_ir_in_the_store_reproduces_normalised_descriptors(golden: dict, pipeline_for) -> None:
+    """The IR `lookout models fetch` writes (uint8 chips in, unit vectors out) matches dlib too."""
+    embedder = pipeline_for("dlib-resnet").embedder
+    chips = np.stack([_read_chip(face["chip"]).astype(np.uint8) for face in golden["faces"]])
+    vectors = embedder.embed(chips)
+    for face, vector in zip(golden["faces"], vectors):
+        reference = np.asarray(face["descriptor"], np.float32)
+        reference /= np.linalg.norm(reference)
+        assert float(vector @ reference) >= 0.9999, face["chip"]
