@@ -19,13 +19,13 @@ from lookout.face.image_io import read_image
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
-DEMO_THRESHOLD = 0.6  # FaceNet cosine; see docs/models.md for the measured distributions
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="recognise people end to end on built-in data")
     demo.add_argument("--faces-dev", type=Path, default=DEFAULT_SHARED, help="faces-dev folder (default: ../shared)")
-    demo.add_argument("--threshold", type=float, default=DEMO_THRESHOLD, help="cosine needed to name someone")
+    demo.add_argument("--threshold", type=float, default=None,
+                      help="cosine needed to name someone (default: the embedder's own default threshold)")
     add_pipeline_options(demo)
     demo.set_defaults(func=_demo)
 
@@ -41,9 +41,10 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(f"(no faces-dev at {args.faces_dev}: using the faces shipped in matplotlib and scikit-image)")
         gallery, scenes = _builtin_gallery_and_scenes(pipeline)
-    print(f"gallery: {len(gallery)} people, threshold {args.threshold}")
+    threshold = args.threshold or pipeline.embedder.manifest.extra["default_threshold"]
+    print(f"gallery: {len(gallery)} people, embedder {pipeline.embedder.name}, threshold {threshold}")
     for name, image in scenes:
-        _recognise(pipeline, gallery, name, image, args.threshold)
+        _recognise(pipeline, gallery, name, image, threshold)
     return 0
 
 
@@ -75,6 +76,10 @@ def _recognise(pipeline: FacePipeline, gallery: dict[str, np.ndarray], name: str
     faces = pipeline.analyze(image)
     print(f"{name}: {len(faces)} face(s)")
     for analyzed in faces:
+        if not analyzed.quality.ok:
+            box = ",".join(str(int(v)) for v in analyzed.face.box)
+            print(f"  at [{box}]: not searched, poor quality ({', '.join(analyzed.quality.reasons)})")
+            continue
         scores = {person: float((vectors @ analyzed.embedding).max()) for person, vectors in gallery.items()}
         best = max(scores, key=scores.get)
         x1, y1, x2, y2 = (int(v) for v in analyzed.face.box)

@@ -57,6 +57,14 @@ def _uuid_text(value: object) -> object:
     return uuid.UUID(value)
 
 
+def _json_int(value: object) -> object:
+    """JSON Schema's "integer" includes 7.0; accept it as 7 (but not 7.5, "7" or true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_json_int)]
 EventId = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
 UtcTime = Annotated[datetime, BeforeValidator(_utc_text)]
 Text = Annotated[str, Field(min_length=1, max_length=128)]
@@ -99,12 +107,13 @@ class MatchEvent(BaseModel):
     gallery_id: Text | None = None
     score: float = Field(ge=-1.0, le=1.0)
     margin: float = Field(ge=0.0, le=2.0)
-    track_length: int = Field(ge=1, le=1_000_000)
+    track_length: Count = Field(ge=1, le=1_000_000)
     model: ModelRef
     bundle_version: Text
     policy_version: Text
     box: tuple[
-        Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]
+        Annotated[Count, Field(ge=0)], Annotated[Count, Field(ge=0)],
+        Annotated[Count, Field(ge=0)], Annotated[Count, Field(ge=0)],
     ]
     crop_jpeg_b64: str | None = Field(None, max_length=MAX_CROP_B64, pattern=CROP_PATTERN)
     device_name: str | None = Field(None, min_length=1, max_length=200)

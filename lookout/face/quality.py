@@ -32,7 +32,7 @@ REASONS = (TOO_SMALL, TOO_BLURRED, POSE_YAW, POSE_PITCH)
 class QualityConfig:
     min_size_px: float = 40.0
     min_blur: float = 15.0
-    max_abs_yaw: float = 0.6
+    max_abs_yaw: float = 0.9
     pitch_range: tuple[float, float] = (0.45, 2.5)
 
 
