@@ -243,7 +243,9 @@ def _describe(err: ValidationError) -> str:
     parts = []
     for item in err.errors()[:8]:
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        parts.append(f"{where}: {item['msg']}")
+        value = item.get("input")
+        got = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and item["type"] != "missing" else ""
+        parts.append(f"{where}: {item['msg']}{got}")
     return "; ".join(parts)
 
 

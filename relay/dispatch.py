@@ -24,6 +24,8 @@ from lookout.relay.store import Delivery, RelayStore
 log = get_logger(__name__)
 
 BATCH = 200
+MARK_BATCH = 32  # results written per transaction; a crash can repeat at most this many sends
+MARK_DELAY_S = 0.02
 
 
 def backoff_s(attempts: int, retry: RetrySettings, jitter: float = 0.2) -> float:
@@ -80,12 +82,27 @@ class Dispatcher:
         now = self.clock()
         self._summarise_held(now)
         due = self.store.due_deliveries(now, BATCH)
+        marks: list[Callable[[], None]] = []
+        oldest = 0.0
         for delivery in due:
-            self._deliver(delivery, self.clock())
+            if not marks:
+                oldest = time.monotonic()
+            marks.append(self._deliver(delivery, self.clock()))
+            if len(marks) >= MARK_BATCH or time.monotonic() - oldest > MARK_DELAY_S:
+                self._apply(marks)
+        self._apply(marks)
         if len(due) == BATCH:
             return 0.0
         nxt = self.store.next_due_at()
         return float("inf") if nxt is None else max(0.0, nxt - self.clock())
+
+    def _apply(self, marks: list[Callable[[], None]]) -> None:
+        """Write delivery results in one transaction."""
+        if marks:
+            with self.store.transaction():
+                for mark in marks:
+                    mark()
+            marks.clear()
 
     def _target(self, delivery: Delivery) -> tuple[Recipient, Notifier] | None:
         recipient = self.recipients.get(delivery.recipient)
@@ -97,33 +114,32 @@ class Dispatcher:
             return None
         return recipient, notifier
 
-    def _deliver(self, delivery: Delivery, now: float) -> None:
+    def _deliver(self, delivery: Delivery, now: float) -> Callable[[], None]:
+        """Try one delivery; returns the store update to apply."""
         target = self._target(delivery)
         if target is None:
-            return
+            return lambda: None
         recipient, notifier = target
         if not self.limiter.allows(recipient.name, now):
-            self.store.hold(delivery.id)
             self.counters.inc("held_back")
             log.warning("delivery.held", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=recipient.name,
                         reason="rate limit; will be summarised")
-            return
+            return lambda: self.store.hold(delivery.id)
         message = self._message(delivery, recipient)
         try:
             provider_id = notifier.send(message)
         except DeliveryError as err:
-            self._failed(delivery, str(err), err.retryable, now)
-            return
+            return self._failed(delivery, str(err), err.retryable, now)
         except Exception as err:  # a notifier bug must not lose the alert: retry
-            self._failed(delivery, f"{type(err).__name__}: {err}", True, now)
-            return
+            return self._failed(delivery, f"{type(err).__name__}: {err}", True, now)
+        sent_at = self.clock()
         self.limiter.record(recipient.name, now)
-        self.store.mark_sent(delivery.id, self.clock(), provider_id)
         self.counters.inc("sent")
         log.info("alert.sent", alert_id=delivery.alert_id, delivery_id=delivery.id, recipient=recipient.name,
                  notifier=notifier.name, attempts=delivery.attempts + 1)
         if self.on_sent is not None:
             self.on_sent(message)
+        return lambda: self.store.mark_sent(delivery.id, sent_at, provider_id)
 
     def _message(self, delivery: Delivery, recipient: Recipient) -> Outgoing:
         alert = self.store.get_alert(delivery.alert_id)
@@ -132,19 +148,18 @@ class Dispatcher:
         text = alert_text(alert, details, url)
         return Outgoing(delivery.id, recipient.name, recipient.address, text, alert_document(alert, details, text, url))
 
-    def _failed(self, delivery: Delivery, error: str, retryable: bool, now: float) -> None:
+    def _failed(self, delivery: Delivery, error: str, retryable: bool, now: float) -> Callable[[], None]:
         self.counters.inc("failures")
         too_old = now - delivery.created_at >= self.retry.give_up_after_s
         if not retryable or too_old:
-            self.store.mark_failed(delivery.id, error)
             self.counters.inc("gave_up")
             log.error("delivery.failed", delivery_id=delivery.id, alert_id=delivery.alert_id,
                       recipient=delivery.recipient, error=error, permanent=not retryable)
-            return
+            return lambda: self.store.mark_failed(delivery.id, error)
         delay = backoff_s(delivery.attempts, self.retry)
-        self.store.mark_retry(delivery.id, now + delay, error)
         log.warning("delivery.retry", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=delivery.recipient,
                     attempt=delivery.attempts + 1, retry_in_s=round(delay, 2), error=error)
+        return lambda: self.store.mark_retry(delivery.id, now + delay, error)
 
     def _summarise_held(self, now: float) -> None:
         for name in self.store.held_recipients():

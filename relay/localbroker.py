@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from lookout.errors import InputError
 from lookout.log import get_logger
@@ -42,9 +43,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
+def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
+    """True once ``host:port`` accepts TCP connections; False after ``timeout`` or once ``alive()`` is False."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (alive is None or alive()):
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return True
@@ -89,6 +91,8 @@ class LocalMosquitto:
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            # as root, mosquitto would drop to user 'mosquitto', who cannot read a private temp dir
+            "user root" if hasattr(os, "geteuid") and os.geteuid() == 0 else "",
             self.extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
@@ -107,9 +111,9 @@ class LocalMosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        if not wait_for_port(self.host, self.port, timeout):
+        if not wait_for_port(self.host, self.port, timeout, alive=lambda: self.running):
             err = self._stop_proc()
-            raise InputError(f"mosquitto on port {self.port}", f"did not accept connections within {timeout} s: {err}")
+            raise InputError(f"mosquitto on port {self.port}", f"did not start: {err}")
         log.debug("mosquitto.started", port=self.port, pid=self._proc.pid)
         return self
 

@@ -160,7 +160,11 @@ def _ts(dt) -> float:
 class SqliteStore:
     """:class:`RelayStore` on one SQLite file in WAL mode. One instance per thread."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "full", readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, synchronous: str = "full", readonly: bool = False, lock: threading.RLock | None = None
+    ) -> None:
+        """``lock``: share one lock between the instances of a process, so they queue in Python
+        instead of in SQLite's busy handler (which sleeps in steps of up to 100 ms)."""
         self.path = Path(path)
         try:
             if readonly:
@@ -175,7 +179,7 @@ class SqliteStore:
         except sqlite3.Error as err:
             raise InputError(f"relay store {self.path}", f"cannot open: {err}") from None
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
+        self._lock = lock or threading.RLock()
         self._depth = 0
 
     @contextmanager

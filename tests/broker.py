@@ -38,28 +38,42 @@ def require_mosquitto() -> str:
     return binary
 
 
-@pytest.fixture
-def mosquitto_factory(tmp_path) -> Iterator[Callable[..., LocalMosquitto]]:
-    binary = require_mosquitto()
-    brokers: list[LocalMosquitto] = []
+class _Brokers:
+    """Brokers started for one test, closed at its end."""
 
-    def make(port: int | None = None, *, persistence: bool = False) -> LocalMosquitto:
-        workdir = tmp_path / f"mosquitto-{len(brokers)}"
-        workdir.mkdir()
-        broker = LocalMosquitto(port, persistence=persistence, workdir=workdir, binary=binary)
-        brokers.append(broker)
+    def __init__(self, workdir) -> None:
+        self.binary = require_mosquitto()
+        self.workdir = workdir
+        self.brokers: list[LocalMosquitto] = []
+
+    def make(self, port: int | None = None, *, persistence: bool = False) -> LocalMosquitto:
+        workdir = self.workdir / f"mosquitto-{len(self.brokers)}"
+        workdir.mkdir(parents=True)
+        broker = LocalMosquitto(port, persistence=persistence, workdir=workdir, binary=self.binary)
+        self.brokers.append(broker)
         return broker.start()
 
-    yield make
-    for broker in brokers:
-        broker.close()
+    def close(self) -> None:
+        for broker in self.brokers:
+            broker.close()
 
 
 @pytest.fixture
-def mosquitto(mosquitto_factory) -> LocalMosquitto:
-    return mosquitto_factory()
+def mosquitto_factory(tmp_path) -> Iterator[Callable[..., LocalMosquitto]]:
+    brokers = _Brokers(tmp_path)
+    yield brokers.make
+    brokers.close()
 
 
 @pytest.fixture
-def mosquitto_persistent(mosquitto_factory) -> LocalMosquitto:
-    return mosquitto_factory(persistence=True)
+def mosquitto(tmp_path) -> Iterator[LocalMosquitto]:
+    brokers = _Brokers(tmp_path)
+    yield brokers.make()
+    brokers.close()
+
+
+@pytest.fixture
+def mosquitto_persistent(tmp_path) -> Iterator[LocalMosquitto]:
+    brokers = _Brokers(tmp_path)
+    yield brokers.make(persistence=True)
+    brokers.close()

@@ -1,0 +1,294 @@
+"""The relay service: subscribe to match events, accept them durably, deliver alerts.
+
+Intake (paho's network thread): parse and validate → dead-letter if invalid →
+idempotency, suppression and sighting dedup in one store transaction → acknowledge
+the QoS 1 message only then (manual ack), so an event is either stored or
+redelivered by the broker. Delivery (its own thread): see ``dispatch``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import signal
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import paho.mqtt.client as paho
+
+from lookout.errors import InputError
+from lookout.events import MatchEvent, parse_match_event
+from lookout.log import get_logger
+from lookout.mqtt import connect, make_client
+from lookout.relay.config import RelayConfig
+from lookout.relay.dedup import AlertPlan, Ingested, Outcome, ingest
+from lookout.relay.directory import PersonDirectory, open_directory
+from lookout.relay.dispatch import Dispatcher
+from lookout.relay.message import Outgoing
+from lookout.relay.metrics import Counters, MetricsServer
+from lookout.relay.notifiers import Notifier, build_all
+from lookout.relay.ratelimit import RateLimiter, Window
+from lookout.relay.store import SqliteStore
+from lookout.topics import Topics, shared
+
+log = get_logger(__name__)
+
+DEADLETTER_PAYLOAD_MAX = 64 * 1024
+PURGE_EVERY_S = 3600.0
+INTAKE_BATCH = 256
+
+
+def deadletter_message(topic: str, payload: bytes, reason: str, received_at: float) -> bytes:
+    """The JSON put on the dead-letter topic: why, where from, and the payload (base64, capped)."""
+    doc = {
+        "reason": reason,
+        "topic": topic,
+        "payload_b64": base64.b64encode(payload[:DEADLETTER_PAYLOAD_MAX]).decode("ascii"),
+        "payload_bytes": len(payload),
+        "truncated": len(payload) > DEADLETTER_PAYLOAD_MAX,
+        "received_at": datetime.fromtimestamp(received_at, timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+    return json.dumps(doc).encode()
+
+
+def _window(limit) -> Window | None:
+    return Window(limit.count, limit.per_s) if limit is not None else None
+
+
+class RelayService:
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        notifiers: dict[str, Notifier] | None = None,
+        directory: PersonDirectory | None = None,
+        clock: Callable[[], float] = time.time,
+        on_sent: Callable[[Outgoing], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.topics.prefix)
+        self.counters = Counters()
+        self.clock = clock
+        self.directory = directory or open_directory(config.directory.path)
+        self.notifiers = notifiers if notifiers is not None else build_all(config)
+        store_path, sync = config.store.path, config.store.synchronous
+        lock = threading.RLock()
+        self.intake_store = SqliteStore(store_path, synchronous=sync, lock=lock)
+        self.delivery_store = SqliteStore(store_path, synchronous=sync, lock=lock)
+        limiter = RateLimiter(_window(config.rate_limits.per_recipient), _window(config.rate_limits.overall))
+        self.dispatcher = Dispatcher(
+            self.delivery_store, self.notifiers, config.recipients, self.directory, limiter, config.retry,
+            self.counters, config.review.url_template, clock, on_sent,
+        )
+        self._seed_limiter(limiter)
+        self.client = make_client(config.mqtt, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
+        self._intake = threading.Thread(target=self._intake_loop, name="relay-intake", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._metrics: MetricsServer | None = None
+        self._next_purge = 0.0
+        self._next_log = clock() + config.metrics.log_every_s
+
+    def _seed_limiter(self, limiter: RateLimiter) -> None:
+        spans = [w.per_s for w in (limiter.per_recipient, limiter.overall) if w is not None]
+        if spans:
+            limiter.seed(self.delivery_store.sent_times(self.clock() - max(spans)))
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> "RelayService":
+        if self.config.metrics.port is not None:
+            self._metrics = MetricsServer(self.counters, self.config.metrics.host, self.config.metrics.port).start()
+        self._thread = threading.Thread(target=self._deliver_loop, name="relay-dispatch", daemon=True)
+        self._thread.start()
+        self._intake.start()
+        connect(self.client, self.config.mqtt)
+        self.client.loop_start()
+        log.info("relay.started", subscription=self._subscription(), store=str(self.config.store.path),
+                 recipients=len(self.config.recipients), notifiers=",".join(sorted(self.notifiers)))
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._inbox.put(None)
+        if self._intake.is_alive():
+            self._intake.join(timeout=10)
+        self.dispatcher.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._metrics is not None:
+            self._metrics.stop()
+        for notifier in self.notifiers.values():
+            notifier.close()
+        self.intake_store.close()
+        self.delivery_store.close()
+        log.info("relay.stopped", **self.counters.snapshot())
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        done = threading.Event()
+        previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        self.start()
+        try:
+            if not self.connected.wait(self.config.mqtt.connect_timeout):
+                log.warning("relay.not_connected", host=self.config.mqtt.host, port=self.config.mqtt.port,
+                            hint="still retrying; alerts already stored are being delivered")
+            done.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    def _deliver_loop(self) -> None:
+        self.dispatcher.run(self._stop, tick=self._housekeeping)
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_purge:
+            store = self.config.store
+            removed = self.delivery_store.purge(now, store.retention_days * 86400, store.seen_ids_days * 86400)
+            self._next_purge = now + PURGE_EVERY_S
+            if any(removed.values()):
+                log.info("store.purged", **removed)
+        if now >= self._next_log:
+            self._next_log = now + self.config.metrics.log_every_s
+            log.info("relay.counters", **self.counters.snapshot())
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def _subscription(self) -> str:
+        group = self.config.topics.share_group
+        filt = self.topics.match_filter()
+        return shared(filt, group) if group else filt
+
+    def _on_connect(self, client: paho.Client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt.refused", reason=str(reason_code))
+            return
+        client.subscribe(self._subscription(), qos=1)
+        self.connected.set()
+        log.info("mqtt.connected", session_present=bool(getattr(flags, "session_present", False)))
+
+    def _on_disconnect(self, client: paho.Client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("mqtt.disconnected", reason=str(reason_code), hint="reconnecting")
+
+    def _on_message(self, client: paho.Client, userdata, message: paho.MQTTMessage) -> None:
+        self._inbox.put(message)  # the network thread only queues; acks follow the store commit
+
+    # --- intake -----------------------------------------------------------------------------
+
+    def _intake_loop(self) -> None:
+        """Accept queued messages in batches: one transaction (one fsync) per batch, then ack each."""
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < INTAKE_BATCH:
+                try:
+                    nxt = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._inbox.put(None)
+                    break
+                batch.append(nxt)
+            self._accept(batch)
+
+    def _accept(self, batch: list[paho.MQTTMessage]) -> None:
+        try:
+            with self.intake_store.transaction():
+                done = [self._process(m.topic, m.payload) for m in batch]
+        except Exception:  # find the message at fault: one at a time
+            done = [self._accept_one(m) for m in batch]
+        for message, result in zip(batch, done):
+            if result is None:
+                continue
+            self._after(*result)
+            self.client.ack(message.mid, message.qos)
+
+    def _accept_one(self, message: paho.MQTTMessage) -> tuple | None:
+        try:
+            with self.intake_store.transaction():
+                return self._process(message.topic, message.payload)
+        except sqlite3.Error as err:  # the store, not the message: leave it for redelivery
+            log.error("event.not_accepted", topic=message.topic, error=f"{type(err).__name__}: {err}",
+                      hint="store unavailable; left unacknowledged, the broker redelivers it after reconnecting")
+            return None
+        except Exception as err:  # something in this message breaks the relay: poison, set it aside
+            reason = f"internal error: {type(err).__name__}: {err}"
+            return (message.topic, message.payload, self.clock(), None, None, reason)
+
+    def handle(self, topic: str, payload: bytes) -> Outcome | None:
+        """Accept one message now (tests, benchmarks); the outcome, or None if dead-lettered."""
+        with self.intake_store.transaction():
+            result = self._process(topic, payload)
+        self._after(*result)
+        return result[4].outcome if result[4] is not None else None
+
+    def _process(self, topic: str, payload: bytes) -> tuple:
+        """Store one message's effects (inside the caller's transaction); no other side effects."""
+        now = self.clock()
+        try:
+            event = self._parse(topic, payload)
+        except InputError as err:
+            return (topic, payload, now, None, None, err.reason)
+        result = ingest(self.intake_store, event, received_at=now, window_s=self.config.dedup.window_s, plan=self._plan)
+        return (topic, payload, now, event, result, None)
+
+    def _after(self, topic: str, payload: bytes, now: float, event: MatchEvent | None,
+               result: Ingested | None, reason: str | None) -> None:
+        """After commit: count, log, dead-letter, wake the dispatcher."""
+        self.counters.inc("received")
+        if event is None or result is None:
+            self._dead_letter(topic, payload, reason or "invalid", now)
+            return
+        self._count(event, result)
+        if result.outcome is Outcome.NEW_ALERT and not result.review:
+            self.dispatcher.wake()
+
+    def _parse(self, topic: str, payload: bytes) -> MatchEvent:
+        event = parse_match_event(payload, source=f"message on {topic}")
+        device = self.topics.device_of(topic)
+        if device is not None and device != event.device_id:
+            raise InputError(f"message on {topic}", f"device_id {event.device_id!r} does not match the topic's device {device!r}")
+        return event
+
+    def _dead_letter(self, topic: str, payload: bytes, reason: str, now: float) -> None:
+        self.counters.inc("invalid")
+        log.warning("event.invalid", topic=topic, bytes=len(payload), reason=reason)
+        self.client.publish(self.topics.deadletter(), deadletter_message(topic, payload, reason, now), qos=1)
+
+    def _plan(self, event: MatchEvent) -> AlertPlan:
+        gallery = event.gallery_id or "default"
+        details = self.directory.lookup(event.person_id)
+        jurisdiction = details.jurisdiction if details else None
+        names = [r.name for r in self.config.recipients if r.wants(gallery, jurisdiction)]
+        if not names:
+            log.warning("alert.no_recipients", person_id=event.person_id, gallery_id=gallery, jurisdiction=jurisdiction)
+        return AlertPlan(review=self.config.gallery(event.gallery_id).needs_review, recipients=names)
+
+    def _count(self, event: MatchEvent, result: Ingested) -> None:
+        name = {Outcome.DUPLICATE: "duplicates", Outcome.SUPPRESSED: "suppressed",
+                Outcome.FOLLOW_UP: "followups", Outcome.NEW_ALERT: "alerts"}[result.outcome]
+        self.counters.inc(name)
+        fields = dict(event_id=str(event.event_id), device_id=event.device_id, person_id=event.person_id,
+                      alert_id=result.alert_id)
+        if result.outcome is Outcome.NEW_ALERT:
+            log.info("alert.created", review=result.review, score=round(event.score, 3), **fields)
+        elif result.outcome is Outcome.SUPPRESSED:
+            log.info("event.suppressed", **fields)
+        else:
+            log.debug(f"event.{result.outcome.value}", **fields)
