@@ -1,0 +1,254 @@
+"""Building and updating galleries: records -> enrolment -> signed bundle.
+
+- ``build_gallery(records, out_dir, private_key, pipeline, ...)``: a full build (version 1 by default);
+- ``build_gallery_from_folders(folder, out_dir, private_key, pipeline, policy=None, people=None)``;
+- ``update_gallery(base_dir, records, out_dir, private_key, pipeline, ...)``: the next version
+  from a previous bundle, enrolling only new or changed photos, with a delta a device can apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from lookout.digest import sha256_bytes
+from lookout.errors import InputError
+from lookout.face.pipeline import FacePipeline
+from lookout.log import get_logger
+from lookout.sync import metadata
+from lookout.sync.bundle import (
+    GALLERY, INDEX, DeltaDoc, Manifest, ModelInfo, ThresholdInfo, apply_delta, check_files, read_manifest,
+    seal_bundle, write_delta,
+)
+from lookout.sync.enrol import ENROLLED, EXCLUDED, EnrolCache, Enroller, PhotoFetcher, PhotoResult, Progress, mark_duplicates
+from lookout.sync.index import IndexParams, VectorIndex
+from lookout.sync.policy import DEFAULT_PURPOSE, Policy
+from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
+from lookout.sync.report import summarise, summary_line, write_report
+from lookout.sync.threshold import default_threshold
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BuildReport:
+    bundle_dir: Path
+    manifest: Manifest
+    results: list[PhotoResult]
+    summary: dict
+    embedded: int  # embeddings computed in this run (cached results not counted)
+    unchanged: int = 0  # photos carried over from the previous version (updates)
+    changes: dict = field(default_factory=dict)  # updates: persons added/updated/removed, photos added/removed
+
+    @property
+    def summary_line(self) -> str:
+        line = summary_line(self.summary)
+        if self.changes:
+            line += "; changes: " + ", ".join(f"{k} {v}" for k, v in self.changes.items())
+        return line
+
+
+def _model_info(pipeline: FacePipeline) -> ModelInfo:
+    return ModelInfo(name=pipeline.embedder.name, digest=pipeline.embedder.digest, dim=pipeline.embedder.dim)
+
+
+def _threshold(value: float | None, pipeline: FacePipeline) -> ThresholdInfo:
+    default, basis = default_threshold(pipeline.embedder)
+    if value is None:
+        return ThresholdInfo(value=default, basis=basis)
+    return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)", "model_default": default})
+
+
+def _enrol_all(persons: dict[str, PersonRecord], pipeline: FacePipeline, policy: Policy, purpose: str,
+               work_dir: Path | None, progress: bool, skip: set[tuple[str, str]] = frozenset()) -> tuple[list[PhotoResult], Enroller]:
+    cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
+    fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
+    enroller = Enroller(pipeline, policy, purpose, fetcher, cache)
+    todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
+    bar = Progress(len(todo), "photos", progress)
+    results = []
+    try:
+        for rec in todo:
+            results.append(enroller.enrol(rec))
+            bar.step()
+    finally:
+        if cache:
+            cache.close()
+    mark_duplicates(results)
+    return results, enroller
+
+
+def _finish_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            raise InputError(str(out_dir), "output folder exists and is not empty")
+        out_dir.rmdir()
+    os.replace(tmp, out_dir)
+
+
+def _tmp_dir(out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(str(out_dir), "output folder exists and is not empty")
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+
+
+def _photo_row(r: PhotoResult, label: int) -> list:
+    return [r.photo_id, r.person_id, label, r.source, r.sha256, json.dumps(r.box), json.dumps(r.quality, sort_keys=True)]
+
+
+def build_gallery(records: Iterable[PhotoRecord], out_dir: Path, private_key, pipeline: FacePipeline,
+                  policy: Policy | None = None, purpose: str = DEFAULT_PURPOSE, threshold: float | None = None,
+                  params: IndexParams | None = None, work_dir: Path | None = None, report_path: Path | None = None,
+                  version: int = 1, progress: bool = True) -> BuildReport:
+    """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty)."""
+    policy = policy or Policy.default()
+    out_dir = Path(out_dir)
+    persons = group_persons(records)
+    results, enroller = _enrol_all(persons, pipeline, policy, purpose, work_dir, progress)
+    enrolled = [r for r in results if r.status == ENROLLED]
+    tmp = _tmp_dir(out_dir)
+    try:
+        conn = metadata.create(tmp / GALLERY)
+        with conn:
+            ids = {r.person_id for r in enrolled}
+            metadata.upsert_persons(conn, [metadata.person_row(p) for pid, p in persons.items() if pid in ids])
+            metadata.insert_photos(conn, [_photo_row(r, i) for i, r in enumerate(enrolled)])
+        conn.execute("VACUUM")
+        conn.close()
+        index = VectorIndex.create(pipeline.embedder.dim, params, capacity=max(len(enrolled), 1))
+        if enrolled:
+            index.add(np.stack([r.embedding for r in enrolled]), np.arange(len(enrolled)))
+        index.save(tmp / INDEX)
+        manifest = seal_bundle(tmp, version=version, purpose=purpose, model=_model_info(pipeline),
+                               threshold=_threshold(threshold, pipeline), index=index, policy=policy, private_key=private_key)
+        _finish_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary = summarise(results)
+    if report_path:
+        write_report(results, report_path, summary)
+    report = BuildReport(out_dir, manifest, results, summary, enroller.embedded)
+    log.info("gallery.built", bundle=str(out_dir), version=version, persons=manifest.counts["persons"],
+             photos=manifest.counts["photos"], embedded=enroller.embedded, summary=summary_line(summary))
+    return report
+
+
+def build_gallery_from_folders(folder: Path, out_dir: Path, private_key, pipeline: FacePipeline,
+                               policy: Policy | None = None, people: Path | dict | None = None, **kwargs) -> BuildReport:
+    """A gallery from ``<folder>/<person>/<photo>``; ``people`` adds per-person fields (e.g. jurisdiction)."""
+    from lookout.sync.sources.folders import read_folders
+
+    return build_gallery(read_folders(Path(folder), people), out_dir, private_key, pipeline, policy, **kwargs)
+
+
+def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path, private_key, pipeline: FacePipeline,
+                   policy: Policy | None = None, public_key=None, only_listed: bool = False,
+                   remove: Iterable[str] = (), threshold: float | None = None, work_dir: Path | None = None,
+                   report_path: Path | None = None, progress: bool = True) -> BuildReport:
+    """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
+    from it are removed, unless ``only_listed``); ``remove`` names people to remove. Only new or
+    changed photos are enrolled. Writes the full new bundle plus its delta to ``out_dir``."""
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    base, base_bytes = read_manifest(base_dir, public_key)
+    check_files(base_dir, base.files)
+    if base.model.digest != pipeline.embedder.digest:
+        raise InputError(str(base_dir), f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
+                                        f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating")
+    policy = policy or Policy.from_dict(json.loads((base_dir / "policy.json").read_bytes()))
+    conn = metadata.connect_readonly(base_dir / GALLERY)
+    old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
+    conn.close()
+    old_by_person: dict[str, list[dict]] = {}
+    for p in old_photos:
+        old_by_person.setdefault(p["person_id"], []).append(p)
+
+    persons = group_persons(records)
+    remove = set(remove)
+    for pid in remove:
+        persons.pop(pid, None)
+    keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
+    # photos of people the policy now denies must go, and never be re-embedded
+    results, enroller = _enrol_all(persons, pipeline, policy, base.purpose, work_dir, progress, skip=keep_unchanged)
+    denied = {pid for pid, person in persons.items() if not policy.allows(person.jurisdiction, base.purpose)}
+    for pid in denied:
+        for rec in persons[pid].photos:
+            if (rec.key, rec.photo) in keep_unchanged:
+                results.append(Enroller(pipeline, policy, base.purpose).enrol(rec))  # an exclusion, computes nothing
+
+    new_ok = {r.photo_id: r for r in results if r.status == ENROLLED}
+    listed = {(rec.key, rec.photo) for person in persons.values() for rec in person.photos}
+    remove_persons = {pid for pid in old_persons if pid in remove or pid in denied or (not only_listed and pid not in persons)}
+    remove_photos: list[dict] = []
+    kept = 0
+    for pid, photos in old_by_person.items():
+        for p in photos:
+            if pid in remove_persons:
+                remove_photos.append(p)
+            elif pid in persons and ((p["photo_id"], p["source"]) not in listed or p["photo_id"] in new_ok):
+                remove_photos.append(p)  # dropped from the record, or replaced by a new file
+            else:
+                kept += 1
+    live_after: dict[str, int] = {}
+    removed_ids = {p["photo_id"] for p in remove_photos}
+    for p in old_photos:
+        if p["photo_id"] not in removed_ids:
+            live_after[p["person_id"]] = live_after.get(p["person_id"], 0) + 1
+    for r in new_ok.values():
+        live_after[r.person_id] = live_after.get(r.person_id, 0) + 1
+    for pid in old_persons:  # a person left without any photo is removed
+        if pid not in remove_persons and not live_after.get(pid):
+            remove_persons.add(pid)
+    upserts = []
+    for pid, person in persons.items():
+        if pid in remove_persons or pid in denied or not live_after.get(pid):
+            continue
+        row = metadata.person_row(person)
+        old = old_persons.get(pid)
+        if old is None or list(row) != list(metadata.person_row(old)):
+            upserts.append(list(row))
+    added = list(new_ok.values())
+    next_label = base.index.elements
+    doc = DeltaDoc(
+        from_version=base.version, to_version=base.version + 1,
+        capacity=max(base.index.capacity, base.index.elements + len(added)),
+        remove_persons=sorted(remove_persons), remove_photos=sorted(p["photo_id"] for p in remove_photos),
+        remove_labels=sorted(int(p["label"]) for p in remove_photos), upsert_persons=upserts,
+        add_photos=[_photo_row(r, next_label + i) for i, r in enumerate(added)],
+    )
+    vectors = np.stack([r.embedding for r in added]) if added else np.zeros((0, base.model.dim), np.float32)
+    tmp = _tmp_dir(out_dir)
+    try:
+        index = apply_delta(base_dir, base, doc, vectors, tmp)
+        write_delta(tmp, doc, vectors)
+        manifest = seal_bundle(tmp, version=base.version + 1, purpose=base.purpose, model=base.model,
+                               threshold=base.threshold if threshold is None else _threshold(threshold, pipeline),
+                               index=index, policy=policy, private_key=private_key,
+                               delta_from=(base.version, sha256_bytes(base_bytes)))
+        _finish_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary = summarise(results)
+    if report_path:
+        write_report(results, report_path, summary)
+    changes = {
+        "persons_added": sum(1 for r in upserts if r[0] not in old_persons),
+        "persons_updated": sum(1 for r in upserts if r[0] in old_persons),
+        "persons_removed": len(remove_persons), "photos_added": len(added), "photos_removed": len(remove_photos),
+    }
+    report = BuildReport(out_dir, manifest, results, summary, enroller.embedded, kept, changes)
+    log.info("gallery.updated", bundle=str(out_dir), version=manifest.version, **changes, embedded=enroller.embedded,
+             delta_bytes=sum(e.size for e in manifest.delta.files.values()),
+             full_bytes=sum(e.size for e in manifest.files.values()))
+    return report

@@ -1,0 +1,233 @@
+"""Per-photo enrolment: policy, fetch, decode, detect, choose the face, quality gates, align, embed.
+
+The policy is checked first: a photo of a record in a denied jurisdiction, or
+marked ``use_for_recognition: false``, is never downloaded, decoded or embedded
+(``Enroller.embedded`` counts the embeddings actually computed).
+
+Results are cached in the work folder (``enrol-cache.sqlite``, keyed by model,
+photo id, source and box) so an interrupted build resumes without redoing
+finished photos; download failures are not cached (retried next run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lookout.digest import sha256_bytes
+from lookout.errors import InputError
+from lookout.face.detector import iou
+from lookout.face.image_io import decode_image
+from lookout.face.pipeline import FacePipeline
+from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL, assess
+from lookout.log import get_logger
+from lookout.sync.http import FetchError, HttpClient
+from lookout.sync.policy import DEFAULT_PURPOSE, Policy
+from lookout.sync.records import PhotoRecord
+
+log = get_logger(__name__)
+
+ENROLLED, FAILED, EXCLUDED = "enrolled", "failed", "excluded"
+UNREADABLE = "unreadable"
+DOWNLOAD_FAILED = "download_failed"
+NO_FACE = "no_face"
+SEVERAL_FACES = "several_faces"
+NO_FACE_IN_BOX = "no_face_in_box"
+POSE = "pose"
+DUPLICATE = "duplicate"
+POLICY_EXCLUDED = "policy_excluded"
+NOT_FOR_RECOGNITION = "not_for_recognition"
+QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
+BOX_MIN_IOU = 0.3
+
+
+@dataclass
+class PhotoResult:
+    photo_id: str
+    person_id: str
+    source: str
+    status: str
+    reason: str | None = None
+    detail: str = ""
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    box: list[float] | None = None
+    quality: dict | None = None
+    sha256: str | None = None
+    near_duplicate_of: str | None = None
+
+
+class PhotoFetcher:
+    """Bytes of a photo from a path or an http(s) URL; downloads are kept in ``cache_dir``."""
+
+    def __init__(self, client: HttpClient | None = None, cache_dir: Path | None = None) -> None:
+        self.client = client or HttpClient(min_interval_s=0.0, retries=3, backoff_s=0.5)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+
+    def fetch(self, source: str) -> bytes:
+        if source.startswith(("http://", "https://")):
+            cached = self.cache_dir / hashlib.sha256(source.encode()).hexdigest() if self.cache_dir else None
+            if cached is not None and cached.is_file():
+                return cached.read_bytes()
+            data = self.client.get(source, accept="image/*")
+            if cached is not None:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".part")
+                tmp.write_bytes(data)
+                tmp.replace(cached)
+            return data
+        try:
+            return Path(source).read_bytes()
+        except OSError as err:
+            raise InputError(source, err.strerror or str(err)) from None
+
+
+class EnrolCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, doc TEXT NOT NULL, vector BLOB)")
+
+    @staticmethod
+    def key(model_digest: str, rec: PhotoRecord) -> str:
+        return sha256_bytes(json.dumps([model_digest, rec.photo_id, rec.photo, rec.box]).encode())
+
+    def get(self, key: str) -> PhotoResult | None:
+        row = self.conn.execute("SELECT doc, vector FROM results WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        doc = json.loads(row[0])
+        vector = np.frombuffer(row[1], np.float32).copy() if row[1] is not None else None
+        return PhotoResult(**doc, embedding=vector)
+
+    def put(self, key: str, result: PhotoResult) -> None:
+        doc = {k: getattr(result, k) for k in ("photo_id", "person_id", "source", "status", "reason", "detail",
+                                               "box", "quality", "sha256")}
+        blob = result.embedding.astype(np.float32).tobytes() if result.embedding is not None else None
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO results VALUES (?,?,?)", (key, json.dumps(doc), blob))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Progress:
+    """A one-line progress bar on a terminal, occasional log lines otherwise."""
+
+    def __init__(self, total: int, what: str = "photos", enabled: bool = True) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.tty = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self.t0 = self._last = time.monotonic()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.2 and self.done < self.total):
+            return
+        self._last = now
+        rate = self.done / max(now - self.t0, 1e-6)
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what} "
+                             f"{rate:.1f}/s ")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif now - self.t0 > 5 and (self.done % 100 == 0 or self.done >= self.total):
+            log.info("progress", done=self.done, total=self.total, what=self.what, per_s=round(rate, 1))
+
+
+class Enroller:
+    def __init__(self, pipeline: FacePipeline, policy: Policy, purpose: str = DEFAULT_PURPOSE,
+                 fetcher: PhotoFetcher | None = None, cache: EnrolCache | None = None) -> None:
+        self.pipeline = pipeline
+        self.policy = policy
+        self.purpose = purpose
+        self.fetcher = fetcher or PhotoFetcher()
+        self.cache = cache
+        self.embedded = 0  # embeddings computed by this enroller (not from the cache)
+
+    def enrol(self, rec: PhotoRecord) -> PhotoResult:
+        base = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
+        decision = self.policy.decide(rec.jurisdiction, self.purpose)
+        if not decision.allowed:
+            return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=decision.reason)
+        if not rec.use_for_recognition:
+            return PhotoResult(**base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION,
+                               detail="record says use_for_recognition: false")
+        key = EnrolCache.key(self.pipeline.embedder.digest, rec) if self.cache else None
+        if key is not None and (hit := self.cache.get(key)) is not None:
+            return hit
+        result = self._enrol(rec, base)
+        if key is not None and result.reason != DOWNLOAD_FAILED:
+            self.cache.put(key, result)
+        return result
+
+    def _enrol(self, rec: PhotoRecord, base: dict) -> PhotoResult:
+        try:
+            data = self.fetcher.fetch(rec.photo)
+        except FetchError as err:
+            return PhotoResult(**base, status=FAILED, reason=DOWNLOAD_FAILED, detail=err.reason)
+        except InputError as err:
+            return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
+        digest = sha256_bytes(data)
+        try:
+            image = decode_image(data, rec.photo)
+        except InputError as err:
+            return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason, sha256=digest)
+        faces = self.pipeline.detect(image)
+        if not faces:
+            return PhotoResult(**base, status=FAILED, reason=NO_FACE, detail="no face detected", sha256=digest)
+        if rec.box is not None:
+            overlaps = iou(np.asarray(rec.box, np.float32), np.stack([f.box for f in faces]))
+            best = int(np.argmax(overlaps))
+            if overlaps[best] < BOX_MIN_IOU:
+                return PhotoResult(**base, status=FAILED, reason=NO_FACE_IN_BOX, sha256=digest,
+                                   detail=f"{len(faces)} face(s) found, none overlaps the record's box (best IoU {overlaps[best]:.2f})")
+            face = faces[best]
+        elif len(faces) > 1:
+            return PhotoResult(**base, status=FAILED, reason=SEVERAL_FACES, sha256=digest,
+                               detail=f"{len(faces)} faces and no box in the record to say which")
+        else:
+            face = faces[0]
+        chip = self.pipeline.align(image, [face])
+        quality = assess(face, chip[0], self.pipeline.quality_config)
+        box = [round(float(v), 1) for v in face.box]
+        if not quality.ok:
+            reason = QUALITY_REASONS.get(quality.reasons[0], quality.reasons[0])
+            return PhotoResult(**base, status=FAILED, reason=reason, detail=",".join(quality.reasons),
+                               box=box, quality=quality.to_dict(), sha256=digest)
+        vector = self.pipeline.embed(chip)[0]
+        self.embedded += 1
+        return PhotoResult(**base, status=ENROLLED, embedding=vector, box=box, quality=quality.to_dict(), sha256=digest)
+
+
+def mark_duplicates(results: list[PhotoResult], near: float = 0.97) -> None:
+    """Within each person: byte-identical photos become ``duplicate`` failures (enrolled once);
+    photos whose embeddings are at least ``near`` cosine apart are noted as near-duplicates."""
+    by_person: dict[str, list[PhotoResult]] = {}
+    for r in results:
+        if r.status == ENROLLED:
+            by_person.setdefault(r.person_id, []).append(r)
+    for items in by_person.values():
+        seen: dict[str, str] = {}
+        kept: list[PhotoResult] = []
+        for r in items:
+            if r.sha256 in seen:
+                r.status, r.reason, r.detail = FAILED, DUPLICATE, f"same file as {seen[r.sha256]}"
+                r.embedding = None
+                continue
+            seen[r.sha256] = r.photo_id
+            for other in kept:
+                if float(np.dot(r.embedding, other.embedding)) >= near:
+                    r.near_duplicate_of = other.photo_id
+                    break
+            kept.append(r)

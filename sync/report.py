@@ -1,0 +1,67 @@
+"""The failure-to-enrol report: one row per photo with a reason code, and a summary line.
+
+Statuses: ``enrolled``; ``failed`` (unreadable, download_failed, no_face,
+several_faces, no_face_in_box, too_small, too_blurred, pose, duplicate);
+``excluded`` (policy_excluded: the record's jurisdiction is denied;
+not_for_recognition: the record says use_for_recognition false). Excluded
+photos were never read, let alone embedded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+FIELDS = ("photo_id", "person_id", "status", "reason", "detail", "source", "near_duplicate_of")
+
+
+def summarise(results) -> dict:
+    people: dict[str, bool] = {}
+    excluded_people: set[str] = set()
+    for r in results:
+        people[r.person_id] = people.get(r.person_id, False) or r.status == "enrolled"
+        if r.status == "excluded":
+            excluded_people.add(r.person_id)
+    statuses = Counter(r.status for r in results)
+    reasons = Counter(r.reason for r in results if r.reason)
+    considered = statuses["enrolled"] + statuses["failed"]  # photos we were allowed to try
+    people_considered = [p for p in people if p not in excluded_people or people[p]]
+    return {
+        "photos": len(results),
+        "photos_enrolled": statuses["enrolled"],
+        "photos_failed": statuses["failed"],
+        "photos_excluded": statuses["excluded"],
+        "photo_enrol_rate": round(statuses["enrolled"] / considered, 4) if considered else 0.0,
+        "people": len(people),
+        "people_enrolled": sum(people.values()),
+        "people_excluded": len(excluded_people - {p for p, ok in people.items() if ok}),
+        "people_enrol_rate": round(sum(people.values()) / len(people_considered), 4) if people_considered else 0.0,
+        "reasons": dict(sorted(reasons.items())),
+        "near_duplicates": sum(1 for r in results if r.near_duplicate_of),
+    }
+
+
+def summary_line(summary: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
+    return (f"enrolled {summary['photos_enrolled']} of {summary['photos_enrolled'] + summary['photos_failed']} photos "
+            f"({summary['photo_enrol_rate']:.1%}) and {summary['people_enrolled']} of "
+            f"{summary['people'] - summary['people_excluded']} people ({summary['people_enrol_rate']:.1%}); "
+            f"{summary['photos_excluded']} photos of {summary['people_excluded']} people excluded by policy or record; "
+            f"reasons: {reasons}")
+
+
+def write_report(results, path: Path, summary: dict | None = None) -> None:
+    """CSV (one row per photo) or JSON ({"summary":..., "photos": [...]}) by the file's suffix."""
+    path = Path(path)
+    summary = summary or summarise(results)
+    rows = [{k: ("" if getattr(r, k) is None else getattr(r, k)) for k in FIELDS} for r in results]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps({"summary": summary, "summary_line": summary_line(summary), "photos": rows}, indent=1))
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,109 @@
+"""CSV or JSON manifest: one row per photo.
+
+Columns / keys: ``person_id``, ``name``, ``photo`` (path relative to the
+manifest, absolute path, or http(s) URL) required; optional ``photo_id``,
+``jurisdiction``, ``department``, ``use_for_recognition`` (true/false, default
+true), ``box`` ("x1,y1,x2,y2"); every other column is an attribute kept for
+alerts (age, sex, date_last_seen, case_url, ...). In JSON, ``attributes`` may
+also be an object. JSON is a list of rows, ``{"photos": [...]}``, or JSON lines (.jsonl).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from lookout.errors import InputError
+from lookout.sync.records import PhotoRecord
+
+KNOWN = {"person_id", "name", "photo", "photo_id", "jurisdiction", "department", "use_for_recognition", "box", "attributes"}
+TRUE = {"1", "true", "yes", "y", "t"}
+FALSE = {"0", "false", "no", "n", "f"}
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE or text == "":
+        return True
+    if text in FALSE:
+        return False
+    raise InputError(where, f"use_for_recognition must be true or false, not {value!r}")
+
+
+def _box(value: Any, where: str):
+    if value in (None, ""):
+        return None
+    parts = value if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(",")
+    try:
+        box = tuple(float(v) for v in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise InputError(where, f"box must be x1,y1,x2,y2 with x2>x1 and y2>y1, not {value!r}")
+    return box
+
+
+def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
+    row = {str(k).strip(): v for k, v in row.items() if k is not None}
+    missing = [k for k in ("person_id", "name", "photo") if not str(row.get(k) or "").strip()]
+    if missing:
+        raise InputError(where, f"missing {', '.join(missing)}")
+    photo = str(row["photo"]).strip()
+    if base is not None and "://" not in photo and not Path(photo).is_absolute():
+        photo = str(base / photo)
+    attributes = dict(row.get("attributes") or {}) if isinstance(row.get("attributes"), dict) else {}
+    attributes.update({k: v for k, v in row.items() if k not in KNOWN and v not in (None, "")})
+    try:
+        return PhotoRecord(
+            person_id=str(row["person_id"]), name=str(row["name"]), photo=photo,
+            photo_id=(str(row["photo_id"]).strip() or None) if row.get("photo_id") not in (None, "") else None,
+            jurisdiction=row.get("jurisdiction") or None, department=row.get("department") or None,
+            use_for_recognition=_bool(row.get("use_for_recognition", True), where),
+            box=_box(row.get("box"), where), attributes=attributes, origin=where,
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InputError(where, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def read_manifest_file(path: Path) -> list[PhotoRecord]:
+    """All rows of a manifest; a bad row stops the read with its line (fix the manifest and rerun)."""
+    path = Path(path)
+    base = path.parent
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(str(path), err.strerror or str(err)) from None
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or not {"person_id", "name", "photo"} <= {f.strip() for f in reader.fieldnames}:
+            raise InputError(str(path), "CSV header must have person_id, name and photo columns")
+        return [row_to_record(row, base, f"{path}:{i}") for i, row in enumerate(reader, start=2)]
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((json.loads(line), f"{path}:{i}"))
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}:{i}", f"not JSON ({err.msg})") from None
+        return [row_to_record(r, base, w) for r, w in rows]
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(str(path), f"not JSON ({err.msg} at line {err.lineno})") from None
+    rows = doc.get("photos") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list):
+        raise InputError(str(path), "JSON manifest must be a list of rows or {\"photos\": [...]}")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}[{i}]", "row is not an object")
+        out.append(row_to_record(row, base, f"{path}[{i}]"))
+    return out
