@@ -24,6 +24,7 @@ PARTS = (
     "lookout.sync.cli",
     "lookout.device.cli",
     "lookout.relay.cli",
+    "lookout.evaluation.cli",
     "lookout.packaging.cli",
     "lookout.demo",
 )

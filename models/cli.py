@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
 
     describe = sub.add_parser("describe", help="print a model's manifest as JSON")
-    describe.add_argument("name", choices=list(ALL_MODELS))
+    describe.add_argument("name", help=f"a model name ({', '.join(ALL_MODELS)}) or a derived one (e.g. facenet-int8)")
     add_model_dir(describe)
     describe.set_defaults(func=_describe)
 
@@ -52,9 +52,14 @@ def _list(args: argparse.Namespace) -> int:
     store = ModelStore(args.model_dir)
     print(f"model dir: {store.root}")
     for status in store.statuses():
-        spec = ALL_MODELS[status.name]
         state = "ok" if status.ok else ("missing" if not status.present else "PROBLEM")
-        print(f"  {status.name:16s} {spec.kind:9s} {state:8s} {spec.description}")
+        if status.name in ALL_MODELS:
+            spec = ALL_MODELS[status.name]
+            kind, description = spec.kind, spec.description
+        else:
+            manifest = store.manifest(status.name)
+            kind, description = manifest.kind, f"{manifest.description} (made here from {manifest.extra['derived_from']})"
+        print(f"  {status.name:16s} {kind:9s} {state:8s} {description}")
     return 0
 
 

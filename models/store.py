@@ -87,8 +87,29 @@ class ModelStore:
         return manifest
 
     def manifest(self, name: str) -> ModelManifest:
-        get_spec(name)
-        return ModelManifest.read(self.folder(name))
+        """The manifest of a registry model, or of a model derived from one (``facenet-int8``)."""
+        if name in ALL_MODELS:
+            return ModelManifest.read(self.folder(name))
+        folder = self.folder(name)
+        if (folder / "manifest.json").exists():
+            manifest = ModelManifest.read(folder)
+            if manifest.extra.get("derived_from") in ALL_MODELS:
+                return manifest
+        get_spec(name)  # raises: unknown model
+        raise AssertionError("unreachable")
+
+    def derived_models(self) -> list[str]:
+        """Models made here from registry models (e.g. INT8 by `lookout quantize`), by folder name."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in sorted(p for p in self.root.iterdir() if p.name not in ALL_MODELS and p.is_dir()):
+            try:
+                if ModelManifest.read(folder).extra.get("derived_from") in ALL_MODELS:
+                    found.append(folder.name)
+            except ModelError:
+                continue
+        return found
 
     def status(self, name: str) -> ModelStatus:
         folder = self.folder(name)
@@ -101,7 +122,7 @@ class ModelStore:
         return ModelStatus(name, True, tuple(_file_problems(folder, manifest)))
 
     def statuses(self) -> list[ModelStatus]:
-        return [self.status(name) for name in ALL_MODELS]
+        return [self.status(name) for name in [*ALL_MODELS, *self.derived_models()]]
 
     def read_model(self, name: str) -> tuple[ov.Model, ModelManifest]:
         """Open a model after checking every file against its manifest; refuse on any mismatch."""

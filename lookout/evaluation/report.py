@@ -48,16 +48,17 @@ def draw_plots(doc: dict, out_dir: Path) -> dict[str, Path]:
     raw, threshold = doc["raw"], doc["threshold"]["value"]
 
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    bins = np.linspace(-0.2, 1.0, 49)
+    every = [v for k in ("impostor", "nonmated_max", "genuine") for v in raw[k] if v is not None]
+    bins = np.linspace(min(every + [threshold]) - 0.01, max(every + [threshold]) + 0.01, 49)
     for key, label, colour in (("impostor", "different people (1:1 impostor)", "tab:red"),
                                ("nonmated_max", "strangers' best gallery score", "tab:orange"),
                                ("genuine", "same person (genuine)", "tab:green")):
         values = [v for v in raw[key] if v is not None]
         if values:
-            ax.hist(values, bins=bins, alpha=0.55, density=True, color=colour, label=f"{label} (n={len(values)})")
+            ax.hist(values, bins=bins, alpha=0.55, weights=np.full(len(values), 1 / len(values)), color=colour, label=f"{label} (n={len(values)})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set_xlabel("similarity score (cosine)")
-    ax.set_ylabel("share of comparisons")
+    ax.set_ylabel("share of each kind of comparison")
     ax.set_title("Score distributions: the further apart, the better")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -351,4 +352,57 @@ def summary_lines(doc: dict) -> list[str]:
     ]
 
 
-__all__ = ["write_report", "markdown", "draw_plots", "summary_lines"]
+def comparison(docs: list[dict]) -> dict:
+    """The same evaluation under several models, side by side (e.g. FP32 against INT8)."""
+    rows = []
+    for d in docs:
+        o, at, speed = d["openset"], d["openset"]["at_threshold"], d.get("speed") or {}
+        rows.append({
+            "model": d["model"]["name"], "precision": d["model"]["precision"], "digest": d["model"]["digest"],
+            "rank1": o["rank1"], "rank5": o["rank5"], "dprime": d["scores"]["dprime"],
+            "genuine_min": d["scores"]["genuine"].get("min"), "genuine_median": d["scores"]["genuine"].get("median"),
+            "impostor_max": d["scores"]["impostor"].get("max"),
+            "threshold": d["threshold"]["value"], "threshold_source": d["threshold"]["source"],
+            "fnir": at["fnir"], "fpir": at["fpir"],
+            "ms_per_face_batch1": (speed.get("batch1") or {}).get("median_ms"),
+            "p95_ms_batch1": (speed.get("batch1") or {}).get("p95_ms"),
+            "faces_per_s_batch8": (speed.get("batch8") or {}).get("faces_per_s"),
+            "load_1min": speed.get("load_1min"),
+        })
+    base = rows[0]
+    for r in rows[1:]:
+        if base["ms_per_face_batch1"] and r["ms_per_face_batch1"]:
+            r["speedup_batch1"] = base["ms_per_face_batch1"] / r["ms_per_face_batch1"]
+        if base["dprime"] is not None and r["dprime"] is not None:
+            r["dprime_change"] = r["dprime"] - base["dprime"]
+        if base["rank1"] is not None and r["rank1"] is not None:
+            r["rank1_change"] = r["rank1"] - base["rank1"]
+    return {"dataset": docs[0]["dataset"], "rows": rows}
+
+
+def write_comparison(docs: list[dict], out_dir: Path) -> Path:
+    comp = comparison(docs)
+    out_dir = Path(out_dir)
+    (out_dir / "comparison.json").write_text(json.dumps(clean(comp), indent=1, allow_nan=False) + "\n")
+    lines = ["# Same evaluation, different models", "",
+             f"Data: {comp['dataset']['description']}. Each model has its own threshold, calibrated the same way "
+             "on the same data. Speed measured during the run (see the CPU load: a shared CPU slows every figure).", "",
+             "| model | precision | rank-1 | d' | same-person min / median | different-person max | threshold "
+             "| miss rate | false-alert rate | ms/face (batch 1, median / p95) | faces/s (batch 8) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in comp["rows"]:
+        speed = (f"{r['ms_per_face_batch1']:.2f} / {r['p95_ms_batch1']:.2f}" if r["ms_per_face_batch1"] else "n/a")
+        if r.get("speedup_batch1"):
+            speed += f" ({r['speedup_batch1']:.2f}x)"
+        lines.append(f"| {r['model']} | {r['precision']} | {_pct(r['rank1'])} | {_num(r['dprime'])} "
+                     f"| {r['genuine_min']} / {r['genuine_median']} | {r['impostor_max']} | {r['threshold']:.3f} "
+                     f"| {_pct(r['fnir'])} | {_pct(r['fpir'])} | {speed} "
+                     f"| {r['faces_per_s_batch8']:.0f} | {r['load_1min']} |")
+    lines += ["", "A lower-precision model is worth making the default only when rank-1 and d' are unchanged "
+              "within what this data can resolve, and its threshold is re-calibrated (never reuse the FP32 one).", ""]
+    path = out_dir / "comparison.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+__all__ = ["write_report", "markdown", "draw_plots", "summary_lines", "comparison", "write_comparison"]
