@@ -32,6 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         add_model_dir(p)
         p.set_defaults(func=func)
 
+    from lookout.evaluation.cli import register_quantize
+
+    register_quantize(sub)
+
     describe = sub.add_parser("describe", help="print a model's manifest as JSON")
     describe.add_argument("name", help=f"a model name ({', '.join(ALL_MODELS)}) or a derived one (e.g. facenet-int8)")
     add_model_dir(describe)

@@ -99,7 +99,7 @@ class ModelStore:
         raise AssertionError("unreachable")
 
     def derived_models(self) -> list[str]:
-        """Models made here from registry models (e.g. INT8 by `lookout quantize`), by folder name."""
+        """Models made here from registry models (e.g. INT8 by `lookout models quantize`), by folder name."""
         if not self.root.is_dir():
             return []
         found = []

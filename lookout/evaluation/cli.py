@@ -1,4 +1,4 @@
-"""`lookout eval`, `lookout calibrate`, `lookout quantize` and `lookout bench embedders`."""
+"""`lookout eval`, `lookout calibrate`, `lookout models quantize` and `lookout bench embedders`."""
 
 from __future__ import annotations
 
@@ -48,14 +48,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_options(cal)
     cal.set_defaults(func=_calibrate, device="CPU")
 
-    qz = commands.add_parser("quantize", help="make an INT8 version of an embedder with NNCF, calibrated on faces")
-    qz.add_argument("--model", default="facenet", help="embedder to quantise (default facenet)")
+
+
+def register_quantize(models: argparse._SubParsersAction) -> None:
+    """Adds `lookout models quantize` (called by lookout.models.cli)."""
+    qz = models.add_parser("quantize", help="make an INT8 version of an embedder with NNCF, calibrated on faces")
+    qz.add_argument("--model", default="dlib-resnet", help="embedder to quantise (default dlib-resnet)")
     qz.add_argument("--data", type=Path, nargs="+", required=True, metavar="FOLDER",
                     help="folders of face photos (searched recursively); keep evaluation probes out of them")
     qz.add_argument("--augment", type=int, default=3, help="jittered copies of each face added to calibration")
     qz.add_argument("--device", default="CPU", help="OpenVINO device for the agreement check")
     add_model_dir(qz)
-    qz.set_defaults(func=_quantize)
+    qz.set_defaults(func=quantize_command)
 
 
 def register_bench(benches: argparse._SubParsersAction) -> None:
@@ -217,7 +221,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 # -- quantize, bench ------------------------------------------------------------------------------
 
-def _quantize(args: argparse.Namespace) -> int:
+def quantize_command(args: argparse.Namespace) -> int:
     from lookout.evaluation.datasets import aligned_chips, image_files
     from lookout.face.pipeline import PipelineConfig
     from lookout.models.quantize import int8_name, quantize_embedder
