@@ -1,0 +1,106 @@
+"""`lookout run --check-config`: validate the config and everything it points at, without running.
+
+Checks: models present and intact in the model store, the policy file and whether it
+allows recognition at the device's location, the public key, the gallery bundle
+(signature, files, model digest, policy), the source (files and folders are opened;
+cameras and streams are only described, opening them may take long), the MQTT TLS
+files, and that the outbox folder is writable. Prints one line per check; exit 0 when
+all pass, 2 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lookout.device.config import DeviceConfig
+from lookout.device.sources import CaptureSource, open_source
+from lookout.errors import LookoutError
+
+
+def check_config(cfg: DeviceConfig, out=print) -> int:
+    problems = 0
+
+    def ok(what: str, detail: str = "") -> None:
+        out(f"ok    {what}" + (f": {detail}" if detail else ""))
+
+    def bad(what: str, detail: str) -> None:
+        nonlocal problems
+        problems += 1
+        out(f"FAIL  {what}: {detail}")
+
+    ok("config", f"device {cfg.device_id}, source {cfg.source.url}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
+                 f"topics {cfg.mqtt.topic_prefix}/{cfg.device_id}/...")
+    digest = None
+    try:
+        from lookout.models.store import ModelStore
+
+        store = ModelStore(cfg.models.model_dir)
+        for name in (cfg.models.detector, cfg.models.embedder):
+            status = store.status(name)
+            if status.ok:
+                ok(f"model {name}")
+            else:
+                bad(f"model {name}", "; ".join(getattr(status, "problems", []) or ["missing or damaged"])
+                    + f" (fetch it: lookout models fetch {name})")
+        digest = store.manifest(cfg.models.embedder).digest
+    except (LookoutError, OSError, KeyError) as err:
+        bad("models", str(err))
+    policy = None
+    try:
+        from lookout.device.runtime import check_jurisdiction, load_policy
+
+        policy = load_policy(cfg)
+        ok("policy", f"{policy.version} from {policy.source}")
+        if cfg.recognition.enabled:
+            ok("jurisdiction", check_jurisdiction(cfg, policy))
+        else:
+            ok("recognition", "disabled: detection and tracking only")
+    except LookoutError as err:
+        bad("policy", str(err))
+    if cfg.recognition.enabled and policy is not None:
+        g = cfg.gallery
+        bundle_dir = g.bundle_dir
+        if g.store_dir is not None:
+            from lookout.sync.pull import BundleStore
+
+            # BundleStore creates its folders: only look inside one that exists.
+            bundle_dir = BundleStore(g.store_dir).current_dir() if g.store_dir.is_dir() else None
+            if bundle_dir is None:
+                (ok if g.pull else bad)("gallery", f"store {g.store_dir} holds no bundle yet"
+                                        + (" (the puller will fetch one)" if g.pull else ""))
+        if bundle_dir is not None:
+            try:
+                from lookout.sync.bundle import load_bundle
+
+                gallery = load_bundle(bundle_dir, g.public_key, digest, policy, location=cfg.location.jurisdiction)
+                ok("gallery", f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "
+                              f"threshold {gallery.threshold}")
+            except LookoutError as err:
+                bad("gallery", str(err))
+    try:
+        source = open_source(cfg.source.url, cfg.source.kind, fps=cfg.source.fps)
+        if isinstance(source, CaptureSource):
+            ok("source", f"{source.name} (live; opened at start, retried with backoff if unavailable)")
+        else:
+            source.open()
+            ok("source", f"{source.name} ({source.nominal_fps:g} fps)")
+            source.close()
+    except LookoutError as err:
+        bad("source", str(err))
+    tls = cfg.mqtt.tls
+    if tls is not None:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, name)
+            if path is not None and not path.is_file():
+                bad(f"mqtt.tls.{name}", f"{path} does not exist")
+    if cfg.mqtt.password_env and cfg.mqtt.password_env not in os.environ:
+        bad("mqtt.password_env", f"environment variable {cfg.mqtt.password_env} is not set")
+    folder = cfg.outbox.path.parent
+    if folder.exists() and not os.access(folder, os.W_OK):
+        bad("outbox.path", f"{folder} is not writable")
+    else:
+        ok("outbox", str(cfg.outbox.path))
+    if cfg.debug.save_frames_dir:
+        out(f"WARN  debug.save_frames_dir is set: every frame will be written to {cfg.debug.save_frames_dir}")
+    out("config OK" if not problems else f"{problems} problem(s)")
+    return 0 if not problems else 2

@@ -1,0 +1,354 @@
+"""Device configuration: one YAML or TOML file, environment overrides, CLI flags, validated at start.
+
+Precedence, lowest first: defaults < the file < ``LOOKOUT_DEVICE__<SECTION>__<KEY>=value``
+environment variables < ``--set section.key=value`` flags (and the shortcut flags of
+``lookout run``). Environment and flag values are read as YAML scalars, so ``8080`` is a
+number, ``false`` a boolean and ``null`` unset. Example::
+
+    LOOKOUT_DEVICE__MQTT__HOST=broker.local lookout run --config device.yaml --set recognition.k=2
+
+Relative paths in the file are taken relative to the file's folder. Secrets are never
+in the file: ``mqtt.password_env`` names the variable that holds the broker password.
+See docs/device.md for every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lookout.errors import ConfigError, InputError
+from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.mqtt import MqttSettings
+from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
+
+ENV_PREFIX = "LOOKOUT_DEVICE__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class LocationConfig(_Section):
+    name: str | None = Field(None, min_length=1, max_length=200, description="human-readable place, sent in events")
+    jurisdiction: str | None = Field(None, description="ISO 3166-2 code (e.g. GB, US-IL) checked against the policy")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+class BackoffConfig(_Section):
+    initial_s: float = Field(1.0, gt=0)
+    max_s: float = Field(30.0, gt=0)
+
+
+class SourceConfig(_Section):
+    url: str = Field(..., min_length=1, description="video file, image folder, USB camera index (0), rtsp:// or http(s):// URL")
+    kind: Literal["auto", "file", "folder", "usb", "stream"] = "auto"
+    realtime: bool | None = Field(
+        None, description="files/folders: play at their own rate and drop frames when behind (default true); "
+                          "false processes every frame as fast as possible (tests, benchmarks)")
+    fps: float | None = Field(None, gt=0, description="frame rate of a folder (default 2) or override a file's")
+    loop: bool = Field(False, description="files/folders: start again at the end")
+    reopen: BackoffConfig = BackoffConfig()
+    give_up_after_s: float = Field(0, ge=0, description="stop when a camera/stream stays unavailable this long; 0 never")
+    width: int | None = Field(None, gt=0, description="USB cameras: ask for this frame width")
+    height: int | None = Field(None, gt=0)
+
+
+class ModelsConfig(_Section):
+    model_dir: Path | None = Field(None, description="model cache (default $LOOKOUT_MODEL_DIR or the user cache dir)")
+    device: str = Field("AUTO", description="OpenVINO device: AUTO, CPU, GPU, NPU")
+    detector: str = DEFAULT_DETECTOR
+    embedder: str = DEFAULT_EMBEDDER
+    detection_threshold: float | None = Field(None, gt=0, lt=1, description="detector score; default from its manifest")
+    tile: int = Field(0, ge=0, description="also detect in square tiles of this many pixels (small faces); 0 off")
+
+
+class QualitySettings(_Section):
+    min_size_px: float = Field(40.0, ge=0)
+    min_blur: float = Field(15.0, ge=0)
+    max_abs_yaw: float = Field(0.6, gt=0)
+    pitch_min: float = 0.45
+    pitch_max: float = 2.5
+
+
+class TrackingConfig(_Section):
+    iou_threshold: float = Field(0.3, gt=0, le=1, description="a detection continues a track when boxes overlap this much")
+    max_distance: float = Field(0.6, ge=0, description="...or when centres are within this many face widths")
+    max_missed: int = Field(8, ge=0, description="frames a track survives without a detection")
+
+
+class RecognitionConfig(_Section):
+    enabled: bool = Field(True, description="false: detection and tracking only (counting), nothing recognised")
+    embed: Literal["tracked", "all"] = Field(
+        "tracked", description="tracked: embed a face only while its track needs it; all: every face, every frame")
+    k: int = Field(3, ge=1, description="votes needed ...")
+    n: int = Field(5, ge=1, description="... among the last n embedded frames of a track")
+    threshold: float | None = Field(None, ge=-1, le=1, description="cosine needed; default: the gallery's threshold")
+    min_margin: float = Field(0.05, ge=0, le=2, description="best person's score over the second-best person's")
+    embed_every: int = Field(1, ge=1, description="frames between embeddings of an undecided track")
+    slow_embed_every: int = Field(5, ge=1, description="... once it has had 3n embeddings without a decision")
+    max_batch: int = Field(8, ge=1, le=64, description="faces per embedding request")
+    max_faces: int = Field(16, ge=1, le=64, description="faces embedded per frame at most (closest first)")
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> "RecognitionConfig":
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) cannot exceed n ({self.n})")
+        return self
+
+
+class PullConfig(_Section):
+    url: str = Field(..., description="where the bundle is published (https:// or s3://)")
+    interval_s: float = Field(300, gt=0)
+
+
+class GalleryConfig(_Section):
+    bundle_dir: Path | None = Field(None, description="a fixed bundle folder")
+    store_dir: Path | None = Field(None, description="a bundle store (lookout sync), its current bundle is used")
+    public_key: Path | None = Field(None, description="Ed25519 public key (PEM) that signs bundles")
+    policy: Path | None = Field(None, description="jurisdiction policy file; unset: the built-in default")
+    pull: PullConfig | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> "GalleryConfig":
+        if self.bundle_dir is not None and self.store_dir is not None:
+            raise ValueError("set bundle_dir or store_dir, not both")
+        if self.pull is not None and self.store_dir is None:
+            raise ValueError("pull needs store_dir (where pulled bundles are kept)")
+        return self
+
+
+class EventsConfig(_Section):
+    ttl_s: float = Field(300, gt=0, description="an event not delivered within this is marked stale")
+    crop: bool = Field(True, description="attach a small JPEG of the face (policy may still forbid it)")
+    crop_px: int = Field(112, ge=32, le=512, description="longest side of the crop")
+    crop_max_bytes: int = Field(16384, ge=1024, le=32768)
+    cooldown_s: float = Field(60, ge=0, description="per person: at most one event per this many seconds")
+
+
+class DeviceMqttConfig(MqttSettings):
+    topic_prefix: str = DEFAULT_PREFIX
+    qos: Literal[1] = 1
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        try:
+            return check_prefix(value)
+        except InputError as err:
+            raise ValueError(str(err)) from None
+
+
+class OutboxConfig(_Section):
+    path: Path = Field(Path("outbox.sqlite"), description="SQLite file (WAL) holding events until the broker has them")
+    max_events: int = Field(100_000, ge=10, description="oldest events are dropped (logged) beyond this")
+    resend_s: float = Field(10, gt=0, description="an unacknowledged send is retried after this many seconds")
+    inflight: int = Field(20, ge=1, le=1000, description="events sent and not yet acknowledged at most")
+    flush_at_end_s: float = Field(15, ge=0, description="when a file source ends: wait this long for undelivered events")
+
+
+class StatusConfig(_Section):
+    heartbeat_s: float = Field(10, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus text on 127.0.0.1:port; unset off")
+    metrics_host: str = "127.0.0.1"
+
+
+class DebugConfig(_Section):
+    save_frames_dir: Path | None = Field(None, description="write every processed frame here as JPEG (announced at start)")
+
+
+class DeviceConfig(_Section):
+    device_id: str
+    device_name: str | None = Field(None, min_length=1, max_length=200)
+    location: LocationConfig = LocationConfig()
+    purpose: str = Field("identification", description="purpose checked against the policy")
+    source: SourceConfig
+    models: ModelsConfig = ModelsConfig()
+    quality: QualitySettings = QualitySettings()
+    tracking: TrackingConfig = TrackingConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+    gallery: GalleryConfig = GalleryConfig()
+    events: EventsConfig = EventsConfig()
+    mqtt: DeviceMqttConfig = DeviceMqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    status: StatusConfig = StatusConfig()
+    debug: DebugConfig = DebugConfig()
+    clock: Literal["wall", "video"] = Field(
+        "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)")
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        try:
+            return check_device_id(value)
+        except InputError as err:
+            raise ValueError(str(err)) from None
+
+    @model_validator(mode="after")
+    def _cross(self) -> "DeviceConfig":
+        if self.recognition.enabled and self.gallery.bundle_dir is None and self.gallery.store_dir is None:
+            raise ValueError("gallery: set bundle_dir or store_dir (or recognition.enabled: false for detection only)")
+        if self.recognition.enabled and self.gallery.public_key is None:
+            raise ValueError("gallery.public_key: needed to check the bundle's signature")
+        return self
+
+
+# -- loading ---------------------------------------------------------------------------
+
+def _set_path(doc: dict, keys: list[str], value: object, where: str) -> None:
+    node = doc
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {'.'.join(keys)}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _scalar(raw: str, where: str) -> object:
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not a valid value: {err}") from None
+
+
+def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], object, str]]:
+    out = []
+    for name, raw in sorted(environ.items()):
+        if name.upper().startswith(ENV_PREFIX):
+            keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+            if keys:
+                out.append((keys, _scalar(raw, f"environment {name}"), f"environment {name}"))
+    return out
+
+
+def flag_overrides(assignments: list[str]) -> list[tuple[list[str], object, str]]:
+    out = []
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        out.append(([k for k in key.strip().split(".") if k], _scalar(raw, f"--set {key}"), f"--set {key}"))
+    return out
+
+
+def read_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file: {err.strerror or err}") from None
+    try:
+        doc = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
+        raise ConfigError(f"{path}: not valid {kind}: {err}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (device_id, source, mqtt, ...)")
+    return doc
+
+
+def _describe(err: ValidationError, origins: dict[str, str]) -> str:
+    lines = []
+    for item in err.errors()[:10]:
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        got = ""
+        if item["type"] not in ("missing", "extra_forbidden") and not isinstance(item.get("input"), dict):
+            got = f" (got {item.get('input')!r})"
+        origin = origins.get(where)
+        lines.append(f"  {where}: {msg}{got}" + (f" [from {origin}]" if origin else ""))
+    more = err.error_count() - len(lines)
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    return "\n".join(lines)
+
+
+def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
+    def rel(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else base / p
+
+    g, m = cfg.gallery, cfg.models
+    src = cfg.source
+    url = src.url
+    if src.kind in ("auto", "file", "folder") and "://" not in url and not url.isdigit():
+        url = str(rel(Path(url)))
+    tls = cfg.mqtt.tls
+    if tls is not None:
+        tls = tls.model_copy(update={k: rel(getattr(tls, k)) for k in ("ca_file", "cert_file", "key_file")})
+    return cfg.model_copy(update={
+        "source": src.model_copy(update={"url": url}),
+        "models": m.model_copy(update={"model_dir": rel(m.model_dir)}),
+        "gallery": g.model_copy(update={k: rel(getattr(g, k)) for k in ("bundle_dir", "store_dir", "public_key", "policy")}),
+        "outbox": cfg.outbox.model_copy(update={"path": rel(cfg.outbox.path)}),
+        "debug": cfg.debug.model_copy(update={"save_frames_dir": rel(cfg.debug.save_frames_dir)}),
+        "mqtt": cfg.mqtt.model_copy(update={"tls": tls}),
+    })
+
+
+def load_config(path: Path | str | None, *, environ: dict[str, str] | None = None,
+                 overrides: list[str] | None = None) -> DeviceConfig:
+    """Read the file, apply environment and flag overrides, validate. Raises ConfigError listing every problem."""
+    environ = dict(os.environ if environ is None else environ)
+    doc: dict = {}
+    source = "device config"
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        doc = read_file(path)
+        source = str(path)
+        base = path.resolve().parent
+    origins: dict[str, str] = {}
+    for keys, value, where in env_overrides(environ) + flag_overrides(overrides or []):
+        _set_path(doc, keys, value, where)
+        origins[".".join(keys)] = where
+    try:
+        cfg = DeviceConfig.model_validate(doc)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid configuration:\n{_describe(err, origins)}") from None
+    return _resolve_paths(cfg, base)
+
+
+def example_config() -> str:
+    """A commented starting point (``lookout run --example-config``)."""
+    return EXAMPLE
+
+
+EXAMPLE = """\
+# Lookout device configuration (YAML; TOML with the same keys works too). See docs/device.md.
+device_id: cam-lobby-01
+device_name: Lobby camera
+location: {name: Head office lobby, jurisdiction: GB}
+source:
+  url: rtsp://192.168.1.20:554/stream1   # or a video file, an image folder, a USB index like 0
+gallery:
+  store_dir: /var/lib/lookout/bundles
+  public_key: /etc/lookout/bundle-signing.pub.pem
+  # pull: {url: https://example.com/galleries/lobby, interval_s: 300}
+mqtt:
+  host: 127.0.0.1
+  port: 1883
+  client_id: cam-lobby-01
+  # tls: {ca_file: AmazonRootCA1.pem, cert_file: device.pem.crt, key_file: private.pem.key}
+outbox:
+  path: /var/lib/lookout/outbox.sqlite
+events:
+  cooldown_s: 60
+status:
+  heartbeat_s: 10
+  # metrics_port: 9108
+"""

@@ -1,0 +1,222 @@
+"""The durable outbox: every event is on disk before it is sent, and leaves only when acknowledged.
+
+SQLite in WAL mode with ``synchronous=FULL``: when :meth:`Outbox.add` returns, the
+event survives a crash (kill -9) or power loss. :class:`OutboxSender` hands events to
+the publisher oldest first while it is connected, with a bounded number in flight,
+and deletes each one when the broker acknowledges it (PUBACK). Events already handed
+to the publisher are its to retransmit after a reconnect (paho resends unacknowledged
+QoS 1 messages itself, in order); after a restart everything still in the outbox is
+sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
+
+Each row carries the event's expiry: a row past it is counted and logged as stale
+when it is finally sent (the event itself says ``expires_at``, so subscribers can
+show it as old news). Nothing is dropped for being stale; the outbox is capped at
+``max_events`` rows, oldest dropped first, with a warning.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from lookout.device.publisher import EventPublisher
+from lookout.errors import ConfigError
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_sent_at REAL,
+    stale INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    topic: str
+    payload: bytes
+    created_at: float
+    expires_at: float
+    attempts: int
+
+
+class Outbox:
+    """A thread-safe SQLite queue of events (one connection, one lock)."""
+
+    def __init__(self, path: Path, max_events: int = 100_000) -> None:
+        self.path = Path(path)
+        self.max_events = max_events
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as err:
+            raise ConfigError(f"outbox.path: cannot open {self.path}: {err}") from None
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self.stale_sent = 0
+
+    def add(self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float | None = None) -> int:
+        """Store an event durably; returns its sequence number. A repeated event id is ignored."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?)",
+                (event_id, topic, payload, created_at or time.time(), expires_at))
+            seq = cur.lastrowid
+            over = self._count() - self.max_events
+            if over > 0:
+                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,))
+                self.dropped += over
+                log.warning("outbox.full", dropped=over, max_events=self.max_events)
+            return seq
+
+    def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxRow]:
+        """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts FROM outbox ORDER BY seq LIMIT ?",
+                (limit + len(exclude),)).fetchall()
+        return [OutboxRow(*r) for r in rows if r[0] not in exclude][:limit]
+
+    def mark_sent(self, seq: int, now: float, stale: bool) -> None:
+        with self._lock:
+            self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_sent_at = ?, stale = ? WHERE seq = ?",
+                             (now, int(stale), seq))
+
+    def remove(self, seq: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def _count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._count()
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            self._db.close()
+
+
+class OutboxSender:
+    """A thread moving outbox rows to the publisher; rows are removed on acknowledgement."""
+
+    def __init__(self, outbox: Outbox, publisher: EventPublisher, *, inflight: int = 20, retry_s: float = 10.0,
+                 on_delivered=None) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.max_inflight = inflight
+        self.retry_s = retry_s
+        self.on_delivered = on_delivered  # callback(row, ack_time) for latency metrics
+        self._inflight: dict[int, OutboxRow] = {}
+        self._retry_after: dict[int, float] = {}
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+
+    def start(self) -> "OutboxSender":
+        self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    @property
+    def inflight(self) -> int:
+        with self._cond:
+            return len(self._inflight)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                self._cond.wait(timeout=0.5)
+                if self._stop:
+                    return
+            try:
+                self._send_some()
+            except Exception as err:  # keep the sender alive; the rows stay in the outbox
+                log.error("outbox.send_failed", error=repr(err))
+                time.sleep(1)
+
+    def _send_some(self) -> None:
+        if not self.publisher.connected:
+            return
+        now = time.time()
+        with self._cond:
+            room = self.max_inflight - len(self._inflight)
+            busy = set(self._inflight) | {s for s, t in self._retry_after.items() if t > now}
+        if room <= 0:
+            return
+        for row in self.outbox.pending(room, busy):
+            stale = row.expires_at <= now
+            if stale:
+                self.outbox.stale_sent += 1
+                log.warning("outbox.stale", event_id=row.event_id, age_s=round(now - row.created_at, 1))
+            with self._cond:
+                self._inflight[row.seq] = row
+                self._retry_after.pop(row.seq, None)
+            ok = self.publisher.publish(row.topic, row.payload, qos=1, on_ack=partial(self._acked, row))
+            if not ok:
+                with self._cond:
+                    self._inflight.pop(row.seq, None)
+                break
+            self.outbox.mark_sent(row.seq, now, stale)
+
+    def _acked(self, row: OutboxRow, ok: bool, reason: str = "") -> None:
+        """Called by the publisher (its thread) when the broker acknowledged or refused ``row``."""
+        if ok:
+            self.outbox.remove(row.seq)
+            self.delivered += 1
+            if self.on_delivered:
+                self.on_delivered(row, time.time())
+        else:
+            log.warning("outbox.refused", event_id=row.event_id, reason=reason, retry_in_s=self.retry_s)
+        with self._cond:
+            self._inflight.pop(row.seq, None)
+            if not ok:
+                self._retry_after[row.seq] = time.time() + self.retry_s
+            self._cond.notify()
+
+    def flush(self, timeout: float, abort: threading.Event | None = None) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout`` passes or ``abort`` is set (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (abort is not None and abort.is_set()):
+            if self.outbox.count() == 0:
+                return True
+            self.wake()
+            time.sleep(0.05)
+        return self.outbox.count() == 0
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

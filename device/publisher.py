@@ -1,0 +1,186 @@
+"""How events leave the device: the :class:`EventPublisher` interface and its paho (MQTT) form.
+
+The runtime and the outbox only use this interface, so another transport (AWS IoT
+Greengrass IPC, where the nucleus owns the MQTT connection) is one more class:
+
+- ``start()`` / ``stop()``; ``connected`` tells whether a publish can go out now;
+- ``publish(topic, payload, qos=1, retain=False, on_ack=None) -> bool``: True when the
+  message was accepted for delivery; ``on_ack(ok, reason)`` is then called exactly once,
+  from any thread, when the broker acknowledged it (ok=True) or refused it (ok=False).
+  False means "not now" (e.g. disconnected); the caller keeps the event and retries.
+  ``on_ack`` must not be called while the publisher holds a lock ``publish`` needs;
+- ``on_connect``: a callback the runtime sets, run after every (re)connection (the
+  runtime publishes its retained online status there);
+- ``owns_connection``: True when this process owns the MQTT connection and can set a
+  last will (paho); False under Greengrass (status is then published on start and on
+  clean stop only).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import paho.mqtt.client as paho
+
+from lookout.log import get_logger
+from lookout.mqtt import MqttSettings, connect, make_client
+
+log = get_logger(__name__)
+
+AckCallback = Callable[..., None]  # (ok: bool, reason: str = "")
+
+
+class EventPublisher(ABC):
+    owns_connection: bool = False
+    on_connect: Callable[[], None] | None = None
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                on_ack: AckCallback | None = None) -> bool: ...
+
+
+class PahoPublisher(EventPublisher):
+    """MQTT v5 over paho-mqtt 2.x (VERSION2 callbacks), reconnecting by itself with backoff."""
+
+    owns_connection = True
+
+    def __init__(self, settings: MqttSettings, *, client_id: str,
+                 will: tuple[str, bytes, int, bool] | None = None) -> None:
+        self.settings = settings
+        self.client = make_client(settings, client_id=client_id, will=will)
+        self.client.max_inflight_messages_set(1000)  # the outbox bounds what is in flight
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        self._last_fail_log = float("-inf")
+        self._connected = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: dict[int, AckCallback | None] = {}
+        self._early: dict[int, tuple[bool, str]] = {}  # acks that came before publish() returned the mid
+        self.disconnects = 0
+        self._stopping = False
+
+    def start(self) -> None:
+        connect(self.client, self.settings, blocking=False)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                on_ack: AckCallback | None = None) -> bool:
+        if not self.connected:
+            return False
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        # NO_CONN: paho stored the message and sends it on reconnect, so it is accepted all the same.
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.warning("mqtt.publish_failed", topic=topic, rc=paho.error_string(info.rc))
+            return False
+        if qos == 0:
+            if on_ack:
+                on_ack(True)
+            return True
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = on_ack
+        if early is not None and on_ack:
+            on_ack(*early)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+            self._connected.clear()
+
+    # -- paho callbacks (network thread) -------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt.connect_refused", reason=str(reason_code), host=self.settings.host, port=self.settings.port)
+            return
+        self._connected.set()
+        log.info("mqtt.connected", host=self.settings.host, port=self.settings.port)
+        if self.on_connect:
+            try:
+                self.on_connect()
+            except Exception as err:
+                log.error("mqtt.on_connect_failed", error=repr(err))
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        now = time.monotonic()
+        if now - self._last_fail_log >= 30:
+            self._last_fail_log = now
+            log.warning("mqtt.unreachable", host=self.settings.host, port=self.settings.port,
+                        hint="events wait in the outbox; retrying with backoff")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and not self._stopping:
+            self.disconnects += 1
+            log.warning("mqtt.disconnected", reason=str(reason_code), will_retry=True)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        ok = not reason_code.is_failure
+        reason = "" if ok else str(reason_code)
+        with self._lock:
+            if mid in self._pending:
+                callback = self._pending.pop(mid)
+            else:
+                self._early[mid] = (ok, reason)
+                return
+        if callback:
+            callback(ok, reason)
+
+
+class MemoryPublisher(EventPublisher):
+    """Keeps messages in a list and acknowledges each at once: tests, and benchmarks without a broker."""
+
+    owns_connection = True
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._connected = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._connected = True
+        if self.on_connect:
+            self.on_connect()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def publish(self, topic, payload, *, qos=1, retain=False, on_ack=None) -> bool:
+        if not self._connected:
+            return False
+        with self._lock:
+            self.messages.append((topic, payload, retain))
+        if on_ack:
+            on_ack(True)
+        return True

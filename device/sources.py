@@ -1,0 +1,364 @@
+"""Where frames come from, and the grabber that keeps latency bounded.
+
+Sources: a video file, a folder of images (a slow camera), a USB camera index, an
+RTSP/HTTP stream (anything OpenCV's VideoCapture opens). Cameras and streams that
+drop are reopened with exponential backoff while the device keeps running.
+
+:class:`FrameGrabber` reads in its own thread into a one-frame slot. In live mode
+(cameras, streams, and files/folders played in real time) a new frame replaces one
+the pipeline has not taken yet: when processing falls behind, old frames are
+dropped, never queued, so frame-to-decision delay stays bounded by about one frame
+of processing. With ``realtime: false`` a file is read as fast as the pipeline takes
+frames, none dropped (tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lookout.errors import InputError
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+
+
+class SourceUnavailable(Exception):
+    """The camera or stream cannot be read right now (may come back)."""
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8
+    index: int  # frames read from the source so far (0-based), gaps mean drops
+    captured: float  # time.monotonic() when grabbed
+    pts: float  # seconds since the source started (video timestamps for files)
+
+
+class FrameSource(ABC):
+    live = False  # a camera/stream (reopen on failure) rather than a file/folder
+    nominal_fps: float | None = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    def open(self) -> None:
+        """Raise InputError (files: permanent) or SourceUnavailable (cameras/streams: retry)."""
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, float] | None:
+        """(image, pts seconds), or None at the end. Raises SourceUnavailable when a live source fails."""
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFileSource(FrameSource):
+    def __init__(self, path: Path, fps: float | None = None, loop: bool = False) -> None:
+        super().__init__(str(path))
+        self.path = Path(path)
+        self.fps_override = fps
+        self.loop = loop
+        self._cap: cv2.VideoCapture | None = None
+        self._offset = 0.0
+        self._last_pts = 0.0
+        self._count = 0
+
+    def open(self) -> None:
+        if not self.path.is_file():
+            raise InputError(f"video file {self.path}", "does not exist")
+        cap = cv2.VideoCapture(str(self.path))
+        ok, first = (cap.read() if cap.isOpened() else (False, None))
+        if not ok or first is None:
+            cap.release()
+            raise InputError(f"video file {self.path}", "cannot be decoded (not a video, or corrupt)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.nominal_fps = self.fps_override or (fps if 0 < fps < 1000 else 25.0)
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self._cap = cap
+        self._count = 0
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        assert self._cap is not None
+        ok, image = self._cap.read()
+        if not ok:
+            if self.loop and self._count > 0:
+                self._offset = self._last_pts + 1.0 / self.nominal_fps
+                self._cap.release()
+                self.open()
+                ok, image = self._cap.read()
+            if not ok:
+                return None
+        if self.fps_override:
+            pts = self._count / self.nominal_fps
+        else:
+            pts = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if pts <= 0 and self._count:
+                pts = self._count / self.nominal_fps
+        self._count += 1
+        self._last_pts = self._offset + pts
+        return image, self._last_pts
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FolderSource(FrameSource):
+    def __init__(self, path: Path, fps: float | None = None, loop: bool = False) -> None:
+        super().__init__(str(path))
+        self.path = Path(path)
+        self.nominal_fps = fps or 2.0
+        self.loop = loop
+        self._files: list[Path] = []
+        self._i = 0
+        self._n = 0
+
+    def open(self) -> None:
+        if not self.path.is_dir():
+            raise InputError(f"image folder {self.path}", "does not exist or is not a folder")
+        self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise InputError(f"image folder {self.path}", f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._i = 0
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        while True:
+            if self._i >= len(self._files):
+                if not self.loop:
+                    return None
+                self._i = 0
+            path = self._files[self._i]
+            self._i += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("source.unreadable_image", path=str(path))
+                continue
+            pts = self._n / self.nominal_fps
+            self._n += 1
+            return image, pts
+
+
+class CaptureSource(FrameSource):
+    """A USB camera (by index) or a network stream: live, reopened when it fails."""
+
+    live = True
+
+    def __init__(self, target: int | str, width: int | None = None, height: int | None = None) -> None:
+        super().__init__(f"camera {target}" if isinstance(target, int) else _redact(target))
+        self.target = target
+        self.width, self.height = width, height
+        self._cap: cv2.VideoCapture | None = None
+        self._t0 = 0.0
+        self._failures = 0
+
+    def open(self) -> None:
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000")
+        if isinstance(self.target, int):
+            cap = cv2.VideoCapture(self.target)
+        else:
+            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            what = "no camera at that index (unplugged, or in use by another program?)" if isinstance(self.target, int) \
+                else "cannot be opened (unreachable, wrong URL or credentials?)"
+            raise SourceUnavailable(what)
+        if self.width:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        if self.height:
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.nominal_fps = fps if 0 < fps < 1000 else None
+        self._cap = cap
+        self._t0 = time.monotonic()
+        self._failures = 0
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        assert self._cap is not None
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            raise SourceUnavailable("stopped delivering frames")
+        return image, time.monotonic() - self._t0
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def open_source(url: str, kind: str = "auto", *, fps: float | None = None, loop: bool = False,
+                width: int | None = None, height: int | None = None) -> FrameSource:
+    """The right FrameSource for a config's ``source.url`` / ``source.kind`` (not yet opened)."""
+    if kind == "auto":
+        if url.strip().isdigit():
+            kind = "usb"
+        elif url.lower().startswith(STREAM_SCHEMES):
+            kind = "stream"
+        elif Path(url).is_dir():
+            kind = "folder"
+        else:
+            kind = "file"
+    if kind == "usb":
+        if not url.strip().isdigit():
+            raise InputError(f"source {url!r}", "a USB camera is given by its index, such as 0")
+        return CaptureSource(int(url), width, height)
+    if kind == "stream":
+        return CaptureSource(url, width, height)
+    if kind == "folder":
+        return FolderSource(Path(url), fps, loop)
+    return VideoFileSource(Path(url), fps, loop)
+
+
+class FrameGrabber:
+    """Reads a source in a thread; the consumer always gets the newest frame (live) or every frame (not live)."""
+
+    def __init__(self, source: FrameSource, *, realtime: bool = True, backoff: tuple[float, float] = (1.0, 30.0),
+                 give_up_after_s: float = 0.0) -> None:
+        self.source = source
+        self.drop_old = realtime or source.live
+        self.pace = realtime and not source.live
+        self.backoff = backoff
+        self.give_up_after_s = give_up_after_s
+        self._slot: Frame | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self.finished = False  # the source ended (file) or gave up
+        self.error: str | None = None
+        self.frames = 0
+        self.dropped = 0
+        self.reopens = 0
+        self._opened = False
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> "FrameGrabber":
+        """Open a file/folder now, so that problems (InputError) show before anything else starts.
+        Cameras and streams are opened by the reading thread, with retries."""
+        if not self.source.live and not self._opened:
+            self.source.open()
+            self._opened = True
+        return self
+
+    def start(self) -> "FrameGrabber":
+        """Open (if not yet) and start reading."""
+        self.open()
+        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.source.close()
+
+    def get(self, timeout: float = 1.0) -> Frame | None:
+        """The next frame, or None (nothing within ``timeout``, or finished: check ``finished``)."""
+        with self._cond:
+            if self._slot is None and not self.finished:
+                self._cond.wait(timeout)
+            frame, self._slot = self._slot, None
+            self._cond.notify_all()
+            return frame
+
+    def _put(self, frame: Frame) -> bool:
+        with self._cond:
+            if not self.drop_old:
+                while self._slot is not None and not self._stop:
+                    self._cond.wait(0.5)
+            if self._stop:
+                return False
+            if self._slot is not None:
+                self.dropped += 1
+            self._slot = frame
+            self._cond.notify_all()
+            return True
+
+    def _finish(self, error: str | None = None) -> None:
+        with self._cond:
+            self.finished = True
+            self.error = error
+            self._cond.notify_all()
+
+    def _open_live(self) -> bool:
+        """Open a camera/stream, retrying with backoff; False when stopped or given up."""
+        delay, since = self.backoff[0], time.monotonic()
+        while not self._stop:
+            try:
+                self.source.open()
+                if self.reopens or delay != self.backoff[0]:
+                    log.info("source.opened", source=self.source.name)
+                return True
+            except SourceUnavailable as err:
+                waited = time.monotonic() - since
+                if self.give_up_after_s and waited >= self.give_up_after_s:
+                    msg = f"{self.source.name}: {err}; gave up after {waited:.0f} s"
+                    log.error("source.gave_up", source=self.source.name, reason=str(err), after_s=round(waited))
+                    self._finish(msg)
+                    return False
+                log.warning("source.unavailable", source=self.source.name, reason=str(err), retry_in_s=round(delay, 1))
+                with self._cond:
+                    self._cond.wait(delay)
+                delay = min(delay * 2, self.backoff[1])
+        return False
+
+    def _run(self) -> None:
+        index = 0
+        start = time.monotonic()
+        try:
+            if self.source.live and not self._open_live():
+                return
+            while not self._stop:
+                try:
+                    got = self.source.read()
+                except SourceUnavailable as err:
+                    log.warning("source.lost", source=self.source.name, reason=str(err))
+                    self.source.close()
+                    self.reopens += 1
+                    if not self._open_live():
+                        return
+                    continue
+                if got is None:
+                    log.info("source.ended", source=self.source.name, frames=index)
+                    self._finish()
+                    return
+                image, pts = got
+                if self.pace:
+                    delay = start + pts - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                frame = Frame(image, index, time.monotonic(), pts)
+                index += 1
+                self.frames = index
+                if not self._put(frame):
+                    return
+        except Exception as err:  # a bug or an OpenCV failure: say so, end the stream
+            log.error("source.failed", source=self.source.name, error=repr(err))
+            self._finish(f"{self.source.name}: {err}")
+        finally:
+            if not self.finished:
+                self._finish()
