@@ -14,14 +14,12 @@ See docs/device.md for every key.
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lookout.config_file import load_settings
 from lookout.errors import ConfigError, InputError
 from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
@@ -201,80 +199,6 @@ class DeviceConfig(_Section):
 
 # -- loading ---------------------------------------------------------------------------
 
-def _set_path(doc: dict, keys: list[str], value: object, where: str) -> None:
-    node = doc
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{where}: {'.'.join(keys)}: {key} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _scalar(raw: str, where: str) -> object:
-    if raw == "":
-        return None
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not a valid value: {err}") from None
-
-
-def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], object, str]]:
-    out = []
-    for name, raw in sorted(environ.items()):
-        if name.upper().startswith(ENV_PREFIX):
-            keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
-            if keys:
-                out.append((keys, _scalar(raw, f"environment {name}"), f"environment {name}"))
-    return out
-
-
-def flag_overrides(assignments: list[str]) -> list[tuple[list[str], object, str]]:
-    out = []
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        out.append(([k for k in key.strip().split(".") if k], _scalar(raw, f"--set {key}"), f"--set {key}"))
-    return out
-
-
-def read_file(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file: {err.strerror or err}") from None
-    try:
-        doc = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
-        raise ConfigError(f"{path}: not valid {kind}: {err}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections (device_id, source, mqtt, ...)")
-    return doc
-
-
-def _describe(err: ValidationError, origins: dict[str, str]) -> str:
-    lines = []
-    for item in err.errors()[:10]:
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        msg = item["msg"].removeprefix("Value error, ")
-        got = ""
-        if item["type"] not in ("missing", "extra_forbidden") and not isinstance(item.get("input"), dict):
-            got = f" (got {item.get('input')!r})"
-        origin = origins.get(where)
-        lines.append(f"  {where}: {msg}{got}" + (f" [from {origin}]" if origin else ""))
-    more = err.error_count() - len(lines)
-    if more > 0:
-        lines.append(f"  ... and {more} more")
-    return "\n".join(lines)
-
-
 def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
     def rel(p: Path | None) -> Path | None:
         if p is None:
@@ -303,23 +227,8 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
 def load_config(path: Path | str | None, *, environ: dict[str, str] | None = None,
                  overrides: list[str] | None = None) -> DeviceConfig:
     """Read the file, apply environment and flag overrides, validate. Raises ConfigError listing every problem."""
-    environ = dict(os.environ if environ is None else environ)
-    doc: dict = {}
-    source = "device config"
-    base = Path.cwd()
-    if path is not None:
-        path = Path(path)
-        doc = read_file(path)
-        source = str(path)
-        base = path.resolve().parent
-    origins: dict[str, str] = {}
-    for keys, value, where in env_overrides(environ) + flag_overrides(overrides or []):
-        _set_path(doc, keys, value, where)
-        origins[".".join(keys)] = where
-    try:
-        cfg = DeviceConfig.model_validate(doc)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: invalid configuration:\n{_describe(err, origins)}") from None
+    cfg, base = load_settings(DeviceConfig, path, env_prefix=ENV_PREFIX, what="device config",
+                              environ=environ, overrides=overrides or [])
     return _resolve_paths(cfg, base)
 
 

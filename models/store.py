@@ -14,6 +14,7 @@ Once fetched, nothing here touches the network.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ class ModelStore:
         staging = folder / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        _name_nodes_stably(model)
         ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
         manifest = _describe(spec, {f: sha256_file(staging / f) for f in IR_FILES})
         for f in IR_FILES:
@@ -132,6 +134,18 @@ class ModelStore:
         if problems:
             raise ModelError(f"model {name} refused: " + "; ".join(problems))
         return ov.Core().read_model(folder / "model.xml", folder / "model.bin"), manifest
+
+
+_AUTO_NAME = re.compile(r"[A-Za-z0-9]+_\d+")
+
+
+def _name_nodes_stably(model: ov.Model) -> None:
+    """Give nodes built in Python (auto-named like ``Convert_19177`` from a process-wide counter)
+    names from their place in the graph, so converting the same model anywhere writes the same
+    bytes and so the same digest: a gallery built in the cloud must match the device's model."""
+    for position, node in enumerate(model.get_ordered_ops()):
+        if _AUTO_NAME.fullmatch(node.get_friendly_name()):
+            node.set_friendly_name(f"{node.get_type_name()}_{position}")
 
 
 def _file_problems(folder: Path, manifest: ModelManifest) -> list[str]:

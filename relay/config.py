@@ -10,14 +10,13 @@ config names the environment variable that holds each one.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lookout.config_file import load_settings
 from lookout.errors import ConfigError, InputError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_prefix
@@ -198,32 +197,6 @@ class RelayConfig(_Strict):
         return self.galleries.get(gallery_id or "default") or self.galleries["default"]
 
 
-def _set_path(doc: dict, keys: list[str], value: object) -> None:
-    node = doc
-    for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[keys[-1]] = value
-
-
-def apply_env(doc: dict, environ: dict[str, str]) -> dict:
-    """Apply ``LOOKOUT_RELAY__A__B=value`` overrides onto the parsed YAML ``doc``."""
-    for name, raw in sorted(environ.items()):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
-        if not keys:
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"environment {name}: not a valid value: {err}") from None
-        _set_path(doc, keys, value)
-    return doc
-
-
 def _resolve_paths(cfg: RelayConfig, base: Path) -> RelayConfig:
     def rel(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p)
@@ -239,38 +212,8 @@ def _resolve_paths(cfg: RelayConfig, base: Path) -> RelayConfig:
     return cfg.model_copy(update=updates)
 
 
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for item in err.errors()[:8]:
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        value = item.get("input")
-        got = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) and item["type"] != "missing" else ""
-        parts.append(f"{where}: {item['msg']}{got}")
-    return "; ".join(parts)
-
-
 def load_config(path: Path | str | None, environ: dict[str, str] | None = None) -> RelayConfig:
-    """Read, override from the environment, and validate. Raises ConfigError naming the file and field."""
-    environ = dict(os.environ if environ is None else environ)
-    doc: dict = {}
-    source = "relay config (defaults)"
-    base = Path.cwd()
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        base = path.resolve().parent
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(loaded).__name__}")
-        doc = loaded or {}
-    apply_env(doc, environ)
-    try:
-        cfg = RelayConfig.model_validate(doc)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: {_describe(err)}") from None
+    """Read, override from the environment (``LOOKOUT_RELAY__A__B=value``), and validate.
+    Raises ConfigError naming the file and every bad field."""
+    cfg, base = load_settings(RelayConfig, path, env_prefix=ENV_PREFIX, what="relay config", environ=environ)
     return _resolve_paths(cfg, base)

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lookout.config_file import read_mapping
 from lookout.digest import sha256_bytes
 from lookout.errors import ConfigError
 
@@ -111,17 +111,7 @@ class Policy:
     @classmethod
     def load(cls, path: Path | str) -> "Policy":
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read policy file: {err.strerror or err}") from None
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path}: policy file is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: policy file must be a mapping with 'version' and 'rules'")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_mapping(path, "policy file"), str(path))
 
     # -- questions -------------------------------------------------------------
     @property

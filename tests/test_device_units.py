@@ -71,7 +71,7 @@ def test_config_errors_are_clear(tmp_path, override, words):
 
 
 def test_config_missing_and_broken_files(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config file"):
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read device config file"):
         load_config(tmp_path / "nope.yaml", environ={})
     bad = tmp_path / "bad.yaml"
     bad.write_text("device_id: [unclosed\n")

@@ -65,3 +65,14 @@ def test_source_file_with_wrong_digest_is_rejected(model_store: ModelStore, tmp_
 def test_unknown_model_name_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         get_spec("nope")
+
+
+def test_conversion_is_reproducible_across_stores(model_store: ModelStore, tmp_path) -> None:
+    """A gallery built in the cloud must carry the same model digest as the device's own conversion."""
+    digests = []
+    for name in ("a", "b"):
+        store = ModelStore(tmp_path / name)
+        store.root.mkdir()
+        (store.root / "downloads").symlink_to(model_store.root / "downloads")
+        digests.append(store.fetch("dlib-resnet").digest)
+    assert digests[0] == digests[1]

@@ -191,7 +191,7 @@ def test_directory_reopens_a_replaced_bundle_file(tmp_path):
 def test_config_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "relay.yaml"
     bad.write_text("mqtt:\n  port: lots\n")
-    with pytest.raises(ConfigError, match=r"relay.yaml: mqtt.port: Input should be a valid integer"):
+    with pytest.raises(ConfigError, match=r"relay.yaml: invalid configuration:\n  mqtt.port: Input should be a valid integer"):
         load_config(bad, {})
     bad.write_text("mqtt: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
