@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -146,8 +146,12 @@ class _Work:
 
 class Runtime:
     def __init__(self, cfg: DeviceConfig, *, publisher: EventPublisher | None = None,
-                 pipeline: FacePipeline | None = None) -> None:
+                 pipeline: FacePipeline | None = None, on_ready: Callable[["Runtime"], None] | None = None) -> None:
+        """``on_ready`` is called once, from the loop's thread, when frames are being processed with the
+        models loaded and (if recognition is on) a gallery in use: what a supervisor waits for."""
         self.cfg = cfg
+        self._on_ready = on_ready
+        self.ready = threading.Event()
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.metrics = Metrics()
         self.clock = Clock(cfg.clock)
@@ -233,6 +237,24 @@ class Runtime:
             self.gallery = new
             self.metrics.bundle_version = str(new.version)
             log.info("gallery.swapped", old=old, new=new.version, persons=getattr(new, "count_persons", None))
+        if not self.ready.is_set() and (self.gallery is not None or not self.recognition):
+            self.ready.set()
+            if self._on_ready is not None:
+                self._on_ready(self)
+
+    def apply_live(self, *, threshold: float | None, min_margin: float, cooldown_s: float, crop: bool) -> None:
+        """Settings that may change while running (a Greengrass configuration update): from the next frame.
+        ``threshold=None`` means the gallery's own (calibrated) threshold."""
+        cfg = self.cfg
+        self.cfg = cfg.model_copy(update={
+            "recognition": cfg.recognition.model_copy(update={"threshold": threshold, "min_margin": min_margin}),
+            "events": cfg.events.model_copy(update={"cooldown_s": cooldown_s, "crop": crop}),
+        })
+        decider = getattr(self, "decider", None)  # exists once the loop runs
+        if decider is not None:
+            decider.min_margin = min_margin
+            decider.cooldown.seconds = cooldown_s
+        log.info("config.live_update", threshold=threshold, min_margin=min_margin, cooldown_s=cooldown_s, crop=crop)
 
     # -- start-up ---------------------------------------------------------------------
     def _announce(self) -> None:
@@ -378,6 +400,7 @@ class Runtime:
         if save_dir:
             save_dir.mkdir(parents=True, exist_ok=True)
         prev: _Work | None = None
+        self._swap_if_ready()  # models loaded, publisher started: ready now if a gallery is in use
         while not self._stop.is_set():
             t0 = time.perf_counter()
             # Overlap the previous frame's embedding with this frame's detection only when a frame is

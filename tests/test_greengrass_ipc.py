@@ -14,6 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from lookout.device.config import DeviceConfig
+from lookout.device.cooldown import Cooldown
+from lookout.device.decision import Decider
+from lookout.device.runtime import Runtime
 from lookout.device.outbox import Outbox, OutboxSender
 from lookout.errors import ConfigError
 from lookout.packaging.config_updates import ConfigurationWatcher, LiveSettings, apply_live
@@ -112,7 +115,8 @@ def test_publisher_retries_until_the_nucleus_answers():
 def test_live_configuration_updates_apply_without_restart():
     cfg = DeviceConfig.model_validate({"device_id": "cam", "source": {"url": "0"},
                                        "recognition": {"enabled": False}})
-    runtime = SimpleNamespace(cfg=cfg, decider=SimpleNamespace(min_margin=0.05, cooldown=SimpleNamespace(seconds=60)))
+    runtime = Runtime(cfg)
+    runtime.decider = Decider(min_margin=0.05, cooldown=Cooldown(60))  # as the running loop holds it
     nucleus = FakeNucleus()
     # a cloud deployment stores numbers as floats, and booleans may come back as strings
     nucleus.config = {"threshold": 0.0, "margin": 0.05, "cooldownSeconds": 60.0, "sendCrop": True, "logLevel": "info"}

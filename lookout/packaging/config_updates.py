@@ -88,20 +88,8 @@ class LiveSettings:
 
 def apply_live(runtime: Any, settings: LiveSettings) -> None:
     """Apply the live keys to a running ``lookout.device.runtime.Runtime`` (from the next frame on)."""
-    if hasattr(runtime, "apply_live"):  # the runtime's own hook, when it has one
-        runtime.apply_live(threshold=settings.threshold or None, min_margin=settings.margin,
-                           cooldown_s=settings.cooldownSeconds, crop=settings.sendCrop)
-    else:
-        cfg = runtime.cfg
-        runtime.cfg = cfg.model_copy(update={
-            "recognition": cfg.recognition.model_copy(update={"threshold": settings.threshold or None,
-                                                              "min_margin": settings.margin}),
-            "events": cfg.events.model_copy(update={"cooldown_s": settings.cooldownSeconds, "crop": settings.sendCrop}),
-        })
-        decider = getattr(runtime, "decider", None)  # exists once the loop runs
-        if decider is not None:
-            decider.min_margin = settings.margin
-            decider.cooldown.seconds = settings.cooldownSeconds
+    runtime.apply_live(threshold=settings.threshold or None, min_margin=settings.margin,
+                       cooldown_s=settings.cooldownSeconds, crop=settings.sendCrop)
     logging.getLogger().setLevel(settings.logLevel.upper())
 
 

@@ -27,8 +27,6 @@ import logging
 import logging.handlers
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -202,29 +200,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _component_runtime(cfg, publisher, ready_file: str | None, kind: str):
-    """The device runtime, plus a watcher that writes the ready file once a gallery is in use."""
+    """The device runtime, writing the ready file once models are loaded and a gallery is in use."""
     from lookout.device.runtime import Runtime
     from lookout.log import get_logger
 
     log = get_logger("lookout.greengrass")
 
-    class ComponentRuntime(Runtime):
-        def _loop(self, grabber, pipeline):  # models loaded, publisher started: wait for a gallery, then ready
-            threading.Thread(target=self._announce_ready, name="ready", daemon=True).start()
-            return super()._loop(grabber, pipeline)
+    def announce_ready(runtime: Runtime) -> None:
+        info = {"pid": os.getpid(), "device_id": runtime.cfg.device_id, "publisher": kind,
+                "bundle_version": runtime.metrics.bundle_version, "recognition": runtime.recognition}
+        if ready_file:
+            _write_atomic(Path(ready_file), json.dumps(info) + "\n")
+        log.info("greengrass.ready", **{k: str(v) for k, v in info.items()})
 
-        def _announce_ready(self) -> None:
-            while not self._stop.is_set():
-                if not self.recognition or self.metrics.bundle_version:
-                    info = {"pid": os.getpid(), "device_id": self.cfg.device_id, "publisher": kind,
-                            "bundle_version": self.metrics.bundle_version, "recognition": self.recognition}
-                    if ready_file:
-                        _write_atomic(Path(ready_file), json.dumps(info) + "\n")
-                    log.info("greengrass.ready", **{k: str(v) for k, v in info.items()})
-                    return
-                time.sleep(0.2)
-
-    return ComponentRuntime(cfg, publisher=publisher)
+    return Runtime(cfg, publisher=publisher, on_ready=announce_ready)
 
 
 if __name__ == "__main__":
