@@ -108,7 +108,9 @@ class FaceDetector:
         h, w = image.shape[:2]
         scale = self.size / max(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        # Bilinear, also when shrinking: INTER_AREA cost 1-2.5 ms a 720p/1080p frame (as much as the
+        # model) and found the same faces of faces-dev (IoU with the listed boxes 0.85-0.98 either way).
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         tensor = np.zeros((1, self.size, self.size, 3), np.uint8)
         pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
         tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
