@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import openvino as ov
 
-from lookout.face.align import align_faces
-from lookout.face.detector import Letterbox, merge_faces, tile_regions
+from lookout.face.detector import Letterbox, merge_faces
 from lookout.face.pipeline import FacePipeline
 from lookout.face.types import Face
 
@@ -67,10 +66,7 @@ class Recognizer:
     # -- detection -----------------------------------------------------------------
     def start_detection(self, image: np.ndarray) -> _Pending:
         pending = _Pending()
-        regions = [(0, 0, image.shape[1], image.shape[0])]
-        if self.detector.config.tile:
-            regions += tile_regions(image.shape[1], image.shape[0], self.detector.config.tile)
-        for x, y, w, h in regions:
+        for x, y, w, h in self.detector.regions(image.shape[1], image.shape[0]):
             tensor, box = self.detector.prepare(image[y:y + h, x:x + w], offset=(x, y))
             job = _Job()
             self._det_queue.start_async({0: tensor}, job)
@@ -89,7 +85,7 @@ class Recognizer:
 
     # -- alignment and embedding ---------------------------------------------------------
     def align(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        return align_faces(image, faces, self.embedder.template, self.embedder.chip_size)
+        return self.pipeline.align(image, faces)
 
     def start_embedding(self, chips: np.ndarray) -> _Pending:
         pending = _Pending()

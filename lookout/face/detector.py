@@ -82,12 +82,13 @@ class FaceDetector:
             faces = self._detect_padded(image, pad)
         return faces
 
+    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """The (x, y, w, h) parts of a frame that get a model pass: the whole frame, plus tiles if configured."""
+        return [(0, 0, width, height), *tile_regions(width, height, self.config.tile)]
+
     def _detect_regions(self, image: np.ndarray) -> list[Face]:
-        regions = [(0, 0, image.shape[1], image.shape[0])]
-        if self.config.tile:
-            regions += tile_regions(image.shape[1], image.shape[0], self.config.tile)
         found: list[Face] = []
-        for x, y, w, h in regions:
+        for x, y, w, h in self.regions(image.shape[1], image.shape[0]):
             tensor, box = self.prepare(image[y:y + h, x:x + w], offset=(x, y))
             found += self.decode(self.infer(tensor), box, merge=False)
         return merge_faces(found, self.config.nms_iou, self.config.max_faces)
