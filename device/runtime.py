@@ -290,6 +290,9 @@ class Runtime:
         cfg = self.cfg
         self._announce()
         self.policy = load_policy(cfg)
+        self.crops_allowed = self.policy.crops_allowed(cfg.location.jurisdiction, cfg.purpose)
+        if cfg.events.crop and not self.crops_allowed:
+            log.info("policy.no_crops", jurisdiction=cfg.location.jurisdiction, effect="events carry no face image")
         if cfg.recognition.enabled:
             reason = check_jurisdiction(cfg, self.policy)
             log.info("policy.allows", jurisdiction=cfg.location.jurisdiction, purpose=cfg.purpose, why=reason)
@@ -507,7 +510,7 @@ class Runtime:
     def _emit(self, decision: Decision, work: _Work) -> None:
         cfg, gallery = self.cfg, work.gallery
         crop = None
-        if cfg.events.crop and decision.crop is not None:
+        if cfg.events.crop and self.crops_allowed and decision.crop is not None:
             crop = encode_crop(decision.crop, cfg.events.crop_px, cfg.events.crop_max_bytes)
         loc = cfg.location
         location = None

@@ -81,6 +81,7 @@ class LocalMosquitto:
         self._proc: subprocess.Popen | None = None
 
     def _write_config(self) -> None:
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",

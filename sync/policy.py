@@ -14,7 +14,12 @@ matches a (jurisdiction, purpose) pair decides, otherwise ``default`` does::
         purposes: [commercial]  # only for these purposes; omitted = every purpose
         decision: deny
         reason: Texas CUBI
+      - jurisdiction: DE
+        decision: allow
+        crops: false          # recognition allowed, but no face image leaves the device
 
+``crops`` (per rule, or for the whole policy; default true) says whether a
+device may attach a small JPEG of a matched face to its event.
 Jurisdiction codes are ISO 3166-2 style (``US-IL``), compared case-insensitively;
 a rule for ``US`` covers every ``US-*``, ``*`` covers everything.
 
@@ -53,6 +58,7 @@ class Rule(BaseModel):
     decision: Literal["allow", "deny"]
     purposes: list[str] | None = None  # None: every purpose
     reason: str = ""
+    crops: bool | None = None  # may matched-face crops leave the device? None: the policy's ``crops``
 
     @field_validator("jurisdiction")
     @classmethod
@@ -74,6 +80,7 @@ class PolicyDoc(BaseModel):
     version: str
     default: Literal["allow", "deny"] = "allow"
     unknown_jurisdiction: Literal["allow", "deny"] = "allow"
+    crops: bool = True
     rules: list[Rule] = Field(default_factory=list)
 
 
@@ -132,6 +139,15 @@ class Policy:
 
     def allows(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
         return self.decide(jurisdiction, purpose).allowed
+
+    def crops_allowed(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
+        """May a device there attach a face crop to a match event? The first matching rule that says, else the policy."""
+        code = (jurisdiction or "").strip().upper()
+        purpose = purpose or DEFAULT_PURPOSE
+        for rule in self.doc.rules:
+            if code and rule.matches(code, purpose) and rule.crops is not None:
+                return rule.crops
+        return self.doc.crops
 
     # -- persistence -----------------------------------------------------------
     def to_dict(self) -> dict:

@@ -453,3 +453,17 @@ def test_bundle_pulled_while_running_is_used_without_restart(world, tmp_path, pi
     events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
     assert events and {e.bundle_version for e in events} <= {"1", "2"}
     assert all(e.bundle_version == "2" for e in events if e.person_id == "sheldon")
+
+
+def test_policy_without_crops_sends_no_face_image(world, tmp_path, pipeline):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: crops-test\nrules:\n  - {jurisdiction: US-IL, decision: deny}\n"
+                      "  - {jurisdiction: DE, decision: allow, crops: false}\n")
+    publisher = MemoryPublisher()
+    doc = config(world, tmp_path, world.scene.path, location={"jurisdiction": "DE"},
+                 gallery={"policy": str(policy)}, events={"crop": True})
+    runtime, thread, result = start_runtime(doc, pipeline, publisher)
+    assert finish(thread, result) == 0
+    events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
+    assert events, "the people in the video are still recognised"
+    assert all(e.crop_jpeg() is None for e in events)

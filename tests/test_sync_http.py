@@ -168,6 +168,12 @@ def test_policy_rules(tmp_path):
     assert policy.version == "2025-03"
     assert policy.allows("US-TX", "missing_persons") and not policy.allows("US-TX", "commercial")
     assert not policy.allows("FR") and policy.allows("US-NY")
+    assert policy.crops_allowed("US-NY") and default.crops_allowed("GB")
+    (tmp_path / "c.yaml").write_text(
+        "version: c\ncrops: false\nrules:\n  - {jurisdiction: DE, decision: allow, crops: true}\n"
+        "  - {jurisdiction: FR, decision: allow}\n")
+    crops = Policy.load(tmp_path / "c.yaml")
+    assert crops.crops_allowed("DE") and not crops.crops_allowed("FR") and not crops.crops_allowed("GB")
     (tmp_path / "bad.yaml").write_text("version: 1\nrules: [{jurisdiction: X, decision: maybe}]\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         Policy.load(tmp_path / "bad.yaml")
