@@ -193,7 +193,16 @@ def _gallery_build(args: argparse.Namespace) -> int:
     print(f"{args.out}: version {m.version}, {m.counts['persons']} people, {m.counts['photos']} photos, model "
           f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}")
     print(report.summary_line)
+    _say_calibration(m)
     return 0 if m.counts["photos"] else 1
+
+
+def _say_calibration(manifest) -> None:
+    """Tell the operator when the threshold is the model's default rather than calibrated for this gallery."""
+    from lookout.evaluation.bundles import calibration_problems
+
+    for problem in calibration_problems(manifest):
+        print(f"note: {problem}")
 
 
 def _gallery_update(args: argparse.Namespace) -> int:
@@ -211,6 +220,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
     print(f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
           f"{m.counts['persons']} people, {m.counts['photos']} photos")
     print(report.summary_line)
+    _say_calibration(m)
     return 0
 
 
