@@ -40,6 +40,10 @@ log = get_logger(__name__)
 DEADLETTER_PAYLOAD_MAX = 64 * 1024
 PURGE_EVERY_S = 3600.0
 INTAKE_BATCH = 256
+# Group commit: wait this long for more messages before committing a batch, so a steady
+# stream shares fsyncs instead of paying one per event (at 1,000 events/s with
+# synchronous=full, one fsync an event queued up to seconds of latency on this disk).
+INTAKE_LINGER_S = 0.005
 
 
 def deadletter_message(topic: str, payload: bytes, reason: str, received_at: float) -> bytes:
@@ -196,9 +200,10 @@ class RelayService:
             if first is None:
                 return
             batch = [first]
+            linger_until = time.monotonic() + INTAKE_LINGER_S
             while len(batch) < INTAKE_BATCH:
                 try:
-                    nxt = self._inbox.get_nowait()
+                    nxt = self._inbox.get(timeout=max(0.0, linger_until - time.monotonic()))
                 except queue.Empty:
                     break
                 if nxt is None:
