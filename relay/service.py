@@ -91,6 +91,7 @@ class RelayService:
         self._seed_limiter(limiter)
         self.client = make_client(config.mqtt, manual_ack=True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
@@ -180,8 +181,14 @@ class RelayService:
             log.error("mqtt.refused", reason=str(reason_code))
             return
         client.subscribe(self._subscription(), qos=1)
-        self.connected.set()
         log.info("mqtt.connected", session_present=bool(getattr(flags, "session_present", False)))
+
+    def _on_subscribe(self, client: paho.Client, userdata, mid, reason_codes, properties) -> None:
+        """``connected`` means subscribed: set on SUBACK, so nothing published after it is missed."""
+        if any(code.is_failure for code in reason_codes):
+            log.error("mqtt.subscribe_refused", reasons=",".join(str(c) for c in reason_codes))
+            return
+        self.connected.set()
 
     def _on_disconnect(self, client: paho.Client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
