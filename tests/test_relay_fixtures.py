@@ -35,7 +35,7 @@ DIGEST = "ab" * 32
 PHONE = "+15555550123"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
     """Poll until ``predicate()`` is truthy; return it, or fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
