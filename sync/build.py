@@ -135,9 +135,7 @@ def build_gallery(records: Iterable[PhotoRecord], out_dir: Path, private_key, pi
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    summary = summarise(results)
-    if report_path:
-        write_report(results, report_path, summary)
+    summary = _summarise_and_report(results, report_path)
     report = BuildReport(out_dir, manifest, results, summary, enroller.embedded)
     log.info("gallery.built", bundle=str(out_dir), version=version, persons=manifest.counts["persons"],
              photos=manifest.counts["photos"], embedded=enroller.embedded, summary=summary_line(summary))
@@ -239,9 +237,7 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    summary = summarise(results)
-    if report_path:
-        write_report(results, report_path, summary)
+    summary = _summarise_and_report(results, report_path)
     changes = {
         "persons_added": sum(1 for r in upserts if r[0] not in old_persons),
         "persons_updated": sum(1 for r in upserts if r[0] in old_persons),
@@ -252,3 +248,11 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
              delta_bytes=sum(e.size for e in manifest.delta.files.values()),
              full_bytes=sum(e.size for e in manifest.files.values()))
     return report
+
+
+def _summarise_and_report(results, report_path) -> dict:
+    """The enrolment summary, also written as the failure-to-enrol report when a path is given."""
+    summary = summarise(results)
+    if report_path:
+        write_report(results, report_path, summary)
+    return summary
