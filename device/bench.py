@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from lookout.device.config import DeviceConfig
 from lookout.device.publisher import MemoryPublisher
 from lookout.device.videomaker import make_scene_video
+
 from lookout.face.pipeline import FacePipeline
 from lookout.log import get_logger
 
@@ -50,37 +50,63 @@ def _pct(values, q) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
 
 
-def run_device_bench(faces_dev: Path, *, seconds: float = 20.0, fps: float = 25.0, model_dir=None,
-                     device: str = "CPU", embedder: str | None = None, workdir: Path | None = None) -> dict:
+def run_device_bench(
+    faces_dev: Path,
+    *,
+    seconds: float = 20.0,
+    fps: float = 25.0,
+    model_dir=None,
+    device: str = "CPU",
+    embedder: str | None = None,
+    workdir: Path | None = None,
+) -> dict:
     from lookout.device.runtime import Runtime
-    from lookout.face.pipeline import PipelineConfig
     from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+
+    from lookout.face.pipeline import PipelineConfig
 
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lookout-bench-"))
     kwargs = {"embedder": embedder} if embedder else {}
     pipeline = FacePipeline.open(PipelineConfig(model_dir=model_dir, device=device, **kwargs))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} "
-          f"(1 min avg, before the runs); OpenVINO device {device}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} "
+        f"(1 min avg, before the runs); OpenVINO device {device}"
+    )
     print(f"models: {pipeline.detector.manifest.name} + {pipeline.embedder.name}")
     bundle, public = build_gallery(faces_dev, workdir, pipeline)
-    video = make_scene_video(workdir / "bench.mp4", faces_dev, fps=fps, photo_s=4.0, photos=BENCH_PHOTOS,
-                             blank_s=0.0, strangers=False, zoom=(1.0, 1.08))
-    print(f"video: {video.size[0]}x{video.size[1]} at {fps:g} fps, {video.duration_s:.0f} s looped, "
-          f"3-6 faces per frame ({', '.join(BENCH_PHOTOS)})")
+    video = make_scene_video(
+        workdir / "bench.mp4",
+        faces_dev,
+        fps=fps,
+        photo_s=4.0,
+        photos=BENCH_PHOTOS,
+        blank_s=0.0,
+        strangers=False,
+        zoom=(1.0, 1.08),
+    )
+    print(
+        f"video: {video.size[0]}x{video.size[1]} at {fps:g} fps, {video.duration_s:.0f} s looped, "
+        f"3-6 faces per frame ({', '.join(BENCH_PHOTOS)})"
+    )
     binary = find_mosquitto()
     (workdir / "mosquitto").mkdir(exist_ok=True)
     broker = LocalMosquitto(workdir=workdir / "mosquitto", binary=binary).start() if binary else None
     print("broker: " + (f"mosquitto on 127.0.0.1:{broker.port}" if broker else "none installed: in-memory stand-in"))
     results = {}
     try:
-        for name, embed, realtime, cooldown in (("tracked", "tracked", False, 60.0), ("all faces", "all", False, 60.0),
-                                                 ("camera rate", "tracked", True, 3.0)):
+        for name, embed, realtime, cooldown in (
+            ("tracked", "tracked", False, 60.0),
+            ("all faces", "all", False, 60.0),
+            ("camera rate", "tracked", True, 3.0),
+        ):
             doc = {
-                "device_id": "bench", "source": {"url": str(video.path), "realtime": realtime, "loop": True},
+                "device_id": "bench",
+                "source": {"url": str(video.path), "realtime": realtime, "loop": True},
                 "models": {"model_dir": model_dir, "device": device, **kwargs},
                 "gallery": {"bundle_dir": str(bundle), "public_key": str(public)},
-                "recognition": {"embed": embed}, "events": {"cooldown_s": cooldown},
+                "recognition": {"embed": embed},
+                "events": {"cooldown_s": cooldown},
                 "outbox": {"path": str(workdir / f"outbox-{embed}-{realtime}.sqlite")},
                 "status": {"heartbeat_s": 3600},
                 "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1883},
@@ -100,21 +126,32 @@ def run_device_bench(faces_dev: Path, *, seconds: float = 20.0, fps: float = 25.
             m = runtime.metrics
             sustained = (m.frames - warm.get("frames", 0)) / max(end - warm.get("t", end - 1), 1e-6)
             results[name] = r = {
-                "fps": sustained, "stage_ms": m.stage_ms(), "frames": m.frames, "dropped": m.dropped_frames,
-                "embedded_per_frame": m.embedded / max(m.frames, 1), "events": m.decisions,
+                "fps": sustained,
+                "stage_ms": m.stage_ms(),
+                "frames": m.frames,
+                "dropped": m.dropped_frames,
+                "embedded_per_frame": m.embedded / max(m.frames, 1),
+                "events": m.decisions,
                 "delivered": m.events_delivered,
-                "publish_p50": _pct(m.publish_latency, 50), "publish_p95": _pct(m.publish_latency, 95),
-                "decided_p50": _pct(m.decision_latency, 50), "decided_p95": _pct(m.decision_latency, 95),
-                "frame_p50": _pct(m.frame_latency, 50), "frame_p95": _pct(m.frame_latency, 95),
+                "publish_p50": _pct(m.publish_latency, 50),
+                "publish_p95": _pct(m.publish_latency, 95),
+                "decided_p50": _pct(m.decision_latency, 50),
+                "decided_p95": _pct(m.decision_latency, 95),
+                "frame_p50": _pct(m.frame_latency, 50),
+                "frame_p95": _pct(m.frame_latency, 95),
             }
             stages = "  ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items())
             print(f"\n[{name}] embed={embed} realtime={realtime} cooldown={cooldown:g}s")
-            print(f"  sustained {r['fps']:.1f} fps over {r['frames']} frames, {r['embedded_per_frame']:.2f} faces "
-                  f"embedded per frame, {r['dropped']} frames dropped")
+            print(
+                f"  sustained {r['fps']:.1f} fps over {r['frames']} frames, {r['embedded_per_frame']:.2f} faces "
+                f"embedded per frame, {r['dropped']} frames dropped"
+            )
             print(f"  per-stage mean ms: {stages}")
-            print(f"  events {r['events']} (delivered {r['delivered']}); frame->publish (PUBACK) "
-                  f"p50 {r['publish_p50']:.0f} ms  p95 {r['publish_p95']:.0f} ms; "
-                  f"frame->event in outbox p50 {r['decided_p50']:.0f} ms  p95 {r['decided_p95']:.0f} ms")
+            print(
+                f"  events {r['events']} (delivered {r['delivered']}); frame->publish (PUBACK) "
+                f"p50 {r['publish_p50']:.0f} ms  p95 {r['publish_p95']:.0f} ms; "
+                f"frame->event in outbox p50 {r['decided_p50']:.0f} ms  p95 {r['decided_p95']:.0f} ms"
+            )
             print(f"  every frame, grabbed->decided: p50 {r['frame_p50']:.0f} ms  p95 {r['frame_p95']:.0f} ms")
     finally:
         if broker:

@@ -14,6 +14,7 @@ import os
 
 from lookout.device.config import DeviceConfig
 from lookout.device.sources import CaptureSource, open_source
+
 from lookout.errors import LookoutError
 
 
@@ -28,8 +29,11 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         problems += 1
         out(f"FAIL  {what}: {detail}")
 
-    ok("config", f"device {cfg.device_id}, source {cfg.source.url}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
-                 f"topics {cfg.mqtt.topic_prefix}/{cfg.device_id}/...")
+    ok(
+        "config",
+        f"device {cfg.device_id}, source {cfg.source.url}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"topics {cfg.mqtt.topic_prefix}/{cfg.device_id}/...",
+    )
     digest = None
     try:
         from lookout.models.store import ModelStore
@@ -40,8 +44,11 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
             if status.ok:
                 ok(f"model {name}")
             else:
-                bad(f"model {name}", "; ".join(getattr(status, "problems", []) or ["missing or damaged"])
-                    + f" (fetch it: lookout models fetch {name})")
+                bad(
+                    f"model {name}",
+                    "; ".join(getattr(status, "problems", []) or ["missing or damaged"])
+                    + f" (fetch it: lookout models fetch {name})",
+                )
         digest = store.manifest(cfg.models.embedder).digest
     except (LookoutError, OSError, KeyError) as err:
         bad("models", str(err))
@@ -66,15 +73,20 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
             # BundleStore creates its folders: only look inside one that exists.
             bundle_dir = BundleStore(g.store_dir).current_dir() if g.store_dir.is_dir() else None
             if bundle_dir is None:
-                (ok if g.pull else bad)("gallery", f"store {g.store_dir} holds no bundle yet"
-                                        + (" (the puller will fetch one)" if g.pull else ""))
+                (ok if g.pull else bad)(
+                    "gallery",
+                    f"store {g.store_dir} holds no bundle yet" + (" (the puller will fetch one)" if g.pull else ""),
+                )
         if bundle_dir is not None:
             try:
                 from lookout.sync.bundle import load_bundle
 
                 gallery = load_bundle(bundle_dir, g.public_key, digest, policy, location=cfg.location.jurisdiction)
-                ok("gallery", f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "
-                              f"threshold {gallery.threshold}")
+                ok(
+                    "gallery",
+                    f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "
+                    f"threshold {gallery.threshold}",
+                )
             except LookoutError as err:
                 bad("gallery", str(err))
     try:

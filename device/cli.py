@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lookout.cli_options import add_model_dir
 from lookout.device.config import DeviceConfig, example_config, load_config
+
+from lookout.cli_options import add_model_dir
 from lookout.errors import ConfigError, LookoutError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX
@@ -18,11 +19,19 @@ DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "dat
 def register(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the device: camera frames in, match events out over MQTT")
     run.add_argument("--config", "-c", type=Path, help="device config file (YAML or TOML)")
-    run.add_argument("--check-config", action="store_true",
-                     help="validate the config and what it points at (models, key, bundle, policy, source), then exit")
+    run.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and what it points at (models, key, bundle, policy, source), then exit",
+    )
     run.add_argument("--example-config", action="store_true", help="print a commented example config and exit")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set recognition.k=2 (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set recognition.k=2 (repeatable)",
+    )
     run.add_argument("--source", help="shortcut for --set source.url=...")
     run.add_argument("--device-id", help="shortcut for --set device_id=...")
     run.add_argument("--mqtt-host", help="shortcut for --set mqtt.host=...")
@@ -72,8 +81,12 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def _load(args: argparse.Namespace) -> DeviceConfig:
     overrides = list(args.set)
-    for flag, key in (("source", "source.url"), ("device_id", "device_id"), ("mqtt_host", "mqtt.host"),
-                      ("mqtt_port", "mqtt.port")):
+    for flag, key in (
+        ("source", "source.url"),
+        ("device_id", "device_id"),
+        ("mqtt_host", "mqtt.host"),
+        ("mqtt_port", "mqtt.port"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -106,8 +119,15 @@ def _tail(args: argparse.Namespace) -> int:
     else:
         settings = MqttSettings(host=args.host, port=args.port)
         prefix = args.prefix or DEFAULT_PREFIX
-    tail(settings, prefix=prefix, device=args.device, as_json=args.json, heartbeats=args.heartbeats,
-         count=args.count, timeout=args.timeout)
+    tail(
+        settings,
+        prefix=prefix,
+        device=args.device,
+        as_json=args.json,
+        heartbeats=args.heartbeats,
+        count=args.count,
+        timeout=args.timeout,
+    )
     return 0
 
 
@@ -119,10 +139,19 @@ def _video(args: argparse.Namespace) -> int:
     if args.hold:
         info = make_hold_video(args.out, args.faces_dev, identity=args.hold, seconds=args.seconds, fps=args.fps)
     else:
-        info = make_scene_video(args.out, args.faces_dev, fps=args.fps, photo_s=args.photo_seconds,
-                                photos=tuple(p.strip() for p in args.photos.split(",") if p.strip()),
-                                blank_s=args.blank_seconds, strangers=not args.no_strangers, repeat=args.repeat)
-    print(f"{info.path}: {info.frames} frames, {info.duration_s:.1f} s at {info.fps:g} fps, {info.size[0]}x{info.size[1]}")
+        info = make_scene_video(
+            args.out,
+            args.faces_dev,
+            fps=args.fps,
+            photo_s=args.photo_seconds,
+            photos=tuple(p.strip() for p in args.photos.split(",") if p.strip()),
+            blank_s=args.blank_seconds,
+            strangers=not args.no_strangers,
+            repeat=args.repeat,
+        )
+    print(
+        f"{info.path}: {info.frames} frames, {info.duration_s:.1f} s at {info.fps:g} fps, {info.size[0]}x{info.size[1]}"
+    )
     for s in info.segments:
         who = f"  {', '.join(s.identities)}" if s.identities else ""
         print(f"  {s.start_s:6.1f}-{s.end_s:6.1f} s  {s.kind:8s} {s.source}{who}")
@@ -135,9 +164,15 @@ def _bench(args: argparse.Namespace) -> int:
     if not (args.faces_dev / "groups.csv").exists():
         print(f"lookout: --faces-dev {args.faces_dev}: not found; the device bench needs faces-dev", file=sys.stderr)
         return 2
-    run_device_bench(args.faces_dev, seconds=args.seconds, fps=args.fps, model_dir=args.model_dir,
-                     device=args.device, embedder=args.embedder)
+    run_device_bench(
+        args.faces_dev,
+        seconds=args.seconds,
+        fps=args.fps,
+        model_dir=args.model_dir,
+        device=args.device,
+        embedder=args.embedder,
+    )
     return 0
 
 
-__all__ = ["register", "register_bench", "LookoutError"]
+__all__ = ["LookoutError", "register", "register_bench"]

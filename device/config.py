@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lookout.config_file import load_settings
-from lookout.errors import ConfigError, InputError
-from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.errors import InputError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
 
@@ -45,15 +45,21 @@ class BackoffConfig(_Section):
 
 
 class SourceConfig(_Section):
-    url: str = Field(..., min_length=1, description="video file, image folder, USB camera index (0), rtsp:// or http(s):// URL")
+    url: str = Field(
+        ..., min_length=1, description="video file, image folder, USB camera index (0), rtsp:// or http(s):// URL"
+    )
     kind: Literal["auto", "file", "folder", "usb", "stream"] = "auto"
     realtime: bool | None = Field(
-        None, description="files/folders: play at their own rate and drop frames when behind (default true); "
-                          "false processes every frame as fast as possible (tests, benchmarks)")
+        None,
+        description="files/folders: play at their own rate and drop frames when behind (default true); "
+        "false processes every frame as fast as possible (tests, benchmarks)",
+    )
     fps: float | None = Field(None, gt=0, description="frame rate of a folder (default 2) or override a file's")
     loop: bool = Field(False, description="files/folders: start again at the end")
     reopen: BackoffConfig = BackoffConfig()
-    give_up_after_s: float = Field(0, ge=0, description="stop when a camera/stream stays unavailable this long; 0 never")
+    give_up_after_s: float = Field(
+        0, ge=0, description="stop when a camera/stream stays unavailable this long; 0 never"
+    )
     width: int | None = Field(None, gt=0, description="USB cameras: ask for this frame width")
     height: int | None = Field(None, gt=0)
 
@@ -76,7 +82,9 @@ class QualitySettings(_Section):
 
 
 class TrackingConfig(_Section):
-    iou_threshold: float = Field(0.3, gt=0, le=1, description="a detection continues a track when boxes overlap this much")
+    iou_threshold: float = Field(
+        0.3, gt=0, le=1, description="a detection continues a track when boxes overlap this much"
+    )
     max_distance: float = Field(0.6, ge=0, description="...or when centres are within this many face widths")
     max_missed: int = Field(8, ge=0, description="frames a track survives without a detection")
 
@@ -84,7 +92,8 @@ class TrackingConfig(_Section):
 class RecognitionConfig(_Section):
     enabled: bool = Field(True, description="false: detection and tracking only (counting), nothing recognised")
     embed: Literal["tracked", "all"] = Field(
-        "tracked", description="tracked: embed a face only while its track needs it; all: every face, every frame")
+        "tracked", description="tracked: embed a face only while its track needs it; all: every face, every frame"
+    )
     k: int = Field(3, ge=1, description="votes needed ...")
     n: int = Field(5, ge=1, description="... among the last n embedded frames of a track")
     threshold: float | None = Field(None, ge=-1, le=1, description="cosine needed; default: the gallery's threshold")
@@ -95,7 +104,7 @@ class RecognitionConfig(_Section):
     max_faces: int = Field(16, ge=1, le=64, description="faces embedded per frame at most (closest first)")
 
     @model_validator(mode="after")
-    def _k_of_n(self) -> "RecognitionConfig":
+    def _k_of_n(self) -> RecognitionConfig:
         if self.k > self.n:
             raise ValueError(f"k ({self.k}) cannot exceed n ({self.n})")
         return self
@@ -114,7 +123,7 @@ class GalleryConfig(_Section):
     pull: PullConfig | None = None
 
     @model_validator(mode="after")
-    def _where(self) -> "GalleryConfig":
+    def _where(self) -> GalleryConfig:
         if self.bundle_dir is not None and self.store_dir is not None:
             raise ValueError("set bundle_dir or store_dir, not both")
         if self.pull is not None and self.store_dir is None:
@@ -148,7 +157,9 @@ class OutboxConfig(_Section):
     max_events: int = Field(100_000, ge=10, description="oldest events are dropped (logged) beyond this")
     resend_s: float = Field(10, gt=0, description="an unacknowledged send is retried after this many seconds")
     inflight: int = Field(20, ge=1, le=1000, description="events sent and not yet acknowledged at most")
-    flush_at_end_s: float = Field(15, ge=0, description="when a file source ends: wait this long for undelivered events")
+    flush_at_end_s: float = Field(
+        15, ge=0, description="when a file source ends: wait this long for undelivered events"
+    )
 
 
 class StatusConfig(_Section):
@@ -158,7 +169,9 @@ class StatusConfig(_Section):
 
 
 class DebugConfig(_Section):
-    save_frames_dir: Path | None = Field(None, description="write every processed frame here as JPEG (announced at start)")
+    save_frames_dir: Path | None = Field(
+        None, description="write every processed frame here as JPEG (announced at start)"
+    )
 
 
 class DeviceConfig(_Section):
@@ -178,7 +191,8 @@ class DeviceConfig(_Section):
     status: StatusConfig = StatusConfig()
     debug: DebugConfig = DebugConfig()
     clock: Literal["wall", "video"] = Field(
-        "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)")
+        "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)"
+    )
 
     @field_validator("device_id")
     @classmethod
@@ -189,7 +203,7 @@ class DeviceConfig(_Section):
             raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
-    def _cross(self) -> "DeviceConfig":
+    def _cross(self) -> DeviceConfig:
         if self.recognition.enabled and self.gallery.bundle_dir is None and self.gallery.store_dir is None:
             raise ValueError("gallery: set bundle_dir or store_dir (or recognition.enabled: false for detection only)")
         if self.recognition.enabled and self.gallery.public_key is None:
@@ -198,6 +212,7 @@ class DeviceConfig(_Section):
 
 
 # -- loading ---------------------------------------------------------------------------
+
 
 def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
     def rel(p: Path | None) -> Path | None:
@@ -214,21 +229,27 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
     tls = cfg.mqtt.tls
     if tls is not None:
         tls = tls.model_copy(update={k: rel(getattr(tls, k)) for k in ("ca_file", "cert_file", "key_file")})
-    return cfg.model_copy(update={
-        "source": src.model_copy(update={"url": url}),
-        "models": m.model_copy(update={"model_dir": rel(m.model_dir)}),
-        "gallery": g.model_copy(update={k: rel(getattr(g, k)) for k in ("bundle_dir", "store_dir", "public_key", "policy")}),
-        "outbox": cfg.outbox.model_copy(update={"path": rel(cfg.outbox.path)}),
-        "debug": cfg.debug.model_copy(update={"save_frames_dir": rel(cfg.debug.save_frames_dir)}),
-        "mqtt": cfg.mqtt.model_copy(update={"tls": tls}),
-    })
+    return cfg.model_copy(
+        update={
+            "source": src.model_copy(update={"url": url}),
+            "models": m.model_copy(update={"model_dir": rel(m.model_dir)}),
+            "gallery": g.model_copy(
+                update={k: rel(getattr(g, k)) for k in ("bundle_dir", "store_dir", "public_key", "policy")}
+            ),
+            "outbox": cfg.outbox.model_copy(update={"path": rel(cfg.outbox.path)}),
+            "debug": cfg.debug.model_copy(update={"save_frames_dir": rel(cfg.debug.save_frames_dir)}),
+            "mqtt": cfg.mqtt.model_copy(update={"tls": tls}),
+        }
+    )
 
 
-def load_config(path: Path | str | None, *, environ: dict[str, str] | None = None,
-                 overrides: list[str] | None = None) -> DeviceConfig:
+def load_config(
+    path: Path | str | None, *, environ: dict[str, str] | None = None, overrides: list[str] | None = None
+) -> DeviceConfig:
     """Read the file, apply environment and flag overrides, validate. Raises ConfigError listing every problem."""
-    cfg, base = load_settings(DeviceConfig, path, env_prefix=ENV_PREFIX, what="device config",
-                              environ=environ, overrides=overrides or [])
+    cfg, base = load_settings(
+        DeviceConfig, path, env_prefix=ENV_PREFIX, what="device config", environ=environ, overrides=overrides or []
+    )
     return _resolve_paths(cfg, base)
 
 

@@ -23,9 +23,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from lookout.device.cooldown import Cooldown
 from lookout.device.tracker import Track
+
 from lookout.face.types import Quality
 
 
@@ -72,8 +72,16 @@ def quality_value(q: Quality) -> float:
 
 
 class Decider:
-    def __init__(self, *, k: int = 3, n: int = 5, min_margin: float = 0.05, cooldown: Cooldown | None = None,
-                 embed_every: int = 1, slow_embed_every: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        k: int = 3,
+        n: int = 5,
+        min_margin: float = 0.05,
+        cooldown: Cooldown | None = None,
+        embed_every: int = 1,
+        slow_embed_every: int = 5,
+    ) -> None:
         self.k, self.n = k, n
         self.min_margin = min_margin
         self.cooldown = cooldown or Cooldown(60)
@@ -112,15 +120,20 @@ class Decider:
         if state.decided is not None:
             return None
         state.recent.append(obs)
-        votes = Counter(o.person_id for o in state.recent
-                        if o.person_id is not None and o.score >= threshold and o.margin >= self.min_margin)
+        votes = Counter(
+            o.person_id
+            for o in state.recent
+            if o.person_id is not None and o.score >= threshold and o.margin >= self.min_margin
+        )
         if not votes:
             return None
         person, count = votes.most_common(1)[0]
         if count < self.k:
             return None
-        best = max((o for o in state.recent if o.person_id == person and o.score >= threshold
-                    and o.margin >= self.min_margin), key=lambda o: o.score)
+        best = max(
+            (o for o in state.recent if o.person_id == person and o.score >= threshold and o.margin >= self.min_margin),
+            key=lambda o: o.score,
+        )
         state.decided = person
         if not self.cooldown.ready(person, now):
             state.suppressed += 1
@@ -128,9 +141,15 @@ class Decider:
         self.cooldown.mark(person, now)
         box = state.box if state.box is not None else track.box
         return Decision(
-            track_id=track.id, person_id=person, name=best.name, score=float(best.score),
-            margin=float(min(2.0, max(0.0, best.margin))), votes=count, track_length=track.length,
-            box=tuple(int(max(0, round(float(v)))) for v in box), crop=state.crop,
+            track_id=track.id,
+            person_id=person,
+            name=best.name,
+            score=float(best.score),
+            margin=float(min(2.0, max(0.0, best.margin))),
+            votes=count,
+            track_length=track.length,
+            box=tuple(int(max(0, round(float(v)))) for v in box),
+            crop=state.crop,
         )
 
     def decided_as(self, track: Track) -> str | None:

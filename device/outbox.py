@@ -16,6 +16,7 @@ show it as old news). Nothing is dropped for being stale; the outbox is capped a
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from functools import partial
 from pathlib import Path
 
 from lookout.device.publisher import EventPublisher
+
 from lookout.errors import ConfigError
 from lookout.log import get_logger
 
@@ -78,11 +80,14 @@ class Outbox:
         with self._lock:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?)",
-                (event_id, topic, payload, created_at or time.time(), expires_at))
+                (event_id, topic, payload, created_at or time.time(), expires_at),
+            )
             seq = cur.lastrowid
             over = self._count() - self.max_events
             if over > 0:
-                self._db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,))
+                self._db.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,)
+                )
                 self.dropped += over
                 log.warning("outbox.full", dropped=over, max_events=self.max_events)
             return seq
@@ -92,13 +97,16 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts FROM outbox ORDER BY seq LIMIT ?",
-                (limit + len(exclude),)).fetchall()
+                (limit + len(exclude),),
+            ).fetchall()
         return [OutboxRow(*r) for r in rows if r[0] not in exclude][:limit]
 
     def mark_sent(self, seq: int, now: float, stale: bool) -> None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_sent_at = ?, stale = ? WHERE seq = ?",
-                             (now, int(stale), seq))
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ?, stale = ? WHERE seq = ?",
+                (now, int(stale), seq),
+            )
 
     def remove(self, seq: int) -> None:
         with self._lock:
@@ -113,18 +121,17 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass
             self._db.close()
 
 
 class OutboxSender:
     """A thread moving outbox rows to the publisher; rows are removed on acknowledgement."""
 
-    def __init__(self, outbox: Outbox, publisher: EventPublisher, *, inflight: int = 20, retry_s: float = 10.0,
-                 on_delivered=None) -> None:
+    def __init__(
+        self, outbox: Outbox, publisher: EventPublisher, *, inflight: int = 20, retry_s: float = 10.0, on_delivered=None
+    ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.max_inflight = inflight
@@ -137,7 +144,7 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self.delivered = 0
 
-    def start(self) -> "OutboxSender":
+    def start(self) -> OutboxSender:
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
         self._thread.start()
         return self

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
@@ -48,8 +48,9 @@ class EventPublisher(ABC):
     def connected(self) -> bool: ...
 
     @abstractmethod
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                on_ack: AckCallback | None = None) -> bool: ...
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_ack: AckCallback | None = None
+    ) -> bool: ...
 
 
 class PahoPublisher(EventPublisher):
@@ -57,8 +58,9 @@ class PahoPublisher(EventPublisher):
 
     owns_connection = True
 
-    def __init__(self, settings: MqttSettings, *, client_id: str,
-                 will: tuple[str, bytes, int, bool] | None = None) -> None:
+    def __init__(
+        self, settings: MqttSettings, *, client_id: str, will: tuple[str, bytes, int, bool] | None = None
+    ) -> None:
         self.settings = settings
         self.client = make_client(settings, client_id=client_id, will=will)
         self.client.max_inflight_messages_set(1000)  # the outbox bounds what is in flight
@@ -85,8 +87,9 @@ class PahoPublisher(EventPublisher):
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                on_ack: AckCallback | None = None) -> bool:
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_ack: AckCallback | None = None
+    ) -> bool:
         if not self.connected:
             return False
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -117,7 +120,9 @@ class PahoPublisher(EventPublisher):
     # -- paho callbacks (network thread) -------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("mqtt.connect_refused", reason=str(reason_code), host=self.settings.host, port=self.settings.port)
+            log.warning(
+                "mqtt.connect_refused", reason=str(reason_code), host=self.settings.host, port=self.settings.port
+            )
             return
         self._connected.set()
         log.info("mqtt.connected", host=self.settings.host, port=self.settings.port)
@@ -131,8 +136,12 @@ class PahoPublisher(EventPublisher):
         now = time.monotonic()
         if now - self._last_fail_log >= 30:
             self._last_fail_log = now
-            log.warning("mqtt.unreachable", host=self.settings.host, port=self.settings.port,
-                        hint="events wait in the outbox; retrying with backoff")
+            log.warning(
+                "mqtt.unreachable",
+                host=self.settings.host,
+                port=self.settings.port,
+                hint="events wait in the outbox; retrying with backoff",
+            )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()

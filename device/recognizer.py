@@ -47,7 +47,7 @@ class _Pending:
 def _collect(request: ov.InferRequest, job: _Job) -> None:
     try:
         job.outputs = tuple(request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs)))
-    except Exception as err:  # noqa: BLE001 - reported to the waiting thread
+    except Exception as err:
         job.error = repr(err)
     job.done.set()
 
@@ -67,7 +67,7 @@ class Recognizer:
     def start_detection(self, image: np.ndarray) -> _Pending:
         pending = _Pending()
         for x, y, w, h in self.detector.regions(image.shape[1], image.shape[0]):
-            tensor, box = self.detector.prepare(image[y:y + h, x:x + w], offset=(x, y))
+            tensor, box = self.detector.prepare(image[y : y + h, x : x + w], offset=(x, y))
             job = _Job()
             self._det_queue.start_async({0: tensor}, job)
             pending.jobs.append((job, box))
@@ -91,7 +91,7 @@ class Recognizer:
         pending = _Pending()
         for i in range(0, len(chips), self.max_batch):
             job = _Job()
-            self._emb_queue.start_async({0: np.ascontiguousarray(chips[i:i + self.max_batch])}, job)
+            self._emb_queue.start_async({0: np.ascontiguousarray(chips[i : i + self.max_batch])}, job)
             pending.jobs.append((job, None))
         return pending
 

@@ -21,17 +21,18 @@ runs detection and tracking only, for counting).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
-
 from lookout.device.config import DeviceConfig
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider, Decision, Observation
@@ -41,6 +42,7 @@ from lookout.device.recognizer import Recognizer
 from lookout.device.sources import FrameGrabber, open_source
 from lookout.device.status import Metrics, MetricsServer, StatusReporter
 from lookout.device.tracker import IouTracker, Track
+
 from lookout.errors import ConfigError, LookoutError
 from lookout.events import Location, MatchEvent, ModelRef
 from lookout.face.detector import DetectorConfig
@@ -73,6 +75,7 @@ class SourceFailed(LookoutError):
 
 # -- pieces ----------------------------------------------------------------------------
 
+
 class Clock:
     """Seconds since the epoch: wall time, or (``clock: video``) the start time plus the video's timestamps."""
 
@@ -102,7 +105,8 @@ def check_jurisdiction(cfg: DeviceConfig, policy) -> str:
         raise RecognitionRefused(
             f"face recognition is not allowed where this device is ({where}, purpose {cfg.purpose}): "
             f"{decision.reason}. Recognition will not start. To count faces without recognising anyone, "
-            f"set recognition.enabled: false.")
+            f"set recognition.enabled: false."
+        )
     return decision.reason
 
 
@@ -117,7 +121,9 @@ def encode_crop(image: np.ndarray, max_side: int, max_bytes: int) -> bytes | Non
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if ok and len(buf) <= max_bytes:
                 return buf.tobytes()
-        image = cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)), interpolation=cv2.INTER_AREA
+        )
     return None
 
 
@@ -144,9 +150,16 @@ class _Work:
 
 # -- the runtime -----------------------------------------------------------------------
 
+
 class Runtime:
-    def __init__(self, cfg: DeviceConfig, *, publisher: EventPublisher | None = None,
-                 pipeline: FacePipeline | None = None, on_ready: Callable[["Runtime"], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DeviceConfig,
+        *,
+        publisher: EventPublisher | None = None,
+        pipeline: FacePipeline | None = None,
+        on_ready: Callable[[Runtime], None] | None = None,
+    ) -> None:
         """``on_ready`` is called once, from the loop's thread, when frames are being processed with the
         models loaded and (if recognition is on) a gallery in use: what a supervisor waits for."""
         self.cfg = cfg
@@ -188,8 +201,13 @@ class Runtime:
     def _load_gallery(self, bundle_dir: Path):
         from lookout.sync.bundle import load_bundle
 
-        return load_bundle(bundle_dir, self.cfg.gallery.public_key, self._pipeline.embedder.digest, self.policy,
-                           location=self.cfg.location.jurisdiction)
+        return load_bundle(
+            bundle_dir,
+            self.cfg.gallery.public_key,
+            self._pipeline.embedder.digest,
+            self.policy,
+            location=self.cfg.location.jurisdiction,
+        )
 
     def _initial_gallery(self):
         g = self.cfg.gallery
@@ -204,9 +222,13 @@ class Runtime:
         current = self.store.current_dir()
         if current is None:
             if g.pull is None:
-                raise ConfigError(f"gallery.store_dir: {g.store_dir} holds no bundle yet (run `lookout sync pull`, "
-                                  f"or configure gallery.pull)")
-            log.warning("gallery.none_yet", store=str(g.store_dir), hint="recognition starts when the first bundle arrives")
+                raise ConfigError(
+                    f"gallery.store_dir: {g.store_dir} holds no bundle yet (run `lookout sync pull`, "
+                    f"or configure gallery.pull)"
+                )
+            log.warning(
+                "gallery.none_yet", store=str(g.store_dir), hint="recognition starts when the first bundle arrives"
+            )
             return None
         self._bundle_dir = current
         return self._load_gallery(current)
@@ -216,7 +238,9 @@ class Runtime:
         try:
             gallery = self._load_gallery(Path(bundle_dir))
         except LookoutError as err:
-            log.error("gallery.swap_refused", bundle=str(bundle_dir), error=str(err), keeping=self.metrics.bundle_version)
+            log.error(
+                "gallery.swap_refused", bundle=str(bundle_dir), error=str(err), keeping=self.metrics.bundle_version
+            )
             return
         with self._gallery_lock:
             self._next_gallery = gallery
@@ -246,10 +270,12 @@ class Runtime:
         """Settings that may change while running (a Greengrass configuration update): from the next frame.
         ``threshold=None`` means the gallery's own (calibrated) threshold."""
         cfg = self.cfg
-        self.cfg = cfg.model_copy(update={
-            "recognition": cfg.recognition.model_copy(update={"threshold": threshold, "min_margin": min_margin}),
-            "events": cfg.events.model_copy(update={"cooldown_s": cooldown_s, "crop": crop}),
-        })
+        self.cfg = cfg.model_copy(
+            update={
+                "recognition": cfg.recognition.model_copy(update={"threshold": threshold, "min_margin": min_margin}),
+                "events": cfg.events.model_copy(update={"cooldown_s": cooldown_s, "crop": crop}),
+            }
+        )
         decider = getattr(self, "decider", None)  # exists once the loop runs
         if decider is not None:
             decider.min_margin = min_margin
@@ -260,9 +286,11 @@ class Runtime:
     def _announce(self) -> None:
         cfg = self.cfg
         if cfg.debug.save_frames_dir:
-            msg = (f"DEBUG OPTION ON: every processed camera frame will be saved as a JPEG in {cfg.debug.save_frames_dir}. "
-                   f"These images show people's faces, including people who are not enrolled. "
-                   f"Turn debug.save_frames_dir off for normal operation.")
+            msg = (
+                f"DEBUG OPTION ON: every processed camera frame will be saved as a JPEG in {cfg.debug.save_frames_dir}. "
+                f"These images show people's faces, including people who are not enrolled. "
+                f"Turn debug.save_frames_dir off for normal operation."
+            )
             log.warning("privacy.frames_saved", message=msg)
             print(f"lookout: {msg}", flush=True, file=__import__("sys").stderr)
         else:
@@ -271,19 +299,29 @@ class Runtime:
     def _open_pipeline(self) -> FacePipeline:
         if self._pipeline is None:
             m, q = self.cfg.models, self.cfg.quality
-            self._pipeline = FacePipeline.open(PipelineConfig(
-                model_dir=m.model_dir, device=m.device, detector=m.detector, embedder=m.embedder,
-                detection=DetectorConfig(score_threshold=m.detection_threshold, tile=m.tile, retry_padded=False),
-                quality=QualityConfig(min_size_px=q.min_size_px, min_blur=q.min_blur, max_abs_yaw=q.max_abs_yaw,
-                                      pitch_range=(q.pitch_min, q.pitch_max)),
-            ))
+            self._pipeline = FacePipeline.open(
+                PipelineConfig(
+                    model_dir=m.model_dir,
+                    device=m.device,
+                    detector=m.detector,
+                    embedder=m.embedder,
+                    detection=DetectorConfig(score_threshold=m.detection_threshold, tile=m.tile, retry_padded=False),
+                    quality=QualityConfig(
+                        min_size_px=q.min_size_px,
+                        min_blur=q.min_blur,
+                        max_abs_yaw=q.max_abs_yaw,
+                        pitch_range=(q.pitch_min, q.pitch_max),
+                    ),
+                )
+            )
         return self._pipeline
 
     def _make_publisher(self, status_topic_will: tuple) -> EventPublisher:
         if self._publisher is not None:
             return self._publisher
-        return PahoPublisher(self.cfg.mqtt, client_id=self.cfg.mqtt.client_id or f"lookout-{self.cfg.device_id}",
-                             will=status_topic_will)
+        return PahoPublisher(
+            self.cfg.mqtt, client_id=self.cfg.mqtt.client_id or f"lookout-{self.cfg.device_id}", will=status_topic_will
+        )
 
     # -- run ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -299,8 +337,14 @@ class Runtime:
         else:
             log.warning("recognition.disabled", mode="detection and tracking only; nobody is recognised")
         grabber = FrameGrabber(
-            open_source(cfg.source.url, cfg.source.kind, fps=cfg.source.fps, loop=cfg.source.loop,
-                        width=cfg.source.width, height=cfg.source.height),
+            open_source(
+                cfg.source.url,
+                cfg.source.kind,
+                fps=cfg.source.fps,
+                loop=cfg.source.loop,
+                width=cfg.source.width,
+                height=cfg.source.height,
+            ),
             realtime=True if cfg.source.realtime is None else cfg.source.realtime,
             backoff=(cfg.source.reopen.initial_s, cfg.source.reopen.max_s),
             give_up_after_s=cfg.source.give_up_after_s,
@@ -318,14 +362,19 @@ class Runtime:
         if waiting:
             log.info("outbox.resume", events=waiting, hint="sent oldest first once the broker is reachable")
         # The publisher needs the last will (from the reporter) before it exists; the reporter then gets it.
-        reporter = StatusReporter(None, self.metrics, device_id=cfg.device_id,  # type: ignore[arg-type]
-                                  status_topic=self.topics.status(cfg.device_id),
-                                  heartbeat_topic=self.topics.heartbeat(cfg.device_id),
-                                  heartbeat_s=cfg.status.heartbeat_s)
+        reporter = StatusReporter(
+            None,
+            self.metrics,
+            device_id=cfg.device_id,  # type: ignore[arg-type]
+            status_topic=self.topics.status(cfg.device_id),
+            heartbeat_topic=self.topics.heartbeat(cfg.device_id),
+            heartbeat_s=cfg.status.heartbeat_s,
+        )
         publisher = self._make_publisher(reporter.last_will())
         reporter.publisher = publisher
-        sender = OutboxSender(outbox, publisher, inflight=cfg.outbox.inflight, retry_s=cfg.outbox.resend_s,
-                              on_delivered=self._delivered)
+        sender = OutboxSender(
+            outbox, publisher, inflight=cfg.outbox.inflight, retry_s=cfg.outbox.resend_s, on_delivered=self._delivered
+        )
         self.sender = sender
 
         def connected() -> None:
@@ -344,21 +393,36 @@ class Runtime:
             sender.start()
             reporter.start()
             if cfg.status.metrics_port is not None:
-                metrics_server = MetricsServer(self.metrics, cfg.device_id, cfg.status.metrics_host, cfg.status.metrics_port)
+                metrics_server = MetricsServer(
+                    self.metrics, cfg.device_id, cfg.status.metrics_host, cfg.status.metrics_port
+                )
                 metrics_server.start()
             if cfg.recognition.enabled and cfg.gallery.store_dir is not None:
                 if cfg.gallery.pull is not None:
                     from lookout.sync.pull import BundlePuller
 
-                    puller = BundlePuller(cfg.gallery.pull.url, self.store, cfg.gallery.public_key,
-                                          pipeline.embedder.digest, self.policy, cfg.gallery.pull.interval_s,
-                                          on_swap=self.on_swap, location=cfg.location.jurisdiction)
+                    puller = BundlePuller(
+                        cfg.gallery.pull.url,
+                        self.store,
+                        cfg.gallery.public_key,
+                        pipeline.embedder.digest,
+                        self.policy,
+                        cfg.gallery.pull.interval_s,
+                        on_swap=self.on_swap,
+                        location=cfg.location.jurisdiction,
+                    )
                     puller.start()
                 else:
                     threading.Thread(target=self._watch_store, name="bundle-watch", daemon=True).start()
-            log.info("device.started", device_id=cfg.device_id, source=grabber.source.name,
-                     recognition=self.recognition, bundle=self.metrics.bundle_version,
-                     embed=cfg.recognition.embed, mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}")
+            log.info(
+                "device.started",
+                device_id=cfg.device_id,
+                source=grabber.source.name,
+                recognition=self.recognition,
+                bundle=self.metrics.bundle_version,
+                embed=cfg.recognition.embed,
+                mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+            )
             self.started.set()
             self._loop(grabber, pipeline)
             if grabber.error:
@@ -388,17 +452,27 @@ class Runtime:
         if metrics_server is not None:
             metrics_server.stop()
         self.restore_signals()
-        log.info("device.stopped", frames=self.metrics.frames, events=self.events_emitted, outbox_left=left,
-                 hint="left events are sent at the next start" if left else "")
+        log.info(
+            "device.stopped",
+            frames=self.metrics.frames,
+            events=self.events_emitted,
+            outbox_left=left,
+            hint="left events are sent at the next start" if left else "",
+        )
 
     # -- the loop ---------------------------------------------------------------------
     def _loop(self, grabber: FrameGrabber, pipeline: FacePipeline) -> None:
         cfg = self.cfg
         self.recognizer = Recognizer(pipeline, max_batch=cfg.recognition.max_batch)
         self.tracker = IouTracker(cfg.tracking.iou_threshold, cfg.tracking.max_distance, cfg.tracking.max_missed)
-        self.decider = Decider(k=cfg.recognition.k, n=cfg.recognition.n, min_margin=cfg.recognition.min_margin,
-                               cooldown=Cooldown(cfg.events.cooldown_s), embed_every=cfg.recognition.embed_every,
-                               slow_embed_every=cfg.recognition.slow_embed_every)
+        self.decider = Decider(
+            k=cfg.recognition.k,
+            n=cfg.recognition.n,
+            min_margin=cfg.recognition.min_margin,
+            cooldown=Cooldown(cfg.events.cooldown_s),
+            embed_every=cfg.recognition.embed_every,
+            slow_embed_every=cfg.recognition.slow_embed_every,
+        )
         save_dir = cfg.debug.save_frames_dir
         if save_dir:
             save_dir.mkdir(parents=True, exist_ok=True)
@@ -453,7 +527,7 @@ class Runtime:
         order = sorted(range(len(faces)), key=lambda i: -faces[i].width)
         # wants_embedding also re-arms decided tracks whose cooldown is over, so ask it in both modes.
         wanted = [i for i in order if self.decider.wants_embedding(tracks[i], frame.index, now) or every]
-        wanted = wanted[:cfg.recognition.max_faces]
+        wanted = wanted[: cfg.recognition.max_faces]
         chosen, chips_out = [], []
         if wanted:
             chips = self.recognizer.align(frame.image, [faces[i] for i in wanted])
@@ -518,17 +592,29 @@ class Runtime:
             location = Location(name=loc.name, lat=loc.lat, lon=loc.lon)
         seen_at = datetime.fromtimestamp(work.now, timezone.utc)
         event = MatchEvent.create(
-            ttl=timedelta(seconds=cfg.events.ttl_s), crop_jpeg=crop, seen_at=seen_at,
-            device_id=cfg.device_id, person_id=decision.person_id,
-            score=float(np.clip(decision.score, -1, 1)), margin=decision.margin,
+            ttl=timedelta(seconds=cfg.events.ttl_s),
+            crop_jpeg=crop,
+            seen_at=seen_at,
+            device_id=cfg.device_id,
+            person_id=decision.person_id,
+            score=float(np.clip(decision.score, -1, 1)),
+            margin=decision.margin,
             track_length=max(1, decision.track_length),
             model=ModelRef(name=gallery.model_name, digest=gallery.model_digest),
-            bundle_version=str(gallery.version), policy_version=str(gallery.policy_version),
-            box=decision.box, device_name=cfg.device_name, location=location,
+            bundle_version=str(gallery.version),
+            policy_version=str(gallery.policy_version),
+            box=decision.box,
+            device_name=cfg.device_name,
+            location=location,
         )
         payload = event.to_json()
-        self.outbox.add(str(event.event_id), self.topics.match(cfg.device_id), payload,
-                        event.expires_at.timestamp(), created_at=time.time())
+        self.outbox.add(
+            str(event.event_id),
+            self.topics.match(cfg.device_id),
+            payload,
+            event.expires_at.timestamp(),
+            created_at=time.time(),
+        )
         self.sender.wake()
         self._captured[str(event.event_id)] = work.frame.captured
         latency = (time.monotonic() - work.frame.captured) * 1000
@@ -537,17 +623,23 @@ class Runtime:
         self.metrics.outbox_depth = self.outbox.count()
         self.events_emitted += 1
         self.emitted_ids.append(str(event.event_id))
-        log.info("match", event_id=str(event.event_id), person_id=decision.person_id, score=round(decision.score, 3),
-                 margin=round(decision.margin, 3), votes=decision.votes, track=decision.track_id,
-                 track_length=decision.track_length, ms=round(latency, 1))
+        log.info(
+            "match",
+            event_id=str(event.event_id),
+            person_id=decision.person_id,
+            score=round(decision.score, 3),
+            margin=round(decision.margin, 3),
+            votes=decision.votes,
+            track=decision.track_id,
+            track_length=decision.track_length,
+            ms=round(latency, 1),
+        )
 
     def _delivered(self, row, ack_time: float) -> None:
         self.metrics.events_delivered += 1
         captured = self._captured.pop(row.event_id, None)
         if captured is not None:
             self.metrics.publish_latency.append((time.monotonic() - captured) * 1000)
-        try:
+        with contextlib.suppress(Exception):
             self.metrics.outbox_depth = self.outbox.count()
-        except Exception:  # noqa: BLE001 - closed during shutdown
-            pass
         log.debug("event.delivered", event_id=row.event_id)

@@ -79,7 +79,7 @@ class VideoFileSource(FrameSource):
         if not self.path.is_file():
             raise InputError(f"video file {self.path}", "does not exist")
         cap = cv2.VideoCapture(str(self.path))
-        ok, first = (cap.read() if cap.isOpened() else (False, None))
+        ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:
             cap.release()
             raise InputError(f"video file {self.path}", "cannot be decoded (not a video, or corrupt)")
@@ -172,8 +172,11 @@ class CaptureSource(FrameSource):
             cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            what = "no camera at that index (unplugged, or in use by another program?)" if isinstance(self.target, int) \
+            what = (
+                "no camera at that index (unplugged, or in use by another program?)"
+                if isinstance(self.target, int)
                 else "cannot be opened (unreachable, wrong URL or credentials?)"
+            )
             raise SourceUnavailable(what)
         if self.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -209,8 +212,15 @@ def _redact(url: str) -> str:
     return url
 
 
-def open_source(url: str, kind: str = "auto", *, fps: float | None = None, loop: bool = False,
-                width: int | None = None, height: int | None = None) -> FrameSource:
+def open_source(
+    url: str,
+    kind: str = "auto",
+    *,
+    fps: float | None = None,
+    loop: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+) -> FrameSource:
     """The right FrameSource for a config's ``source.url`` / ``source.kind`` (not yet opened)."""
     if kind == "auto":
         if url.strip().isdigit():
@@ -235,8 +245,14 @@ def open_source(url: str, kind: str = "auto", *, fps: float | None = None, loop:
 class FrameGrabber:
     """Reads a source in a thread; the consumer always gets the newest frame (live) or every frame (not live)."""
 
-    def __init__(self, source: FrameSource, *, realtime: bool = True, backoff: tuple[float, float] = (1.0, 30.0),
-                 give_up_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        realtime: bool = True,
+        backoff: tuple[float, float] = (1.0, 30.0),
+        give_up_after_s: float = 0.0,
+    ) -> None:
         self.source = source
         self.drop_old = realtime or source.live
         self.pace = realtime and not source.live
@@ -253,7 +269,7 @@ class FrameGrabber:
         self._opened = False
         self._thread: threading.Thread | None = None
 
-    def open(self) -> "FrameGrabber":
+    def open(self) -> FrameGrabber:
         """Open a file/folder now, so that problems (InputError) show before anything else starts.
         Cameras and streams are opened by the reading thread, with retries."""
         if not self.source.live and not self._opened:
@@ -261,7 +277,7 @@ class FrameGrabber:
             self._opened = True
         return self
 
-    def start(self) -> "FrameGrabber":
+    def start(self) -> FrameGrabber:
         """Open (if not yet) and start reading."""
         self.open()
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)

@@ -19,9 +19,9 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+from lookout.device.publisher import EventPublisher
 
 from lookout import __version__
-from lookout.device.publisher import EventPublisher
 from lookout.events import DeviceStatus, Heartbeat, utc_now
 from lookout.log import get_logger
 
@@ -80,17 +80,25 @@ class Metrics:
     def prometheus(self, device_id: str) -> str:
         lab = f'device="{device_id}"'
         lines = [
-            "# HELP lookout_frames_total Frames processed.", "# TYPE lookout_frames_total counter",
+            "# HELP lookout_frames_total Frames processed.",
+            "# TYPE lookout_frames_total counter",
             f"lookout_frames_total{{{lab}}} {self.frames}",
-            "# TYPE lookout_frames_dropped_total counter", f"lookout_frames_dropped_total{{{lab}}} {self.dropped_frames}",
-            "# TYPE lookout_faces_total counter", f"lookout_faces_total{{{lab}}} {self.faces}",
-            "# TYPE lookout_faces_embedded_total counter", f"lookout_faces_embedded_total{{{lab}}} {self.embedded}",
-            "# TYPE lookout_matches_total counter", f"lookout_matches_total{{{lab}}} {self.decisions}",
+            "# TYPE lookout_frames_dropped_total counter",
+            f"lookout_frames_dropped_total{{{lab}}} {self.dropped_frames}",
+            "# TYPE lookout_faces_total counter",
+            f"lookout_faces_total{{{lab}}} {self.faces}",
+            "# TYPE lookout_faces_embedded_total counter",
+            f"lookout_faces_embedded_total{{{lab}}} {self.embedded}",
+            "# TYPE lookout_matches_total counter",
+            f"lookout_matches_total{{{lab}}} {self.decisions}",
             "# TYPE lookout_events_delivered_total counter",
             f"lookout_events_delivered_total{{{lab}}} {self.events_delivered}",
-            "# TYPE lookout_fps gauge", f"lookout_fps{{{lab}}} {self.fps():.2f}",
-            "# TYPE lookout_tracks_active gauge", f"lookout_tracks_active{{{lab}}} {self.tracks_active}",
-            "# HELP lookout_outbox_depth Events waiting for the broker.", "# TYPE lookout_outbox_depth gauge",
+            "# TYPE lookout_fps gauge",
+            f"lookout_fps{{{lab}}} {self.fps():.2f}",
+            "# TYPE lookout_tracks_active gauge",
+            f"lookout_tracks_active{{{lab}}} {self.tracks_active}",
+            "# HELP lookout_outbox_depth Events waiting for the broker.",
+            "# TYPE lookout_outbox_depth gauge",
             f"lookout_outbox_depth{{{lab}}} {self.outbox_depth}",
             "# TYPE lookout_stage_ms gauge",
         ]
@@ -99,15 +107,25 @@ class Metrics:
         lines.append("# TYPE lookout_uptime_seconds gauge")
         lines.append(f"lookout_uptime_seconds{{{lab}}} {self.uptime_s():.1f}")
         lines.append("# TYPE lookout_bundle_info gauge")
-        lines.append(f'lookout_bundle_info{{{lab},version="{self.bundle_version or ""}",recognition="{self.recognition}"}} 1')
+        lines.append(
+            f'lookout_bundle_info{{{lab},version="{self.bundle_version or ""}",recognition="{self.recognition}"}} 1'
+        )
         return "\n".join(lines) + "\n"
 
 
 class StatusReporter:
     """Retained online/offline status and the periodic heartbeat."""
 
-    def __init__(self, publisher: EventPublisher, metrics: Metrics, *, device_id: str, status_topic: str,
-                 heartbeat_topic: str, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        metrics: Metrics,
+        *,
+        device_id: str,
+        status_topic: str,
+        heartbeat_topic: str,
+        heartbeat_s: float,
+    ) -> None:
         self.publisher = publisher
         self.metrics = metrics
         self.device_id = device_id
@@ -118,8 +136,17 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
 
     def status_payload(self, state: str) -> bytes:
-        return DeviceStatus(device_id=self.device_id, state=state, at=utc_now(), version=__version__,
-                            bundle_version=self.metrics.bundle_version).model_dump_json(exclude_none=True).encode()
+        return (
+            DeviceStatus(
+                device_id=self.device_id,
+                state=state,
+                at=utc_now(),
+                version=__version__,
+                bundle_version=self.metrics.bundle_version,
+            )
+            .model_dump_json(exclude_none=True)
+            .encode()
+        )
 
     def last_will(self) -> tuple[str, bytes, int, bool]:
         return self.status_topic, self.status_payload("offline"), 1, True
@@ -130,15 +157,27 @@ class StatusReporter:
     def offline(self, timeout: float = 2.0) -> bool:
         """Publish the retained offline status and wait (bounded) for the broker to take it."""
         done = threading.Event()
-        if not self.publisher.publish(self.status_topic, self.status_payload("offline"), qos=1, retain=True,
-                                      on_ack=lambda ok, reason="": done.set()):
+        if not self.publisher.publish(
+            self.status_topic,
+            self.status_payload("offline"),
+            qos=1,
+            retain=True,
+            on_ack=lambda ok, reason="": done.set(),
+        ):
             return False
         return done.wait(timeout)
 
     def heartbeat(self) -> Heartbeat:
         m = self.metrics
-        return Heartbeat(device_id=self.device_id, at=utc_now(), fps=round(m.fps(), 2), stage_ms=m.stage_ms(),
-                         queue_depth=m.outbox_depth, bundle_version=m.bundle_version, uptime_s=round(m.uptime_s(), 1))
+        return Heartbeat(
+            device_id=self.device_id,
+            at=utc_now(),
+            fps=round(m.fps(), 2),
+            stage_ms=m.stage_ms(),
+            queue_depth=m.outbox_depth,
+            bundle_version=m.bundle_version,
+            uptime_s=round(m.uptime_s(), 1),
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -149,8 +188,14 @@ class StatusReporter:
             beat = self.heartbeat()
             if self.publisher.connected:
                 self.publisher.publish(self.heartbeat_topic, beat.model_dump_json(exclude_none=True).encode(), qos=0)
-            log.info("heartbeat", fps=beat.fps, frames=self.metrics.frames, outbox=beat.queue_depth,
-                     tracks=self.metrics.tracks_active, **{f"{k}_ms": v for k, v in beat.stage_ms.items()})
+            log.info(
+                "heartbeat",
+                fps=beat.fps,
+                frames=self.metrics.frames,
+                outbox=beat.queue_depth,
+                tracks=self.metrics.tracks_active,
+                **{f"{k}_ms": v for k, v in beat.stage_ms.items()},
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -165,7 +210,7 @@ class MetricsServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] not in ("/metrics", "/"):
                     self.send_error(404)
                     return

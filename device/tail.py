@@ -29,24 +29,39 @@ def format_match(event) -> str:
     stale = "  STALE (delivered after expiry)" if event.is_stale() else ""
     crop = "  crop" if event.crop_jpeg_b64 else ""
     where = f" @ {event.location.name}" if event.location and event.location.name else ""
-    return (f"{_clock(event.seen_at)}  MATCH   {event.device_id}{where}  {event.person_id}  "
-            f"score {event.score:.3f}  margin {event.margin:.3f}  track {event.track_length}  "
-            f"bundle {event.bundle_version}  event {event.event_id}{crop}{stale}")
+    return (
+        f"{_clock(event.seen_at)}  MATCH   {event.device_id}{where}  {event.person_id}  "
+        f"score {event.score:.3f}  margin {event.margin:.3f}  track {event.track_length}  "
+        f"bundle {event.bundle_version}  event {event.event_id}{crop}{stale}"
+    )
 
 
 def format_status(doc: dict) -> str:
     extra = ", ".join(f"{k} {doc[k]}" for k in ("version", "bundle_version") if doc.get(k))
-    return f"{_clock(datetime.now(timezone.utc))}  STATUS  {doc.get('device_id')}  {doc.get('state')}" + (f" ({extra})" if extra else "")
+    return f"{_clock(datetime.now(timezone.utc))}  STATUS  {doc.get('device_id')}  {doc.get('state')}" + (
+        f" ({extra})" if extra else ""
+    )
 
 
 def format_heartbeat(doc: dict) -> str:
     stages = " ".join(f"{k}={v}" for k, v in (doc.get("stage_ms") or {}).items())
-    return (f"{_clock(datetime.now(timezone.utc))}  HEART   {doc.get('device_id')}  fps {doc.get('fps')}  "
-            f"outbox {doc.get('queue_depth')}  bundle {doc.get('bundle_version')}  {stages}")
+    return (
+        f"{_clock(datetime.now(timezone.utc))}  HEART   {doc.get('device_id')}  fps {doc.get('fps')}  "
+        f"outbox {doc.get('queue_depth')}  bundle {doc.get('bundle_version')}  {stages}"
+    )
 
 
-def tail(settings: MqttSettings, *, prefix: str, device: str | None = None, as_json: bool = False,
-         heartbeats: bool = False, count: int = 0, timeout: float = 0.0, out=None) -> int:
+def tail(
+    settings: MqttSettings,
+    *,
+    prefix: str,
+    device: str | None = None,
+    as_json: bool = False,
+    heartbeats: bool = False,
+    count: int = 0,
+    timeout: float = 0.0,
+    out=None,
+) -> int:
     """Subscribe and print until interrupted, ``count`` match events, or ``timeout`` seconds. Returns the match count."""
     out = out or sys.stdout
     topics = Topics(prefix)
@@ -66,15 +81,21 @@ def tail(settings: MqttSettings, *, prefix: str, device: str | None = None, as_j
         try:
             if kind == "match":
                 event = parse_match_event(msg.payload, f"message on {msg.topic}")
-                line = (json.dumps({"topic": msg.topic, "kind": kind, "payload": json.loads(msg.payload)})
-                        if as_json else format_match(event))
+                line = (
+                    json.dumps({"topic": msg.topic, "kind": kind, "payload": json.loads(msg.payload)})
+                    if as_json
+                    else format_match(event)
+                )
                 seen["matches"] += 1
             else:
                 doc = json.loads(msg.payload)
                 if not isinstance(doc, dict):
                     raise InputError(f"message on {msg.topic}", "expected a JSON object")
-                line = (json.dumps({"topic": msg.topic, "kind": kind, "payload": doc}) if as_json
-                        else (format_status(doc) if kind == "status" else format_heartbeat(doc)))
+                line = (
+                    json.dumps({"topic": msg.topic, "kind": kind, "payload": doc})
+                    if as_json
+                    else (format_status(doc) if kind == "status" else format_heartbeat(doc))
+                )
         except (InputError, ValueError) as err:
             print(f"lookout: skipped invalid message: {err}", file=sys.stderr, flush=True)
             return
@@ -87,8 +108,11 @@ def tail(settings: MqttSettings, *, prefix: str, device: str | None = None, as_j
     def on_connect_fail(client, userdata):
         if not warned:
             warned.append(1)
-            print(f"lookout: cannot reach the broker at {settings.host}:{settings.port}; retrying",
-                  file=sys.stderr, flush=True)
+            print(
+                f"lookout: cannot reach the broker at {settings.host}:{settings.port}; retrying",
+                file=sys.stderr,
+                flush=True,
+            )
 
     client = make_client(settings, client_id=settings.client_id or "")
     client.on_connect_fail = on_connect_fail

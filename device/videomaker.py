@@ -76,8 +76,9 @@ def _render(photo: np.ndarray, centre: tuple[float, float], scale: float, size=S
     """The frame showing ``photo`` scaled by ``scale`` with photo point ``centre`` (pixels) at the frame centre."""
     w, h = size
     m = np.array([[scale, 0, w / 2 - scale * centre[0]], [0, scale, h / 2 - scale * centre[1]]], np.float32)
-    return cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(40, 40, 40))
+    return cv2.warpAffine(
+        photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40)
+    )
 
 
 def _blank(i: int, size=SIZE) -> np.ndarray:
@@ -109,9 +110,19 @@ class _Writer:
         self.writer.release()
 
 
-def make_scene_video(out: Path, faces_dev: Path, *, fps: float = 10.0, photo_s: float = 3.0,
-                     photos: tuple[str, ...] = GROUP_PHOTOS, blank_s: float = 1.0, strangers: bool = True,
-                     stranger_s: float = 1.5, zoom: tuple[float, float] = (1.0, 1.15), repeat: int = 1) -> VideoInfo:
+def make_scene_video(
+    out: Path,
+    faces_dev: Path,
+    *,
+    fps: float = 10.0,
+    photo_s: float = 3.0,
+    photos: tuple[str, ...] = GROUP_PHOTOS,
+    blank_s: float = 1.0,
+    strangers: bool = True,
+    stranger_s: float = 1.5,
+    zoom: tuple[float, float] = (1.0, 1.15),
+    repeat: int = 1,
+) -> VideoInfo:
     """Group photos (zoom and pan), blank frames between, then the strangers."""
     faces_dev = Path(faces_dev)
     groups = read_groups(faces_dev)
@@ -162,8 +173,15 @@ def make_scene_video(out: Path, faces_dev: Path, *, fps: float = 10.0, photo_s: 
     return VideoInfo(out, fps, writer.frames, SIZE, segments)
 
 
-def make_hold_video(out: Path, faces_dev: Path, *, identity: str = "sheldon", photo: str = "bbt1",
-                    seconds: float = 180.0, fps: float = 2.0) -> VideoInfo:
+def make_hold_video(
+    out: Path,
+    faces_dev: Path,
+    *,
+    identity: str = "sheldon",
+    photo: str = "bbt1",
+    seconds: float = 180.0,
+    fps: float = 2.0,
+) -> VideoInfo:
     """One person in view for ``seconds``: a crop of ``photo`` around ``identity``'s face, drifting slightly."""
     faces_dev = Path(faces_dev)
     entries = dict((i, b) for i, b in read_groups(faces_dev).get(photo, []))
@@ -185,7 +203,9 @@ def make_hold_video(out: Path, faces_dev: Path, *, identity: str = "sheldon", ph
             writer.write(_render(person, (cx + dx, cy + 0.5 * fw), scale))
     finally:
         writer.close()
-    return VideoInfo(Path(out), fps, writer.frames, SIZE, [Segment("hold", photo, 0.0, writer.frames / fps, [identity])])
+    return VideoInfo(
+        Path(out), fps, writer.frames, SIZE, [Segment("hold", photo, 0.0, writer.frames / fps, [identity])]
+    )
 
 
 def corrupt_video(out: Path, size: int = 200_000) -> Path:

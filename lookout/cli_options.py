@@ -10,7 +10,9 @@ from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
 def add_model_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model-dir", type=Path, default=None,
+        "--model-dir",
+        type=Path,
+        default=None,
         help="model cache (default: $LOOKOUT_MODEL_DIR or the user cache dir, e.g. ~/.cache/lookout/models)",
     )
 
@@ -20,5 +22,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="AUTO", help="OpenVINO device: AUTO (default), CPU, GPU, NPU")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"detector model (default {DEFAULT_DETECTOR})")
     parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help=f"embedder model (default {DEFAULT_EMBEDDER})")
-    parser.add_argument("--tile", type=int, default=0, metavar="PX",
-                        help="also detect in overlapping square tiles of PX pixels, for small faces in large frames")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="also detect in overlapping square tiles of PX pixels, for small faces in large frames",
+    )

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import TypeVar
 
+import tomllib
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -57,7 +58,7 @@ def env_overrides(environ: dict[str, str], prefix: str) -> list[Override]:
     out = []
     for name, raw in sorted(environ.items()):
         if name.upper().startswith(prefix):
-            keys = [k.lower() for k in name[len(prefix):].split("__") if k]
+            keys = [k.lower() for k in name[len(prefix) :].split("__") if k]
             if keys:
                 out.append((keys, parse_scalar(raw, f"environment {name}"), f"environment {name}"))
     return out
@@ -103,8 +104,15 @@ def describe_errors(err: ValidationError, origins: dict[str, str], limit: int = 
     return "\n".join(lines)
 
 
-def load_settings(model: type[Settings], path: Path | str | None, *, env_prefix: str, what: str,
-                  environ: dict[str, str] | None = None, overrides: Iterable[str] = ()) -> tuple[Settings, Path]:
+def load_settings(
+    model: type[Settings],
+    path: Path | str | None,
+    *,
+    env_prefix: str,
+    what: str,
+    environ: dict[str, str] | None = None,
+    overrides: Iterable[str] = (),
+) -> tuple[Settings, Path]:
     """Build ``model`` from defaults, file, environment and flags. Returns it with the folder that
     relative paths in it are relative to (the file's, else the working directory)."""
     environ = dict(os.environ if environ is None else environ)

@@ -49,11 +49,17 @@ DEMO_COOLDOWN_S = 4.0  # device cooldown, shortened so each photo of a short vid
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
-        "demo", help="the whole system end to end on built-in data: gallery, broker, relay, device, SMS texts",
+        "demo",
+        help="the whole system end to end on built-in data: gallery, broker, relay, device, SMS texts",
         description="Builds a signed gallery, serves it on loopback, starts mosquitto and the relay, runs the "
-                    "device on a generated video and prints the SMS texts the relay would send, then a summary.")
-    demo.add_argument("--faces-dev", type=Path, default=DEFAULT_FACES_DEV,
-                      help="faces-dev folder (default: ../shared/data/faces-dev; without it, built-in faces)")
+        "device on a generated video and prints the SMS texts the relay would send, then a summary.",
+    )
+    demo.add_argument(
+        "--faces-dev",
+        type=Path,
+        default=DEFAULT_FACES_DEV,
+        help="faces-dev folder (default: ../shared/data/faces-dev; without it, built-in faces)",
+    )
     demo.add_argument("--device", default="CPU", help="OpenVINO device for the camera device (default CPU)")
     demo.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (keys, bundle, video, logs)")
     demo.add_argument("--verbose", action="store_true", help="show every part's log lines")
@@ -62,6 +68,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 # -- output ------------------------------------------------------------------------------
+
 
 class _Say:
     def __init__(self, total: int) -> None:
@@ -96,6 +103,7 @@ def _pct(values, q: float) -> float:
 
 # -- the scene -------------------------------------------------------------------------------
 
+
 @dataclass
 class Scene:
     video: Path
@@ -118,8 +126,13 @@ def _faces_dev_scene(faces_dev: Path, work: Path) -> Scene:
     from lookout.device.videomaker import make_scene_video
 
     info = make_scene_video(work / "scene.mp4", faces_dev, fps=10.0, photo_s=3.0)
-    return Scene(info.path, info.fps, info.segments, faces_dev,
-                 f"faces-dev at {faces_dev}: 8 people's identity folders; 5 group photos and 7 strangers in the video")
+    return Scene(
+        info.path,
+        info.fps,
+        info.segments,
+        faces_dev,
+        f"faces-dev at {faces_dev}: 8 people's identity folders; 5 group photos and 7 strangers in the video",
+    )
 
 
 def _builtin_scene(work: Path) -> Scene:
@@ -150,14 +163,14 @@ def _builtin_scene(work: Path) -> Scene:
         segments.append(_Segment(kind, source, start, frame_no / fps, who))
 
     def grace_pan(frame, i):  # mirrored, panning
-        frame[60:620, 120 + 6 * i:600 + 6 * i] = cv2.resize(cv2.flip(grace, 1), (480, 560))
+        frame[60:620, 120 + 6 * i : 600 + 6 * i] = cv2.resize(cv2.flip(grace, 1), (480, 560))
 
     def eileen_zoom(frame, i):  # zooming in
         side = 560 + 2 * i
-        frame[40:40 + side, 640:640 + side] = cv2.resize(eileen, (side, side))
+        frame[40 : 40 + side, 640 : 640 + side] = cv2.resize(eileen, (side, side))
 
     def coffee_cup(frame, i):
-        frame[120:120 + coffee.shape[0], 340:340 + coffee.shape[1]] = coffee
+        frame[120 : 120 + coffee.shape[0], 340 : 340 + coffee.shape[1]] = coffee
 
     put("group", "grace_hopper.jpg (mirrored)", ["grace_hopper"], 30, grace_pan)
     put("blank", "", [], 10, lambda f, i: None)
@@ -165,11 +178,17 @@ def _builtin_scene(work: Path) -> Scene:
     put("blank", "", [], 10, lambda f, i: None)
     put("stranger", "coffee.png (no one)", [], 20, coffee_cup)
     writer.release()
-    return Scene(path, fps, segments, people,
-                 "no faces-dev found: using Grace Hopper (matplotlib) and Eileen Collins (scikit-image's astronaut)")
+    return Scene(
+        path,
+        fps,
+        segments,
+        people,
+        "no faces-dev found: using Grace Hopper (matplotlib) and Eileen Collins (scikit-image's astronaut)",
+    )
 
 
 # -- loopback services ---------------------------------------------------------------------
+
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
@@ -189,9 +208,12 @@ class _RelayProcess:
         self.log_path = log_path
         self.connected = threading.Event()
         self.alerts = 0
-        self.proc = subprocess.Popen([sys.executable, "-m", "lookout", "--log-format", "json", "relay",
-                                      "--config", str(config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lookout", "--log-format", "json", "relay", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._read, name="demo-relay-log", daemon=True).start()
 
     def _read(self) -> None:
@@ -245,6 +267,7 @@ class _EventWatcher:
 
 # -- the demo ------------------------------------------------------------------------------
 
+
 def _demo(args: argparse.Namespace) -> int:
     from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
     from lookout.models.store import ModelStore
@@ -262,7 +285,9 @@ def _demo(args: argparse.Namespace) -> int:
             stack.callback(shutil.rmtree, work, True)
         logs = work / "logs"
         logs.mkdir(exist_ok=True)
-        print(f"Lookout demo: everything on 127.0.0.1, files in {work}" + ("" if args.keep else " (removed at the end)"))
+        print(
+            f"Lookout demo: everything on 127.0.0.1, files in {work}" + ("" if args.keep else " (removed at the end)")
+        )
 
         say.step("Face models: fetch (once), verify SHA-256, convert to OpenVINO IR")
         store = ModelStore(args.model_dir)
@@ -271,20 +296,36 @@ def _demo(args: argparse.Namespace) -> int:
             say.line(f"{name:<15} ready, digest {manifest.digest[:16]}…  ({store.folder(name)})")
 
         faces_dev = args.faces_dev
-        scene = (_faces_dev_scene(faces_dev, work) if (faces_dev / "groups.csv").is_file() else _builtin_scene(work))
+        scene = _faces_dev_scene(faces_dev, work) if (faces_dev / "groups.csv").is_file() else _builtin_scene(work)
         say.step("Signing keys and a signed gallery bundle")
         say.line(scene.source_note)
         keys = work / "keys"
         model_args = ["--model-dir", str(store.root)]
         _lookout(["keys", "generate", "--out", str(keys)], "making the signing keys", logs)
         say.line(f"$ lookout keys generate --out {keys}")
-        out = _lookout(["gallery", "build", str(scene.people_dir), "--key", str(keys / "bundle-signing.key.pem"),
-                        "--out", str(work / "bundle"), "--no-progress", *model_args], "building the gallery", logs)
+        out = _lookout(
+            [
+                "gallery",
+                "build",
+                str(scene.people_dir),
+                "--key",
+                str(keys / "bundle-signing.key.pem"),
+                "--out",
+                str(work / "bundle"),
+                "--no-progress",
+                *model_args,
+            ],
+            "building the gallery",
+            logs,
+        )
         say.line(f"$ lookout gallery build {scene.people_dir} --key … --out {work / 'bundle'}")
         for text in out.strip().splitlines()[-2:]:
             say.line(f"  {text}")
-        _lookout(["gallery", "publish", str(work / "bundle"), "--to", str(work / "published")],
-                 "publishing the gallery", logs)
+        _lookout(
+            ["gallery", "publish", str(work / "bundle"), "--to", str(work / "published")],
+            "publishing the gallery",
+            logs,
+        )
 
         say.step("Serving the published bundle over HTTP on loopback")
         url = _serve(work / "published", stack)
@@ -292,8 +333,10 @@ def _demo(args: argparse.Namespace) -> int:
 
         say.step("Local MQTT broker")
         if find_mosquitto() is None:
-            raise ConfigError("mosquitto is not installed: `./run demo` installs it (apt-get install mosquitto), "
-                              "or set LOOKOUT_MOSQUITTO to its path")
+            raise ConfigError(
+                "mosquitto is not installed: `./run demo` installs it (apt-get install mosquitto), "
+                "or set LOOKOUT_MOSQUITTO to its path"
+            )
         (work / "broker").mkdir(exist_ok=True)
         broker = LocalMosquitto(workdir=work / "broker")
         broker.start()
@@ -303,14 +346,22 @@ def _demo(args: argparse.Namespace) -> int:
         say.step("The relay, with the console notifier standing in for SMS")
         sms_file = work / "sms.jsonl"
         relay_cfg = work / "relay.yaml"
-        relay_cfg.write_text(yaml.safe_dump({
-            "mqtt": {"host": broker.host, "port": broker.port, "client_id": "lookout-demo-relay"},
-            "store": {"path": str(work / "relay.sqlite")},
-            "directory": {"path": str(work / "bundle" / "gallery.sqlite")},
-            "notifiers": {"sms": {"type": "console", "path": str(sms_file)}},
-            "recipients": [{"name": "duty-officer", "notifier": "sms", "address": "+15555550100"}],
-            "rate_limits": {"per_recipient": {"count": 1000, "per_s": 3600}, "overall": {"count": 1000, "per_s": 3600}},
-        }, sort_keys=False))
+        relay_cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "mqtt": {"host": broker.host, "port": broker.port, "client_id": "lookout-demo-relay"},
+                    "store": {"path": str(work / "relay.sqlite")},
+                    "directory": {"path": str(work / "bundle" / "gallery.sqlite")},
+                    "notifiers": {"sms": {"type": "console", "path": str(sms_file)}},
+                    "recipients": [{"name": "duty-officer", "notifier": "sms", "address": "+15555550100"}],
+                    "rate_limits": {
+                        "per_recipient": {"count": 1000, "per_s": 3600},
+                        "overall": {"count": 1000, "per_s": 3600},
+                    },
+                },
+                sort_keys=False,
+            )
+        )
         relay = _RelayProcess(relay_cfg, logs / "relay.log")
         stack.callback(relay.stop)
         if not relay.connected.wait(30):
@@ -319,8 +370,22 @@ def _demo(args: argparse.Namespace) -> int:
 
         say.step("The device pulls the bundle and checks its signature")
         bundles = work / "device-bundles"
-        _lookout(["sync", "pull", url, "--into", str(bundles), "--public-key", str(keys / "bundle-signing.pub.pem"),
-                  "--embedder", DEFAULT_EMBEDDER, *model_args], "pulling the bundle", logs)
+        _lookout(
+            [
+                "sync",
+                "pull",
+                url,
+                "--into",
+                str(bundles),
+                "--public-key",
+                str(keys / "bundle-signing.pub.pem"),
+                "--embedder",
+                DEFAULT_EMBEDDER,
+                *model_args,
+            ],
+            "pulling the bundle",
+            logs,
+        )
         say.line(f"$ lookout sync pull {url} --into {bundles} --public-key …  → verified and installed")
 
         say.step("A test video")
@@ -331,24 +396,35 @@ def _demo(args: argparse.Namespace) -> int:
                 say.line(f"  {s.start_s:5.1f}-{s.end_s:5.1f} s  {s.kind:<8} {s.source:<30} {who}")
 
         device_cfg = work / "device.yaml"
-        device_cfg.write_text(yaml.safe_dump({
-            "device_id": DEVICE_ID, "device_name": "Demo camera",
-            "location": {"name": "Demo lobby", "jurisdiction": "US-NY"},
-            "source": {"url": str(scene.video), "realtime": False},
-            "clock": "video",
-            "models": {"model_dir": str(store.root), "device": args.device},
-            "gallery": {"store_dir": str(bundles), "public_key": str(keys / "bundle-signing.pub.pem"),
-                        "pull": {"url": url, "interval_s": 300}},
-            "events": {"cooldown_s": DEMO_COOLDOWN_S},
-            "mqtt": {"host": broker.host, "port": broker.port, "client_id": DEVICE_ID},
-            "outbox": {"path": str(work / "outbox.sqlite")},
-            "status": {"heartbeat_s": 5},
-        }, sort_keys=False))
+        device_cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "device_id": DEVICE_ID,
+                    "device_name": "Demo camera",
+                    "location": {"name": "Demo lobby", "jurisdiction": "US-NY"},
+                    "source": {"url": str(scene.video), "realtime": False},
+                    "clock": "video",
+                    "models": {"model_dir": str(store.root), "device": args.device},
+                    "gallery": {
+                        "store_dir": str(bundles),
+                        "public_key": str(keys / "bundle-signing.pub.pem"),
+                        "pull": {"url": url, "interval_s": 300},
+                    },
+                    "events": {"cooldown_s": DEMO_COOLDOWN_S},
+                    "mqtt": {"host": broker.host, "port": broker.port, "client_id": DEVICE_ID},
+                    "outbox": {"path": str(work / "outbox.sqlite")},
+                    "status": {"heartbeat_s": 5},
+                },
+                sort_keys=False,
+            )
+        )
         say.step("The device on the video: detect, track, embed, search, decide, publish")
         say.line(f"$ lookout run --config {device_cfg}")
-        say.line(f"(every frame, as fast as this machine goes; the device's per-person cooldown is {DEMO_COOLDOWN_S:g} s "
-                 "here so each photo reports its people, default 60 s; the relay turns sightings of one person "
-                 "within 60 s into one alert)")
+        say.line(
+            f"(every frame, as fast as this machine goes; the device's per-person cooldown is {DEMO_COOLDOWN_S:g} s "
+            "here so each photo reports its people, default 60 s; the relay turns sightings of one person "
+            "within 60 s into one alert)"
+        )
         run = _run_device(device_cfg, broker, say, scene)
 
         say.step("The SMS texts the relay would send")
@@ -393,8 +469,9 @@ def _run_device(config: Path, broker, say: _Say, scene: Scene) -> _DeviceRun:
         time.sleep(0.5)  # the last acknowledgements
     finally:
         watcher.stop()
-    return _DeviceRun(runtime.metrics, list(watcher.events), getattr(runtime.clock, "_anchor", None),
-                      time.monotonic() - started)
+    return _DeviceRun(
+        runtime.metrics, list(watcher.events), getattr(runtime.clock, "_anchor", None), time.monotonic() - started
+    )
 
 
 def _segment_at(scene: Scene, pts: float):
@@ -425,15 +502,21 @@ def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int
     m = run.metrics
     print("\n" + "=" * 78)
     print("Summary")
-    print(f"  frames processed    {m.frames} in {run.wall_s:.1f} s ({m.frames / max(run.wall_s, 1e-6):.1f} fps on this "
-          f"machine, {os.cpu_count()} cores)")
+    print(
+        f"  frames processed    {m.frames} in {run.wall_s:.1f} s ({m.frames / max(run.wall_s, 1e-6):.1f} fps on this "
+        f"machine, {os.cpu_count()} cores)"
+    )
     print(f"  faces detected      {m.faces}   embedded {m.embedded}")
     print(f"  match events        {len(run.events)}   (published QoS 1 from the durable outbox)")
     print(f"  alerts (SMS texts)  {len(texts)}")
     if m.decision_latency:
-        print(f"  frame → decision    p50 {_pct(m.decision_latency, 50):.0f} ms   p95 {_pct(m.decision_latency, 95):.0f} ms")
+        print(
+            f"  frame → decision    p50 {_pct(m.decision_latency, 50):.0f} ms   p95 {_pct(m.decision_latency, 95):.0f} ms"
+        )
     if m.publish_latency:
-        print(f"  frame → broker ack  p50 {_pct(m.publish_latency, 50):.0f} ms   p95 {_pct(m.publish_latency, 95):.0f} ms")
+        print(
+            f"  frame → broker ack  p50 {_pct(m.publish_latency, 50):.0f} ms   p95 {_pct(m.publish_latency, 95):.0f} ms"
+        )
     relay_ms = []
     for sms in texts:
         person = (sms.get("alert") or {}).get("person_id") or (sms.get("alert") or {}).get("alert", {}).get("person_id")
@@ -470,9 +553,11 @@ def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int
         print(f"  {where:<28} {'-':<46} {', '.join(sorted(people)):<46} WRONG")
     expected_all = {p for s in scene.segments for p in s.identities}
     matched_all = {e["person_id"] for _, e in run.events}
-    print(f"\n  people found: {len(matched_all & expected_all)} of {len(expected_all)} enrolled people in the video; "
-          f"wrong matches: {wrong}; strangers matched: "
-          f"{sum(1 for s in scene.segments if s.kind == 'stranger' and s.source in found)}")
+    print(
+        f"\n  people found: {len(matched_all & expected_all)} of {len(expected_all)} enrolled people in the video; "
+        f"wrong matches: {wrong}; strangers matched: "
+        f"{sum(1 for s in scene.segments if s.kind == 'stranger' and s.source in found)}"
+    )
     print("=" * 78)
     print("Done. Everything the demo started has been stopped.")
     return 0 if wrong == 0 else 1

@@ -112,15 +112,19 @@ class MatchEvent(BaseModel):
     bundle_version: Text
     policy_version: Text
     box: tuple[
-        Annotated[Count, Field(ge=0)], Annotated[Count, Field(ge=0)],
-        Annotated[Count, Field(ge=0)], Annotated[Count, Field(ge=0)],
+        Annotated[Count, Field(ge=0)],
+        Annotated[Count, Field(ge=0)],
+        Annotated[Count, Field(ge=0)],
+        Annotated[Count, Field(ge=0)],
     ]
     crop_jpeg_b64: str | None = Field(None, max_length=MAX_CROP_B64, pattern=CROP_PATTERN)
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: Location | None = None
 
     @classmethod
-    def create(cls, *, ttl: timedelta = timedelta(minutes=5), crop_jpeg: bytes | None = None, **fields: object) -> "MatchEvent":
+    def create(
+        cls, *, ttl: timedelta = timedelta(minutes=5), crop_jpeg: bytes | None = None, **fields: object
+    ) -> MatchEvent:
         """A new event with a fresh id, ``seen_at`` now (unless given) and ``expires_at`` after ``ttl``."""
         seen_at = fields.pop("seen_at", None) or utc_now()
         fields.setdefault("event_id", uuid.uuid4())

@@ -39,7 +39,7 @@ class TlsSettings(BaseModel):
     insecure: bool = Field(False, description="skip broker hostname verification (testing only)")
 
     @model_validator(mode="after")
-    def _pair(self) -> "TlsSettings":
+    def _pair(self) -> TlsSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
         return self

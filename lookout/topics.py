@@ -89,7 +89,7 @@ class Topics:
         head = self.prefix + "/"
         if not topic.startswith(head):
             return None
-        rest = topic[len(head):].split("/")
+        rest = topic[len(head) :].split("/")
         if len(rest) != 2 or rest[0] == RELAY_SEGMENT or not _DEVICE_ID.match(rest[0]):
             return None
         return rest[0]

@@ -6,9 +6,10 @@ import argparse
 import json
 from dataclasses import asdict
 
-from lookout.cli_options import add_model_dir
 from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR
 from lookout.models.store import ModelStore
+
+from lookout.cli_options import add_model_dir
 
 DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
 
@@ -47,8 +48,10 @@ def _fetch(args: argparse.Namespace) -> int:
     names = list(ALL_MODELS) if args.all else (args.names or list(DEFAULT_SET))
     for name in names:
         manifest = store.fetch(name, force=args.force)
-        print(f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
-              f"in {store.folder(name)}")
+        print(
+            f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
+            f"in {store.folder(name)}"
+        )
     return 0
 
 
@@ -62,7 +65,10 @@ def _list(args: argparse.Namespace) -> int:
             kind, description = spec.kind, spec.description
         else:
             manifest = store.manifest(status.name)
-            kind, description = manifest.kind, f"{manifest.description} (made here from {manifest.extra['derived_from']})"
+            kind, description = (
+                manifest.kind,
+                f"{manifest.description} (made here from {manifest.extra['derived_from']})",
+            )
         print(f"  {status.name:16s} {kind:9s} {state:8s} {description}")
     return 0
 

@@ -7,15 +7,14 @@ float32 vectors. Callers never normalise pixels or vectors themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
-from openvino.preprocess import ColorFormat, PrePostProcessor
-
 from lookout.models.registry import ModelSpec
+from openvino.preprocess import ColorFormat, PrePostProcessor
 
 
 def blazeface(src: Path, spec: ModelSpec) -> ov.Model:

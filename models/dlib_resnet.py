@@ -81,8 +81,9 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 import openvino as ov
@@ -216,26 +217,39 @@ def _ares(n: int) -> list[tuple[str, int]]:
 
 def _ares_down(n: int) -> list[tuple[str, int]]:
     """relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<N,affine,2,tag1<SUBNET>>>>>>>."""
-    return [("tag", 1), *_block(n, 2), ("tag", 2), ("skip", 1),
-            ("avg_pool", 0), ("add_prev", 2), ("relu", 0)]
+    return [("tag", 1), *_block(n, 2), ("tag", 2), ("skip", 1), ("avg_pool", 0), ("add_prev", 2), ("relu", 0)]
 
 
 FACE_RESNET_V1: list[tuple[str, int]] = [
-    ("con", 32), ("affine", 0), ("relu", 0), ("max_pool", 0),
-    *_ares(32), *_ares(32), *_ares(32),                           # alevel4
-    *_ares_down(64), *_ares(64), *_ares(64), *_ares(64),          # alevel3
-    *_ares_down(128), *_ares(128), *_ares(128),                   # alevel2
-    *_ares_down(256), *_ares(256), *_ares(256),                   # alevel1
-    *_ares_down(256),                                             # alevel0
-    ("avg_pool", 0), ("fc", DESCRIPTOR_SIZE),
+    ("con", 32),
+    ("affine", 0),
+    ("relu", 0),
+    ("max_pool", 0),
+    *_ares(32),
+    *_ares(32),
+    *_ares(32),  # alevel4
+    *_ares_down(64),
+    *_ares(64),
+    *_ares(64),
+    *_ares(64),  # alevel3
+    *_ares_down(128),
+    *_ares(128),
+    *_ares(128),  # alevel2
+    *_ares_down(256),
+    *_ares(256),
+    *_ares(256),  # alevel1
+    *_ares_down(256),  # alevel0
+    ("avg_pool", 0),
+    ("fc", DESCRIPTOR_SIZE),
 ]
 
 
 def _kind(layer: Layer) -> str:
     if isinstance(layer, Pool):
         return f"{layer.kind}_pool"
-    return {Conv: "con", Affine: "affine", Relu: "relu", FcNoBias: "fc",
-            AddPrev: "add_prev", TagOrSkip: "tag_or_skip"}[type(layer)]
+    return {Conv: "con", Affine: "affine", Relu: "relu", FcNoBias: "fc", AddPrev: "add_prev", TagOrSkip: "tag_or_skip"}[
+        type(layer)
+    ]
 
 
 # ----------------------------------------------------------------------------
@@ -252,13 +266,14 @@ class _Reader:
         self.path = path
 
     def fail(self, reason: str) -> ModelError:
-        return ModelError(f"{self.path}: not a readable dlib network: {reason} "
-                          f"(at byte {self.pos} of {len(self.data)})")
+        return ModelError(
+            f"{self.path}: not a readable dlib network: {reason} (at byte {self.pos} of {len(self.data)})"
+        )
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.data):
             raise self.fail(f"file is truncated while reading {what}")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -351,11 +366,9 @@ def _read_con(r: _Reader) -> Conv:
         r.real("con multipliers")
     n_weights = num_filters * k * nr * nc
     if (fnr, fnc) != (nr, nc) or params.size != n_weights + num_filters:
-        raise r.fail(f"con params size {params.size} does not match "
-                     f"{num_filters}x{k}x{nr}x{nc} filters + biases")
+        raise r.fail(f"con params size {params.size} does not match {num_filters}x{k}x{nr}x{nc} filters + biases")
     weights = params[:n_weights].reshape(num_filters, k, nr, nc)
-    return Conv(weights=weights, bias=params[n_weights:].copy(),
-                stride=stride, padding=padding)
+    return Conv(weights=weights, bias=params[n_weights:].copy(), stride=stride, padding=padding)
 
 
 def _read_affine(r: _Reader) -> Affine:
@@ -375,6 +388,7 @@ def _read_pool(kind: str) -> Callable[[_Reader], Pool]:
         stride = (r.integer("pool stride_y"), r.integer("pool stride_x"))
         padding = (r.integer("pool padding_y"), r.integer("pool padding_x"))
         return Pool(kind=kind, window=window, stride=stride, padding=padding)
+
     return read
 
 
@@ -427,7 +441,7 @@ def _read_add_layer_state(r: _Reader, first: bool, version: int) -> None:
 # The network
 # ----------------------------------------------------------------------------
 
-_ADD_LAYER_VERSION = 2        # add_layer on top of another layer
+_ADD_LAYER_VERSION = 2  # add_layer on top of another layer
 _FIRST_LAYER_VERSIONS = (2, 3)  # add_layer on top of the input layer
 _TAG_OR_SKIP_VERSION = 1
 
@@ -472,14 +486,14 @@ def _read_layers(r: _Reader) -> tuple[InputRGB, list[Layer]]:
 def _apply_architecture(r: _Reader, layers: list[Layer]) -> None:
     """Checks the layers against FACE_RESNET_V1 and fills in tags and skips."""
     found = [_kind(layer) for layer in layers]
-    expected = [k if k not in ("tag", "skip") else "tag_or_skip"
-                 for k, _ in FACE_RESNET_V1]
+    expected = [k if k not in ("tag", "skip") else "tag_or_skip" for k, _ in FACE_RESNET_V1]
     if found != expected:
-        bad = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b),
-                   min(len(found), len(expected)))
-        raise r.fail(f"layer {bad} is {found[bad] if bad < len(found) else 'missing'}, "
-                     f"expected {expected[bad] if bad < len(expected) else 'nothing'}: "
-                     "not dlib's face recognition ResNet v1")
+        bad = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), min(len(found), len(expected)))
+        raise r.fail(
+            f"layer {bad} is {found[bad] if bad < len(found) else 'missing'}, "
+            f"expected {expected[bad] if bad < len(expected) else 'nothing'}: "
+            "not dlib's face recognition ResNet v1"
+        )
     for i, (kind, arg) in enumerate(FACE_RESNET_V1):
         layer = layers[i]
         if kind == "tag":
@@ -537,13 +551,11 @@ def _pool_out(n: int, window: int, stride: int, pad: int) -> int:
 
 def _conv(x: _Value, layer: Conv) -> _Value:
     pad = list(layer.padding)
-    node = ops.convolution(x.node, _const(layer.weights), list(layer.stride),
-                           pad, pad, [1, 1])
+    node = ops.convolution(x.node, _const(layer.weights), list(layer.stride), pad, pad, [1, 1])
     node = ops.add(node, _const(layer.bias.reshape(1, -1, 1, 1)))
     _, h, w = x.chw
     kh, kw = layer.weights.shape[2:]
-    chw = (layer.num_filters, _pool_out(h, kh, layer.stride[0], pad[0]),
-           _pool_out(w, kw, layer.stride[1], pad[1]))
+    chw = (layer.num_filters, _pool_out(h, kh, layer.stride[0], pad[0]), _pool_out(w, kw, layer.stride[1], pad[1]))
     return _Value(node.output(0), chw)
 
 
@@ -565,8 +577,7 @@ def _pool(x: _Value, layer: Pool) -> _Value:
         node = ops.max_pool(x.node, strides, [1, 1], pad, pad, kernel).output(0)
     else:
         node = ops.avg_pool(x.node, strides, pad, pad, kernel, exclude_pad=True).output(0)
-    chw = (c, _pool_out(h, kernel[0], strides[0], pad[0]),
-           _pool_out(w, kernel[1], strides[1], pad[1]))
+    chw = (c, _pool_out(h, kernel[0], strides[0], pad[0]), _pool_out(w, kernel[1], strides[1], pad[1]))
     return _Value(node, chw)
 
 
@@ -576,8 +587,7 @@ def _pad_to(x: _Value, chw: tuple[int, int, int]) -> ov.Output:
         return x.node
     ends = np.array([0, *(t - s for t, s in zip(chw, x.chw))], np.int64)
     begins = np.zeros(4, np.int64)
-    return ops.pad(x.node, ops.constant(begins), ops.constant(ends), "constant",
-                   ops.constant(np.float32(0))).output(0)
+    return ops.pad(x.node, ops.constant(begins), ops.constant(ends), "constant", ops.constant(np.float32(0))).output(0)
 
 
 def _add_prev(x: _Value, other: _Value) -> _Value:

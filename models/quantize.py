@@ -18,13 +18,13 @@ from dataclasses import replace
 
 import numpy as np
 import openvino as ov
+from lookout.models.manifest import ModelManifest
+from lookout.models.registry import get_spec
+from lookout.models.store import IR_FILES, ModelStore
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
 from lookout.log import get_logger
-from lookout.models.manifest import ModelManifest
-from lookout.models.registry import ALL_MODELS, get_spec
-from lookout.models.store import IR_FILES, ModelStore
 
 log = get_logger(__name__)
 INT8_SUFFIX = "-int8"
@@ -63,8 +63,15 @@ def augment_chips(chips: np.ndarray, copies: int = 3, seed: int = 0) -> np.ndarr
     return np.ascontiguousarray(np.concatenate(out))
 
 
-def quantize_embedder(store: ModelStore, name: str, chips: np.ndarray, source: str = "",
-                      preset: str = "mixed", fast_bias_correction: bool = True, augment: int = 3) -> ModelManifest:
+def quantize_embedder(
+    store: ModelStore,
+    name: str,
+    chips: np.ndarray,
+    source: str = "",
+    preset: str = "mixed",
+    fast_bias_correction: bool = True,
+    augment: int = 3,
+) -> ModelManifest:
     """Quantise embedder ``name`` to INT8 on ``chips`` (N, h, w, 3) RGB uint8 aligned for it; save and return its manifest.
 
     ``augment``: jittered copies of each chip added to the calibration set (see ``augment_chips``).
@@ -89,15 +96,33 @@ def quantize_embedder(store: ModelStore, name: str, chips: np.ndarray, source: s
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     log.info("quantize.start", name=name, chips=len(chips), preset=preset, nncf=nncf.__version__)
     keep_float = pre_post_processing(model)
-    quantized = nncf.quantize(model, dataset, preset=presets[preset], subset_size=len(chips),
-                              fast_bias_correction=fast_bias_correction,
-                              ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False))
-    return _save_derived(store, manifest, quantized, {
-        "derived_from": name, "source_digest": manifest.digest, "precision": "int8",
-        "quantized_with": f"nncf {nncf.__version__}",
-        "calibration": {"chips": int(len(chips)), "augmented_copies": augment, "source": source, "preset": preset,
-                        "fast_bias_correction": fast_bias_correction, "kept_float": len(keep_float)},
-    })
+    quantized = nncf.quantize(
+        model,
+        dataset,
+        preset=presets[preset],
+        subset_size=len(chips),
+        fast_bias_correction=fast_bias_correction,
+        ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False),
+    )
+    return _save_derived(
+        store,
+        manifest,
+        quantized,
+        {
+            "derived_from": name,
+            "source_digest": manifest.digest,
+            "precision": "int8",
+            "quantized_with": f"nncf {nncf.__version__}",
+            "calibration": {
+                "chips": len(chips),
+                "augmented_copies": augment,
+                "source": source,
+                "preset": preset,
+                "fast_bias_correction": fast_bias_correction,
+                "kept_float": len(keep_float),
+            },
+        },
+    )
 
 
 def pre_post_processing(model: ov.Model) -> list[str]:
@@ -115,8 +140,9 @@ def pre_post_processing(model: ov.Model) -> list[str]:
     if not heavy:
         return []
     skip = {"Constant", "Parameter", "Result"}
-    return [o.get_friendly_name() for i, o in enumerate(ops)
-            if kinds[i] not in skip and (i < heavy[0] or i > heavy[-1])]
+    return [
+        o.get_friendly_name() for i, o in enumerate(ops) if kinds[i] not in skip and (i < heavy[0] or i > heavy[-1])
+    ]
 
 
 def _save_derived(store: ModelStore, base: ModelManifest, model: ov.Model, extra: dict) -> ModelManifest:
@@ -127,8 +153,14 @@ def _save_derived(store: ModelStore, base: ModelManifest, model: ov.Model, extra
     staging.mkdir(parents=True)
     ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
     files = {f: sha256_file(staging / f) for f in IR_FILES}
-    manifest = replace(base, name=name, description=f"{base.description}; INT8 post-training quantised",
-                       files=files, converted_with=ov.get_version(), extra={**base.extra, **extra})
+    manifest = replace(
+        base,
+        name=name,
+        description=f"{base.description}; INT8 post-training quantised",
+        files=files,
+        converted_with=ov.get_version(),
+        extra={**base.extra, **extra},
+    )
     for f in IR_FILES:
         (staging / f).replace(folder / f)
     manifest.write(folder)
@@ -137,4 +169,4 @@ def _save_derived(store: ModelStore, base: ModelManifest, model: ov.Model, extra
     return manifest
 
 
-__all__ = ["quantize_embedder", "int8_name", "precision_of"]
+__all__ = ["int8_name", "precision_of", "quantize_embedder"]

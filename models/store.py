@@ -21,14 +21,14 @@ from pathlib import Path
 
 import openvino as ov
 import platformdirs
-
-from lookout.digest import sha256_file
-from lookout.errors import ModelError
-from lookout.log import get_logger
 from lookout.models.convert import CONVERTERS
 from lookout.models.fetch import download_archive, extract_member
 from lookout.models.manifest import ModelManifest
 from lookout.models.registry import ALL_MODELS, ModelSpec, get_spec
+
+from lookout.digest import sha256_file
+from lookout.errors import ModelError
+from lookout.log import get_logger
 
 log = get_logger(__name__)
 MODEL_DIR_ENV = "LOOKOUT_MODEL_DIR"

@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.relay.config import RelayConfig, load_config
 from lookout.relay.localbroker import LocalMosquitto
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.console import ConsoleNotifier
+
+from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
 
 _TEMPLATE = (
@@ -101,14 +102,17 @@ class _Probe:
 
 
 def _config(workdir: Path, port: int, synchronous: str) -> RelayConfig:
-    return load_config(None, {
-        "LOOKOUT_RELAY__MQTT__PORT": str(port),
-        "LOOKOUT_RELAY__STORE__PATH": str(workdir / "relay.sqlite"),
-        "LOOKOUT_RELAY__STORE__SYNCHRONOUS": synchronous,
-        "LOOKOUT_RELAY__RATE_LIMITS__PER_RECIPIENT": "null",
-        "LOOKOUT_RELAY__RATE_LIMITS__OVERALL": "null",
-        "LOOKOUT_RELAY__METRICS__LOG_EVERY_S": "3600",
-    })
+    return load_config(
+        None,
+        {
+            "LOOKOUT_RELAY__MQTT__PORT": str(port),
+            "LOOKOUT_RELAY__STORE__PATH": str(workdir / "relay.sqlite"),
+            "LOOKOUT_RELAY__STORE__SYNCHRONOUS": synchronous,
+            "LOOKOUT_RELAY__RATE_LIMITS__PER_RECIPIENT": "null",
+            "LOOKOUT_RELAY__RATE_LIMITS__OVERALL": "null",
+            "LOOKOUT_RELAY__METRICS__LOG_EVERY_S": "3600",
+        },
+    )
 
 
 def _run(service, probe: _Probe, port: int, count: int, rate: float, offset: int) -> RunFigures:
@@ -127,8 +131,15 @@ def _run(service, probe: _Probe, port: int, count: int, rate: float, offset: int
     # from the first event's publish (seen_at) to the last send; the publisher's start-up is not counted
     span = max(probe.last_sent - probe.first_seen, 1e-9) if lat else time.time() - started
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
-    return RunFigures(count, delivered, round(span, 3), round(delivered / span, 1),
-                      round(q[49] * 1000, 2), round(q[94] * 1000, 2), round((lat[-1] if lat else 0) * 1000, 2))
+    return RunFigures(
+        count,
+        delivered,
+        round(span, 3),
+        round(delivered / span, 1),
+        round(q[49] * 1000, 2),
+        round(q[94] * 1000, 2),
+        round((lat[-1] if lat else 0) * 1000, 2),
+    )
 
 
 def run_bench(events: int = 5000, rate: float = 1000.0, seconds: float = 5.0, synchronous: str = "full") -> dict:
@@ -161,8 +172,14 @@ def print_figures(figures: dict, as_json: bool = False) -> None:
         print(json.dumps(figures, indent=2))
         return
     t, lat = figures["throughput"], figures["latency"]
-    print(f"relay bench on {figures['machine']['cpus']} CPUs, store synchronous={figures['machine']['store_synchronous']}")
-    print(f"  throughput: {t['delivered']}/{t['events']} events delivered in {t['seconds']} s = {t['events_per_s']} events/s"
-          f" (latency under flood p50 {t['p50_ms']} ms, p95 {t['p95_ms']} ms)")
-    print(f"  latency at {lat['rate_per_s']:.0f} events/s: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms,"
-          f" max {lat['max_ms']} ms ({lat['delivered']}/{lat['events']} delivered, {lat['events_per_s']} events/s)")
+    print(
+        f"relay bench on {figures['machine']['cpus']} CPUs, store synchronous={figures['machine']['store_synchronous']}"
+    )
+    print(
+        f"  throughput: {t['delivered']}/{t['events']} events delivered in {t['seconds']} s = {t['events_per_s']} events/s"
+        f" (latency under flood p50 {t['p50_ms']} ms, p95 {t['p95_ms']} ms)"
+    )
+    print(
+        f"  latency at {lat['rate_per_s']:.0f} events/s: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms,"
+        f" max {lat['max_ms']} ms ({lat['delivered']}/{lat['events']} delivered, {lat['events_per_s']} events/s)"
+    )

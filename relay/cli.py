@@ -7,8 +7,9 @@ import json
 import os
 from pathlib import Path
 
-from lookout.errors import InputError
 from lookout.relay.config import RelayConfig, load_config
+
+from lookout.errors import InputError
 
 CONFIG_ENV = "LOOKOUT_RELAY_CONFIG"
 
@@ -19,13 +20,17 @@ def _config(args: argparse.Namespace) -> RelayConfig:
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help=f"relay YAML config (default: ${CONFIG_ENV}, else built-in defaults)")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"relay YAML config (default: ${CONFIG_ENV}, else built-in defaults)"
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     relay = commands.add_parser("relay", help="run the relay: match events to SMS/webhook alerts")
     _add_config(relay)
-    relay.add_argument("--check-config", action="store_true", help="validate the config, print it (no secrets) and exit")
+    relay.add_argument(
+        "--check-config", action="store_true", help="validate the config, print it (no secrets) and exit"
+    )
     relay.set_defaults(func=cmd_relay)
 
     review = commands.add_parser("review", help="list, confirm or reject alerts waiting for human review")
@@ -91,9 +96,20 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     alerts = queue.recent(args.limit) if args.all else queue.pending(args.limit)
     for alert in alerts:
         if args.json:
-            print(json.dumps({"alert_id": alert.id, "status": alert.status, "person_id": alert.person_id,
-                              "first_seen_at": alert.first_seen_at, "sightings": alert.sightings,
-                              "devices": alert.devices, "best_score": alert.best_score, "stale": alert.stale}))
+            print(
+                json.dumps(
+                    {
+                        "alert_id": alert.id,
+                        "status": alert.status,
+                        "person_id": alert.person_id,
+                        "first_seen_at": alert.first_seen_at,
+                        "sightings": alert.sightings,
+                        "devices": alert.devices,
+                        "best_score": alert.best_score,
+                        "stale": alert.stale,
+                    }
+                )
+            )
         else:
             print(format_alert(alert))
     if not alerts and not args.json:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lookout.config_file import load_settings
-from lookout.errors import ConfigError, InputError
+from lookout.errors import InputError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_prefix
 
@@ -31,10 +31,12 @@ class _Strict(BaseModel):
 
 class TopicSettings(_Strict):
     prefix: str = DEFAULT_PREFIX
-    share_group: str | None = Field("lookout-relay", description="MQTT v5 shared-subscription group; null subscribes alone")
+    share_group: str | None = Field(
+        "lookout-relay", description="MQTT v5 shared-subscription group; null subscribes alone"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "TopicSettings":
+    def _check(self) -> TopicSettings:
         try:
             check_prefix(self.prefix)
         except InputError as err:
@@ -87,7 +89,7 @@ class TwilioNotifier(_Strict):
     timeout_s: float = Field(5, gt=0)
 
     @model_validator(mode="after")
-    def _sender(self) -> "TwilioNotifier":
+    def _sender(self) -> TwilioNotifier:
         if not (self.from_number or self.messaging_service_sid):
             raise ValueError("set from_number or messaging_service_sid")
         return self
@@ -106,7 +108,7 @@ class ConsoleNotifier(_Strict):
 
 
 NotifierSettings = Annotated[
-    Union[SnsNotifier, TwilioNotifier, WebhookNotifier, ConsoleNotifier], Field(discriminator="type")
+    SnsNotifier | TwilioNotifier | WebhookNotifier | ConsoleNotifier, Field(discriminator="type")
 ]
 
 
@@ -140,8 +142,12 @@ class RetrySettings(_Strict):
 
 
 class ReviewSettings(_Strict):
-    url_template: str | None = Field(None, description="link in messages, e.g. https://lookout.example/review/{alert_id}")
-    suppress_for_s: float = Field(86400, ge=0, description="after a rejection, the same person at the same device is suppressed this long")
+    url_template: str | None = Field(
+        None, description="link in messages, e.g. https://lookout.example/review/{alert_id}"
+    )
+    suppress_for_s: float = Field(
+        86400, ge=0, description="after a rejection, the same person at the same device is suppressed this long"
+    )
 
 
 class MetricsSettings(_Strict):
@@ -178,7 +184,7 @@ class RelayConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _cross_check(self) -> "RelayConfig":
+    def _cross_check(self) -> RelayConfig:
         names = set()
         for r in self.recipients:
             if r.name in names:
@@ -188,7 +194,9 @@ class RelayConfig(_Strict):
             if kind is None:
                 raise ValueError(f"recipients.{r.name}: notifier {r.notifier!r} is not defined under notifiers")
             if kind.type in ("sns", "twilio") and not re.match(E164, r.address):
-                raise ValueError(f"recipients.{r.name}: address {r.address!r} is not an E.164 phone number like +15555550100")
+                raise ValueError(
+                    f"recipients.{r.name}: address {r.address!r} is not an E.164 phone number like +15555550100"
+                )
         if "default" not in self.galleries:
             raise ValueError("galleries: a 'default' entry is required (used for events without a known gallery)")
         return self

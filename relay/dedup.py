@@ -12,12 +12,13 @@ event recorded (and acknowledged afterwards) or nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
+
+from lookout.relay.store import ALERT_OPEN, ALERT_REVIEW, RelayStore
 
 from lookout.events import MatchEvent
-from lookout.relay.store import ALERT_OPEN, ALERT_REVIEW, RelayStore
 
 
 class Outcome(str, Enum):

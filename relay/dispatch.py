@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from lookout.log import get_logger
 from lookout.relay.config import Recipient, RetrySettings
 from lookout.relay.directory import PersonDirectory
 from lookout.relay.message import Outgoing, alert_document, alert_text, review_link, summary_text
@@ -20,6 +19,8 @@ from lookout.relay.metrics import Counters
 from lookout.relay.notifiers.base import DeliveryError, Notifier
 from lookout.relay.ratelimit import RateLimiter
 from lookout.relay.store import Delivery, RelayStore
+
+from lookout.log import get_logger
 
 log = get_logger(__name__)
 
@@ -110,7 +111,9 @@ class Dispatcher:
         if recipient is None or notifier is None:
             self.store.mark_failed(delivery.id, f"recipient {delivery.recipient!r} is no longer configured")
             self.counters.inc("gave_up")
-            log.error("delivery.unroutable", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=delivery.recipient)
+            log.error(
+                "delivery.unroutable", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=delivery.recipient
+            )
             return None
         return recipient, notifier
 
@@ -122,8 +125,13 @@ class Dispatcher:
         recipient, notifier = target
         if not self.limiter.allows(recipient.name, now):
             self.counters.inc("held_back")
-            log.warning("delivery.held", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=recipient.name,
-                        reason="rate limit; will be summarised")
+            log.warning(
+                "delivery.held",
+                delivery_id=delivery.id,
+                alert_id=delivery.alert_id,
+                recipient=recipient.name,
+                reason="rate limit; will be summarised",
+            )
             return lambda: self.store.hold(delivery.id)
         message = self._message(delivery, recipient)
         try:
@@ -135,8 +143,14 @@ class Dispatcher:
         sent_at = self.clock()
         self.limiter.record(recipient.name, now)
         self.counters.inc("sent")
-        log.info("alert.sent", alert_id=delivery.alert_id, delivery_id=delivery.id, recipient=recipient.name,
-                 notifier=notifier.name, attempts=delivery.attempts + 1)
+        log.info(
+            "alert.sent",
+            alert_id=delivery.alert_id,
+            delivery_id=delivery.id,
+            recipient=recipient.name,
+            notifier=notifier.name,
+            attempts=delivery.attempts + 1,
+        )
         if self.on_sent is not None:
             self.on_sent(message)
         return lambda: self.store.mark_sent(delivery.id, sent_at, provider_id)
@@ -153,12 +167,25 @@ class Dispatcher:
         too_old = now - delivery.created_at >= self.retry.give_up_after_s
         if not retryable or too_old:
             self.counters.inc("gave_up")
-            log.error("delivery.failed", delivery_id=delivery.id, alert_id=delivery.alert_id,
-                      recipient=delivery.recipient, error=error, permanent=not retryable)
+            log.error(
+                "delivery.failed",
+                delivery_id=delivery.id,
+                alert_id=delivery.alert_id,
+                recipient=delivery.recipient,
+                error=error,
+                permanent=not retryable,
+            )
             return lambda: self.store.mark_failed(delivery.id, error)
         delay = backoff_s(delivery.attempts, self.retry)
-        log.warning("delivery.retry", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=delivery.recipient,
-                    attempt=delivery.attempts + 1, retry_in_s=round(delay, 2), error=error)
+        log.warning(
+            "delivery.retry",
+            delivery_id=delivery.id,
+            alert_id=delivery.alert_id,
+            recipient=delivery.recipient,
+            attempt=delivery.attempts + 1,
+            retry_in_s=round(delay, 2),
+            error=error,
+        )
         return lambda: self.store.mark_retry(delivery.id, now + delay, error)
 
     def _summarise_held(self, now: float) -> None:

@@ -15,8 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lookout.errors import InputError
 from lookout.log import get_logger
@@ -102,7 +102,7 @@ class LocalMosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 5.0) -> "LocalMosquitto":
+    def start(self, timeout: float = 5.0) -> LocalMosquitto:
         if self.running:
             return self
         self._write_config()
@@ -144,7 +144,7 @@ class LocalMosquitto:
             self._proc.kill()
         self._stop_proc()
 
-    def restart(self, timeout: float = 5.0) -> "LocalMosquitto":
+    def restart(self, timeout: float = 5.0) -> LocalMosquitto:
         self.stop()
         return self.start(timeout)
 
@@ -159,7 +159,7 @@ class LocalMosquitto:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalMosquitto":
+    def __enter__(self) -> LocalMosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

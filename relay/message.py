@@ -79,7 +79,9 @@ def alert_document(alert: Alert, details: PersonDetails | None, text: str, revie
         "alert_id": alert.id,
         "gallery_id": alert.gallery_id,
         "person_id": alert.person_id,
-        "person": None if details is None else {
+        "person": None
+        if details is None
+        else {
             "name": details.name,
             "jurisdiction": details.jurisdiction,
             "department": details.department,

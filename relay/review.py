@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
+
 from lookout.errors import InputError
 from lookout.log import get_logger
-from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
 
 log = get_logger(__name__)
 
@@ -53,8 +54,14 @@ class ReviewQueue:
         who, now = reviewer(by), time.time()
         until = now + self.suppress_for_s if suppress and self.suppress_for_s > 0 else None
         cancelled = self.store.reject(alert_id, who, reason, now, until)
-        log.info("review.rejected", alert_id=alert_id, by=who, reason=reason, cancelled=cancelled,
-                 suppressed_until=until and _clock(until))
+        log.info(
+            "review.rejected",
+            alert_id=alert_id,
+            by=who,
+            reason=reason,
+            cancelled=cancelled,
+            suppressed_until=until and _clock(until),
+        )
         return cancelled
 
     def save_crop(self, alert_id: int, path: Path) -> bool:
@@ -76,17 +83,27 @@ def format_alert(alert: Alert) -> str:
     more = f" +{alert.sightings - 1} sightings" if alert.sightings > 1 else ""
     late = " LATE" if alert.stale else ""
     crop = " [crop]" if alert.has_crop else ""
-    return (f"#{alert.id:<5} {alert.status:8s} {_clock(alert.first_seen_at)}  person={alert.person_id}"
-            f"  at={where}  score={alert.best_score:.2f}{more}{late}{crop}")
+    return (
+        f"#{alert.id:<5} {alert.status:8s} {_clock(alert.first_seen_at)}  person={alert.person_id}"
+        f"  at={where}  score={alert.best_score:.2f}{more}{late}{crop}"
+    )
 
 
 def format_detail(alert: Alert, deliveries: list) -> str:
-    lines = [format_alert(alert), f"  devices: {', '.join(alert.devices)}", f"  gallery: {alert.gallery_id}",
-             f"  event: {alert.event.event_id} model={alert.event.model.name} bundle={alert.event.bundle_version}"]
+    lines = [
+        format_alert(alert),
+        f"  devices: {', '.join(alert.devices)}",
+        f"  gallery: {alert.gallery_id}",
+        f"  event: {alert.event.event_id} model={alert.event.model.name} bundle={alert.event.bundle_version}",
+    ]
     if alert.reviewed_by:
-        lines.append(f"  reviewed by {alert.reviewed_by} at {_clock(alert.reviewed_at)}"
-                     + (f": {alert.review_reason}" if alert.review_reason else ""))
+        lines.append(
+            f"  reviewed by {alert.reviewed_by} at {_clock(alert.reviewed_at)}"
+            + (f": {alert.review_reason}" if alert.review_reason else "")
+        )
     for d in deliveries:
-        lines.append(f"  delivery {d.id} to {d.recipient}: {d.status} (attempts {d.attempts})"
-                     + (f" last error: {d.last_error}" if d.last_error else ""))
+        lines.append(
+            f"  delivery {d.id} to {d.recipient}: {d.status} (attempts {d.attempts})"
+            + (f" last error: {d.last_error}" if d.last_error else "")
+        )
     return "\n".join(lines)

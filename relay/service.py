@@ -15,15 +15,10 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable
 
 import paho.mqtt.client as paho
-
-from lookout.errors import InputError
-from lookout.events import MatchEvent, parse_match_event
-from lookout.log import get_logger
-from lookout.mqtt import connect, make_client
 from lookout.relay.config import RelayConfig
 from lookout.relay.dedup import AlertPlan, Ingested, Outcome, ingest
 from lookout.relay.directory import PersonDirectory, open_directory
@@ -33,6 +28,11 @@ from lookout.relay.metrics import Counters, MetricsServer
 from lookout.relay.notifiers import Notifier, build_all
 from lookout.relay.ratelimit import RateLimiter, Window
 from lookout.relay.store import SqliteStore
+
+from lookout.errors import InputError
+from lookout.events import MatchEvent, parse_match_event
+from lookout.log import get_logger
+from lookout.mqtt import connect, make_client
 from lookout.topics import Topics, shared
 
 log = get_logger(__name__)
@@ -85,8 +85,16 @@ class RelayService:
         self.delivery_store = SqliteStore(store_path, synchronous=sync, lock=lock)
         limiter = RateLimiter(_window(config.rate_limits.per_recipient), _window(config.rate_limits.overall))
         self.dispatcher = Dispatcher(
-            self.delivery_store, self.notifiers, config.recipients, self.directory, limiter, config.retry,
-            self.counters, config.review.url_template, clock, on_sent,
+            self.delivery_store,
+            self.notifiers,
+            config.recipients,
+            self.directory,
+            limiter,
+            config.retry,
+            self.counters,
+            config.review.url_template,
+            clock,
+            on_sent,
         )
         self._seed_limiter(limiter)
         self.client = make_client(config.mqtt, manual_ack=True)
@@ -110,7 +118,7 @@ class RelayService:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> "RelayService":
+    def start(self) -> RelayService:
         if self.config.metrics.port is not None:
             self._metrics = MetricsServer(self.counters, self.config.metrics.host, self.config.metrics.port).start()
         self._thread = threading.Thread(target=self._deliver_loop, name="relay-dispatch", daemon=True)
@@ -118,8 +126,13 @@ class RelayService:
         self._intake.start()
         connect(self.client, self.config.mqtt)
         self.client.loop_start()
-        log.info("relay.started", subscription=self._subscription(), store=str(self.config.store.path),
-                 recipients=len(self.config.recipients), notifiers=",".join(sorted(self.notifiers)))
+        log.info(
+            "relay.started",
+            subscription=self._subscription(),
+            store=str(self.config.store.path),
+            recipients=len(self.config.recipients),
+            notifiers=",".join(sorted(self.notifiers)),
+        )
         return self
 
     def stop(self) -> None:
@@ -147,8 +160,12 @@ class RelayService:
         self.start()
         try:
             if not self.connected.wait(self.config.mqtt.connect_timeout):
-                log.warning("relay.not_connected", host=self.config.mqtt.host, port=self.config.mqtt.port,
-                            hint="still retrying; alerts already stored are being delivered")
+                log.warning(
+                    "relay.not_connected",
+                    host=self.config.mqtt.host,
+                    port=self.config.mqtt.port,
+                    hint="still retrying; alerts already stored are being delivered",
+                )
             done.wait()
         finally:
             for sig, handler in previous.items():
@@ -236,8 +253,12 @@ class RelayService:
             with self.intake_store.transaction():
                 return self._process(message.topic, message.payload)
         except sqlite3.Error as err:  # the store, not the message: leave it for redelivery
-            log.error("event.not_accepted", topic=message.topic, error=f"{type(err).__name__}: {err}",
-                      hint="store unavailable; left unacknowledged, the broker redelivers it after reconnecting")
+            log.error(
+                "event.not_accepted",
+                topic=message.topic,
+                error=f"{type(err).__name__}: {err}",
+                hint="store unavailable; left unacknowledged, the broker redelivers it after reconnecting",
+            )
             return None
         except Exception as err:  # something in this message breaks the relay: poison, set it aside
             reason = f"internal error: {type(err).__name__}: {err}"
@@ -260,8 +281,15 @@ class RelayService:
         result = ingest(self.intake_store, event, received_at=now, window_s=self.config.dedup.window_s, plan=self._plan)
         return (topic, payload, now, event, result, None)
 
-    def _after(self, topic: str, payload: bytes, now: float, event: MatchEvent | None,
-               result: Ingested | None, reason: str | None) -> None:
+    def _after(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        event: MatchEvent | None,
+        result: Ingested | None,
+        reason: str | None,
+    ) -> None:
         """After commit: count, log, dead-letter, wake the dispatcher."""
         self.counters.inc("received")
         if event is None or result is None:
@@ -275,7 +303,9 @@ class RelayService:
         event = parse_match_event(payload, source=f"message on {topic}")
         device = self.topics.device_of(topic)
         if device is not None and device != event.device_id:
-            raise InputError(f"message on {topic}", f"device_id {event.device_id!r} does not match the topic's device {device!r}")
+            raise InputError(
+                f"message on {topic}", f"device_id {event.device_id!r} does not match the topic's device {device!r}"
+            )
         return event
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, now: float) -> None:
@@ -293,11 +323,16 @@ class RelayService:
         return AlertPlan(review=self.config.gallery(event.gallery_id).needs_review, recipients=names)
 
     def _count(self, event: MatchEvent, result: Ingested) -> None:
-        name = {Outcome.DUPLICATE: "duplicates", Outcome.SUPPRESSED: "suppressed",
-                Outcome.FOLLOW_UP: "followups", Outcome.NEW_ALERT: "alerts"}[result.outcome]
+        name = {
+            Outcome.DUPLICATE: "duplicates",
+            Outcome.SUPPRESSED: "suppressed",
+            Outcome.FOLLOW_UP: "followups",
+            Outcome.NEW_ALERT: "alerts",
+        }[result.outcome]
         self.counters.inc(name)
-        fields = dict(event_id=str(event.event_id), device_id=event.device_id, person_id=event.person_id,
-                      alert_id=result.alert_id)
+        fields = dict(
+            event_id=str(event.event_id), device_id=event.device_id, person_id=event.person_id, alert_id=result.alert_id
+        )
         if result.outcome is Outcome.NEW_ALERT:
             log.info("alert.created", review=result.review, score=round(event.score, 3), **fields)
         elif result.outcome is Outcome.SUPPRESSED:

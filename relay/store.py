@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Iterator, Protocol
+from typing import ContextManager, Protocol
 
 from lookout.errors import InputError
 from lookout.events import MatchEvent
@@ -130,7 +131,9 @@ class RelayStore(Protocol):
     def mark_seen(self, event_id: str, received_at: float) -> bool: ...
     def is_suppressed(self, person_id: str, device_id: str, now: float) -> bool: ...
     def find_alert(self, gallery_id: str, person_id: str, seen_at: float, window_s: float) -> Alert | None: ...
-    def create_alert(self, event: MatchEvent, gallery_id: str, status: str, recipients: list[str], stale: bool, now: float) -> int: ...
+    def create_alert(
+        self, event: MatchEvent, gallery_id: str, status: str, recipients: list[str], stale: bool, now: float
+    ) -> int: ...
     def add_sighting(self, alert_id: int, event: MatchEvent) -> None: ...
     def add_history(self, event: MatchEvent, received_at: float, outcome: str, alert_id: int | None) -> None: ...
     def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
@@ -161,7 +164,12 @@ class SqliteStore:
     """:class:`RelayStore` on one SQLite file in WAL mode. One instance per thread."""
 
     def __init__(
-        self, path: Path | str, *, synchronous: str = "full", readonly: bool = False, lock: threading.RLock | None = None
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "full",
+        readonly: bool = False,
+        lock: threading.RLock | None = None,
     ) -> None:
         """``lock``: share one lock between the instances of a process, so they queue in Python
         instead of in SQLite's busy handler (which sleeps in steps of up to 100 ms)."""
@@ -233,8 +241,17 @@ class SqliteStore:
                 "INSERT INTO alerts(gallery_id, person_id, status, first_seen_at, last_seen_at, created_at,"
                 " devices, best_score, stale, event, crop) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    gallery_id, event.person_id, status, _ts(event.seen_at), _ts(event.seen_at), now,
-                    json.dumps([event.device_id]), event.score, int(stale), slim, event.crop_jpeg(),
+                    gallery_id,
+                    event.person_id,
+                    status,
+                    _ts(event.seen_at),
+                    _ts(event.seen_at),
+                    now,
+                    json.dumps([event.device_id]),
+                    event.score,
+                    int(stale),
+                    slim,
+                    event.crop_jpeg(),
                 ),
             )
             alert_id = int(cur.lastrowid)
@@ -262,8 +279,16 @@ class SqliteStore:
         self._x(
             "INSERT INTO history(event_id, device_id, person_id, score, seen_at, received_at, outcome, alert_id)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (str(event.event_id), event.device_id, event.person_id, event.score, _ts(event.seen_at), received_at,
-             outcome, alert_id),
+            (
+                str(event.event_id),
+                event.device_id,
+                event.person_id,
+                event.score,
+                _ts(event.seen_at),
+                received_at,
+                outcome,
+                alert_id,
+            ),
         )
 
     # --- delivery outbox --------------------------------------------------------------------
@@ -410,18 +435,33 @@ class SqliteStore:
     @staticmethod
     def _alert(row: sqlite3.Row) -> Alert:
         return Alert(
-            id=row["id"], gallery_id=row["gallery_id"], person_id=row["person_id"], status=row["status"],
-            first_seen_at=row["first_seen_at"], last_seen_at=row["last_seen_at"], created_at=row["created_at"],
-            sightings=row["sightings"], devices=json.loads(row["devices"]), best_score=row["best_score"],
-            stale=bool(row["stale"]), event=MatchEvent.model_validate_json(row["event"]),
-            has_crop=row["crop"] is not None, reviewed_by=row["reviewed_by"], reviewed_at=row["reviewed_at"],
+            id=row["id"],
+            gallery_id=row["gallery_id"],
+            person_id=row["person_id"],
+            status=row["status"],
+            first_seen_at=row["first_seen_at"],
+            last_seen_at=row["last_seen_at"],
+            created_at=row["created_at"],
+            sightings=row["sightings"],
+            devices=json.loads(row["devices"]),
+            best_score=row["best_score"],
+            stale=bool(row["stale"]),
+            event=MatchEvent.model_validate_json(row["event"]),
+            has_crop=row["crop"] is not None,
+            reviewed_by=row["reviewed_by"],
+            reviewed_at=row["reviewed_at"],
             review_reason=row["review_reason"],
         )
 
     @staticmethod
     def _delivery(row: sqlite3.Row) -> Delivery:
         return Delivery(
-            id=row["id"], alert_id=row["alert_id"], recipient=row["recipient"], status=row["status"],
-            attempts=row["attempts"], created_at=row["created_at"], next_attempt_at=row["next_attempt_at"],
+            id=row["id"],
+            alert_id=row["alert_id"],
+            recipient=row["recipient"],
+            status=row["status"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            next_attempt_at=row["next_attempt_at"],
             last_error=row["last_error"],
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from lookout.sync.bundle import Gallery
 
 
@@ -24,23 +23,32 @@ class AuditReport:
     photos: int = 0
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "persons": self.persons, "photos": self.photos,
-                "lookalikes": self.lookalikes, "inconsistent": self.inconsistent}
+        return {
+            "threshold": self.threshold,
+            "persons": self.persons,
+            "photos": self.photos,
+            "lookalikes": self.lookalikes,
+            "inconsistent": self.inconsistent,
+        }
 
     def lines(self) -> list[str]:
-        out = [f"audit of {self.persons} people, {self.photos} photos at threshold {self.threshold:.3f}: "
-               f"{len(self.lookalikes)} look-alike pair(s), {len(self.inconsistent)} inconsistent people"]
+        out = [
+            f"audit of {self.persons} people, {self.photos} photos at threshold {self.threshold:.3f}: "
+            f"{len(self.lookalikes)} look-alike pair(s), {len(self.inconsistent)} inconsistent people"
+        ]
         for p in self.lookalikes:
             out.append(f"  look-alike: {p['a']} ~ {p['b']} score {p['score']:.3f} ({p['photo_a']} / {p['photo_b']})")
         for p in self.inconsistent:
-            out.append(f"  inconsistent: {p['person_id']} photo {p['photo_id']} best match among own photos "
-                       f"{p['best_own']:.3f}")
+            out.append(
+                f"  inconsistent: {p['person_id']} photo {p['photo_id']} best match among own photos "
+                f"{p['best_own']:.3f}"
+            )
         return out
 
 
 def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: int = 20) -> AuditReport:
     threshold = gallery.threshold if threshold is None else threshold
-    by_label = gallery._by_label  # noqa: SLF001 - same package
+    by_label = gallery._by_label
     labels = sorted(by_label)
     report = AuditReport(threshold, persons=gallery.count_persons, photos=len(labels))
     if not labels:
@@ -57,8 +65,13 @@ def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: 
             key = tuple(sorted((person_a, hit[1])))
             if key not in pairs or score > pairs[key]["score"]:
                 a_first = key[0] == person_a
-                pairs[key] = {"a": key[0], "b": key[1], "score": round(float(score), 4),
-                              "photo_a": photo_a if a_first else hit[0], "photo_b": hit[0] if a_first else photo_a}
+                pairs[key] = {
+                    "a": key[0],
+                    "b": key[1],
+                    "score": round(float(score), 4),
+                    "photo_a": photo_a if a_first else hit[0],
+                    "photo_b": hit[0] if a_first else photo_a,
+                }
     report.lookalikes = sorted(pairs.values(), key=lambda p: -p["score"])
     per_person: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
@@ -71,6 +84,7 @@ def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: 
         for i, row in enumerate(rows):
             best = float(sims[i].max())
             if best < threshold:
-                report.inconsistent.append({"person_id": person_id, "photo_id": by_label[labels[row]][0],
-                                            "best_own": round(best, 4)})
+                report.inconsistent.append(
+                    {"person_id": person_id, "photo_id": by_label[labels[row]][0], "best_own": round(best, 4)}
+                )
     return report

@@ -11,29 +11,45 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
-
-from lookout.digest import sha256_bytes
-from lookout.errors import InputError
-from lookout.face.pipeline import FacePipeline
-from lookout.log import get_logger
 from lookout.sync import metadata
 from lookout.sync.bundle import (
-    GALLERY, INDEX, DeltaDoc, Manifest, ModelInfo, ThresholdInfo, apply_delta, check_files, read_manifest,
-    seal_bundle, write_delta,
+    GALLERY,
+    INDEX,
+    DeltaDoc,
+    Manifest,
+    ModelInfo,
+    ThresholdInfo,
+    apply_delta,
+    check_files,
+    read_manifest,
+    seal_bundle,
+    write_delta,
 )
-from lookout.sync.enrol import ENROLLED, EXCLUDED, EnrolCache, Enroller, PhotoFetcher, PhotoResult, Progress, mark_duplicates
+from lookout.sync.enrol import (
+    ENROLLED,
+    EnrolCache,
+    Enroller,
+    PhotoFetcher,
+    PhotoResult,
+    Progress,
+    mark_duplicates,
+)
 from lookout.sync.index import IndexParams, VectorIndex
 from lookout.sync.policy import DEFAULT_PURPOSE, Policy
 from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
 from lookout.sync.report import summarise, summary_line, write_report
 from lookout.sync.threshold import default_threshold
+
+from lookout.digest import sha256_bytes
+from lookout.errors import InputError
+from lookout.face.pipeline import FacePipeline
+from lookout.log import get_logger
 
 log = get_logger(__name__)
 
@@ -67,8 +83,15 @@ def _threshold(value: float | None, pipeline: FacePipeline) -> ThresholdInfo:
     return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)", "model_default": default})
 
 
-def _enrol_all(persons: dict[str, PersonRecord], pipeline: FacePipeline, policy: Policy, purpose: str,
-               work_dir: Path | None, progress: bool, skip: set[tuple[str, str]] = frozenset()) -> tuple[list[PhotoResult], Enroller]:
+def _enrol_all(
+    persons: dict[str, PersonRecord],
+    pipeline: FacePipeline,
+    policy: Policy,
+    purpose: str,
+    work_dir: Path | None,
+    progress: bool,
+    skip: set[tuple[str, str]] = frozenset(),
+) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
     enroller = Enroller(pipeline, policy, purpose, fetcher, cache)
@@ -103,13 +126,31 @@ def _tmp_dir(out_dir: Path) -> Path:
 
 
 def _photo_row(r: PhotoResult, label: int) -> list:
-    return [r.photo_id, r.person_id, label, r.source, r.sha256, json.dumps(r.box), json.dumps(r.quality, sort_keys=True)]
+    return [
+        r.photo_id,
+        r.person_id,
+        label,
+        r.source,
+        r.sha256,
+        json.dumps(r.box),
+        json.dumps(r.quality, sort_keys=True),
+    ]
 
 
-def build_gallery(records: Iterable[PhotoRecord], out_dir: Path, private_key, pipeline: FacePipeline,
-                  policy: Policy | None = None, purpose: str = DEFAULT_PURPOSE, threshold: float | None = None,
-                  params: IndexParams | None = None, work_dir: Path | None = None, report_path: Path | None = None,
-                  version: int = 1, progress: bool = True) -> BuildReport:
+def build_gallery(
+    records: Iterable[PhotoRecord],
+    out_dir: Path,
+    private_key,
+    pipeline: FacePipeline,
+    policy: Policy | None = None,
+    purpose: str = DEFAULT_PURPOSE,
+    threshold: float | None = None,
+    params: IndexParams | None = None,
+    work_dir: Path | None = None,
+    report_path: Path | None = None,
+    version: int = 1,
+    progress: bool = True,
+) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty)."""
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
@@ -129,31 +170,64 @@ def build_gallery(records: Iterable[PhotoRecord], out_dir: Path, private_key, pi
         if enrolled:
             index.add(np.stack([r.embedding for r in enrolled]), np.arange(len(enrolled)))
         index.save(tmp / INDEX)
-        manifest = seal_bundle(tmp, version=version, purpose=purpose, model=_model_info(pipeline),
-                               threshold=_threshold(threshold, pipeline), index=index, policy=policy, private_key=private_key)
+        manifest = seal_bundle(
+            tmp,
+            version=version,
+            purpose=purpose,
+            model=_model_info(pipeline),
+            threshold=_threshold(threshold, pipeline),
+            index=index,
+            policy=policy,
+            private_key=private_key,
+        )
         _finish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     summary = _summarise_and_report(results, report_path)
     report = BuildReport(out_dir, manifest, results, summary, enroller.embedded)
-    log.info("gallery.built", bundle=str(out_dir), version=version, persons=manifest.counts["persons"],
-             photos=manifest.counts["photos"], embedded=enroller.embedded, summary=summary_line(summary))
+    log.info(
+        "gallery.built",
+        bundle=str(out_dir),
+        version=version,
+        persons=manifest.counts["persons"],
+        photos=manifest.counts["photos"],
+        embedded=enroller.embedded,
+        summary=summary_line(summary),
+    )
     return report
 
 
-def build_gallery_from_folders(folder: Path, out_dir: Path, private_key, pipeline: FacePipeline,
-                               policy: Policy | None = None, people: Path | dict | None = None, **kwargs) -> BuildReport:
+def build_gallery_from_folders(
+    folder: Path,
+    out_dir: Path,
+    private_key,
+    pipeline: FacePipeline,
+    policy: Policy | None = None,
+    people: Path | dict | None = None,
+    **kwargs,
+) -> BuildReport:
     """A gallery from ``<folder>/<person>/<photo>``; ``people`` adds per-person fields (e.g. jurisdiction)."""
     from lookout.sync.sources.folders import read_folders
 
     return build_gallery(read_folders(Path(folder), people), out_dir, private_key, pipeline, policy, **kwargs)
 
 
-def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path, private_key, pipeline: FacePipeline,
-                   policy: Policy | None = None, public_key=None, only_listed: bool = False,
-                   remove: Iterable[str] = (), threshold: float | None = None, work_dir: Path | None = None,
-                   report_path: Path | None = None, progress: bool = True) -> BuildReport:
+def update_gallery(
+    base_dir: Path,
+    records: Iterable[PhotoRecord],
+    out_dir: Path,
+    private_key,
+    pipeline: FacePipeline,
+    policy: Policy | None = None,
+    public_key=None,
+    only_listed: bool = False,
+    remove: Iterable[str] = (),
+    threshold: float | None = None,
+    work_dir: Path | None = None,
+    report_path: Path | None = None,
+    progress: bool = True,
+) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove. Only new or
     changed photos are enrolled. Writes the full new bundle plus its delta to ``out_dir``."""
@@ -161,8 +235,11 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
     base, base_bytes = read_manifest(base_dir, public_key)
     check_files(base_dir, base.files)
     if base.model.digest != pipeline.embedder.digest:
-        raise InputError(str(base_dir), f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
-                                        f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating")
+        raise InputError(
+            str(base_dir),
+            f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
+            f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating",
+        )
     policy = policy or Policy.from_dict(json.loads((base_dir / "policy.json").read_bytes()))
     conn = metadata.connect_readonly(base_dir / GALLERY)
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
@@ -186,7 +263,9 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
 
     new_ok = {r.photo_id: r for r in results if r.status == ENROLLED}
     listed = {(rec.key, rec.photo) for person in persons.values() for rec in person.photos}
-    remove_persons = {pid for pid in old_persons if pid in remove or pid in denied or (not only_listed and pid not in persons)}
+    remove_persons = {
+        pid for pid in old_persons if pid in remove or pid in denied or (not only_listed and pid not in persons)
+    }
     remove_photos: list[dict] = []
     kept = 0
     for pid, photos in old_by_person.items():
@@ -218,10 +297,13 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
     added = list(new_ok.values())
     next_label = base.index.elements
     doc = DeltaDoc(
-        from_version=base.version, to_version=base.version + 1,
+        from_version=base.version,
+        to_version=base.version + 1,
         capacity=max(base.index.capacity, base.index.elements + len(added)),
-        remove_persons=sorted(remove_persons), remove_photos=sorted(p["photo_id"] for p in remove_photos),
-        remove_labels=sorted(int(p["label"]) for p in remove_photos), upsert_persons=upserts,
+        remove_persons=sorted(remove_persons),
+        remove_photos=sorted(p["photo_id"] for p in remove_photos),
+        remove_labels=sorted(int(p["label"]) for p in remove_photos),
+        upsert_persons=upserts,
         add_photos=[_photo_row(r, next_label + i) for i, r in enumerate(added)],
     )
     vectors = np.stack([r.embedding for r in added]) if added else np.zeros((0, base.model.dim), np.float32)
@@ -229,10 +311,17 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
     try:
         index = apply_delta(base_dir, base, doc, vectors, tmp)
         write_delta(tmp, doc, vectors)
-        manifest = seal_bundle(tmp, version=base.version + 1, purpose=base.purpose, model=base.model,
-                               threshold=base.threshold if threshold is None else _threshold(threshold, pipeline),
-                               index=index, policy=policy, private_key=private_key,
-                               delta_from=(base.version, sha256_bytes(base_bytes)))
+        manifest = seal_bundle(
+            tmp,
+            version=base.version + 1,
+            purpose=base.purpose,
+            model=base.model,
+            threshold=base.threshold if threshold is None else _threshold(threshold, pipeline),
+            index=index,
+            policy=policy,
+            private_key=private_key,
+            delta_from=(base.version, sha256_bytes(base_bytes)),
+        )
         _finish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -241,12 +330,20 @@ def update_gallery(base_dir: Path, records: Iterable[PhotoRecord], out_dir: Path
     changes = {
         "persons_added": sum(1 for r in upserts if r[0] not in old_persons),
         "persons_updated": sum(1 for r in upserts if r[0] in old_persons),
-        "persons_removed": len(remove_persons), "photos_added": len(added), "photos_removed": len(remove_photos),
+        "persons_removed": len(remove_persons),
+        "photos_added": len(added),
+        "photos_removed": len(remove_photos),
     }
     report = BuildReport(out_dir, manifest, results, summary, enroller.embedded, kept, changes)
-    log.info("gallery.updated", bundle=str(out_dir), version=manifest.version, **changes, embedded=enroller.embedded,
-             delta_bytes=sum(e.size for e in manifest.delta.files.values()),
-             full_bytes=sum(e.size for e in manifest.files.values()))
+    log.info(
+        "gallery.updated",
+        bundle=str(out_dir),
+        version=manifest.version,
+        **changes,
+        embedded=enroller.embedded,
+        delta_bytes=sum(e.size for e in manifest.delta.files.values()),
+        full_bytes=sum(e.size for e in manifest.files.values()),
+    )
     return report
 
 

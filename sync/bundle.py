@@ -33,16 +33,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
+from lookout.sync import metadata
+from lookout.sync.index import IndexParams, VectorIndex
+from lookout.sync.keys import key_id, load_private_key, load_public_key, sign, verify
+from lookout.sync.policy import Policy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lookout import __version__
 from lookout.digest import sha256_bytes, sha256_file
 from lookout.errors import LookoutError
 from lookout.log import get_logger
-from lookout.sync import metadata
-from lookout.sync.index import IndexParams, VectorIndex
-from lookout.sync.keys import key_id, load_private_key, load_public_key, sign, verify
-from lookout.sync.policy import Policy
 
 log = get_logger(__name__)
 
@@ -68,6 +68,7 @@ class BundleError(LookoutError):
 
 
 # -- manifest ------------------------------------------------------------------------------------
+
 
 class FileEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -153,8 +154,9 @@ def parse_manifest(data: bytes, where: str | Path) -> Manifest:
         manifest = Manifest.model_validate(doc)
     except ValidationError as err:
         first = err.errors()[0]
-        raise BundleError(where, "bad_manifest",
-                          f"{MANIFEST} field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise BundleError(
+            where, "bad_manifest", f"{MANIFEST} field {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
     names = list(manifest.files) + (list(manifest.delta.files) if manifest.delta else [])
     for name in names:
         if not _safe_relpath(name):
@@ -177,8 +179,9 @@ def check_signature(manifest_bytes: bytes, signature_text: bytes | None, public_
     except ValueError:
         raise BundleError(where, "bad_signature", f"{SIGNATURE} is not base64") from None
     if not verify(key, signature, manifest_bytes):
-        raise BundleError(where, "bad_signature",
-                          f"{SIGNATURE} does not verify with the configured public key (key id {key_id(key)})")
+        raise BundleError(
+            where, "bad_signature", f"{SIGNATURE} does not verify with the configured public key (key id {key_id(key)})"
+        )
 
 
 def check_files(bundle_dir: Path, files: dict[str, FileEntry]) -> None:
@@ -188,17 +191,26 @@ def check_files(bundle_dir: Path, files: dict[str, FileEntry]) -> None:
             raise BundleError(bundle_dir, "missing_file", f"{name} is missing")
         size = path.stat().st_size
         if size != entry.size:
-            raise BundleError(bundle_dir, "size_mismatch", f"{name} is {size} bytes, manifest says {entry.size} (truncated?)")
+            raise BundleError(
+                bundle_dir, "size_mismatch", f"{name} is {size} bytes, manifest says {entry.size} (truncated?)"
+            )
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise BundleError(bundle_dir, "digest_mismatch", f"{name} SHA-256 {digest[:16]}... differs from the manifest's {entry.sha256[:16]}...")
+            raise BundleError(
+                bundle_dir,
+                "digest_mismatch",
+                f"{name} SHA-256 {digest[:16]}... differs from the manifest's {entry.sha256[:16]}...",
+            )
 
 
 def check_model(manifest: Manifest, expected_model_digest: str | None, where: str | Path) -> None:
     if expected_model_digest and manifest.model.digest != expected_model_digest:
-        raise BundleError(where, "wrong_model",
-                          f"built with {manifest.model.name} digest {manifest.model.digest[:16]}..., this device runs "
-                          f"digest {expected_model_digest[:16]}...: embeddings would not be comparable")
+        raise BundleError(
+            where,
+            "wrong_model",
+            f"built with {manifest.model.name} digest {manifest.model.digest[:16]}..., this device runs "
+            f"digest {expected_model_digest[:16]}...: embeddings would not be comparable",
+        )
 
 
 def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, location: str | None) -> Policy:
@@ -210,7 +222,9 @@ def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, lo
     except (LookoutError, ValueError) as err:
         raise BundleError(bundle_dir, "bad_policy", f"{POLICY} unreadable: {err}") from None
     if bundle_policy.version != manifest.policy.version:
-        raise BundleError(bundle_dir, "bad_policy", f"{POLICY} version {bundle_policy.version} != manifest {manifest.policy.version}")
+        raise BundleError(
+            bundle_dir, "bad_policy", f"{POLICY} version {bundle_policy.version} != manifest {manifest.policy.version}"
+        )
     active = policy or bundle_policy
     conn = metadata.connect_readonly(bundle_dir / GALLERY)
     try:
@@ -223,12 +237,17 @@ def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, lo
         for p in {id(active): active, id(bundle_policy): bundle_policy}.values():
             decision = p.decide(jurisdiction or None, manifest.purpose)
             if not decision.allowed:
-                raise BundleError(bundle_dir, "policy",
-                                  f"holds people from a jurisdiction the policy denies: {decision.reason}")
+                raise BundleError(
+                    bundle_dir, "policy", f"holds people from a jurisdiction the policy denies: {decision.reason}"
+                )
     if location is not None:
         decision = active.decide(location, manifest.purpose)
         if not decision.allowed:
-            raise BundleError(bundle_dir, "policy", f"recognition for {manifest.purpose} not allowed at this device's location: {decision.reason}")
+            raise BundleError(
+                bundle_dir,
+                "policy",
+                f"recognition for {manifest.purpose} not allowed at this device's location: {decision.reason}",
+            )
     return active
 
 
@@ -243,8 +262,9 @@ def read_manifest(bundle_dir: Path, public_key=None) -> tuple[Manifest, bytes]:
     return parse_manifest(data, bundle_dir), data
 
 
-def verify_bundle(bundle_dir: Path, public_key, expected_model_digest: str | None, policy: Policy | None,
-                  location: str | None = None) -> tuple[Manifest, Policy]:
+def verify_bundle(
+    bundle_dir: Path, public_key, expected_model_digest: str | None, policy: Policy | None, location: str | None = None
+) -> tuple[Manifest, Policy]:
     """Every check ``load_bundle`` makes, without loading the index. Raises BundleError."""
     bundle_dir = Path(bundle_dir)
     manifest, _ = read_manifest(bundle_dir, public_key)
@@ -255,6 +275,7 @@ def verify_bundle(bundle_dir: Path, public_key, expected_model_digest: str | Non
 
 
 # -- the device-side reader ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -273,8 +294,15 @@ EXACT_SEARCH_MAX = 50_000
 class Gallery:
     """A loaded, verified bundle. Thread-safe for concurrent searches."""
 
-    def __init__(self, bundle_dir: Path, manifest: Manifest, index: VectorIndex, persons: dict[str, dict],
-                 photos: list[dict], policy: Policy) -> None:
+    def __init__(
+        self,
+        bundle_dir: Path,
+        manifest: Manifest,
+        index: VectorIndex,
+        persons: dict[str, dict],
+        photos: list[dict],
+        policy: Policy,
+    ) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
         self.index = index
@@ -384,9 +412,13 @@ class Gallery:
             blocked = [c for c in candidates if not self._allowed(c.person_id)]
             if blocked:
                 person = self._persons[blocked[0].person_id]
-                log.warning("search.policy_blocked", person_id=blocked[0].person_id,
-                            jurisdiction=person.get("jurisdiction"), policy=self.policy.version,
-                            why="a candidate is from a jurisdiction the policy denies: result withheld")
+                log.warning(
+                    "search.policy_blocked",
+                    person_id=blocked[0].person_id,
+                    jurisdiction=person.get("jurisdiction"),
+                    policy=self.policy.version,
+                    why="a candidate is from a jurisdiction the policy denies: result withheld",
+                )
                 candidates = []
             results.append(candidates)
         return results
@@ -395,8 +427,13 @@ class Gallery:
         return self.policy.allows(self._persons[person_id].get("jurisdiction"), self.purpose)
 
 
-def load_bundle(bundle_dir: Path, public_key: Path | bytes | None, expected_model_digest: str | None,
-                policy: Policy | None, location: str | None = None) -> Gallery:
+def load_bundle(
+    bundle_dir: Path,
+    public_key: Path | bytes | None,
+    expected_model_digest: str | None,
+    policy: Policy | None,
+    location: str | None = None,
+) -> Gallery:
     """Verify a bundle folder (files, signature, model, policy) and load it for searching.
 
     ``public_key``: PEM path or bytes (None skips the signature check, with a warning: tests only).
@@ -409,8 +446,12 @@ def load_bundle(bundle_dir: Path, public_key: Path | bytes | None, expected_mode
     manifest, active = verify_bundle(bundle_dir, public_key, expected_model_digest, policy, location)
     info = manifest.index
     try:
-        index = VectorIndex.load(bundle_dir / INDEX, manifest.model.dim,
-                                 IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef), info.deleted)
+        index = VectorIndex.load(
+            bundle_dir / INDEX,
+            manifest.model.dim,
+            IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef),
+            info.deleted,
+        )
     except (RuntimeError, ValueError, MemoryError) as err:
         raise BundleError(bundle_dir, "bad_index", f"{INDEX} cannot be loaded: {err}") from None
     conn = metadata.connect_readonly(bundle_dir / GALLERY)
@@ -420,18 +461,34 @@ def load_bundle(bundle_dir: Path, public_key: Path | bytes | None, expected_mode
         raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
     finally:
         conn.close()
-    if index.count != len(photos) or len(photos) != manifest.counts.get("photos") or len(persons) != manifest.counts.get("persons"):
-        raise BundleError(bundle_dir, "inconsistent",
-                          f"index holds {index.count} live vectors, metadata {len(photos)} photos / {len(persons)} persons, "
-                          f"manifest {manifest.counts}")
+    if (
+        index.count != len(photos)
+        or len(photos) != manifest.counts.get("photos")
+        or len(persons) != manifest.counts.get("persons")
+    ):
+        raise BundleError(
+            bundle_dir,
+            "inconsistent",
+            f"index holds {index.count} live vectors, metadata {len(photos)} photos / {len(persons)} persons, "
+            f"manifest {manifest.counts}",
+        )
     gallery = Gallery(bundle_dir, manifest, index, persons, photos, active)
-    log.info("bundle.loaded", bundle=str(bundle_dir), version=manifest.version, persons=len(persons), photos=len(photos),
-             model=manifest.model.name, policy=active.version, threshold=manifest.threshold.value,
-             ms=round((time.perf_counter() - t0) * 1000, 1))
+    log.info(
+        "bundle.loaded",
+        bundle=str(bundle_dir),
+        version=manifest.version,
+        persons=len(persons),
+        photos=len(photos),
+        model=manifest.model.name,
+        policy=active.version,
+        threshold=manifest.threshold.value,
+        ms=round((time.perf_counter() - t0) * 1000, 1),
+    )
     return gallery
 
 
 # -- writing ---------------------------------------------------------------------------------------
+
 
 def file_entry(path: Path) -> FileEntry:
     return FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
@@ -441,8 +498,18 @@ def manifest_sha256(bundle_dir: Path) -> str:
     return sha256_bytes((Path(bundle_dir) / MANIFEST).read_bytes())
 
 
-def seal_bundle(bundle_dir: Path, *, version: int, purpose: str, model: ModelInfo, threshold: ThresholdInfo,
-                index: VectorIndex, policy: Policy, private_key, delta_from: tuple[int, str] | None = None) -> Manifest:
+def seal_bundle(
+    bundle_dir: Path,
+    *,
+    version: int,
+    purpose: str,
+    model: ModelInfo,
+    threshold: ThresholdInfo,
+    index: VectorIndex,
+    policy: Policy,
+    private_key,
+    delta_from: tuple[int, str] | None = None,
+) -> Manifest:
     """Write policy.json, then manifest.json with every file's digest, then its signature.
     ``index.bin`` and ``gallery.sqlite`` must already be in ``bundle_dir``."""
     bundle_dir = Path(bundle_dir)
@@ -458,16 +525,31 @@ def seal_bundle(bundle_dir: Path, *, version: int, purpose: str, model: ModelInf
     files = {name: file_entry(bundle_dir / name) for name in (INDEX, GALLERY, POLICY)}
     delta = None
     if delta_from is not None:
-        delta = DeltaInfo(from_version=delta_from[0], base_manifest_sha256=delta_from[1],
-                          files={name: file_entry(bundle_dir / name) for name in (DELTA_DOC, DELTA_VECTORS)})
+        delta = DeltaInfo(
+            from_version=delta_from[0],
+            base_manifest_sha256=delta_from[1],
+            files={name: file_entry(bundle_dir / name) for name in (DELTA_DOC, DELTA_VECTORS)},
+        )
     manifest = Manifest(
-        version=version, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), purpose=purpose, model=model,
+        version=version,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        purpose=purpose,
+        model=model,
         threshold=threshold,
-        index=IndexInfo(M=index.params.M, ef_construction=index.params.ef_construction, ef=index.params.ef,
-                        elements=index.elements, deleted=index.deleted, capacity=index.capacity),
-        counts={"persons": n_persons, "photos": n_photos}, jurisdictions=found,
+        index=IndexInfo(
+            M=index.params.M,
+            ef_construction=index.params.ef_construction,
+            ef=index.params.ef,
+            elements=index.elements,
+            deleted=index.deleted,
+            capacity=index.capacity,
+        ),
+        counts={"persons": n_persons, "photos": n_photos},
+        jurisdictions=found,
         policy=PolicyInfo(version=policy.version, sha256=files[POLICY].sha256),
-        key_id=key_id(key.public_key()), files=files, delta=delta,
+        key_id=key_id(key.public_key()),
+        files=files,
+        delta=delta,
     )
     data = manifest.to_bytes()
     (bundle_dir / MANIFEST).write_bytes(data)
@@ -476,6 +558,7 @@ def seal_bundle(bundle_dir: Path, *, version: int, purpose: str, model: ModelInf
 
 
 # -- deltas ----------------------------------------------------------------------------------------
+
 
 class DeltaDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -509,7 +592,9 @@ def read_delta(delta_root: Path) -> tuple[DeltaDoc, np.ndarray]:
     return doc, vectors
 
 
-def apply_delta(base_dir: Path, base_manifest: Manifest, doc: DeltaDoc, vectors: np.ndarray, out_dir: Path) -> VectorIndex:
+def apply_delta(
+    base_dir: Path, base_manifest: Manifest, doc: DeltaDoc, vectors: np.ndarray, out_dir: Path
+) -> VectorIndex:
     """Write ``index.bin`` and ``gallery.sqlite`` of the next version into ``out_dir`` from the base
     bundle and a delta. The builder and the device run this same code, so (same hnswlib and SQLite
     versions) the result is byte-identical to the published files, which the manifest then proves."""
@@ -527,8 +612,12 @@ def apply_delta(base_dir: Path, base_manifest: Manifest, doc: DeltaDoc, vectors:
     finally:
         conn.close()
     info = base_manifest.index
-    index = VectorIndex.load(Path(base_dir) / INDEX, base_manifest.model.dim,
-                             IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef), info.deleted)
+    index = VectorIndex.load(
+        Path(base_dir) / INDEX,
+        base_manifest.model.dim,
+        IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef),
+        info.deleted,
+    )
     index.remove(doc.remove_labels)
     index.resize(doc.capacity)
     labels = np.asarray([row[2] for row in doc.add_photos], np.int64)

@@ -16,9 +16,16 @@ def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
     from lookout.face.detector import DetectorConfig
     from lookout.face.pipeline import FacePipeline, PipelineConfig
 
-    return FacePipeline.open(PipelineConfig(model_dir=args.model_dir, device=args.device, detector=args.detector,
-                                            embedder=args.embedder, detection=DetectorConfig(tile=args.tile),
-                                            embedder_hint=hint))
+    return FacePipeline.open(
+        PipelineConfig(
+            model_dir=args.model_dir,
+            device=args.device,
+            detector=args.detector,
+            embedder=args.embedder,
+            detection=DetectorConfig(tile=args.tile),
+            embedder_hint=hint,
+        )
+    )
 
 
 def _policy(args: argparse.Namespace):
@@ -38,18 +45,37 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE",
-                   help="a folder of identity folders (<person>/<photo>), a .csv/.json/.jsonl manifest (one row per "
-                        "photo), or an HTTP API URL template with {id} (see --api-config)")
-    p.add_argument("--api-config", type=Path, metavar="FILE", help="YAML/JSON config of an HTTP API source (fields, rate limit...)")
-    p.add_argument("--people", type=Path, metavar="FILE",
-                   help="with a folder source: CSV/JSON of person details by person_id (name, jurisdiction, department, ...)")
-    p.add_argument("--policy", type=Path, metavar="FILE", help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL)")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a folder of identity folders (<person>/<photo>), a .csv/.json/.jsonl manifest (one row per "
+        "photo), or an HTTP API URL template with {id} (see --api-config)",
+    )
+    p.add_argument(
+        "--api-config", type=Path, metavar="FILE", help="YAML/JSON config of an HTTP API source (fields, rate limit...)"
+    )
+    p.add_argument(
+        "--people",
+        type=Path,
+        metavar="FILE",
+        help="with a folder source: CSV/JSON of person details by person_id (name, jurisdiction, department, ...)",
+    )
+    p.add_argument(
+        "--policy", type=Path, metavar="FILE", help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL)"
+    )
     p.add_argument("--report", type=Path, metavar="FILE", help="write the failure-to-enrol report (.csv or .json)")
-    p.add_argument("--work", type=Path, metavar="DIR",
-                   help="work folder for resuming: enrolment cache, downloads, HTTP walk state (default: OUT.work)")
-    p.add_argument("--threshold", type=float, help="default decision threshold (cosine); default: the model's, measured")
-    p.add_argument("--key", type=Path, required=True, metavar="PRIVATE.pem", help="Ed25519 private key (lookout keys generate)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        metavar="DIR",
+        help="work folder for resuming: enrolment cache, downloads, HTTP walk state (default: OUT.work)",
+    )
+    p.add_argument(
+        "--threshold", type=float, help="default decision threshold (cosine); default: the model's, measured"
+    )
+    p.add_argument(
+        "--key", type=Path, required=True, metavar="PRIVATE.pem", help="Ed25519 private key (lookout keys generate)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pipeline_options(p)
 
@@ -58,27 +84,45 @@ def register(commands: argparse._SubParsersAction) -> None:
     gallery = commands.add_parser("gallery", help="build, update, audit and publish signed gallery bundles")
     sub = gallery.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
 
-    build = sub.add_parser("build", help="enrol every photo of a source into a new signed bundle",
-                           description="Ingest people and photos, enrol them under the jurisdiction policy and write "
-                                       "a signed index bundle. Photos of denied jurisdictions are never embedded.")
+    build = sub.add_parser(
+        "build",
+        help="enrol every photo of a source into a new signed bundle",
+        description="Ingest people and photos, enrol them under the jurisdiction policy and write "
+        "a signed index bundle. Photos of denied jurisdictions are never embedded.",
+    )
     _add_source(build)
-    build.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle folder to create (must be new or empty)")
-    build.add_argument("--purpose", default="identification", help="what the gallery is for (policy rules may depend on it)")
-    build.add_argument("--bundle-version", type=int, default=1, metavar="N", help="version number of the bundle (default 1)")
+    build.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create (must be new or empty)"
+    )
+    build.add_argument(
+        "--purpose", default="identification", help="what the gallery is for (policy rules may depend on it)"
+    )
+    build.add_argument(
+        "--bundle-version", type=int, default=1, metavar="N", help="version number of the bundle (default 1)"
+    )
     build.add_argument("--M", type=int, default=32, help="HNSW M (graph degree), default 32")
     build.add_argument("--ef-construction", type=int, default=200, help="HNSW ef_construction, default 200")
-    build.add_argument("--ef", type=int, default=256, help="HNSW ef at search time (saved in the manifest), default 256")
+    build.add_argument(
+        "--ef", type=int, default=256, help="HNSW ef at search time (saved in the manifest), default 256"
+    )
     build.set_defaults(func=_gallery_build)
 
-    update = sub.add_parser("update", help="the next version of a bundle: add, update, remove people; writes a delta",
-                            description="SOURCE is the new state of the source: people missing from it are removed "
-                                        "(unless --only-listed). Only new or changed photos are enrolled. The new "
-                                        "bundle holds a delta from the previous version that devices apply.")
+    update = sub.add_parser(
+        "update",
+        help="the next version of a bundle: add, update, remove people; writes a delta",
+        description="SOURCE is the new state of the source: people missing from it are removed "
+        "(unless --only-listed). Only new or changed photos are enrolled. The new "
+        "bundle holds a delta from the previous version that devices apply.",
+    )
     _add_source(update)
     update.add_argument("--gallery", type=Path, required=True, metavar="DIR", help="the previous bundle")
     update.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new bundle folder")
-    update.add_argument("--only-listed", action="store_true", help="SOURCE lists only added/changed people: remove nobody else")
-    update.add_argument("--remove", action="append", default=[], metavar="PERSON_ID", help="remove this person (repeatable)")
+    update.add_argument(
+        "--only-listed", action="store_true", help="SOURCE lists only added/changed people: remove nobody else"
+    )
+    update.add_argument(
+        "--remove", action="append", default=[], metavar="PERSON_ID", help="remove this person (repeatable)"
+    )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
     update.set_defaults(func=_gallery_update)
 
@@ -108,25 +152,34 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     publish = sub.add_parser("publish", help="copy a bundle into a folder served by a static web server or S3 bucket")
     publish.add_argument("bundle", type=Path, metavar="DIR")
-    publish.add_argument("--to", type=Path, required=True, metavar="ROOT", help="publish folder (v/<version>/, manifest.json)")
+    publish.add_argument(
+        "--to", type=Path, required=True, metavar="ROOT", help="publish folder (v/<version>/, manifest.json)"
+    )
     publish.add_argument("--public-key", type=Path, metavar="FILE", help="check the signature before publishing")
     publish.set_defaults(func=_gallery_publish)
 
     keys = commands.add_parser("keys", help="signing keys for gallery bundles")
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    gen = ksub.add_parser("generate", help="make an Ed25519 key pair: sign with the private key, give devices the public one")
+    gen = ksub.add_parser(
+        "generate", help="make an Ed25519 key pair: sign with the private key, give devices the public one"
+    )
     gen.add_argument("--out", type=Path, required=True, metavar="DIR")
     gen.add_argument("--force", action="store_true", help="overwrite an existing pair")
     gen.set_defaults(func=_keys_generate)
 
     sync = commands.add_parser("sync", help="keep a device's gallery bundle current")
     ssub = sync.add_subparsers(dest="sync_command", metavar="ACTION", required=True)
-    pull = ssub.add_parser("pull", help="fetch, verify and atomically install the latest bundle from a publish URL",
-                           description="Conditional GET of URL/manifest.json; the delta or the full bundle is staged, "
-                                       "verified (sizes, SHA-256, signature, model, policy), then swapped in; the "
-                                       "previous bundle is kept. On any failure the current bundle stays.")
+    pull = ssub.add_parser(
+        "pull",
+        help="fetch, verify and atomically install the latest bundle from a publish URL",
+        description="Conditional GET of URL/manifest.json; the delta or the full bundle is staged, "
+        "verified (sizes, SHA-256, signature, model, policy), then swapped in; the "
+        "previous bundle is kept. On any failure the current bundle stays.",
+    )
     pull.add_argument("url", metavar="URL", help="publish folder URL (http(s)://... or file://...)")
-    pull.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store (current/, previous/)")
+    pull.add_argument(
+        "--into", type=Path, required=True, metavar="DIR", help="device bundle store (current/, previous/)"
+    )
     pull.add_argument("--public-key", type=Path, required=True, metavar="FILE")
     pull.add_argument("--model-digest", help="refuse bundles built for another embedder digest")
     pull.add_argument("--embedder", help="like --model-digest, read from this model's manifest in the model cache")
@@ -138,7 +191,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     search = commands.add_parser("search", help="who is this? search the faces of a photo in a gallery bundle")
     search.add_argument("image", type=Path, metavar="IMAGE")
-    search.add_argument("--gallery", type=Path, required=True, metavar="DIR", help="a bundle folder (or a sync store with current/)")
+    search.add_argument(
+        "--gallery", type=Path, required=True, metavar="DIR", help="a bundle folder (or a sync store with current/)"
+    )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box")
     search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
     search.add_argument("--threshold", type=float, help="default: the bundle's")
@@ -149,18 +204,31 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def register_bench(benches: argparse._SubParsersAction) -> None:
-    bench = benches.add_parser("index", help="HNSW vs exact search: build time, memory, latency, mate recall",
-                               description="Synthetic unit vectors, each query with one mate in the gallery at about "
-                                           "the match threshold's cosine; recall of that mate at 1 and 10 against "
-                                           "exact search (numpy), p50/p99 latency, build time and memory.")
-    bench.add_argument("--sizes", default="25000,100000", help="gallery sizes, comma-separated (e.g. 25000,100000,1000000)")
+    bench = benches.add_parser(
+        "index",
+        help="HNSW vs exact search: build time, memory, latency, mate recall",
+        description="Synthetic unit vectors, each query with one mate in the gallery at about "
+        "the match threshold's cosine; recall of that mate at 1 and 10 against "
+        "exact search (numpy), p50/p99 latency, build time and memory.",
+    )
+    bench.add_argument(
+        "--sizes", default="25000,100000", help="gallery sizes, comma-separated (e.g. 25000,100000,1000000)"
+    )
     bench.add_argument("--dim", type=int, default=512)
     bench.add_argument("--queries", type=int, default=1000)
     bench.add_argument("--mate-cos", type=float, default=0.60, help="cosine of each query to its mate (default 0.60)")
-    bench.add_argument("--background-cos", type=float, default=0.0,
-                       help="mean cosine between unrelated vectors (0: isotropic; ~0.85 mimics dlib's crowding)")
-    bench.add_argument("--impostor-sd", type=float, default=0.10,
-                       help="cosine spread of unrelated vectors (sets the spectrum decay; 0: isotropic worst case)")
+    bench.add_argument(
+        "--background-cos",
+        type=float,
+        default=0.0,
+        help="mean cosine between unrelated vectors (0: isotropic; ~0.85 mimics dlib's crowding)",
+    )
+    bench.add_argument(
+        "--impostor-sd",
+        type=float,
+        default=0.10,
+        help="cosine spread of unrelated vectors (sets the spectrum decay; 0: isotropic worst case)",
+    )
     bench.add_argument("--M", type=int, default=32)
     bench.add_argument("--ef-construction", type=int, default=200)
     bench.add_argument("--ef", default="128,256,512", help="ef values to measure, comma-separated (e.g. 32,64,128)")
@@ -170,6 +238,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 # -- gallery ---------------------------------------------------------------------------------------
+
 
 def _records(args: argparse.Namespace, work: Path):
     from lookout.sync.sources import open_source
@@ -185,13 +254,25 @@ def _gallery_build(args: argparse.Namespace) -> int:
     work = args.work or args.out.with_name(args.out.name + ".work")
     policy = _policy(args) or Policy.default()
     records = list(_records(args, work))
-    report = build_gallery(records, args.out, args.key, _pipeline(args, "THROUGHPUT"), policy, purpose=args.purpose,
-                           threshold=args.threshold, params=IndexParams(args.M, args.ef_construction, args.ef),
-                           work_dir=work, report_path=args.report, version=args.bundle_version,
-                           progress=not args.no_progress)
+    report = build_gallery(
+        records,
+        args.out,
+        args.key,
+        _pipeline(args, "THROUGHPUT"),
+        policy,
+        purpose=args.purpose,
+        threshold=args.threshold,
+        params=IndexParams(args.M, args.ef_construction, args.ef),
+        work_dir=work,
+        report_path=args.report,
+        version=args.bundle_version,
+        progress=not args.no_progress,
+    )
     m = report.manifest
-    print(f"{args.out}: version {m.version}, {m.counts['persons']} people, {m.counts['photos']} photos, model "
-          f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}")
+    print(
+        f"{args.out}: version {m.version}, {m.counts['persons']} people, {m.counts['photos']} photos, model "
+        f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
+    )
     print(report.summary_line)
     _say_calibration(m)
     return 0 if m.counts["photos"] else 1
@@ -210,15 +291,28 @@ def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     records = list(_records(args, work))
-    report = update_gallery(args.gallery, records, args.out, args.key, _pipeline(args, "THROUGHPUT"), _policy(args),
-                            public_key=args.public_key, only_listed=args.only_listed, remove=args.remove,
-                            threshold=args.threshold, work_dir=work, report_path=args.report,
-                            progress=not args.no_progress)
+    report = update_gallery(
+        args.gallery,
+        records,
+        args.out,
+        args.key,
+        _pipeline(args, "THROUGHPUT"),
+        _policy(args),
+        public_key=args.public_key,
+        only_listed=args.only_listed,
+        remove=args.remove,
+        threshold=args.threshold,
+        work_dir=work,
+        report_path=args.report,
+        progress=not args.no_progress,
+    )
     m = report.manifest
     delta = sum(e.size for e in m.delta.files.values())
     full = sum(e.size for e in m.files.values())
-    print(f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
-          f"{m.counts['persons']} people, {m.counts['photos']} photos")
+    print(
+        f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
+        f"{m.counts['persons']} people, {m.counts['photos']} photos"
+    )
     print(report.summary_line)
     _say_calibration(m)
     return 0
@@ -231,18 +325,25 @@ def _gallery_delta(args: argparse.Namespace) -> int:
     if manifest.delta is None:
         print(f"{args.bundle}: version {manifest.version} is a full build (no delta)")
         return 1
-    doc, vectors = read_delta(args.bundle)
-    info = {"version": manifest.version, "from_version": doc.from_version,
-            "persons_upserted": len(doc.upsert_persons), "persons_removed": len(doc.remove_persons),
-            "photos_added": len(doc.add_photos), "photos_removed": len(doc.remove_labels),
-            "delta_bytes": sum(e.size for e in manifest.delta.files.values()),
-            "full_bytes": sum(e.size for e in manifest.files.values())}
+    doc, _vectors = read_delta(args.bundle)
+    info = {
+        "version": manifest.version,
+        "from_version": doc.from_version,
+        "persons_upserted": len(doc.upsert_persons),
+        "persons_removed": len(doc.remove_persons),
+        "photos_added": len(doc.add_photos),
+        "photos_removed": len(doc.remove_labels),
+        "delta_bytes": sum(e.size for e in manifest.delta.files.values()),
+        "full_bytes": sum(e.size for e in manifest.files.values()),
+    }
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"{args.bundle}: version {info['from_version']} -> {info['version']}: {info['persons_upserted']} people added "
-              f"or updated, {info['persons_removed']} removed; {info['photos_added']} photos added, "
-              f"{info['photos_removed']} removed; delta {info['delta_bytes']} bytes vs full {info['full_bytes']} bytes")
+        print(
+            f"{args.bundle}: version {info['from_version']} -> {info['version']}: {info['persons_upserted']} people added "
+            f"or updated, {info['persons_removed']} removed; {info['photos_added']} photos added, "
+            f"{info['photos_removed']} removed; delta {info['delta_bytes']} bytes vs full {info['full_bytes']} bytes"
+        )
     return 0
 
 
@@ -272,9 +373,17 @@ def _gallery_report(args: argparse.Namespace) -> int:
             rows = list(csv.DictReader(args.report.read_text().splitlines()))
     except (OSError, ValueError, KeyError) as err:
         raise InputError(str(args.report), f"not a failure-to-enrol report ({err})") from None
-    results = [PhotoResult(photo_id=r["photo_id"], person_id=r["person_id"], source=r.get("source", ""),
-                           status=r["status"], reason=r.get("reason") or None,
-                           near_duplicate_of=r.get("near_duplicate_of") or None) for r in rows]
+    results = [
+        PhotoResult(
+            photo_id=r["photo_id"],
+            person_id=r["person_id"],
+            source=r.get("source", ""),
+            status=r["status"],
+            reason=r.get("reason") or None,
+            near_duplicate_of=r.get("near_duplicate_of") or None,
+        )
+        for r in rows
+    ]
     print(summary_line(summarise(results)))
     for r in rows:
         if r["status"] != "enrolled":
@@ -286,8 +395,10 @@ def _gallery_verify(args: argparse.Namespace) -> int:
     from lookout.sync.bundle import verify_bundle
 
     manifest, policy = verify_bundle(args.bundle, args.public_key, args.model_digest, _policy(args), args.location)
-    print(f"{args.bundle}: OK: version {manifest.version}, {manifest.counts['persons']} people, "
-          f"{manifest.counts['photos']} photos, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}")
+    print(
+        f"{args.bundle}: OK: version {manifest.version}, {manifest.counts['persons']} people, "
+        f"{manifest.counts['photos']} photos, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}"
+    )
     return 0
 
 
@@ -310,6 +421,7 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 # -- sync ------------------------------------------------------------------------------------------
 
+
 def _sync_pull(args: argparse.Namespace) -> int:
     from lookout.models.store import ModelStore
     from lookout.sync.pull import BundlePuller, BundleStore
@@ -321,8 +433,9 @@ def _sync_pull(args: argparse.Namespace) -> int:
     if "://" not in url:
         raise ConfigError(f"{url}: give a URL (http://..., https://... or file://...)")
     store = BundleStore(args.into)
-    puller = BundlePuller(url, store, args.public_key, digest, _policy(args), interval_s=args.watch or 300,
-                          location=args.location)
+    puller = BundlePuller(
+        url, store, args.public_key, digest, _policy(args), interval_s=args.watch or 300, location=args.location
+    )
     if args.watch:
         puller.start()
         try:
@@ -339,10 +452,12 @@ def _sync_pull(args: argparse.Namespace) -> int:
 
 # -- search ----------------------------------------------------------------------------------------
 
+
 def _search(args: argparse.Namespace) -> int:
-    from lookout.face.image_io import read_image
     from lookout.sync.bundle import load_bundle
     from lookout.sync.search import search_image
+
+    from lookout.face.image_io import read_image
 
     bundle = args.gallery
     if (bundle / "current").is_symlink():
@@ -353,8 +468,17 @@ def _search(args: argparse.Namespace) -> int:
     results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)
     threshold = gallery.threshold if args.threshold is None else args.threshold
     if args.json:
-        print(json.dumps({"image": str(args.image), "gallery": str(bundle), "version": gallery.version,
-                          "threshold": threshold, "faces": [r.to_dict() for r in results]}))
+        print(
+            json.dumps(
+                {
+                    "image": str(args.image),
+                    "gallery": str(bundle),
+                    "version": gallery.version,
+                    "threshold": threshold,
+                    "faces": [r.to_dict() for r in results],
+                }
+            )
+        )
         return 0
     print(f"{args.image}: {len(results)} face(s); gallery {bundle} v{gallery.version}, threshold {threshold:.3f}")
     for r in results:
@@ -373,8 +497,18 @@ def _bench_index(args: argparse.Namespace) -> int:
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     efs = [int(e) for e in args.ef.split(",")]
-    run_index_bench(sizes, dim=args.dim, queries=args.queries, mate_cos=args.mate_cos,
-                    background_cos=args.background_cos, M=args.M, ef_construction=args.ef_construction, efs=efs,
-                    threads=args.threads, as_json=args.json, out=sys.stdout,
-                    impostor_sd=args.impostor_sd)
+    run_index_bench(
+        sizes,
+        dim=args.dim,
+        queries=args.queries,
+        mate_cos=args.mate_cos,
+        background_cos=args.background_cos,
+        M=args.M,
+        ef_construction=args.ef_construction,
+        efs=efs,
+        threads=args.threads,
+        as_json=args.json,
+        out=sys.stdout,
+        impostor_sd=args.impostor_sd,
+    )
     return 0

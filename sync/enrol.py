@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from lookout.sync.http import FetchError, HttpClient
+from lookout.sync.policy import DEFAULT_PURPOSE, Policy
+from lookout.sync.records import PhotoRecord
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
@@ -28,9 +31,6 @@ from lookout.face.image_io import decode_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL, assess
 from lookout.log import get_logger
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.policy import DEFAULT_PURPOSE, Policy
-from lookout.sync.records import PhotoRecord
 
 log = get_logger(__name__)
 
@@ -107,8 +107,10 @@ class EnrolCache:
         return PhotoResult(**doc, embedding=vector)
 
     def put(self, key: str, result: PhotoResult) -> None:
-        doc = {k: getattr(result, k) for k in ("photo_id", "person_id", "source", "status", "reason", "detail",
-                                               "box", "quality", "sha256")}
+        doc = {
+            k: getattr(result, k)
+            for k in ("photo_id", "person_id", "source", "status", "reason", "detail", "box", "quality", "sha256")
+        }
         blob = result.embedding.astype(np.float32).tobytes() if result.embedding is not None else None
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO results VALUES (?,?,?)", (key, json.dumps(doc), blob))
@@ -136,8 +138,9 @@ class Progress:
         if self.tty:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what} "
-                             f"{rate:.1f}/s ")
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what} {rate:.1f}/s "
+            )
             if self.done >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -146,8 +149,14 @@ class Progress:
 
 
 class Enroller:
-    def __init__(self, pipeline: FacePipeline, policy: Policy, purpose: str = DEFAULT_PURPOSE,
-                 fetcher: PhotoFetcher | None = None, cache: EnrolCache | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        policy: Policy,
+        purpose: str = DEFAULT_PURPOSE,
+        fetcher: PhotoFetcher | None = None,
+        cache: EnrolCache | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.policy = policy
         self.purpose = purpose
@@ -161,8 +170,9 @@ class Enroller:
         if not decision.allowed:
             return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=decision.reason)
         if not rec.use_for_recognition:
-            return PhotoResult(**base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION,
-                               detail="record says use_for_recognition: false")
+            return PhotoResult(
+                **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"
+            )
         key = EnrolCache.key(self.pipeline.embedder.digest, rec) if self.cache else None
         if key is not None and (hit := self.cache.get(key)) is not None:
             return hit
@@ -190,12 +200,22 @@ class Enroller:
             overlaps = iou(np.asarray(rec.box, np.float32), np.stack([f.box for f in faces]))
             best = int(np.argmax(overlaps))
             if overlaps[best] < BOX_MIN_IOU:
-                return PhotoResult(**base, status=FAILED, reason=NO_FACE_IN_BOX, sha256=digest,
-                                   detail=f"{len(faces)} face(s) found, none overlaps the record's box (best IoU {overlaps[best]:.2f})")
+                return PhotoResult(
+                    **base,
+                    status=FAILED,
+                    reason=NO_FACE_IN_BOX,
+                    sha256=digest,
+                    detail=f"{len(faces)} face(s) found, none overlaps the record's box (best IoU {overlaps[best]:.2f})",
+                )
             face = faces[best]
         elif len(faces) > 1:
-            return PhotoResult(**base, status=FAILED, reason=SEVERAL_FACES, sha256=digest,
-                               detail=f"{len(faces)} faces and no box in the record to say which")
+            return PhotoResult(
+                **base,
+                status=FAILED,
+                reason=SEVERAL_FACES,
+                sha256=digest,
+                detail=f"{len(faces)} faces and no box in the record to say which",
+            )
         else:
             face = faces[0]
         chip = self.pipeline.align(image, [face])
@@ -203,8 +223,15 @@ class Enroller:
         box = [round(float(v), 1) for v in face.box]
         if not quality.ok:
             reason = QUALITY_REASONS.get(quality.reasons[0], quality.reasons[0])
-            return PhotoResult(**base, status=FAILED, reason=reason, detail=",".join(quality.reasons),
-                               box=box, quality=quality.to_dict(), sha256=digest)
+            return PhotoResult(
+                **base,
+                status=FAILED,
+                reason=reason,
+                detail=",".join(quality.reasons),
+                box=box,
+                quality=quality.to_dict(),
+                sha256=digest,
+            )
         vector = self.pipeline.embed(chip)[0]
         self.embedded += 1
         return PhotoResult(**base, status=ENROLLED, embedding=vector, box=box, quality=quality.to_dict(), sha256=digest)

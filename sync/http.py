@@ -25,8 +25,14 @@ class FetchError(Exception):
 class HttpClient:
     """GETs at most one request per ``min_interval_s``; retries 5xx, 429 and timeouts with exponential backoff."""
 
-    def __init__(self, min_interval_s: float = 0.0, retries: int = 3, backoff_s: float = 0.5,
-                 timeout_s: float = 15.0, max_bytes: int = 50 << 20) -> None:
+    def __init__(
+        self,
+        min_interval_s: float = 0.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        timeout_s: float = 15.0,
+        max_bytes: int = 50 << 20,
+    ) -> None:
         self.min_interval_s = min_interval_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -64,7 +70,7 @@ class HttpClient:
                 reason = str(getattr(err, "reason", err)) or type(err).__name__
             if not retry or attempt >= self.retries:
                 raise FetchError(url, reason + (f" after {attempt + 1} attempts" if attempt else ""), status)
-            delay = self.backoff_s * 2 ** attempt
+            delay = self.backoff_s * 2**attempt
             log.info("http.retry", url=url, reason=reason, attempt=attempt + 1, wait_s=delay)
             time.sleep(delay)
             attempt += 1

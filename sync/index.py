@@ -95,15 +95,16 @@ class VectorIndex:
         index.set_ef(params.ef)
 
     @classmethod
-    def create(cls, dim: int, params: IndexParams | None = None, capacity: int = 1024) -> "VectorIndex":
+    def create(cls, dim: int, params: IndexParams | None = None, capacity: int = 1024) -> VectorIndex:
         params = params or IndexParams()
         index = hnswlib.Index(space=SPACE, dim=dim)
-        index.init_index(max_elements=max(capacity, 1), M=params.M, ef_construction=params.ef_construction,
-                         random_seed=RANDOM_SEED)
+        index.init_index(
+            max_elements=max(capacity, 1), M=params.M, ef_construction=params.ef_construction, random_seed=RANDOM_SEED
+        )
         return cls(index, params, dim)
 
     @classmethod
-    def load(cls, path: Path, dim: int, params: IndexParams, deleted: int = 0) -> "VectorIndex":
+    def load(cls, path: Path, dim: int, params: IndexParams, deleted: int = 0) -> VectorIndex:
         index = hnswlib.Index(space=SPACE, dim=dim)
         index.load_index(str(path))
         return cls(index, params, dim, deleted)

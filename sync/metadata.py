@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 SCHEMA = """
 CREATE TABLE persons(
@@ -67,8 +67,13 @@ def person_row(person) -> tuple:
     """A PersonRecord-like object (or dict) -> a persons row."""
     get = person.get if isinstance(person, dict) else (lambda k, d=None: getattr(person, k, d))
     attrs = get("attributes") or {}
-    return (get("person_id"), get("name"), get("jurisdiction"), get("department"),
-            json.dumps(attrs, sort_keys=True, default=str))
+    return (
+        get("person_id"),
+        get("name"),
+        get("jurisdiction"),
+        get("department"),
+        json.dumps(attrs, sort_keys=True, default=str),
+    )
 
 
 def upsert_persons(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
@@ -81,8 +86,10 @@ def upsert_persons(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
 
 
 def insert_photos(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
-    conn.executemany("INSERT INTO photos(photo_id, person_id, label, source, sha256, box, quality) VALUES (?,?,?,?,?,?,?)",
-                     list(rows))
+    conn.executemany(
+        "INSERT INTO photos(photo_id, person_id, label, source, sha256, box, quality) VALUES (?,?,?,?,?,?,?)",
+        list(rows),
+    )
 
 
 def delete_photos(conn: sqlite3.Connection, photo_ids: Iterable[str]) -> None:
@@ -97,9 +104,14 @@ def delete_persons(conn: sqlite3.Connection, person_ids: Iterable[str]) -> None:
 
 def persons(conn: sqlite3.Connection) -> dict[str, dict]:
     out = {}
-    for row in conn.execute("SELECT person_id, name, jurisdiction, department, attributes FROM persons ORDER BY person_id"):
+    for row in conn.execute(
+        "SELECT person_id, name, jurisdiction, department, attributes FROM persons ORDER BY person_id"
+    ):
         out[row[0]] = {
-            "person_id": row[0], "name": row[1], "jurisdiction": row[2], "department": row[3],
+            "person_id": row[0],
+            "name": row[1],
+            "jurisdiction": row[2],
+            "department": row[3],
             "attributes": json.loads(row[4]) if row[4] else {},
         }
     return out

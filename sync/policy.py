@@ -71,7 +71,11 @@ class Rule(BaseModel):
     def matches(self, jurisdiction: str, purpose: str) -> bool:
         if self.purposes is not None and ANY_PURPOSE not in self.purposes and purpose not in self.purposes:
             return False
-        return self.jurisdiction == "*" or jurisdiction == self.jurisdiction or jurisdiction.startswith(self.jurisdiction + "-")
+        return (
+            self.jurisdiction == "*"
+            or jurisdiction == self.jurisdiction
+            or jurisdiction.startswith(self.jurisdiction + "-")
+        )
 
 
 class PolicyDoc(BaseModel):
@@ -102,12 +106,12 @@ class Policy:
 
     # -- construction ----------------------------------------------------------
     @classmethod
-    def default(cls) -> "Policy":
+    def default(cls) -> Policy:
         rules = [Rule(jurisdiction=j, decision="deny", reason=r) for j, r in DEFAULT_DENY]
         return cls(PolicyDoc(version="default-1", rules=rules), "built-in default")
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<memory>") -> "Policy":
+    def from_dict(cls, data: dict, source: str = "<memory>") -> Policy:
         try:
             return cls(PolicyDoc.model_validate(data), source)
         except ValidationError as err:
@@ -116,7 +120,7 @@ class Policy:
             raise ConfigError(f"{source}: invalid policy at {where}: {first['msg']}") from None
 
     @classmethod
-    def load(cls, path: Path | str) -> "Policy":
+    def load(cls, path: Path | str) -> Policy:
         path = Path(path)
         return cls.from_dict(read_mapping(path, "policy file"), str(path))
 

@@ -20,9 +20,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lookout.sync.bundle import MANIFEST, SIGNATURE, read_manifest
+
 from lookout.errors import InputError
 from lookout.log import get_logger
-from lookout.sync.bundle import MANIFEST, SIGNATURE, read_manifest
 
 log = get_logger(__name__)
 
@@ -43,8 +44,11 @@ def publish(bundle_dir: Path, root: Path, public_key=None) -> Path:
     if target.exists():
         existing = (target / MANIFEST).read_bytes() if (target / MANIFEST).exists() else b""
         if existing != data:
-            raise InputError(str(target), f"version {manifest.version} already published with other content "
-                                          "(versions are immutable: build a new version)")
+            raise InputError(
+                str(target),
+                f"version {manifest.version} already published with other content "
+                "(versions are immutable: build a new version)",
+            )
     else:
         tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=root.mkdir(parents=True, exist_ok=True) or root))
         for name in names:

@@ -30,17 +30,32 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from lookout.sync.bundle import (
+    GALLERY,
+    INDEX,
+    MANIFEST,
+    POLICY,
+    SIGNATURE,
+    BundleError,
+    Manifest,
+    apply_delta,
+    check_files,
+    check_model,
+    check_signature,
+    manifest_sha256,
+    parse_manifest,
+    read_delta,
+    read_manifest,
+    verify_bundle,
+)
+from lookout.sync.policy import Policy
 
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
 from lookout.log import get_logger
-from lookout.sync.bundle import (
-    GALLERY, INDEX, MANIFEST, POLICY, SIGNATURE, BundleError, Manifest, apply_delta, check_files, check_model,
-    check_signature, manifest_sha256, parse_manifest, read_delta, read_manifest, verify_bundle,
-)
-from lookout.sync.policy import Policy
 
 log = get_logger(__name__)
 
@@ -155,10 +170,18 @@ def _join(base: str, path: str) -> str:
 class BundlePuller:
     """Keeps a ``BundleStore`` up to date with a publish URL, once (``pull_once``) or in a thread."""
 
-    def __init__(self, url: str, store: BundleStore, public_key: Path | bytes | None,
-                 expected_model_digest: str | None, policy: Policy | None, interval_s: float = 300.0,
-                 on_swap: Callable[[Path], None] | None = None, location: str | None = None,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        store: BundleStore,
+        public_key: Path | bytes | None,
+        expected_model_digest: str | None,
+        policy: Policy | None,
+        interval_s: float = 300.0,
+        on_swap: Callable[[Path], None] | None = None,
+        location: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.url = url
         self.store = store
         self.public_key = public_key
@@ -232,8 +255,9 @@ class BundlePuller:
                 raise
         except BundleError as err:
             self.last_error = str(err)
-            log.error("sync.rejected", url=self.url, reason=err.reason, error=str(err),
-                      keeping=str(self.store.current_dir()))
+            log.error(
+                "sync.rejected", url=self.url, reason=err.reason, error=str(err), keeping=str(self.store.current_dir())
+            )
             if raise_errors:
                 raise
         return False
@@ -268,8 +292,13 @@ class BundlePuller:
         current = self.store.current_manifest()
         if current is not None and version <= current.version:
             if version < current.version:
-                log.warning("sync.older_version", url=self.url, offered=version, current=current.version,
-                            why="refusing to go back a version")
+                log.warning(
+                    "sync.older_version",
+                    url=self.url,
+                    offered=version,
+                    current=current.version,
+                    why="refusing to go back a version",
+                )
             self.store.save_state({"url": self.url, **validators})
             return False
 
@@ -291,8 +320,13 @@ class BundlePuller:
             raise
         final = self.store.install(staged, manifest.version)
         self.store.save_state({"url": self.url, **validators})
-        log.info("sync.swapped", url=self.url, version=manifest.version, bundle=str(final),
-                 previous=str(self.store.previous_dir()))
+        log.info(
+            "sync.swapped",
+            url=self.url,
+            version=manifest.version,
+            bundle=str(final),
+            previous=str(self.store.previous_dir()),
+        )
         if self.on_swap is not None:
             self.on_swap(final)
         return True
@@ -308,8 +342,9 @@ class BundlePuller:
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        log.info("sync.downloaded", kind="full", version=manifest.version,
-                 bytes=sum(e.size for e in manifest.files.values()))
+        log.info(
+            "sync.downloaded", kind="full", version=manifest.version, bytes=sum(e.size for e in manifest.files.values())
+        )
         return staged
 
     def _stage_deltas(self, current: Manifest, latest: Manifest, data: bytes, sig: bytes) -> Path | None:
@@ -339,8 +374,12 @@ class BundlePuller:
                 check_files(staged, m.delta.files)
                 doc, vectors = read_delta(staged)
                 if doc.from_version != base_manifest.version or doc.to_version != m.version:
-                    raise BundleError(staged, "bad_delta", f"delta {doc.from_version}->{doc.to_version} "
-                                                           f"does not lead {base_manifest.version}->{m.version}")
+                    raise BundleError(
+                        staged,
+                        "bad_delta",
+                        f"delta {doc.from_version}->{doc.to_version} "
+                        f"does not lead {base_manifest.version}->{m.version}",
+                    )
                 apply_delta(base_dir, base_manifest, doc, vectors, staged)
                 self._download(f"v/{m.version}/{POLICY}", staged / POLICY, m.files[POLICY].size)
                 (staged / MANIFEST).write_bytes(mdata)
@@ -376,7 +415,7 @@ class BundlePuller:
         while not self._stop.is_set():
             try:
                 self.pull_once()
-            except Exception as err:  # noqa: BLE001 - the device must keep running on its last bundle
+            except Exception as err:
                 self.last_error = str(err)
                 log.error("sync.failed", url=self.url, error=repr(err))
             failures = failures + 1 if self.last_error else 0
@@ -388,4 +427,4 @@ def http_date(ts: float) -> str:
     return email.utils.formatdate(ts, usegmt=True)
 
 
-__all__ = ["BundlePuller", "BundleStore", "SyncError", "GALLERY", "INDEX"]
+__all__ = ["GALLERY", "INDEX", "BundlePuller", "BundleStore", "SyncError"]

@@ -6,7 +6,8 @@ a person's first record; later records may add attributes but not change them.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,8 +65,12 @@ def group_persons(records: Iterable[PhotoRecord]) -> dict[str, PersonRecord]:
         person = persons.get(rec.person_id)
         if person is None:
             person = persons[rec.person_id] = PersonRecord(
-                person_id=rec.person_id, name=rec.name, jurisdiction=rec.jurisdiction,
-                department=rec.department, attributes=dict(rec.attributes))
+                person_id=rec.person_id,
+                name=rec.name,
+                jurisdiction=rec.jurisdiction,
+                department=rec.department,
+                attributes=dict(rec.attributes),
+            )
         else:
             for k, v in rec.attributes.items():
                 person.attributes.setdefault(k, v)

@@ -45,11 +45,13 @@ def summarise(results) -> dict:
 
 def summary_line(summary: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
-    return (f"enrolled {summary['photos_enrolled']} of {summary['photos_enrolled'] + summary['photos_failed']} photos "
-            f"({summary['photo_enrol_rate']:.1%}) and {summary['people_enrolled']} of "
-            f"{summary['people'] - summary['people_excluded']} people ({summary['people_enrol_rate']:.1%}); "
-            f"{summary['photos_excluded']} photos of {summary['people_excluded']} people excluded by policy or record; "
-            f"reasons: {reasons}")
+    return (
+        f"enrolled {summary['photos_enrolled']} of {summary['photos_enrolled'] + summary['photos_failed']} photos "
+        f"({summary['photo_enrol_rate']:.1%}) and {summary['people_enrolled']} of "
+        f"{summary['people'] - summary['people_excluded']} people ({summary['people_enrol_rate']:.1%}); "
+        f"{summary['photos_excluded']} photos of {summary['people_excluded']} people excluded by policy or record; "
+        f"reasons: {reasons}"
+    )
 
 
 def write_report(results, path: Path, summary: dict | None = None) -> None:
@@ -59,7 +61,9 @@ def write_report(results, path: Path, summary: dict | None = None) -> None:
     rows = [{k: ("" if getattr(r, k) is None else getattr(r, k)) for k in FIELDS} for r in results]
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps({"summary": summary, "summary_line": summary_line(summary), "photos": rows}, indent=1))
+        path.write_text(
+            json.dumps({"summary": summary, "summary_line": summary_line(summary), "photos": rows}, indent=1)
+        )
         return
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, FIELDS)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from lookout.sync.bundle import Candidate, Gallery
 
 from lookout.errors import InputError
 from lookout.face.detector import iou
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.types import Face, Quality
-from lookout.sync.bundle import Candidate, Gallery
 
 BOX_MIN_IOU = 0.3
 
@@ -38,9 +38,16 @@ class FaceResult:
             "box": [round(float(v), 1) for v in self.face.box],
             "quality": self.quality.to_dict(),
             "match": self.match.person_id if self.match else None,
-            "candidates": [{"person_id": c.person_id, "name": c.name, "score": round(c.score, 4),
-                            "photo_id": c.photo_id, "clears_threshold": c.score >= self.threshold}
-                           for c in self.candidates],
+            "candidates": [
+                {
+                    "person_id": c.person_id,
+                    "name": c.name,
+                    "score": round(c.score, 4),
+                    "photo_id": c.photo_id,
+                    "clears_threshold": c.score >= self.threshold,
+                }
+                for c in self.candidates
+            ],
         }
 
 
@@ -66,11 +73,15 @@ def _faces_in_box(image: np.ndarray, pipeline: FacePipeline, box: tuple[float, f
     raise InputError(f"box {','.join(f'{v:g}' for v in box)}", "no face found in this box")
 
 
-def search_image(image: np.ndarray, pipeline: FacePipeline, gallery: Gallery, box=None, top: int = 5,
-                 threshold: float | None = None) -> list[FaceResult]:
+def search_image(
+    image: np.ndarray, pipeline: FacePipeline, gallery: Gallery, box=None, top: int = 5, threshold: float | None = None
+) -> list[FaceResult]:
     if pipeline.embedder.digest != gallery.model_digest:
-        raise InputError(str(gallery.bundle_dir), f"gallery built with {gallery.model_name}, the pipeline runs "
-                                                  f"{pipeline.embedder.name}: scores would mean nothing")
+        raise InputError(
+            str(gallery.bundle_dir),
+            f"gallery built with {gallery.model_name}, the pipeline runs "
+            f"{pipeline.embedder.name}: scores would mean nothing",
+        )
     faces = [_faces_in_box(image, pipeline, box)] if box is not None else pipeline.detect(image)
     if not faces:
         return []
@@ -78,5 +89,7 @@ def search_image(image: np.ndarray, pipeline: FacePipeline, gallery: Gallery, bo
     vectors = pipeline.embed(chips)
     threshold = gallery.threshold if threshold is None else threshold
     results = gallery.search(vectors, k=top)
-    return [FaceResult(f, assess(f, chip, pipeline.quality_config), cands, threshold)
-            for f, chip, cands in zip(faces, chips, results)]
+    return [
+        FaceResult(f, assess(f, chip, pipeline.quality_config), cands, threshold)
+        for f, chip, cands in zip(faces, chips, results)
+    ]

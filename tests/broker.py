@@ -21,13 +21,12 @@ Tests that use them are skipped, saying why, when no mosquitto binary is install
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-
 from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
 
-__all__ = ["LocalMosquitto", "mosquitto", "mosquitto_persistent", "mosquitto_factory", "require_mosquitto"]
+__all__ = ["LocalMosquitto", "mosquitto", "mosquitto_factory", "mosquitto_persistent", "require_mosquitto"]
 
 
 def require_mosquitto() -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from lookout.models.store import ModelStore
 
 from lookout.face.pipeline import FacePipeline, PipelineConfig
-from lookout.models.store import ModelStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
@@ -48,7 +48,9 @@ def pipeline_for(model_store: ModelStore):
 
     def open_pipeline(embedder: str) -> FacePipeline:
         if embedder not in cache:
-            cache[embedder] = FacePipeline.open(PipelineConfig(model_dir=model_store.root, device="CPU", embedder=embedder))
+            cache[embedder] = FacePipeline.open(
+                PipelineConfig(model_dir=model_store.root, device="CPU", embedder=embedder)
+            )
         return cache[embedder]
 
     return open_pipeline

@@ -11,8 +11,12 @@ import cv2
 
 
 def lookout(*args: str, model_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lookout", *args, "--model-dir", str(model_dir), "--device", "CPU"],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lookout", *args, "--model-dir", str(model_dir), "--device", "CPU"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_every_part() -> None:
@@ -28,8 +32,16 @@ def test_detect_json_annotate_and_bad_files(model_store, grace_hopper, tmp_path)
     corrupt.write_bytes(good.read_bytes()[:300])
     missing = tmp_path / "missing.png"
     annotated = tmp_path / "out.png"
-    result = lookout("detect", str(corrupt), str(good), str(missing), "--json", "--annotate", str(annotated),
-                     model_dir=model_store.root)
+    result = lookout(
+        "detect",
+        str(corrupt),
+        str(good),
+        str(missing),
+        "--json",
+        "--annotate",
+        str(annotated),
+        model_dir=model_store.root,
+    )
     assert result.returncode == 1
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [d["image"] for d in docs] == [str(good)]
@@ -53,7 +65,10 @@ def test_embed_json_prints_unit_vectors(model_store, grace_hopper, tmp_path) -> 
 
 
 def test_models_verify_reports_ok(model_store) -> None:
-    result = subprocess.run([sys.executable, "-m", "lookout", "models", "verify", "--model-dir", str(model_store.root)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lookout", "models", "verify", "--model-dir", str(model_store.root)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0
     assert "facenet: ok" in result.stdout

@@ -12,8 +12,9 @@ from tests.conftest import FACES_DEV, STRANGERS
 
 def _run_demo(*extra: str) -> str:
     require_mosquitto()
-    proc = subprocess.run([sys.executable, "-m", "lookout", "demo", *extra], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lookout", "demo", *extra], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
 
@@ -43,7 +44,8 @@ def test_demo_finds_the_right_people_and_no_stranger(model_store):
         for stranger in STRANGERS:
             assert rows[stranger][1] == set(), f"stranger photo {stranger} matched {rows[stranger][1]}"
         assert {"amy", "bernadette", "penny", "sheldon", "leonard", "howard", "raj"} <= set().union(
-            *(m for _, m in rows.values()))
+            *(m for _, m in rows.values())
+        )
         assert "stuart" not in out.split("[8/9]", 1)[1]  # enrolled, never in the video
     else:
         out = _run_demo("--faces-dev", "/nonexistent")

@@ -8,6 +8,7 @@ fast as possible; time-dependent behaviour (the 3-minute cooldown) runs on video
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,14 +24,14 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 import yaml
-
-from lookout.device.publisher import MemoryPublisher
 from lookout.device.config import DeviceConfig
+from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import Runtime
 from lookout.device.videomaker import STRANGERS, make_hold_video, make_scene_video
+from lookout.relay.localbroker import free_port
+
 from lookout.events import parse_match_event
 from lookout.mqtt import MqttSettings, make_client
-from lookout.relay.localbroker import free_port
 from tests.broker import mosquitto, mosquitto_factory, mosquitto_persistent  # noqa: F401
 from tests.conftest import PROJECT_ROOT
 
@@ -39,6 +40,7 @@ PYTHON = sys.executable
 
 
 # -- fixtures ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, faces_dev, pipeline):
@@ -63,9 +65,18 @@ def world(tmp_path_factory, faces_dev, pipeline):
     scene = make_scene_video(root / "scene.mp4", faces_dev, fps=5, photo_s=3.0, blank_s=1.0, stranger_s=1.6)
     strangers = make_scene_video(root / "strangers.mp4", faces_dev, fps=5, photos=(), blank_s=0.0, stranger_s=2.0)
     blank = make_scene_video(root / "blank.mp4", faces_dev, fps=5, photos=(), strangers=False, blank_s=1.0)
-    return SimpleNamespace(root=root, bundle=bundle, public=public, private=private, scene=scene,
-                           strangers=strangers, blank=blank, no_sheldon=no_sheldon, full_v2=full_v2,
-                           faces_dev=faces_dev)
+    return SimpleNamespace(
+        root=root,
+        bundle=bundle,
+        public=public,
+        private=private,
+        scene=scene,
+        strangers=strangers,
+        blank=blank,
+        no_sheldon=no_sheldon,
+        full_v2=full_v2,
+        faces_dev=faces_dev,
+    )
 
 
 def config(world, tmp_path, video, port=None, **sections) -> dict:
@@ -96,7 +107,7 @@ def start_runtime(doc, pipeline, publisher=None) -> tuple[Runtime, threading.Thr
     def target():
         try:
             result["rc"] = runtime.run()
-        except BaseException as err:  # noqa: BLE001 - re-raised in the test
+        except BaseException as err:
             result["error"] = err
 
     thread = threading.Thread(target=target, daemon=True)
@@ -124,8 +135,9 @@ class Subscriber:
     """Collects every message under dt/lookout/#; a persistent session survives broker restarts."""
 
     def __init__(self, port: int, persistent: bool = False) -> None:
-        settings = MqttSettings(host="127.0.0.1", port=port, clean_start=not persistent,
-                                session_expiry=3600 if persistent else 0)
+        settings = MqttSettings(
+            host="127.0.0.1", port=port, clean_start=not persistent, session_expiry=3600 if persistent else 0
+        )
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.client = make_client(settings, client_id=f"test-sub-{os.getpid()}-{id(self)}")
@@ -133,8 +145,9 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.connect("127.0.0.1", port, clean_start=not persistent,
-                            properties=_expiry(3600) if persistent else None)
+        self.client.connect(
+            "127.0.0.1", port, clean_start=not persistent, properties=_expiry(3600) if persistent else None
+        )
         self.client.loop_start()
         assert self.subscribed.wait(10), "subscriber could not subscribe"
 
@@ -169,8 +182,14 @@ def write_config(path: Path, doc: dict) -> Path:
 
 
 def lookout(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([PYTHON, "-m", "lookout", *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [PYTHON, "-m", "lookout", *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def outbox_ids(path: Path) -> list[str]:
@@ -190,6 +209,7 @@ def stranger_times(world) -> list[tuple[float, float]]:
 
 
 # -- recognition ----------------------------------------------------------------------------
+
 
 def test_video_gives_one_valid_event_per_person_and_none_for_strangers(world, tmp_path, pipeline, mosquitto):
     sub = Subscriber(mosquitto.port)
@@ -239,8 +259,7 @@ def test_strangers_alone_give_no_event(world, tmp_path, pipeline):
 
 
 def test_detection_only_mode_recognises_nobody(world, tmp_path, pipeline):
-    doc = config(world, tmp_path, world.scene.path, recognition={"enabled": False},
-                 location={"jurisdiction": "US-IL"})
+    doc = config(world, tmp_path, world.scene.path, recognition={"enabled": False}, location={"jurisdiction": "US-IL"})
     runtime, thread, result = start_runtime(doc, pipeline, MemoryPublisher())
     assert finish(thread, result) == 0
     assert runtime.metrics.faces > 50 and runtime.metrics.embedded == 0 and runtime.events_emitted == 0
@@ -255,14 +274,18 @@ def test_cooldown_one_event_per_window_over_three_minutes(world, tmp_path, pipel
     events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
     assert [e.person_id for e in events] == ["sheldon"] * 3, [e.person_id for e in events]
     times = [e.seen_at.timestamp() for e in events]
-    assert all(b - a >= 60 for a, b in zip(times, times[1:])), times
+    assert all(b - a >= 60 for a, b in itertools.pairwise(times)), times
     assert times[0] - runtime.clock._anchor < 5  # the first one as soon as recognised
 
 
 def test_hot_reload_uses_new_bundle_from_next_frame(world, tmp_path, pipeline):
     publisher = MemoryPublisher()
-    doc = config(world, tmp_path, world.scene.path,
-                 gallery={"bundle_dir": str(world.no_sheldon), "public_key": str(world.public)})
+    doc = config(
+        world,
+        tmp_path,
+        world.scene.path,
+        gallery={"bundle_dir": str(world.no_sheldon), "public_key": str(world.public)},
+    )
     runtime, thread, result = start_runtime(doc, pipeline, publisher)
     # bbt1 (0-3 s) has sheldon; swap during the blank after it (frames 15-19), before bbt2 (4-7 s) has him again
     wait_for(lambda: runtime.metrics.frames >= 16, 60, "frame 16")
@@ -276,6 +299,7 @@ def test_hot_reload_uses_new_bundle_from_next_frame(world, tmp_path, pipeline):
 
 
 # -- delivery ---------------------------------------------------------------------------------
+
 
 def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pipeline, mosquitto_persistent):
     broker = mosquitto_persistent
@@ -303,8 +327,10 @@ def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pip
 def test_sigkill_with_events_in_outbox_then_restart_delivers_them(world, tmp_path, mosquitto_factory):
     port = free_port()  # no broker yet: unreachable
     outbox = tmp_path / "outbox.sqlite"
-    cfg = write_config(tmp_path / "device.yaml", config(world, tmp_path, world.scene.path, port,
-                                                       outbox={"path": str(outbox), "flush_at_end_s": 600}))
+    cfg = write_config(
+        tmp_path / "device.yaml",
+        config(world, tmp_path, world.scene.path, port, outbox={"path": str(outbox), "flush_at_end_s": 600}),
+    )
     proc = lookout("run", "--config", str(cfg))
     try:
         wait_for(lambda: len(outbox_ids(outbox)) >= 7 or proc.poll() is not None, 120, "events in the outbox")
@@ -321,10 +347,17 @@ def test_sigkill_with_events_in_outbox_then_restart_delivers_them(world, tmp_pat
     assert len(kept) >= 7
     broker = mosquitto_factory(port=port)
     sub = Subscriber(broker.port)
-    restart = write_config(tmp_path / "restart.yaml", config(world, tmp_path, world.blank.path, port,
-                                                             outbox={"path": str(outbox), "flush_at_end_s": 30}))
-    rc = subprocess.run([PYTHON, "-m", "lookout", "run", "--config", str(restart)], cwd=PROJECT_ROOT,
-                        capture_output=True, text=True, timeout=120)
+    restart = write_config(
+        tmp_path / "restart.yaml",
+        config(world, tmp_path, world.blank.path, port, outbox={"path": str(outbox), "flush_at_end_s": 30}),
+    )
+    rc = subprocess.run(
+        [PYTHON, "-m", "lookout", "run", "--config", str(restart)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rc.returncode == 0, rc.stderr[-2000:]
     wait_for(lambda: len(sub.kind("match")) >= len(kept), 10, "the kept events")
     received = [str(e.event_id) for e in sub.matches()]
@@ -336,9 +369,17 @@ def test_sigkill_with_events_in_outbox_then_restart_delivers_them(world, tmp_pat
 def test_sigterm_stops_cleanly_with_offline_status(world, tmp_path, mosquitto):
     sub = Subscriber(mosquitto.port)
     metrics_port = free_port()
-    cfg = write_config(tmp_path / "device.yaml", config(world, tmp_path, world.scene.path, mosquitto.port,
-                                                       source={"loop": True, "realtime": True},
-                                                       status={"metrics_port": metrics_port}))
+    cfg = write_config(
+        tmp_path / "device.yaml",
+        config(
+            world,
+            tmp_path,
+            world.scene.path,
+            mosquitto.port,
+            source={"loop": True, "realtime": True},
+            status={"metrics_port": metrics_port},
+        ),
+    )
     proc = lookout("run", "--config", str(cfg))
     try:
         wait_for(lambda: any(json.loads(p)["state"] == "online" for p in sub.kind("status")), 60, "online status")
@@ -360,33 +401,71 @@ def test_sigterm_stops_cleanly_with_offline_status(world, tmp_path, mosquitto):
 
 # -- bad input ---------------------------------------------------------------------------------
 
+
 def test_bad_inputs_give_clear_messages(world, tmp_path):
     from lookout.device.videomaker import corrupt_video
 
     base = config(world, tmp_path, world.scene.path)
     # a config value of the wrong type: exit 2, naming the key, before anything starts
     cfg = write_config(tmp_path / "device.yaml", base)
-    r = subprocess.run([PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--set", "mqtt.port=abc"], cwd=PROJECT_ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--set", "mqtt.port=abc"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "mqtt.port" in r.stderr and "valid integer" in r.stderr, r.stderr
     # a corrupt video: exit 2, saying so
     bad = corrupt_video(tmp_path / "broken.mp4")
-    r = subprocess.run([PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--source", str(bad)], cwd=PROJECT_ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--source", str(bad)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "cannot be decoded" in r.stderr, r.stderr
     # recognition where the policy denies it: refused, saying why
-    r = subprocess.run([PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--set", "location.jurisdiction=US-IL"],
-                       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--set", "location.jurisdiction=US-IL"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "not allowed" in r.stderr and "Illinois" in r.stderr, r.stderr
     assert "recognition.enabled: false" in r.stderr
     # --check-config reports each problem and exits non-zero
-    r = subprocess.run([PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--check-config", "--source", str(bad)],
-                       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--check-config", "--source", str(bad)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "FAIL  source" in r.stdout and "ok    gallery" in r.stdout, r.stdout + r.stderr
     # a missing camera that never comes: retried with backoff, then given up with a message
-    r = subprocess.run([PYTHON, "-m", "lookout", "run", "-c", str(cfg), "--set", "source.url=37",
-                        "--set", "source.give_up_after_s=2", "--set", "source.reopen.initial_s=0.2"],
-                       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "lookout",
+            "run",
+            "-c",
+            str(cfg),
+            "--set",
+            "source.url=37",
+            "--set",
+            "source.give_up_after_s=2",
+            "--set",
+            "source.reopen.initial_s=0.2",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "no camera at that index" in r.stderr and "gave up" in r.stderr, r.stderr
 
 
@@ -409,7 +488,7 @@ def test_missing_camera_and_unreachable_broker_keep_the_device_running(world, tm
 def test_debug_frames_only_when_asked_and_announced(world, tmp_path, pipeline, capsys):
     frames = tmp_path / "debug-frames"
     doc = config(world, tmp_path, world.blank.path, debug={"save_frames_dir": str(frames)})
-    runtime, thread, result = start_runtime(doc, pipeline, MemoryPublisher())
+    _runtime, thread, result = start_runtime(doc, pipeline, MemoryPublisher())
     assert finish(thread, result) == 0
     assert "DEBUG OPTION ON" in capsys.readouterr().err
     assert len(list(frames.glob("*.jpg"))) == world.blank.frames
@@ -431,9 +510,17 @@ def test_bundle_pulled_while_running_is_used_without_restart(world, tmp_path, pi
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    doc = config(world, tmp_path, world.scene.path, source={"loop": True, "realtime": True, "fps": 10},
-                 gallery={"store_dir": str(tmp_path / "store"), "public_key": str(world.public),
-                          "pull": {"url": f"http://127.0.0.1:{server.server_address[1]}/", "interval_s": 0.5}})
+    doc = config(
+        world,
+        tmp_path,
+        world.scene.path,
+        source={"loop": True, "realtime": True, "fps": 10},
+        gallery={
+            "store_dir": str(tmp_path / "store"),
+            "public_key": str(world.public),
+            "pull": {"url": f"http://127.0.0.1:{server.server_address[1]}/", "interval_s": 0.5},
+        },
+    )
     del doc["gallery"]["bundle_dir"]
     publisher = MemoryPublisher()
     runtime, thread, result = start_runtime(doc, pipeline, publisher)
@@ -457,12 +544,20 @@ def test_bundle_pulled_while_running_is_used_without_restart(world, tmp_path, pi
 
 def test_policy_without_crops_sends_no_face_image(world, tmp_path, pipeline):
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: crops-test\nrules:\n  - {jurisdiction: US-IL, decision: deny}\n"
-                      "  - {jurisdiction: DE, decision: allow, crops: false}\n")
+    policy.write_text(
+        "version: crops-test\nrules:\n  - {jurisdiction: US-IL, decision: deny}\n"
+        "  - {jurisdiction: DE, decision: allow, crops: false}\n"
+    )
     publisher = MemoryPublisher()
-    doc = config(world, tmp_path, world.scene.path, location={"jurisdiction": "DE"},
-                 gallery={"policy": str(policy)}, events={"crop": True})
-    runtime, thread, result = start_runtime(doc, pipeline, publisher)
+    doc = config(
+        world,
+        tmp_path,
+        world.scene.path,
+        location={"jurisdiction": "DE"},
+        gallery={"policy": str(policy)},
+        events={"crop": True},
+    )
+    _runtime, thread, result = start_runtime(doc, pipeline, publisher)
     assert finish(thread, result) == 0
     events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
     assert events, "the people in the video are still recognised"

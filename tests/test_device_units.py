@@ -8,16 +8,16 @@ import time
 import cv2
 import numpy as np
 import pytest
-
-from lookout.device.publisher import MemoryPublisher
 from lookout.device.config import load_config
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider, Observation
 from lookout.device.outbox import Outbox, OutboxSender
+from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import encode_crop
 from lookout.device.sources import CaptureSource, FolderSource, FrameGrabber, SourceUnavailable, open_source
 from lookout.device.tracker import IouTracker
 from lookout.device.videomaker import corrupt_video
+
 from lookout.errors import ConfigError, InputError
 from lookout.face.types import Quality
 
@@ -30,11 +30,15 @@ gallery: {bundle_dir: bundle, public_key: key.pem}
 
 # -- config ------------------------------------------------------------------------------
 
+
 def test_config_yaml_env_and_flags(tmp_path):
     path = tmp_path / "device.yaml"
     path.write_text(BASE + "mqtt: {host: broker.local, port: 1883}\n")
-    cfg = load_config(path, environ={"LOOKOUT_DEVICE__MQTT__PORT": "8883", "LOOKOUT_MODEL_DIR": "/x"},
-                      overrides=["recognition.k=2", "events.cooldown_s=30"])
+    cfg = load_config(
+        path,
+        environ={"LOOKOUT_DEVICE__MQTT__PORT": "8883", "LOOKOUT_MODEL_DIR": "/x"},
+        overrides=["recognition.k=2", "events.cooldown_s=30"],
+    )
     assert cfg.mqtt.host == "broker.local" and cfg.mqtt.port == 8883
     assert cfg.recognition.k == 2 and cfg.events.cooldown_s == 30
     assert cfg.source.url == str(tmp_path / "video.mp4")  # relative to the config file
@@ -47,20 +51,25 @@ def test_config_yaml_env_and_flags(tmp_path):
 
 def test_config_toml(tmp_path):
     path = tmp_path / "device.toml"
-    path.write_text('device_id = "cam-2"\n[source]\nurl = "0"\n[gallery]\nstore_dir = "store"\npublic_key = "k.pem"\n'
-                    '[recognition]\nk = 2\nn = 4\n')
+    path.write_text(
+        'device_id = "cam-2"\n[source]\nurl = "0"\n[gallery]\nstore_dir = "store"\npublic_key = "k.pem"\n'
+        "[recognition]\nk = 2\nn = 4\n"
+    )
     cfg = load_config(path, environ={})
     assert cfg.device_id == "cam-2" and cfg.source.url == "0" and cfg.recognition.n == 4
     assert isinstance(open_source(cfg.source.url), CaptureSource)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("mqtt.port=abc", ["mqtt.port", "valid integer", "'abc'", "--set mqtt.port"]),
-    ("recognition.k=9", ["k (9) cannot exceed n (5)"]),
-    ("device_id=bad/id", ["device_id", "letters, digits"]),
-    ("mqtt.topic_prefix=dt/#", ["wildcard"]),
-    ("sourse.url=x", ["sourse", "Extra inputs are not permitted"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("mqtt.port=abc", ["mqtt.port", "valid integer", "'abc'", "--set mqtt.port"]),
+        ("recognition.k=9", ["k (9) cannot exceed n (5)"]),
+        ("device_id=bad/id", ["device_id", "letters, digits"]),
+        ("mqtt.topic_prefix=dt/#", ["wildcard"]),
+        ("sourse.url=x", ["sourse", "Extra inputs are not permitted"]),
+    ],
+)
 def test_config_errors_are_clear(tmp_path, override, words):
     path = tmp_path / "device.yaml"
     path.write_text(BASE)
@@ -85,6 +94,7 @@ def test_config_missing_and_broken_files(tmp_path):
 
 
 # -- tracker -------------------------------------------------------------------------------
+
 
 def box(x, y, w=100):
     return np.array([x, y, x + w, y + w], np.float32)
@@ -118,11 +128,13 @@ def test_k_of_n_with_margin_one_event_per_track():
     decider = Decider(k=3, n=5, min_margin=0.05, cooldown=Cooldown(60))
     track = IouTracker().update([box(0, 0)], 0)[0][0]
     decider.offer_crop(track, Q, lambda: np.zeros((10, 10, 3), np.uint8))
-    results = [decider.observe(track, obs(0, "ann", 0.95), 0.9, 0),
-               decider.observe(track, obs(1, "ann", 0.80), 0.9, 0),  # below threshold
-               decider.observe(track, obs(2, "ann", 0.93, second=0.92), 0.9, 0),  # margin too small
-               decider.observe(track, obs(3, "bob", 0.96), 0.9, 0),
-               decider.observe(track, obs(4, "ann", 0.94), 0.9, 0)]
+    results = [
+        decider.observe(track, obs(0, "ann", 0.95), 0.9, 0),
+        decider.observe(track, obs(1, "ann", 0.80), 0.9, 0),  # below threshold
+        decider.observe(track, obs(2, "ann", 0.93, second=0.92), 0.9, 0),  # margin too small
+        decider.observe(track, obs(3, "bob", 0.96), 0.9, 0),
+        decider.observe(track, obs(4, "ann", 0.94), 0.9, 0),
+    ]
     assert results == [None] * 5  # ann has 2 votes of 5
     assert decider.observe(track, obs(5, "ann", 0.97), 0.9, 1) is None  # obs 0 left the window of 5: still 2
     decision = decider.observe(track, obs(6, "ann", 0.91), 0.9, 1)
@@ -154,6 +166,7 @@ def test_undecided_tracks_slow_down():
 
 
 # -- outbox ----------------------------------------------------------------------------------
+
 
 def test_outbox_is_durable_and_ordered(tmp_path):
     path = tmp_path / "outbox.sqlite"
@@ -226,6 +239,7 @@ def test_sender_removes_only_acknowledged_and_sends_oldest_first(tmp_path):
 
 # -- sources and crops --------------------------------------------------------------------------
 
+
 def test_corrupt_and_missing_sources(tmp_path):
     grabber = FrameGrabber(open_source(str(corrupt_video(tmp_path / "bad.mp4"))))
     with pytest.raises(InputError, match="cannot be decoded"):
@@ -288,12 +302,22 @@ def test_tail_formats_events_for_people():
     from datetime import datetime, timedelta, timezone
 
     from lookout.device.tail import format_match, format_status
+
     from lookout.events import MatchEvent
 
-    event = MatchEvent.create(device_id="cam-1", person_id="ann", score=0.95, margin=0.1, track_length=7,
-                              model={"name": "m", "digest": "0" * 64}, bundle_version="3", policy_version="p",
-                              box=(1, 2, 3, 4), seen_at=datetime.now(timezone.utc) - timedelta(minutes=10),
-                              event_id=uuid.uuid4())
+    event = MatchEvent.create(
+        device_id="cam-1",
+        person_id="ann",
+        score=0.95,
+        margin=0.1,
+        track_length=7,
+        model={"name": "m", "digest": "0" * 64},
+        bundle_version="3",
+        policy_version="p",
+        box=(1, 2, 3, 4),
+        seen_at=datetime.now(timezone.utc) - timedelta(minutes=10),
+        event_id=uuid.uuid4(),
+    )
     line = format_match(event)
     assert "MATCH" in line and "ann" in line and "score 0.950" in line and "STALE" in line
     assert "online" in format_status({"device_id": "cam-1", "state": "online"})
@@ -306,7 +330,7 @@ def test_http_stream_that_drops_is_reopened():
     state = {"up": True, "served": 0}
 
     class Camera(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if not state["up"]:
                 self.send_error(503)
                 return
@@ -314,9 +338,12 @@ def test_http_stream_that_drops_is_reopened():
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()
             for i in range(8):  # then the stream drops
-                ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), i * 20, np.uint8))
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
-                                 + buf.tobytes() + b"\r\n")
+                _ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), i * 20, np.uint8))
+                self.wfile.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
+                    + buf.tobytes()
+                    + b"\r\n"
+                )
                 state["served"] += 1
                 time.sleep(0.02)
 

@@ -24,12 +24,11 @@ import cv2
 import numpy as np
 import openvino as ov
 import pytest
-
-from lookout.errors import ModelError
 from lookout.models.dlib_resnet import build_dlib_resnet, read_dlib_net
 
-SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR",
-                                 Path(__file__).resolve().parents[1].parent / "shared"))
+from lookout.errors import ModelError
+
+SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
 GOLDEN_DIR = SHARED_DIR / "data" / "dlib-golden"
 
 MIN_COSINE = 0.9999
@@ -61,16 +60,14 @@ def dat_path() -> Path:
 def golden() -> dict:
     path = GOLDEN_DIR / "descriptors.json"
     if not path.is_file():
-        pytest.skip(f"dlib golden data not found at {GOLDEN_DIR} "
-                    "(needs ../shared/data/dlib-golden beside the project)")
+        pytest.skip(f"dlib golden data not found at {GOLDEN_DIR} (needs ../shared/data/dlib-golden beside the project)")
     return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")
 def compiled(dat_path: Path) -> ov.CompiledModel:
     # f32 on purpose: the CPU plugin's default may be bf16 (see module docstring).
-    return ov.Core().compile_model(build_dlib_resnet(dat_path), "CPU",
-                                   {"INFERENCE_PRECISION_HINT": "f32"})
+    return ov.Core().compile_model(build_dlib_resnet(dat_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 def _read_chip(name: str) -> np.ndarray:
@@ -135,7 +132,7 @@ def test_truncated_file_raises_model_error(dat_path: Path, tmp_path: Path, keep:
 def test_garbled_file_raises_model_error(dat_path: Path, tmp_path: Path) -> None:
     data = bytearray(dat_path.read_bytes())
     at = data.index(b"con_4")
-    data[at:at + 5] = b"cxn_9"
+    data[at : at + 5] = b"cxn_9"
     broken = tmp_path / "garbled_dlib.dat"
     broken.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="garbled_dlib.dat.*cxn_9"):

@@ -8,16 +8,16 @@ import shutil
 
 import numpy as np
 import pytest
+from lookout.sync.build import build_gallery_from_folders
+from lookout.sync.bundle import load_bundle, read_manifest
+from lookout.sync.keys import generate_keys
+from lookout.sync.search import search_image
 
 import lookout.cli
 from lookout.evaluation.bundles import apply_calibration, bundle_calibration, bundle_vectors, calibration_problems
 from lookout.evaluation.calibration import calibrate
 from lookout.evaluation.openset import OpenSet, person_scores
 from lookout.face.image_io import read_image
-from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.bundle import load_bundle, read_manifest
-from lookout.sync.keys import generate_keys
-from lookout.sync.search import search_image
 
 pytestmark = pytest.mark.shared
 STRANGER_FILES = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
@@ -36,8 +36,7 @@ def bundle(faces_dev, pipeline_for, tmp_path_factory):
     strangers.mkdir()
     for name in STRANGER_FILES:
         shutil.copy(faces_dev / f"{name}.jpg", strangers)
-    return {"dir": root / "bundle", "private": private, "public": public, "pipeline": pipeline,
-            "strangers": strangers}
+    return {"dir": root / "bundle", "private": private, "public": public, "pipeline": pipeline, "strangers": strangers}
 
 
 def _stranger_scores(bundle):
@@ -60,8 +59,9 @@ def test_calibration_in_the_bundle_decides_search(bundle, faces_dev, tmp_path):
     assert calibration_problems(manifest)  # built with the model default: not calibrated for this gallery
 
     # Loose: a high FPIR target read straight off the strangers' best scores lets the top two through.
-    loose = calibrate(search.nonmated_top_scores(), search.impostor_scores(), 4, 0.3, digest, "facenet",
-                      min_false_alerts=1)
+    loose = calibrate(
+        search.nonmated_top_scores(), search.impostor_scores(), 4, 0.3, digest, "facenet", min_false_alerts=1
+    )
     # Strict: FPIR 1e-3 is beyond 7 strangers; the impostor fallback sets it above every impostor score.
     strict = calibrate(search.nonmated_top_scores(), search.impostor_scores(), 4, 1e-3, digest, "facenet")
     assert loose.method == "nonmated-max" and strict.method.startswith("impostor-1to1")
@@ -84,9 +84,25 @@ def test_calibration_in_the_bundle_decides_search(bundle, faces_dev, tmp_path):
 def test_cli_calibrate_bundle(bundle, tmp_path, monkeypatch, capsys):
     work = tmp_path / "bundle"
     shutil.copytree(bundle["dir"], work)
-    code = lookout.cli.main(["calibrate", "--bundle", str(work), "--nonmated", str(bundle["strangers"]),
-                             "--private-key", str(bundle["private"]), "--public-key", str(bundle["public"]),
-                             "--target-fpir", "1e-3", "--passers-by", "200", "--out", str(tmp_path / "cal.json")])
+    code = lookout.cli.main(
+        [
+            "calibrate",
+            "--bundle",
+            str(work),
+            "--nonmated",
+            str(bundle["strangers"]),
+            "--private-key",
+            str(bundle["private"]),
+            "--public-key",
+            str(bundle["public"]),
+            "--target-fpir",
+            "1e-3",
+            "--passers-by",
+            "200",
+            "--out",
+            str(tmp_path / "cal.json"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "false alert" in out and "written" in out and "review" in out

@@ -24,16 +24,34 @@ def lookout_main(argv: list[str], monkeypatch) -> int:
 def labels(tmp_path_factory) -> Path:
     # A made-up label per identity, to exercise a user-named group column (not a real attribute).
     path = tmp_path_factory.mktemp("labels") / "labels.csv"
-    path.write_text("identity,cohort\namy,one\nbernadette,one\nhoward,one\nleonard,one\n"
-                    "penny,two\nraj,two\nsheldon,two\nstuart,two\n")
+    path.write_text(
+        "identity,cohort\namy,one\nbernadette,one\nhoward,one\nleonard,one\n"
+        "penny,two\nraj,two\nsheldon,two\nstuart,two\n"
+    )
     return path
 
 
 def test_eval_writes_consistent_json_and_report(faces_dev, model_store, labels, tmp_path, monkeypatch, capsys):
     out = tmp_path / "eval"
-    code = lookout_main(["eval", str(faces_dev), "--out", str(out), "--labels", str(labels), "--group-by", "cohort",
-                         "--bootstrap", "100", "--model-dir", str(model_store.root), "--embedder", "facenet"],
-                        monkeypatch)
+    code = lookout_main(
+        [
+            "eval",
+            str(faces_dev),
+            "--out",
+            str(out),
+            "--labels",
+            str(labels),
+            "--group-by",
+            "cohort",
+            "--bootstrap",
+            "100",
+            "--model-dir",
+            str(model_store.root),
+            "--embedder",
+            "facenet",
+        ],
+        monkeypatch,
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "FNIR" in printed and "report:" in printed
@@ -69,8 +87,15 @@ def test_eval_writes_consistent_json_and_report(faces_dev, model_store, labels, 
 
     # The readable report and its plots.
     report = (out / "report.md").read_text()
-    for words in ("## In short", "How far to trust", "false alerts", "review",
-                  "not measurable", "Per cohort", "Failure to enrol"):
+    for words in (
+        "## In short",
+        "How far to trust",
+        "false alerts",
+        "review",
+        "not measurable",
+        "Per cohort",
+        "Failure to enrol",
+    ):
         assert words in report
     for png in ("scores.png", "det.png", "groups-capture.png", "groups-cohort.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"({png})" in report
@@ -80,8 +105,14 @@ def test_pairs_file_figures_match_a_hand_computation(faces_dev, pipeline_for, tm
     pipeline = pipeline_for("facenet")
     rel = str  # absolute paths (relative ones are taken from the pairs file's folder)
     a, b = sorted((faces_dev / "amy").glob("*.png")), sorted((faces_dev / "raj").glob("*.png"))
-    rows = [(rel(a[0]), rel(a[1]), True), (rel(a[2]), rel(a[3]), True), (rel(b[0]), rel(b[1]), True),
-            (rel(a[0]), rel(b[0]), False), (rel(a[1]), rel(b[2]), False), (rel(a[4]), rel(b[4]), False)]
+    rows = [
+        (rel(a[0]), rel(a[1]), True),
+        (rel(a[2]), rel(a[3]), True),
+        (rel(b[0]), rel(b[1]), True),
+        (rel(a[0]), rel(b[0]), False),
+        (rel(a[1]), rel(b[2]), False),
+        (rel(a[4]), rel(b[4]), False),
+    ]
     pairs_dir = tmp_path / "pairs"
     pairs_dir.mkdir()
     write_pairs(pairs_dir / "pairs.csv", rows)

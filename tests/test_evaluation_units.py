@@ -12,18 +12,21 @@ from lookout.evaluation.bootstrap import bootstrap_ci, trust
 from lookout.evaluation.calibration import Calibration, calibrate, fmr_for_fpir, operator_view
 from lookout.evaluation.groups import group_figures
 from lookout.evaluation.openset import OpenSet, evaluate, fuse_tracks, person_scores
-from lookout.evaluation.verification import best_accuracy, eer, evaluate as verify, tar_at_far
+from lookout.evaluation.verification import best_accuracy, eer, tar_at_far
+from lookout.evaluation.verification import evaluate as verify
 
 
 def _openset() -> OpenSet:
     # 2 enrolled people; probes: 3 mated (A, A, B), 2 non-mated.
-    scores = np.array([
-        [0.9, 0.2],   # A, rank 1, 0.9
-        [0.5, 0.6],   # A, rank 2 (B scores higher): a miss at any threshold, wrong person above 0.6
-        [0.1, 0.7],   # B, rank 1, 0.7
-        [0.4, 0.3],   # stranger, top 0.4
-        [0.2, 0.65],  # stranger, top 0.65
-    ])
+    scores = np.array(
+        [
+            [0.9, 0.2],  # A, rank 1, 0.9
+            [0.5, 0.6],  # A, rank 2 (B scores higher): a miss at any threshold, wrong person above 0.6
+            [0.1, 0.7],  # B, rank 1, 0.7
+            [0.4, 0.3],  # stranger, top 0.4
+            [0.2, 0.65],  # stranger, top 0.65
+        ]
+    )
     truth = np.array([0, 0, 1, -1, -1])
     return OpenSet(scores, truth, np.ones(5, bool), ["a", "a", "b", "s1", "s2"])
 
@@ -68,8 +71,9 @@ def test_person_scores_take_the_best_photo() -> None:
 
 def test_track_fusion_takes_max_over_frames() -> None:
     scores = np.array([[0.3, 0.1], [0.8, 0.2], [0.1, 0.5]])
-    fused, truth, acq, subj = fuse_tracks(scores, np.array([0, 0, -1]), np.ones(3, bool), ["a", "a", "s"],
-                                          ["t1", "t1", None])
+    fused, truth, _acq, subj = fuse_tracks(
+        scores, np.array([0, 0, -1]), np.ones(3, bool), ["a", "a", "s"], ["t1", "t1", None]
+    )
     assert fused.tolist() == [[0.8, 0.2], [0.1, 0.5]] and truth.tolist() == [0, -1] and subj == ["a", "s"]
 
 

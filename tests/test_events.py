@@ -50,7 +50,9 @@ def _with(**changes) -> dict:
 VALID = {
     "minimal": _valid(),
     "all_optional": _with(
-        gallery_id="missing-nl", crop_jpeg_b64=base64.b64encode(JPEG).decode(), device_name="Front door",
+        gallery_id="missing-nl",
+        crop_jpeg_b64=base64.b64encode(JPEG).decode(),
+        device_name="Front door",
         location={"name": "Main St 1", "lat": 52.37, "lon": 4.89},
     ),
     "optional_nulls": _with(gallery_id=None, crop_jpeg_b64=None, device_name=None, location=None),
@@ -130,9 +132,17 @@ def test_invalid_examples_fail_model_and_schema(name, validator):
 
 def test_created_event_round_trips_and_matches_schema(validator):
     event = MatchEvent.create(
-        device_id="cam-1", person_id="p1", score=0.9, margin=0.3, track_length=4,
-        model={"name": "m", "digest": DIGEST}, bundle_version="b", policy_version="p", box=(1, 2, 3, 4),
-        crop_jpeg=JPEG, ttl=timedelta(seconds=30),
+        device_id="cam-1",
+        person_id="p1",
+        score=0.9,
+        margin=0.3,
+        track_length=4,
+        model={"name": "m", "digest": DIGEST},
+        bundle_version="b",
+        policy_version="p",
+        box=(1, 2, 3, 4),
+        crop_jpeg=JPEG,
+        ttl=timedelta(seconds=30),
     )
     wire = event.to_json()
     validator.validate(json.loads(wire))
@@ -169,7 +179,9 @@ def test_status_and_heartbeat_models():
     beat = Heartbeat(device_id="cam-1", at=utc_now(), fps=24.5, stage_ms={"detect": 9.1}, queue_depth=0)
     assert Heartbeat.model_validate_json(beat.model_dump_json()).fps == 24.5
     with pytest.raises(ValueError):
-        DeviceStatus.model_validate_json(json.dumps({"device_id": "cam-1", "state": "sleeping", "at": "2025-01-01T00:00:00Z"}))
+        DeviceStatus.model_validate_json(
+            json.dumps({"device_id": "cam-1", "state": "sleeping", "at": "2025-01-01T00:00:00Z"})
+        )
 
 
 def test_schema_and_model_list_the_same_fields():

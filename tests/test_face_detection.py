@@ -11,7 +11,6 @@ import pytest
 from lookout.face.anchors import anchor_centres
 from lookout.face.detector import DetectorConfig, FaceDetector, iou, tile_regions
 from lookout.face.engine import InferenceEngine
-
 from tests.conftest import STRANGERS
 
 
@@ -44,7 +43,7 @@ def test_faces_shipped_in_pypi_packages_are_found(pipeline, grace_hopper, astron
         faces = pipeline.detect(image)
         assert len(faces) == 1, name
         face = faces[0]
-        x1, y1, x2, y2 = face.box
+        x1, _y1, x2, _y2 = face.box
         # keypoints sit inside the box, eyes above the mouth
         assert np.all((face.keypoints[:4, 0] > x1) & (face.keypoints[:4, 0] < x2)), name
         assert face.keypoints[0, 1] < face.keypoints[3, 1], name
@@ -73,7 +72,7 @@ def test_tiling_finds_small_faces_in_a_1080p_frame(model_store, grace_hopper) ->
     frame = np.full((1080, 1920, 3), 90, np.uint8)
     spots = [(200, 300), (900, 500), (1600, 800)]
     for x, y in spots:
-        frame[y:y + face.shape[0], x:x + face.shape[1]] = face
+        frame[y : y + face.shape[0], x : x + face.shape[1]] = face
     model, manifest = model_store.read_model("blazeface-full")
     engine = InferenceEngine("CPU")
     tiled = FaceDetector(model, manifest, engine, DetectorConfig(tile=480, retry_padded=False)).detect(frame)

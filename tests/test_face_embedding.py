@@ -45,7 +45,9 @@ def test_embeddings_are_unit_vectors_of_model_dimension(pipeline_for, embedder, 
 
 
 @pytest.mark.parametrize("embedder", sorted(BOUNDS))
-def test_copies_of_a_face_embed_close_and_different_people_do_not(pipeline_for, embedder, grace_hopper, astronaut) -> None:
+def test_copies_of_a_face_embed_close_and_different_people_do_not(
+    pipeline_for, embedder, grace_hopper, astronaut
+) -> None:
     pipeline = pipeline_for(embedder)
     same_min, different_max = BOUNDS[embedder]
     grace, eileen = largest_embedding(pipeline, grace_hopper), largest_embedding(pipeline, astronaut)
@@ -59,7 +61,7 @@ def test_copies_of_a_face_embed_close_and_different_people_do_not(pipeline_for, 
 def test_batched_and_single_embeddings_agree(pipeline, grace_hopper, astronaut) -> None:
     chips = np.concatenate([pipeline.align(im, pipeline.detect(im)) for im in (grace_hopper, astronaut)] * 3)
     batched = pipeline.embed(chips)
-    single = np.stack([pipeline.embed(chips[i:i + 1])[0] for i in range(len(chips))])
+    single = np.stack([pipeline.embed(chips[i : i + 1])[0] for i in range(len(chips))])
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 

@@ -12,12 +12,12 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 
 import pytest
-
 from lookout.device.config import DeviceConfig
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider
-from lookout.device.runtime import Runtime
 from lookout.device.outbox import Outbox, OutboxSender
+from lookout.device.runtime import Runtime
+
 from lookout.errors import ConfigError
 from lookout.packaging.config_updates import ConfigurationWatcher, LiveSettings, apply_live
 from lookout.packaging.ipc_publisher import GreengrassIpcPublisher
@@ -46,8 +46,9 @@ class FakeNucleus:
     def get_configuration(self, *, key_path=None, component_name=None):
         return SimpleNamespace(component_name="com.lookout.Device", value=dict(self.config))
 
-    def subscribe_to_configuration_update(self, *, key_path=None, on_stream_event=None, on_stream_error=None,
-                                          on_stream_closed=None, component_name=None):
+    def subscribe_to_configuration_update(
+        self, *, key_path=None, on_stream_event=None, on_stream_error=None, on_stream_closed=None, component_name=None
+    ):
         self.on_update = on_stream_event
         return SimpleNamespace(), SimpleNamespace(close=lambda: None)
 
@@ -113,8 +114,7 @@ def test_publisher_retries_until_the_nucleus_answers():
 
 
 def test_live_configuration_updates_apply_without_restart():
-    cfg = DeviceConfig.model_validate({"device_id": "cam", "source": {"url": "0"},
-                                       "recognition": {"enabled": False}})
+    cfg = DeviceConfig.model_validate({"device_id": "cam", "source": {"url": "0"}, "recognition": {"enabled": False}})
     runtime = Runtime(cfg)
     runtime.decider = Decider(min_margin=0.05, cooldown=Cooldown(60))  # as the running loop holds it
     nucleus = FakeNucleus()

@@ -42,8 +42,13 @@ THING = "gg-core-test-1"
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory, model_store):
     out = tmp_path_factory.mktemp("gg-package")
-    opts = PackageOptions(out=out, project=PROJECT, version="1.0.0", uri_base="s3://lookout-test-bucket/components",
-                          model_dir=model_store.root)
+    opts = PackageOptions(
+        out=out,
+        project=PROJECT,
+        version="1.0.0",
+        uri_base="s3://lookout-test-bucket/components",
+        model_dir=model_store.root,
+    )
     result = package(opts)
     return out, result
 
@@ -54,8 +59,9 @@ def test_package_has_every_artifact_the_recipe_names(packaged):
     assert result.recipe_path == out / "recipes" / "com.lookout.Device-1.0.0.yaml"
     validate_against_schema(recipe)
     assert recipe_problems(recipe) == []
-    assert [m["Platform"]["architecture"] for m in recipe["Manifests"]] == ["amd64" if os.uname().machine == "x86_64"
-                                                                             else "aarch64"]
+    assert [m["Platform"]["architecture"] for m in recipe["Manifests"]] == [
+        "amd64" if os.uname().machine == "x86_64" else "aarch64"
+    ]
     for manifest in recipe["Manifests"]:
         for artifact in manifest["Artifacts"]:
             name = artifact["Uri"].rsplit("/", 1)[-1]
@@ -76,10 +82,12 @@ def test_package_has_every_artifact_the_recipe_names(packaged):
         manifest = json.loads(models.read(f"{model}/manifest.json"))
         for file_name, digest in manifest["files"].items():
             import hashlib
+
             assert hashlib.sha256(models.read(f"{model}/{file_name}")).hexdigest() == digest
 
 
 # -- the lifecycle, as a nucleus would run it ---------------------------------------------
+
 
 def _unarchive(result, root: Path) -> Path:
     """Greengrass unpacks each ZIP artifact into {artifacts:decompressedPath}/<name without .zip>/."""
@@ -97,6 +105,7 @@ def _interpolate(text: str, variables: dict[str, str], config: dict) -> str:
             value = resolve_pointer(config, name)
             return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         return variables[f"{kind}:{name}"]
+
     return re.sub(r"\{(artifacts|work|iot|configuration|kernel):([^}]*)\}", one, text)
 
 
@@ -116,8 +125,9 @@ def _lifecycle(recipe: dict, variables: dict[str, str], config: dict) -> dict:
 
 def _run_step(steps, step: str, base_env: dict, cwd: Path) -> subprocess.CompletedProcess:
     script, env, timeout = steps[step]
-    return subprocess.run(["sh", "-c", script], env={**base_env, **env}, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["sh", "-c", script], env={**base_env, **env}, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _scene_video(path: Path) -> None:
@@ -128,7 +138,7 @@ def _scene_video(path: Path) -> None:
     for i in range(40):
         frame = np.full((720, 1280, 3), 40, np.uint8)
         if i < 30:
-            frame[60:620, 100 + 4 * i:580 + 4 * i] = cv2.resize(cv2.flip(grace, 1), (480, 560))
+            frame[60:620, 100 + 4 * i : 580 + 4 * i] = cv2.resize(cv2.flip(grace, 1), (480, 560))
         writer.write(frame)
     writer.release()
 
@@ -142,13 +152,26 @@ def _gallery(root: Path, model_dir: Path) -> tuple[Path, str]:
     (people / "grace_hopper").mkdir(parents=True)
     (people / "eileen_collins").mkdir(parents=True)
     (people / "grace_hopper" / "1.jpg").write_bytes(
-        (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes())
+        (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
+    )
     cv2.imwrite(str(people / "eileen_collins" / "1.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     lookout = [sys.executable, "-m", "lookout", "--log-level", "warning"]
-    for cmd in (["keys", "generate", "--out", str(root / "keys")],
-                ["gallery", "build", str(people), "--key", str(root / "keys" / "bundle-signing.key.pem"),
-                 "--out", str(root / "bundle"), "--no-progress", "--model-dir", str(model_dir)],
-                ["gallery", "publish", str(root / "bundle"), "--to", str(root / "published")]):
+    for cmd in (
+        ["keys", "generate", "--out", str(root / "keys")],
+        [
+            "gallery",
+            "build",
+            str(people),
+            "--key",
+            str(root / "keys" / "bundle-signing.key.pem"),
+            "--out",
+            str(root / "bundle"),
+            "--no-progress",
+            "--model-dir",
+            str(model_dir),
+        ],
+        ["gallery", "publish", str(root / "bundle"), "--to", str(root / "published")],
+    ):
         proc = subprocess.run(lookout + cmd, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     return root / "published", (root / "keys" / "bundle-signing.pub.pem").read_text()
@@ -184,7 +207,7 @@ class _Subscriber:
 
 
 def test_install_and_run_lifecycle_offline_against_local_mosquitto(packaged, mosquitto, tmp_path, model_store):
-    out, result = packaged
+    _out, result = packaged
     recipe = load_recipe(result.recipe_path)
     published, public_pem = _gallery(tmp_path / "gallery", model_store.root)
     video = tmp_path / "scene.mp4"
@@ -194,17 +217,34 @@ def test_install_and_run_lifecycle_offline_against_local_mosquitto(packaged, mos
     work = root / "work" / "com.lookout.Device"
     work.mkdir(parents=True)
     # the deployment's configuration merge: default configuration plus what an operator would set
-    config = {**recipe["ComponentConfiguration"]["DefaultConfiguration"],
-              "source": str(video), "bundleUrl": published.as_uri(), "bundlePublicKey": public_pem,
-              "publisher": "mqtt", "mqttPort": float(mosquitto.port),  # numbers come back as floats
-              "python": sys._base_executable, "startTimeoutSeconds": 180.0, "heartbeatSeconds": 5.0}
-    variables = {"artifacts:decompressedPath": str(decompressed), "artifacts:path": str(root / "packages"),
-                 "work:path": str(work), "kernel:rootPath": str(root), "iot:thingName": THING}
+    config = {
+        **recipe["ComponentConfiguration"]["DefaultConfiguration"],
+        "source": str(video),
+        "bundleUrl": published.as_uri(),
+        "bundlePublicKey": public_pem,
+        "publisher": "mqtt",
+        "mqttPort": float(mosquitto.port),  # numbers come back as floats
+        "python": sys._base_executable,
+        "startTimeoutSeconds": 180.0,
+        "heartbeatSeconds": 5.0,
+    }
+    variables = {
+        "artifacts:decompressedPath": str(decompressed),
+        "artifacts:path": str(root / "packages"),
+        "work:path": str(work),
+        "kernel:rootPath": str(root),
+        "iot:thingName": THING,
+    }
     steps = _lifecycle(recipe, variables, config)
     base_env = {  # what the nucleus sets for every component, plus a minimal PATH
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
-        "AWS_IOT_THING_NAME": THING, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "GGC_VERSION": "2.14.0", "SVCUID": "not-a-real-token",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "AWS_IOT_THING_NAME": THING,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "GGC_VERSION": "2.14.0",
+        "SVCUID": "not-a-real-token",
         "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(root / "ipc.socket"),
         "LOOKOUT_DEVICE__SOURCE__LOOP": "true",  # keep the camera "live" for the test
         "PIP_NO_INDEX": "1",  # offline
@@ -237,8 +277,12 @@ def test_install_and_run_lifecycle_offline_against_local_mosquitto(packaged, mos
         assert offline, _logs(work)
         assert not (work / "lookout.pid").exists()
     finally:
-        subprocess.run(["sh", "-c", steps["Shutdown"][0]], env={**base_env, **steps["Shutdown"][1]},
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["sh", "-c", steps["Shutdown"][0]],
+            env={**base_env, **steps["Shutdown"][1]},
+            capture_output=True,
+            timeout=60,
+        )
         sub.close()
 
 

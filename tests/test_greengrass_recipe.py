@@ -75,13 +75,23 @@ def test_access_control_is_limited_to_lookouts_own_topics(template):
     assert allowed_topics(prefix) == {t.replace("/THING/", "/{iot:thingName}/") for t in named}
     for bad in ("dt/lookout/#", "*", "dt/lookout/+/match", "dt/lookout/relay/deadletter"):
         widened = json.loads(json.dumps(template))
-        policy = next(iter(widened["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
-                           ["aws.greengrass.ipc.mqttproxy"].values()))
+        policy = next(
+            iter(
+                widened["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"][
+                    "aws.greengrass.ipc.mqttproxy"
+                ].values()
+            )
+        )
         policy["resources"].append(bad)
         assert access_control_problems(widened), bad
     subscribing = json.loads(json.dumps(template))
-    policy = next(iter(subscribing["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
-                       ["aws.greengrass.ipc.mqttproxy"].values()))
+    policy = next(
+        iter(
+            subscribing["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"][
+                "aws.greengrass.ipc.mqttproxy"
+            ].values()
+        )
+    )
     policy["operations"].append("aws.greengrass#SubscribeToIoTCore")
     assert access_control_problems(subscribing)
 
@@ -91,16 +101,25 @@ def test_filled_recipe_names_only_built_artifacts_with_their_digests(template, t
     arch_dir.mkdir()
     (arch_dir / code_zip_name("x86_64")).write_bytes(b"code")
     (arch_dir / "lookout-models.zip").write_bytes(b"models")
-    opts = PackageOptions(out=tmp_path, project=PROJECT, component_name="org.example.Lookout", version="1.2.3",
-                          uri_base="s3://bucket/prefix/")
+    opts = PackageOptions(
+        out=tmp_path,
+        project=PROJECT,
+        component_name="org.example.Lookout",
+        version="1.2.3",
+        uri_base="s3://bucket/prefix/",
+    )
     recipe, archs = fill_recipe(template, opts, arch_dir)
     assert archs == ["x86_64"] and len(recipe["Manifests"]) == 1
     uris = [a["Uri"] for a in recipe["Manifests"][0]["Artifacts"]]
-    assert uris == ["s3://bucket/prefix/org.example.Lookout/1.2.3/lookout-device-linux-x86_64.zip",
-                    "s3://bucket/prefix/org.example.Lookout/1.2.3/lookout-models.zip"]
+    assert uris == [
+        "s3://bucket/prefix/org.example.Lookout/1.2.3/lookout-device-linux-x86_64.zip",
+        "s3://bucket/prefix/org.example.Lookout/1.2.3/lookout-models.zip",
+    ]
     assert recipe["Manifests"][0]["Artifacts"][0]["Digest"] == artifact_digest(arch_dir / code_zip_name("x86_64"))
-    assert "org.example.Lookout:mqttproxy:1" in recipe["ComponentConfiguration"]["DefaultConfiguration"][
-        "accessControl"]["aws.greengrass.ipc.mqttproxy"]
+    assert (
+        "org.example.Lookout:mqttproxy:1"
+        in recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
+    )
     validate_against_schema(recipe)
     (arch_dir / "lookout-models.zip").unlink()
     with pytest.raises(PackagingError, match="lookout-models.zip"):

@@ -6,11 +6,11 @@ import shutil
 from dataclasses import replace
 
 import pytest
-
-from lookout.errors import ModelError
 from lookout.models.fetch import extract_member
 from lookout.models.registry import BLAZEFACE_FULL, FACENET, get_spec
 from lookout.models.store import ModelStore
+
+from lookout.errors import ModelError
 
 
 def test_manifest_describes_the_model(model_store: ModelStore) -> None:

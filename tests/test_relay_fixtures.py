@@ -19,16 +19,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
+from lookout.relay.localbroker import free_port, wait_for_port
 
 from lookout.events import MatchEvent
 from lookout.mqtt import MqttSettings, connect, make_client
-from lookout.relay.localbroker import free_port, wait_for_port
 from lookout.topics import Topics
 
 DIGEST = "ab" * 32
@@ -49,9 +50,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
 
 def make_event(**fields: Any) -> MatchEvent:
     base = dict(
-        device_id="cam-1", person_id="p-001", score=0.83, margin=0.21, track_length=9,
-        model={"name": "facenet-512", "digest": DIGEST}, bundle_version="2025.01.1", policy_version="pol-3",
-        box=[100, 80, 220, 230], device_name="Front door", location={"name": "Main St 1", "lat": 52.37, "lon": 4.89},
+        device_id="cam-1",
+        person_id="p-001",
+        score=0.83,
+        margin=0.21,
+        track_length=9,
+        model={"name": "facenet-512", "digest": DIGEST},
+        bundle_version="2025.01.1",
+        policy_version="pol-3",
+        box=[100, 80, 220, 230],
+        device_name="Front door",
+        location={"name": "Main St 1", "lat": 52.37, "lon": 4.89},
     )
     base.update(fields)
     return MatchEvent.create(**base)
@@ -101,12 +110,21 @@ def write_gallery(path: Path, persons: list[dict[str, Any]]) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     db = sqlite3.connect(tmp)
-    db.execute("CREATE TABLE persons(person_id TEXT PRIMARY KEY, name TEXT NOT NULL, jurisdiction TEXT,"
-               " department TEXT, attributes TEXT)")
+    db.execute(
+        "CREATE TABLE persons(person_id TEXT PRIMARY KEY, name TEXT NOT NULL, jurisdiction TEXT,"
+        " department TEXT, attributes TEXT)"
+    )
     for p in persons:
-        db.execute("INSERT INTO persons VALUES (?,?,?,?,?)",
-                   (p["person_id"], p["name"], p.get("jurisdiction"), p.get("department"),
-                    json.dumps(p.get("attributes", {}))))
+        db.execute(
+            "INSERT INTO persons VALUES (?,?,?,?,?)",
+            (
+                p["person_id"],
+                p["name"],
+                p.get("jurisdiction"),
+                p.get("department"),
+                json.dumps(p.get("attributes", {})),
+            ),
+        )
     db.commit()
     db.close()
     os.replace(tmp, path)
@@ -147,8 +165,9 @@ def moto_sns() -> Iterator[MotoSns]:
     if not os.access(binary, os.X_OK):
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
     port = free_port()
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         if not wait_for_port("127.0.0.1", port, 20):
             pytest.fail("moto_server did not start within 20 s")
@@ -160,8 +179,11 @@ def moto_sns() -> Iterator[MotoSns]:
 
 @pytest.fixture
 def aws_env(monkeypatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
         monkeypatch.setenv(key, value)
 
 
@@ -178,12 +200,13 @@ class WebhookServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with outer.lock:
                     status = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                           "status": status})
+                    outer.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "status": status}
+                    )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 reply = json.dumps({"sid": f"SM{len(outer.requests):032d}"}).encode()

@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from lookout.relay.localbroker import LocalMosquitto
 
 from lookout.mqtt import MqttSettings, TlsSettings, connect, make_client
-from lookout.relay.localbroker import LocalMosquitto
 from tests.broker import require_mosquitto
 
 pytestmark = pytest.mark.broker
@@ -44,8 +44,11 @@ def _write(path: Path, cert=None, key=None) -> Path:
     if cert is not None:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     else:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return path
 
 
@@ -87,8 +90,10 @@ def _connects(settings: MqttSettings) -> bool:
 
 def test_client_certificate_connection(tmp_path, pki):
     binary = require_mosquitto()
-    extra = (f"cafile {pki['ca']}\ncertfile {pki['server']}\nkeyfile {pki['server_key']}\n"
-             "require_certificate true\ntls_version tlsv1.2\n")
+    extra = (
+        f"cafile {pki['ca']}\ncertfile {pki['server']}\nkeyfile {pki['server_key']}\n"
+        "require_certificate true\ntls_version tlsv1.2\n"
+    )
     broker = LocalMosquitto(workdir=tmp_path / "broker", binary=binary, extra_config=extra)
     (tmp_path / "broker").mkdir()
     broker.start()

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lookout.relay.store import SqliteStore
+
 from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
 
@@ -31,7 +31,10 @@ class RelayProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lookout", "--log-format", "json", "relay", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=config.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=config.parent,
         )
         self.lines: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -60,7 +63,8 @@ class RelayProcess:
 def test_killed_relay_delivers_pending_alerts_once_after_restart(tmp_path, mosquitto, webhook):  # noqa: F811
     webhook.answer(500)  # the receiver is down: alerts stay pending
     config = write_config(
-        tmp_path / "relay.yaml", mosquitto.port,
+        tmp_path / "relay.yaml",
+        mosquitto.port,
         notifiers={"hook": {"type": "webhook", "url": webhook.url}},
         recipients=[{"name": "ops", "notifier": "hook"}],
         retry={"initial_s": 0.1, "max_s": 0.2},

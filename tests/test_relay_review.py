@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-
-from lookout.cli import main
 from lookout.relay.config import load_config
 from lookout.relay.service import RelayService
+
+from lookout.cli import main
 from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, write_config
 
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.broker
 def setup(tmp_path, mosquitto):  # noqa: F811
     outbox = tmp_path / "sent.jsonl"
     config = write_config(
-        tmp_path / "relay.yaml", mosquitto.port,
+        tmp_path / "relay.yaml",
+        mosquitto.port,
         galleries={"default": {"purpose": "missing-persons"}, "city-pd": {"purpose": "accountability"}},
         notifiers={"file": {"type": "console", "path": str(outbox)}},
         recipients=[{"name": "desk", "notifier": "file"}],
@@ -81,7 +82,7 @@ def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsy
 
 
 def test_missing_persons_gallery_sends_without_review(setup, mosquitto):  # noqa: F811
-    service, config, outbox = setup
+    _service, _config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-7"))
     sent = wait_for(lambda: _sent(outbox), timeout=5)
     assert sent[0]["alert"]["person_id"] == "p-7"

@@ -7,12 +7,21 @@ import json
 import time
 
 import pytest
-
 from lookout.relay.config import load_config
 from lookout.relay.service import RelayService
+
 from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import (  # noqa: F401
-    PHONE, Subscriber, aws_env, make_event, moto_sns, publish, publish_event, wait_for, write_config, write_gallery,
+    PHONE,
+    Subscriber,
+    aws_env,
+    make_event,
+    moto_sns,
+    publish,
+    publish_event,
+    wait_for,
+    write_config,
+    write_gallery,
 )
 
 pytestmark = pytest.mark.broker
@@ -21,15 +30,35 @@ pytestmark = pytest.mark.broker
 @pytest.fixture
 def relay(tmp_path, mosquitto, moto_sns, aws_env):  # noqa: F811
     moto_sns.reset()
-    gallery = write_gallery(tmp_path / "gallery.sqlite", [{
-        "person_id": "p-001", "name": "Jane Doe", "jurisdiction": "NL",
-        "attributes": {"age": 34, "sex": "F", "date_last_seen": "2025-01-02", "case_url": "https://cases.example/77"},
-    }])
+    gallery = write_gallery(
+        tmp_path / "gallery.sqlite",
+        [
+            {
+                "person_id": "p-001",
+                "name": "Jane Doe",
+                "jurisdiction": "NL",
+                "attributes": {
+                    "age": 34,
+                    "sex": "F",
+                    "date_last_seen": "2025-01-02",
+                    "case_url": "https://cases.example/77",
+                },
+            }
+        ],
+    )
     path = write_config(
-        tmp_path / "relay.yaml", mosquitto.port,
+        tmp_path / "relay.yaml",
+        mosquitto.port,
         directory={"path": str(gallery)},
-        notifiers={"sms": {"type": "sns", "region": "eu-west-1", "endpoint_url": moto_sns.url,
-                           "sender_id": "Lookout", "sms_type": "Transactional"}},
+        notifiers={
+            "sms": {
+                "type": "sns",
+                "region": "eu-west-1",
+                "endpoint_url": moto_sns.url,
+                "sender_id": "Lookout",
+                "sms_type": "Transactional",
+            }
+        },
         recipients=[{"name": "duty", "notifier": "sms", "address": PHONE}],
         review={"url_template": "https://lookout.example/review/{alert_id}"},
     )
@@ -84,8 +113,11 @@ def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay
     deadletter = Subscriber(mosquitto.port, "dt/lookout/relay/deadletter")
     try:
         topic = "dt/lookout/cam-1/match"
-        bad = [b"{not json", json.dumps({"schema_version": "1", "event_id": "x"}).encode(),
-               make_event(device_id="cam-7").to_json()]  # valid, but on another device's topic
+        bad = [
+            b"{not json",
+            json.dumps({"schema_version": "1", "event_id": "x"}).encode(),
+            make_event(device_id="cam-7").to_json(),
+        ]  # valid, but on another device's topic
         publish(mosquitto.port, topic, bad)
         publish_event(mosquitto.port, make_event(person_id="p-001"))
         sms = wait_for(moto_sns.sms, timeout=5)

@@ -9,18 +9,17 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-
-from lookout.errors import ConfigError, InputError
-from lookout.events import utc_now
-from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.relay.config import Limit, Recipient, RetrySettings, load_config
 from lookout.relay.dedup import AlertPlan, Outcome, ingest
-from lookout.relay.directory import SqliteDirectory
+from lookout.relay.directory import NoDirectory, SqliteDirectory
 from lookout.relay.dispatch import Dispatcher, backoff_s
 from lookout.relay.metrics import Counters, MetricsServer
 from lookout.relay.ratelimit import RateLimiter, Window
 from lookout.relay.store import SqliteStore
-from lookout.relay.directory import NoDirectory
+
+from lookout.errors import ConfigError, InputError
+from lookout.events import utc_now
+from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.topics import Topics, shared
 from tests.test_relay_fixtures import make_event, write_gallery
 
@@ -113,8 +112,17 @@ def test_retention_purges_old_rows_but_keeps_undelivered(store):
 def _dispatcher(store, notifier, clock, per_recipient=None, overall=None):
     limiter = RateLimiter(per_recipient, overall)
     recipients = [Recipient(name="desk", notifier="rec", address="+15555550123")]
-    return Dispatcher(store, {"rec": notifier}, recipients, NoDirectory(), limiter,
-                      RetrySettings(initial_s=1, max_s=8), Counters(), None, clock)
+    return Dispatcher(
+        store,
+        {"rec": notifier},
+        recipients,
+        NoDirectory(),
+        limiter,
+        RetrySettings(initial_s=1, max_s=8),
+        Counters(),
+        None,
+        clock,
+    )
 
 
 def test_rate_limit_holds_then_summarises_nothing_dropped(store):
@@ -151,6 +159,7 @@ def test_failed_send_is_retried_with_backoff_then_given_up(store):
     class Failing(Recorder):
         def send(self, message):
             from lookout.relay.notifiers.base import DeliveryError
+
             raise DeliveryError("rec", "HTTP 503", retryable=True)
 
     dispatcher = _dispatcher(store, Failing(), clock)
@@ -191,7 +200,9 @@ def test_directory_reopens_a_replaced_bundle_file(tmp_path):
 def test_config_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "relay.yaml"
     bad.write_text("mqtt:\n  port: lots\n")
-    with pytest.raises(ConfigError, match=r"relay.yaml: invalid configuration:\n  mqtt.port: Input should be a valid integer"):
+    with pytest.raises(
+        ConfigError, match=r"relay.yaml: invalid configuration:\n  mqtt.port: Input should be a valid integer"
+    ):
         load_config(bad, {})
     bad.write_text("mqtt: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
@@ -214,7 +225,9 @@ def test_env_overrides_and_relative_paths(tmp_path):
     assert cfg.mqtt.clean_start is False and cfg.mqtt.client_id == "lookout-relay"  # relay session defaults kept
     assert cfg.store.path == tmp_path / "state" / "relay.sqlite"
     assert cfg.gallery("nope").needs_review is False
-    assert load_config(None, {"LOOKOUT_RELAY__GALLERIES__DEFAULT__PURPOSE": "accountability"}).gallery(None).needs_review
+    assert (
+        load_config(None, {"LOOKOUT_RELAY__GALLERIES__DEFAULT__PURPOSE": "accountability"}).gallery(None).needs_review
+    )
 
 
 def test_limit_validation():

@@ -7,16 +7,21 @@ import json
 from urllib.parse import parse_qs
 
 import pytest
-
-from lookout.errors import ConfigError
 from lookout.relay.config import load_config
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError
 from lookout.relay.notifiers.twilio import TwilioNotifier
 from lookout.relay.notifiers.webhook import (
-    DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier, sign, verify,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookNotifier,
+    sign,
+    verify,
 )
 from lookout.relay.service import RelayService
+
+from lookout.errors import ConfigError
 from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
 
@@ -27,7 +32,8 @@ def test_relay_retries_a_500_then_delivers_a_signed_alert(tmp_path, mosquitto, w
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     webhook.answer(500, 200)
     path = write_config(
-        tmp_path / "relay.yaml", mosquitto.port,
+        tmp_path / "relay.yaml",
+        mosquitto.port,
         notifiers={"hook": {"type": "webhook", "url": webhook.url, "secret_env": "HOOK_SECRET"}},
         recipients=[{"name": "ops", "notifier": "hook"}],
     )

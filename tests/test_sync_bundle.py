@@ -11,19 +11,23 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-
-from lookout.cli import main
 from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.bundle import (
-    BundleError, apply_delta, check_files, load_bundle, read_delta, read_manifest,
+    BundleError,
+    apply_delta,
+    check_files,
+    load_bundle,
+    read_delta,
+    read_manifest,
 )
 from lookout.sync.keys import generate_keys
 from lookout.sync.policy import Policy
 from lookout.sync.publish import publish
 from lookout.sync.pull import BundlePuller, BundleStore
 from lookout.sync.sources.folders import read_folders
+
+from lookout.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,9 @@ def people_dir(tmp_path_factory, grace_hopper, astronaut) -> Path:
     for person, image in (("grace", grace_hopper), ("eileen", astronaut)):
         (root / person).mkdir()
         cv2.imwrite(str(root / person / f"{person}.jpg"), image)
-    (root / "grace" / "person.json").write_text(json.dumps({"name": "Grace Hopper", "department": "USN",
-                                                            "attributes": {"age": 79}}))
+    (root / "grace" / "person.json").write_text(
+        json.dumps({"name": "Grace Hopper", "department": "USN", "attributes": {"age": 79}})
+    )
     return root
 
 
@@ -64,7 +69,7 @@ class Server:
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server.paths.append(self.path)
                 super().do_GET()
 
@@ -123,10 +128,23 @@ def test_load_bundle_rejections(versions, keys, pipeline, tmp_path):
 
     cases = {
         "digest_mismatch": (tampered("flip", flip), keys[1], None, None),
-        "size_mismatch": (tampered("trunc", lambda d: (d / "gallery.sqlite").write_bytes(
-            (d / "gallery.sqlite").read_bytes()[:-100])), keys[1], None, None),
-        "bad_signature": (tampered("sig", lambda d: (d / "manifest.json").write_bytes(
-            (d / "manifest.json").read_bytes().replace(b'"version": 1', b'"version": 9'))), keys[1], None, None),
+        "size_mismatch": (
+            tampered("trunc", lambda d: (d / "gallery.sqlite").write_bytes((d / "gallery.sqlite").read_bytes()[:-100])),
+            keys[1],
+            None,
+            None,
+        ),
+        "bad_signature": (
+            tampered(
+                "sig",
+                lambda d: (d / "manifest.json").write_bytes(
+                    (d / "manifest.json").read_bytes().replace(b'"version": 1', b'"version": 9')
+                ),
+            ),
+            keys[1],
+            None,
+            None,
+        ),
         "wrong_model": (src, keys[1], "0" * 64, None),
         "missing_file": (tampered("missing", lambda d: (d / "index.bin").unlink()), keys[1], None, None),
     }
@@ -143,8 +161,11 @@ def test_load_bundle_rejections(versions, keys, pipeline, tmp_path):
 
 def test_device_refuses_bundle_with_denied_person(people_dir, keys, pipeline, tmp_path):
     permissive = Policy.from_dict({"version": "open-1", "rules": []})
-    records = [r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
-               for r in read_folders(people_dir) if r.person_id != "mirror"]
+    records = [
+        r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
+        for r in read_folders(people_dir)
+        if r.person_id != "mirror"
+    ]
     build_gallery(records, tmp_path / "b", keys[0], pipeline, permissive, progress=False)
     assert load_bundle(tmp_path / "b", keys[1], None, None).person("grace")["jurisdiction"] == "US-IL"
     with pytest.raises(BundleError) as err:
@@ -186,13 +207,18 @@ def _tamper_cases(versions, keys, tmp_path):
         (d / "gallery.sqlite").write_bytes(bytes(data))
 
     def bad_sig(d):
-        from lookout.sync.keys import load_private_key, sign
         import base64
+
+        from lookout.sync.keys import load_private_key, sign
+
         sig = sign(load_private_key(other_priv), (d / "manifest.json").read_bytes())
         (d / "manifest.sig").write_bytes(base64.b64encode(sig))
 
-    return [("truncated", truncate, "size_mismatch"), ("flipped byte", flip, "digest_mismatch"),
-            ("bad signature", bad_sig, "bad_signature")]
+    return [
+        ("truncated", truncate, "size_mismatch"),
+        ("flipped byte", flip, "digest_mismatch"),
+        ("bad signature", bad_sig, "bad_signature"),
+    ]
 
 
 def test_bad_bundles_rejected_old_keeps_serving(versions, keys, pipeline, tmp_path, caplog):
@@ -219,7 +245,10 @@ def test_bad_bundles_rejected_old_keeps_serving(versions, keys, pipeline, tmp_pa
             assert store.current_dir() == before, name
             assert load_bundle(store.current_dir(), keys[1], None, Policy.default()).version == 2
             lines = [r for r in caplog.records if r.getMessage() == "sync.rejected"]
-            assert lines and lines[-1].lookout_fields["reason"] == reason, (name, [r.__dict__.get("lookout_fields") for r in caplog.records])
+            assert lines and lines[-1].lookout_fields["reason"] == reason, (
+                name,
+                [r.__dict__.get("lookout_fields") for r in caplog.records],
+            )
             assert not list(store.staging.iterdir()), name  # staging cleaned
         finally:
             server.close()
@@ -227,10 +256,13 @@ def test_bad_bundles_rejected_old_keeps_serving(versions, keys, pipeline, tmp_pa
 
 def test_policy_bundle_rejected_by_puller(people_dir, keys, pipeline, served, tmp_path, caplog):
     root, server = served
-    records = [r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
-               for r in read_folders(people_dir)]
-    build_gallery(records, tmp_path / "b", keys[0], pipeline, Policy.from_dict({"version": "open", "rules": []}),
-                  progress=False)
+    records = [
+        r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
+        for r in read_folders(people_dir)
+    ]
+    build_gallery(
+        records, tmp_path / "b", keys[0], pipeline, Policy.from_dict({"version": "open", "rules": []}), progress=False
+    )
     publish(tmp_path / "b", root)
     store = BundleStore(tmp_path / "dev")
     with caplog.at_level("ERROR"):
@@ -274,8 +306,9 @@ def test_background_puller_swaps_and_stops(versions, served, keys, tmp_path):
     store = BundleStore(tmp_path / "dev")
     swapped = threading.Event()
     seen = []
-    puller = BundlePuller(server.url, store, keys[1], None, None, interval_s=0.1,
-                          on_swap=lambda p: (seen.append(p), swapped.set()))
+    puller = BundlePuller(
+        server.url, store, keys[1], None, None, interval_s=0.1, on_swap=lambda p: (seen.append(p), swapped.set())
+    )
     puller.start()
     try:
         assert swapped.wait(20)
@@ -292,13 +325,32 @@ def test_cli_keys_build_publish_pull(people_dir, tmp_path, served, capsys):
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 0
     priv, pub = tmp_path / "k" / "bundle-signing.key.pem", tmp_path / "k" / "bundle-signing.pub.pem"
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 2  # refuses to overwrite
-    assert main(["gallery", "build", str(people_dir), "--out", str(tmp_path / "b"), "--key", str(priv),
-                 "--device", "CPU", "--no-progress", "--report", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "gallery",
+                "build",
+                str(people_dir),
+                "--out",
+                str(tmp_path / "b"),
+                "--key",
+                str(priv),
+                "--device",
+                "CPU",
+                "--no-progress",
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     assert main(["gallery", "publish", str(tmp_path / "b"), "--to", str(root), "--public-key", str(pub)]) == 0
     assert main(["sync", "pull", server.url, "--into", str(tmp_path / "dev"), "--public-key", str(pub)]) == 0
     assert "installed new bundle" in capsys.readouterr().out
-    assert main(["gallery", "verify", str(tmp_path / "dev" / "current"), "--public-key", str(pub),
-                 "--location", "US-IL"]) == 2
+    assert (
+        main(["gallery", "verify", str(tmp_path / "dev" / "current"), "--public-key", str(pub), "--location", "US-IL"])
+        == 2
+    )
     assert "location" in capsys.readouterr().err
     assert main(["gallery", "build", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--key", str(priv)]) == 2
     assert "nowhere: no such file or folder" in capsys.readouterr().err

@@ -7,17 +7,16 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from lookout.cli import main
-from lookout.face.image_io import read_image
 from lookout.sync.audit import audit_gallery
 from lookout.sync.build import build_gallery_from_folders
 from lookout.sync.bundle import load_bundle
 from lookout.sync.keys import generate_keys
 from lookout.sync.policy import Policy
 from lookout.sync.search import search_image
+
+from lookout.cli import main
+from lookout.face.image_io import read_image
 from tests.conftest import STRANGERS
 
 pytestmark = pytest.mark.shared
@@ -84,9 +83,15 @@ def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys
 
     monkeypatch.setattr(pipeline, "embed", counting_embed)
     monkeypatch.setattr(enrol.PhotoFetcher, "fetch", recording_fetch)
-    report = build_gallery_from_folders(faces_dev, tmp_path / "g", sync_keys[0], pipeline,
-                                        people={"howard": {"jurisdiction": "US-IL"}}, progress=False,
-                                        report_path=tmp_path / "report.json")
+    report = build_gallery_from_folders(
+        faces_dev,
+        tmp_path / "g",
+        sync_keys[0],
+        pipeline,
+        people={"howard": {"jurisdiction": "US-IL"}},
+        progress=False,
+        report_path=tmp_path / "report.json",
+    )
     monkeypatch.undo()
     assert sum(embedded_images) == 35 == report.embedded  # 7 people x 5 photos; none of howard's
     assert not any("howard" in p for p in read_paths)  # his photos were not even read
@@ -108,8 +113,8 @@ def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys
 def test_search_defence_in_depth_blocks_denied_person(facesdev_gallery, faces_dev, pipeline, caplog, tmp_path):
     """A gallery built under a permissive policy holding a US-IL person: a device whose policy denies
     US-IL refuses the bundle; and a search hitting such a person returns nothing and logs a policy event."""
-    from lookout.sync.bundle import BundleError, Gallery
     from lookout.sync import metadata
+    from lookout.sync.bundle import Gallery
 
     _, gallery = facesdev_gallery
     persons = {pid: {**p, "jurisdiction": "US-IL" if pid == "raj" else None} for pid, p in gallery._persons.items()}
@@ -117,7 +122,7 @@ def test_search_defence_in_depth_blocks_denied_person(facesdev_gallery, faces_de
     photos = metadata.photos(conn)
     conn.close()
     strict = Gallery(gallery.bundle_dir, gallery.manifest, gallery.index, persons, photos, Policy.default())
-    raj = [r for r in _groups(faces_dev) if r["identity"] == "raj"][0]
+    raj = next(r for r in _groups(faces_dev) if r["identity"] == "raj")
     image = read_image(faces_dev / raj["image"])
     box = tuple(float(raj[k]) for k in ("x1", "y1", "x2", "y2"))
     with caplog.at_level("WARNING"):
@@ -136,8 +141,23 @@ def test_audit_finds_no_lookalikes_at_threshold(facesdev_gallery):
 
 def test_search_cli_json(facesdev_gallery, faces_dev, sync_keys, capsys):
     report, _ = facesdev_gallery
-    code = main(["search", str(faces_dev / "bbt2.jpg"), "--gallery", str(report.bundle_dir), "--top", "2", "--json",
-                 "--public-key", str(sync_keys[1]), "--device", "CPU", "--box", "105,141,184,220"])
+    code = main(
+        [
+            "search",
+            str(faces_dev / "bbt2.jpg"),
+            "--gallery",
+            str(report.bundle_dir),
+            "--top",
+            "2",
+            "--json",
+            "--public-key",
+            str(sync_keys[1]),
+            "--device",
+            "CPU",
+            "--box",
+            "105,141,184,220",
+        ]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["faces"]) == 1 and doc["faces"][0]["candidates"][0]["person_id"] == "leonard"
@@ -146,7 +166,17 @@ def test_search_cli_json(facesdev_gallery, faces_dev, sync_keys, capsys):
 
 def test_search_cli_bad_box_names_input(facesdev_gallery, faces_dev, capsys):
     report, _ = facesdev_gallery
-    code = main(["search", str(faces_dev / "bbt2.jpg"), "--gallery", str(report.bundle_dir), "--device", "CPU",
-                 "--box", "1,1,9,9"])
+    code = main(
+        [
+            "search",
+            str(faces_dev / "bbt2.jpg"),
+            "--gallery",
+            str(report.bundle_dir),
+            "--device",
+            "CPU",
+            "--box",
+            "1,1,9,9",
+        ]
+    )
     assert code == 2
     assert "box 1,1,9,9" in capsys.readouterr().err

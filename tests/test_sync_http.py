@@ -10,13 +10,13 @@ from pathlib import Path
 
 import cv2
 import pytest
-
-from lookout.errors import ConfigError, InputError
 from lookout.sync.build import build_gallery
 from lookout.sync.keys import generate_keys
 from lookout.sync.policy import Policy
 from lookout.sync.sources.csv_json import read_manifest_file
 from lookout.sync.sources.http_api import HttpApiSource
+
+from lookout.errors import ConfigError, InputError
 
 
 class FixtureApi:
@@ -32,7 +32,7 @@ class FixtureApi:
             def log_message(self, *a):  # quiet
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 api.requests.append(self.path)
                 if self.path in api.fail_once:
                     api.fail_once.discard(self.path)
@@ -60,16 +60,36 @@ class FixtureApi:
 
     def case(self, i: int) -> dict | None:
         cases = {
-            1: {"caseId": 1, "subject": {"first": "Grace", "last": "Hopper", "age": 79}, "state": "NY",
-                "images": [{"href": f"{self.url}/img/grace.jpg"}]},
-            2: {"caseId": 2, "subject": {"first": "Eileen", "last": "Collins"}, "state": "TX",
-                "images": [{"href": f"{self.url}/img/eileen.jpg"}, {"href": f"{self.url}/img/missing.jpg"}]},
-            4: {"caseId": 4, "subject": {"first": "Ill", "last": "Noise"}, "state": "IL",
-                "images": [{"href": f"{self.url}/img/grace.jpg"}]},
-            5: {"caseId": 5, "subject": {"first": "No", "last": "Face"}, "state": "CA",
-                "images": [{"href": f"{self.url}/img/cat.jpg"}]},
-            6: {"caseId": 6, "subject": {"first": "Opted", "last": "Out"}, "state": "CA",
-                "images": [{"href": f"{self.url}/img/eileen.jpg", "consent": False}]},
+            1: {
+                "caseId": 1,
+                "subject": {"first": "Grace", "last": "Hopper", "age": 79},
+                "state": "NY",
+                "images": [{"href": f"{self.url}/img/grace.jpg"}],
+            },
+            2: {
+                "caseId": 2,
+                "subject": {"first": "Eileen", "last": "Collins"},
+                "state": "TX",
+                "images": [{"href": f"{self.url}/img/eileen.jpg"}, {"href": f"{self.url}/img/missing.jpg"}],
+            },
+            4: {
+                "caseId": 4,
+                "subject": {"first": "Ill", "last": "Noise"},
+                "state": "IL",
+                "images": [{"href": f"{self.url}/img/grace.jpg"}],
+            },
+            5: {
+                "caseId": 5,
+                "subject": {"first": "No", "last": "Face"},
+                "state": "CA",
+                "images": [{"href": f"{self.url}/img/cat.jpg"}],
+            },
+            6: {
+                "caseId": 6,
+                "subject": {"first": "Opted", "last": "Out"},
+                "state": "CA",
+                "images": [{"href": f"{self.url}/img/eileen.jpg", "consent": False}],
+            },
         }
         return cases.get(i)
 
@@ -80,21 +100,41 @@ class FixtureApi:
 
 @pytest.fixture
 def api(grace_hopper, astronaut, faceless_images):
-    photos = {name: cv2.imencode(".jpg", img)[1].tobytes()
-              for name, img in (("grace.jpg", grace_hopper), ("eileen.jpg", astronaut),
-                                ("cat.jpg", faceless_images["chelsea (cat)"]))}
+    photos = {
+        name: cv2.imencode(".jpg", img)[1].tobytes()
+        for name, img in (
+            ("grace.jpg", grace_hopper),
+            ("eileen.jpg", astronaut),
+            ("cat.jpg", faceless_images["chelsea (cat)"]),
+        )
+    }
     server = FixtureApi(photos)
     yield server
     server.close()
 
 
 def _source(api: FixtureApi, state: Path) -> HttpApiSource:
-    return HttpApiSource.from_config(None, url_template=api.url + "/cases/{id}", state_dir=state, max_misses=3,
-                                     min_interval_s=0.0, retries=2, backoff_s=0.01, timeout_s=5, person_id_prefix="case-",
-                                     jurisdiction_prefix="US-", fields={
-                                         "person_id": "caseId", "name": ["subject.first", "subject.last"],
-                                         "jurisdiction": "state", "photos": "images", "photo_url": "href",
-                                         "use_for_recognition": "consent", "attributes": {"age": "subject.age"}})
+    return HttpApiSource.from_config(
+        None,
+        url_template=api.url + "/cases/{id}",
+        state_dir=state,
+        max_misses=3,
+        min_interval_s=0.0,
+        retries=2,
+        backoff_s=0.01,
+        timeout_s=5,
+        person_id_prefix="case-",
+        jurisdiction_prefix="US-",
+        fields={
+            "person_id": "caseId",
+            "name": ["subject.first", "subject.last"],
+            "jurisdiction": "state",
+            "photos": "images",
+            "photo_url": "href",
+            "use_for_recognition": "consent",
+            "attributes": {"age": "subject.age"},
+        },
+    )
 
 
 def test_http_source_walk_retry_missing_and_resume(api, tmp_path):
@@ -120,10 +160,18 @@ def test_http_source_walk_retry_missing_and_resume(api, tmp_path):
 
 
 def test_http_source_enrolment_report(api, tmp_path, pipeline):
-    priv, pub = generate_keys(tmp_path / "keys")
+    priv, _pub = generate_keys(tmp_path / "keys")
     records = list(_source(api, tmp_path / "work").records())
-    report = build_gallery(records, tmp_path / "g", priv, pipeline, Policy.default(), work_dir=tmp_path / "work",
-                           progress=False, report_path=tmp_path / "report.csv")
+    report = build_gallery(
+        records,
+        tmp_path / "g",
+        priv,
+        pipeline,
+        Policy.default(),
+        work_dir=tmp_path / "work",
+        progress=False,
+        report_path=tmp_path / "report.csv",
+    )
     reasons = {r.photo_id: (r.status, r.reason) for r in report.results}
     assert reasons["case-1/0"] == ("enrolled", None)
     assert reasons["case-2/0"] == ("enrolled", None)
@@ -135,20 +183,36 @@ def test_http_source_enrolment_report(api, tmp_path, pipeline):
     assert report.manifest.counts == {"persons": 2, "photos": 2}
     assert "download_failed" in (tmp_path / "report.csv").read_text()
     # resume: nothing is embedded again, the broken URL is retried
-    again = build_gallery(records, tmp_path / "g2", priv, pipeline, Policy.default(), work_dir=tmp_path / "work",
-                          progress=False)
+    again = build_gallery(
+        records, tmp_path / "g2", priv, pipeline, Policy.default(), work_dir=tmp_path / "work", progress=False
+    )
     assert again.embedded == 0 and again.manifest.counts == {"persons": 2, "photos": 2}
     assert api.requests.count("/img/missing.jpg") >= 2
 
 
 def test_manifest_csv_and_json(tmp_path):
-    (tmp_path / "m.csv").write_text("person_id,name,photo,jurisdiction,use_for_recognition,age,case_url\n"
-                                    "p1,Ann,a.jpg,US-CA,true,34,https://x/1\np1,Ann,b.jpg,US-CA,no,,\n")
+    (tmp_path / "m.csv").write_text(
+        "person_id,name,photo,jurisdiction,use_for_recognition,age,case_url\n"
+        "p1,Ann,a.jpg,US-CA,true,34,https://x/1\np1,Ann,b.jpg,US-CA,no,,\n"
+    )
     recs = read_manifest_file(tmp_path / "m.csv")
     assert recs[0].photo == str(tmp_path / "a.jpg") and recs[0].attributes == {"age": "34", "case_url": "https://x/1"}
     assert recs[1].use_for_recognition is False
-    (tmp_path / "m.json").write_text(json.dumps({"photos": [{"person_id": "p2", "name": "Bo", "photo": "https://h/x.jpg",
-                                                            "box": [1, 2, 30, 40], "attributes": {"sex": "M"}}]}))
+    (tmp_path / "m.json").write_text(
+        json.dumps(
+            {
+                "photos": [
+                    {
+                        "person_id": "p2",
+                        "name": "Bo",
+                        "photo": "https://h/x.jpg",
+                        "box": [1, 2, 30, 40],
+                        "attributes": {"sex": "M"},
+                    }
+                ]
+            }
+        )
+    )
     (rec,) = read_manifest_file(tmp_path / "m.json")
     assert rec.box == (1, 2, 30, 40) and rec.attributes == {"sex": "M"} and rec.photo == "https://h/x.jpg"
     (tmp_path / "bad.csv").write_text("person_id,name,photo\np1,,a.jpg\n")
@@ -163,7 +227,8 @@ def test_policy_rules(tmp_path):
     (tmp_path / "p.yaml").write_text(
         "version: '2025-03'\ndefault: deny\nrules:\n"
         "  - {jurisdiction: US-TX, decision: deny, purposes: [commercial]}\n"
-        "  - {jurisdiction: US, decision: allow}\n")
+        "  - {jurisdiction: US, decision: allow}\n"
+    )
     policy = Policy.load(tmp_path / "p.yaml")
     assert policy.version == "2025-03"
     assert policy.allows("US-TX", "missing_persons") and not policy.allows("US-TX", "commercial")
@@ -171,7 +236,8 @@ def test_policy_rules(tmp_path):
     assert policy.crops_allowed("US-NY") and default.crops_allowed("GB")
     (tmp_path / "c.yaml").write_text(
         "version: c\ncrops: false\nrules:\n  - {jurisdiction: DE, decision: allow, crops: true}\n"
-        "  - {jurisdiction: FR, decision: allow}\n")
+        "  - {jurisdiction: FR, decision: allow}\n"
+    )
     crops = Policy.load(tmp_path / "c.yaml")
     assert crops.crops_allowed("DE") and not crops.crops_allowed("FR") and not crops.crops_allowed("GB")
     (tmp_path / "bad.yaml").write_text("version: 1\nrules: [{jurisdiction: X, decision: maybe}]\n")

@@ -6,7 +6,6 @@ import io
 import threading
 
 import numpy as np
-
 from lookout.sync.bench import make_data, run_index_bench
 from lookout.sync.index import IndexParams, VectorIndex
 
@@ -40,7 +39,7 @@ def test_searches_never_overlap_inserts():
         try:
             for _ in range(200):
                 index.search(np.ones((1, 16), np.float32), 5)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             errors.append(err)
 
     threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]

@@ -12,7 +12,7 @@ bound ``3 / n``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -22,14 +22,20 @@ MIN_ERRORS = 30
 def trust(errors: int, trials: int) -> dict:
     """How far a rate measured as ``errors / trials`` can be trusted, in plain words."""
     rate = errors / trials if trials else None
-    doc: dict = {"errors": int(errors), "trials": int(trials), "rate": rate,
-                 "trustworthy": bool(trials and errors >= MIN_ERRORS)}
+    doc: dict = {
+        "errors": int(errors),
+        "trials": int(trials),
+        "rate": rate,
+        "trustworthy": bool(trials and errors >= MIN_ERRORS),
+    }
     if not trials:
         doc["note"] = "no trials: not measured"
     elif errors == 0:
         doc["upper_95"] = min(1.0, 3.0 / trials)
-        doc["note"] = (f"no errors in {trials} trials; the true rate could still be up to "
-                       f"{doc['upper_95']:.3g} (rule of three): not yet trustworthy")
+        doc["note"] = (
+            f"no errors in {trials} trials; the true rate could still be up to "
+            f"{doc['upper_95']:.3g} (rule of three): not yet trustworthy"
+        )
     elif errors < MIN_ERRORS:
         doc["note"] = f"only {errors} error(s) observed (fewer than {MIN_ERRORS}): not yet trustworthy"
     else:
@@ -45,8 +51,13 @@ def cluster_indices(subjects: Sequence[str]) -> list[np.ndarray]:
     return [np.asarray(v, np.int64) for v in groups.values()]
 
 
-def bootstrap_ci(subjects: Sequence[str], statistic: Callable[[np.ndarray], float | None],
-                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict | None:
+def bootstrap_ci(
+    subjects: Sequence[str],
+    statistic: Callable[[np.ndarray], float | None],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict | None:
     """Percentile interval of ``statistic(indices)`` over resamples of people.
 
     ``statistic`` receives item indices (with repeats for a person drawn more
@@ -66,5 +77,11 @@ def bootstrap_ci(subjects: Sequence[str], statistic: Callable[[np.ndarray], floa
     if len(values) < n_boot // 2:
         return None
     lo, hi = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return {"low": float(lo), "high": float(hi), "level": level, "resamples": len(values),
-            "people": len(clusters), "by": "people"}
+    return {
+        "low": float(lo),
+        "high": float(hi),
+        "level": level,
+        "resamples": len(values),
+        "people": len(clusters),
+        "by": "people",
+    }

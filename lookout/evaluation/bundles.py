@@ -32,8 +32,12 @@ def bundle_vectors(bundle_dir: Path, public_key=None):
     manifest, _ = b.read_manifest(bundle_dir, public_key)
     b.check_files(bundle_dir, manifest.files)
     info = manifest.index
-    index = VectorIndex.load(bundle_dir / b.INDEX, manifest.model.dim,
-                             IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef), info.deleted)
+    index = VectorIndex.load(
+        bundle_dir / b.INDEX,
+        manifest.model.dim,
+        IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef),
+        info.deleted,
+    )
     conn = metadata.connect_readonly(bundle_dir / b.GALLERY)
     try:
         photos = metadata.photos(conn)
@@ -72,19 +76,28 @@ def apply_calibration(bundle_dir: Path, calibration: Calibration, private_key, p
     bundle_dir = Path(bundle_dir)
     manifest, _ = b.read_manifest(bundle_dir, public_key)
     if manifest.model.digest != calibration.model_digest:
-        raise InputError(str(bundle_dir), f"built with model {manifest.model.name} {manifest.model.digest[:12]}, "
-                                          f"calibrated on {calibration.model_name} {calibration.model_digest[:12]}: "
-                                          f"calibrate with the bundle's model")
+        raise InputError(
+            str(bundle_dir),
+            f"built with model {manifest.model.name} {manifest.model.digest[:12]}, "
+            f"calibrated on {calibration.model_name} {calibration.model_digest[:12]}: "
+            f"calibrate with the bundle's model",
+        )
     persons = manifest.counts.get("persons", 0)
     if persons != calibration.gallery_size:
         raise InputError(str(bundle_dir), f"holds {persons} people, the calibration is for {calibration.gallery_size}")
     key = private_key if hasattr(private_key, "sign") else load_private_key(private_key)
-    threshold = b.ThresholdInfo(value=float(calibration.threshold),
-                                basis={**(manifest.threshold.basis or {}), CALIBRATION_BASIS: calibration.to_dict()})
-    updated = manifest.model_copy(update={
-        "threshold": threshold, "version": manifest.version + 1, "delta": None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    threshold = b.ThresholdInfo(
+        value=float(calibration.threshold),
+        basis={**(manifest.threshold.basis or {}), CALIBRATION_BASIS: calibration.to_dict()},
+    )
+    updated = manifest.model_copy(
+        update={
+            "threshold": threshold,
+            "version": manifest.version + 1,
+            "delta": None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     data = updated.to_bytes()
     (bundle_dir / b.MANIFEST).write_bytes(data)
     (bundle_dir / b.SIGNATURE).write_bytes(base64.b64encode(sign(key, data)) + b"\n")

@@ -61,7 +61,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Calibration":
+    def from_dict(cls, doc: dict) -> Calibration:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
@@ -73,13 +73,17 @@ class Calibration:
         """Why this calibration does not fit a gallery of ``gallery_size`` people on ``model_digest``."""
         out = []
         if model_digest != self.model_digest:
-            out.append(f"calibrated for model {self.model_name or '?'} {self.model_digest[:12]}, "
-                       f"but the gallery uses {model_digest[:12]}: run `lookout calibrate` again")
+            out.append(
+                f"calibrated for model {self.model_name or '?'} {self.model_digest[:12]}, "
+                f"but the gallery uses {model_digest[:12]}: run `lookout calibrate` again"
+            )
         if gallery_size > 0 and self.gallery_size > 0:
             factor = max(gallery_size / self.gallery_size, self.gallery_size / gallery_size)
             if factor >= REGROW_FACTOR:
-                out.append(f"calibrated for {self.gallery_size} people, the gallery has {gallery_size} "
-                           f"({factor:.1f}x): the false-alert rate has moved, run `lookout calibrate` again")
+                out.append(
+                    f"calibrated for {self.gallery_size} people, the gallery has {gallery_size} "
+                    f"({factor:.1f}x): the false-alert rate has moved, run `lookout calibrate` again"
+                )
         return out
 
 
@@ -92,9 +96,16 @@ def fpir_for_fmr(fmr: float, gallery_size: int) -> float:
     return 1.0 - (1.0 - fmr) ** max(1, gallery_size)
 
 
-def calibrate(nonmated_max: np.ndarray, impostor: np.ndarray, gallery_size: int, target_fpir: float,
-              model_digest: str, model_name: str = "", precision: str = "fp32",
-              min_false_alerts: int = MIN_FALSE_ALERTS) -> Calibration:
+def calibrate(
+    nonmated_max: np.ndarray,
+    impostor: np.ndarray,
+    gallery_size: int,
+    target_fpir: float,
+    model_digest: str,
+    model_name: str = "",
+    precision: str = "fp32",
+    min_false_alerts: int = MIN_FALSE_ALERTS,
+) -> Calibration:
     """Choose the threshold for ``target_fpir`` at ``gallery_size`` people (see the module text)."""
     if not 0 < target_fpir < 1:
         raise ConfigError(f"target FPIR must be between 0 and 1, not {target_fpir}")
@@ -104,20 +115,32 @@ def calibrate(nonmated_max: np.ndarray, impostor: np.ndarray, gallery_size: int,
     nonmated_max = nonmated_max[np.isfinite(nonmated_max)]
     impostor = np.asarray(impostor, np.float64)
     impostor = impostor[np.isfinite(impostor)]
-    common = dict(target_fpir=target_fpir, gallery_size=gallery_size, model_digest=model_digest,
-                  model_name=model_name, precision=precision)
+    common = dict(
+        target_fpir=target_fpir,
+        gallery_size=gallery_size,
+        model_digest=model_digest,
+        model_name=model_name,
+        precision=precision,
+    )
     need = math.ceil(min_false_alerts / target_fpir)
     if nonmated_max.size >= need:
         t = rates.threshold_at_rate(nonmated_max, target_fpir)
-        return Calibration(threshold=t, probe_count=int(nonmated_max.size), method=METHODS[0],
-                           expected_fpir=rates.accepted_rate(nonmated_max, t), notes=[
-                               f"from the highest gallery score of each of {nonmated_max.size} faces of people "
-                               f"not enrolled"], **common)
-    notes = [f"only {nonmated_max.size} non-mated probes (need {need} to read FPIR {target_fpir:g} directly): "
-             f"used 1:1 impostor scores with FMR = 1-(1-FPIR)^(1/N) ~ FPIR/N"]
+        return Calibration(
+            threshold=t,
+            probe_count=int(nonmated_max.size),
+            method=METHODS[0],
+            expected_fpir=rates.accepted_rate(nonmated_max, t),
+            notes=[f"from the highest gallery score of each of {nonmated_max.size} faces of people not enrolled"],
+            **common,
+        )
+    notes = [
+        f"only {nonmated_max.size} non-mated probes (need {need} to read FPIR {target_fpir:g} directly): "
+        f"used 1:1 impostor scores with FMR = 1-(1-FPIR)^(1/N) ~ FPIR/N"
+    ]
     if impostor.size == 0:
-        raise InputError("calibration data", "no impostor scores: need faces of people not enrolled, "
-                                             "or at least two enrolled people")
+        raise InputError(
+            "calibration data", "no impostor scores: need faces of people not enrolled, or at least two enrolled people"
+        )
     fmr = fmr_for_fpir(target_fpir, gallery_size)
     notes.append(f"target FMR {fmr:.3g} for {gallery_size} enrolled people")
     if rates.measurable(impostor.size, fmr):
@@ -128,14 +151,17 @@ def calibrate(nonmated_max: np.ndarray, impostor: np.ndarray, gallery_size: int,
         t = mu + NormalDist().inv_cdf(1 - fmr) * sd
         t = max(t, float(np.nextafter(impostor.max(), math.inf)))
         method = METHODS[2]
-        notes.append(f"only {impostor.size} impostor scores (need {math.ceil(1 / fmr)} to read FMR {fmr:.3g}): "
-                     f"extrapolated from a normal fit (mean {mu:.3f}, sd {sd:.3f}), never below the highest "
-                     f"impostor score seen. An estimate of the tail, not a measurement: collect more "
-                     f"faces of people not enrolled and calibrate again")
+        notes.append(
+            f"only {impostor.size} impostor scores (need {math.ceil(1 / fmr)} to read FMR {fmr:.3g}): "
+            f"extrapolated from a normal fit (mean {mu:.3f}, sd {sd:.3f}), never below the highest "
+            f"impostor score seen. An estimate of the tail, not a measurement: collect more "
+            f"faces of people not enrolled and calibrate again"
+        )
     # Read off the data where it resolves the rate; for the extrapolated tail the fit gives the target by construction.
     expected = fpir_for_fmr(rates.accepted_rate(impostor, t), gallery_size) if method == METHODS[1] else target_fpir
-    return Calibration(threshold=float(t), probe_count=int(impostor.size), method=method,
-                       expected_fpir=expected, notes=notes, **common)
+    return Calibration(
+        threshold=float(t), probe_count=int(impostor.size), method=method, expected_fpir=expected, notes=notes, **common
+    )
 
 
 def operator_view(fpir: float, passers_by_per_hour: float, hours_per_day: float = 24.0) -> dict:
@@ -148,9 +174,12 @@ def operator_view(fpir: float, passers_by_per_hour: float, hours_per_day: float 
         "false_alerts_per_camera_day": per_hour * hours_per_day,
         "chance_of_any_false_alert_in_an_hour": 1.0 - (1.0 - fpir) ** passers_by_per_hour,
         "one_false_alert_every_hours": (1.0 / per_hour) if per_hour > 0 else None,
-        "text": (f"At {passers_by_per_hour:g} passers-by an hour, expect about {per_hour:.3g} false alert(s) per "
-                 f"camera per hour ({per_hour * hours_per_day:.3g} a day)"
-                 + (f", one every {1 / per_hour:.3g} hours" if per_hour > 0 else "") + "."),
+        "text": (
+            f"At {passers_by_per_hour:g} passers-by an hour, expect about {per_hour:.3g} false alert(s) per "
+            f"camera per hour ({per_hour * hours_per_day:.3g} a day)"
+            + (f", one every {1 / per_hour:.3g} hours" if per_hour > 0 else "")
+            + "."
+        ),
     }
 
 

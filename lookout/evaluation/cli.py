@@ -10,33 +10,56 @@ import numpy as np
 
 from lookout.cli_options import add_model_dir, add_pipeline_options
 from lookout.errors import InputError
-from lookout.face.pipeline import FacePipeline
 from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR
+from lookout.face.pipeline import FacePipeline
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser("eval", help="measure accuracy on a labelled face set: JSON figures and a readable report")
-    ev.add_argument("data", type=Path, help="folder laid out like faces-dev: one folder of photos per person, "
-                    "loose photos of people not enrolled, optional groups.csv")
+    ev.add_argument(
+        "data",
+        type=Path,
+        help="folder laid out like faces-dev: one folder of photos per person, "
+        "loose photos of people not enrolled, optional groups.csv",
+    )
     ev.add_argument("--out", type=Path, required=True, help="folder for eval.json, report.md and the plots")
-    ev.add_argument("--holdout", type=int, default=0, help="which photo (sorted order) of each person is held out "
-                    "as a probe (default 0, the first)")
+    ev.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="which photo (sorted order) of each person is held out as a probe (default 0, the first)",
+    )
     ev.add_argument("--labels", type=Path, help="CSV with an 'identity' or 'image' column and label columns")
-    ev.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
-                    help="report figures per value of this label column (repeatable; 'capture' is built in)")
+    ev.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="report figures per value of this label column (repeatable; 'capture' is built in)",
+    )
     ev.add_argument("--pairs", type=Path, help="also run 1:1 verification on a pairs file (image_a,image_b,same)")
-    ev.add_argument("--also", action="append", default=[], metavar="EMBEDDER",
-                    help="run the same evaluation with another embedder too (e.g. facenet-int8) and compare")
+    ev.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="EMBEDDER",
+        help="run the same evaluation with another embedder too (e.g. facenet-int8) and compare",
+    )
     _add_threshold_options(ev)
     ev.add_argument("--threshold", type=float, help="evaluate at this threshold (default: calibrated on the data)")
     ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of people for intervals")
-    ev.add_argument("--no-quality-gate", action="store_true",
-                    help="embed faces that fail the quality gates too (the device skips them)")
+    ev.add_argument(
+        "--no-quality-gate",
+        action="store_true",
+        help="embed faces that fail the quality gates too (the device skips them)",
+    )
     add_pipeline_options(ev)
     ev.set_defaults(func=_eval, device="CPU")
 
-    cal = commands.add_parser("calibrate", help="choose the threshold for a target false-alert rate at a "
-                              "gallery's size, and write it into the bundle")
+    cal = commands.add_parser(
+        "calibrate",
+        help="choose the threshold for a target false-alert rate at a gallery's size, and write it into the bundle",
+    )
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--bundle", type=Path, help="gallery bundle folder to calibrate (and write into)")
     src.add_argument("--data", type=Path, help="folder laid out like faces-dev: calibrate for its identity folders")
@@ -49,13 +72,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     cal.set_defaults(func=_calibrate, device="CPU")
 
 
-
 def register_quantize(models: argparse._SubParsersAction) -> None:
     """Adds `lookout models quantize` (called by lookout.models.cli)."""
     qz = models.add_parser("quantize", help="make an INT8 version of an embedder with NNCF, calibrated on faces")
     qz.add_argument("--model", default="dlib-resnet", help="embedder to quantise (default dlib-resnet)")
-    qz.add_argument("--data", type=Path, nargs="+", required=True, metavar="FOLDER",
-                    help="folders of face photos (searched recursively); keep evaluation probes out of them")
+    qz.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="FOLDER",
+        help="folders of face photos (searched recursively); keep evaluation probes out of them",
+    )
     qz.add_argument("--augment", type=int, default=3, help="jittered copies of each face added to calibration")
     qz.add_argument("--device", default="CPU", help="OpenVINO device for the agreement check")
     add_model_dir(qz)
@@ -71,11 +99,18 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target-fpir", type=float, default=DEFAULT_TARGET_FPIR,
-                   help=f"false alerts per stranger searched to calibrate for (default {DEFAULT_TARGET_FPIR:g})")
-    p.add_argument("--passers-by", type=float, default=DEFAULT_PASSERS_BY,
-                   help=f"people passing one camera per hour, to state false alerts per hour "
-                        f"(default {DEFAULT_PASSERS_BY:g})")
+    p.add_argument(
+        "--target-fpir",
+        type=float,
+        default=DEFAULT_TARGET_FPIR,
+        help=f"false alerts per stranger searched to calibrate for (default {DEFAULT_TARGET_FPIR:g})",
+    )
+    p.add_argument(
+        "--passers-by",
+        type=float,
+        default=DEFAULT_PASSERS_BY,
+        help=f"people passing one camera per hour, to state false alerts per hour (default {DEFAULT_PASSERS_BY:g})",
+    )
 
 
 def _open(args: argparse.Namespace, embedder: str | None = None):
@@ -85,6 +120,7 @@ def _open(args: argparse.Namespace, embedder: str | None = None):
 
 
 # -- eval -------------------------------------------------------------------------------------------
+
 
 def evaluate_folder(args: argparse.Namespace, embedder: str, out: Path) -> dict:
     from lookout.evaluation.datasets import embed_protocol, folder_protocol
@@ -96,10 +132,17 @@ def evaluate_folder(args: argparse.Namespace, embedder: str, out: Path) -> dict:
     protocol = folder_protocol(args.data, args.holdout, args.labels)
     data = embed_protocol(protocol, pipeline, quality_gate=not args.no_quality_gate)
     verification = run_pairs(args.pairs, pipeline, args.bootstrap) if args.pairs else None
-    doc = run_evaluation(data, threshold=args.threshold, target_fpir=args.target_fpir,
-                         group_by=["capture", *args.group_by], passers_by=args.passers_by,
-                         verification=verification, n_boot=args.bootstrap,
-                         precision=precision_of(pipeline.embedder.manifest), dataset=str(args.data))
+    doc = run_evaluation(
+        data,
+        threshold=args.threshold,
+        target_fpir=args.target_fpir,
+        group_by=["capture", *args.group_by],
+        passers_by=args.passers_by,
+        verification=verification,
+        n_boot=args.bootstrap,
+        precision=precision_of(pipeline.embedder.manifest),
+        dataset=str(args.data),
+    )
     doc["speed"] = embed_speed(pipeline)
     written = write_report(doc, out)
     return {"doc": doc, "written": written}
@@ -156,13 +199,17 @@ def embed_speed(pipeline, runs: int = 30) -> dict:
     for batch in (1, 8):
         chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
         ms = timings_ms(lambda: emb.embed(chips), runs if batch == 1 else max(8, runs // 4), warmup=3)
-        out[f"batch{batch}"] = {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
-                                "ms_per_face": float(np.median(ms) / batch),
-                                "faces_per_s": float(1000 * batch / np.median(ms))}
+        out[f"batch{batch}"] = {
+            "median_ms": float(np.median(ms)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "ms_per_face": float(np.median(ms) / batch),
+            "faces_per_s": float(1000 * batch / np.median(ms)),
+        }
     return out
 
 
 # -- calibrate ---------------------------------------------------------------------------------------
+
 
 def _calibrate(args: argparse.Namespace) -> int:
     from lookout.evaluation.calibration import calibrate, operator_view, write_calibration
@@ -185,20 +232,34 @@ def _calibrate(args: argparse.Namespace) -> int:
         manifest, persons, vectors, owner = bundle_vectors(args.bundle, args.public_key)
         pipeline = _open(args, manifest.model.name)
         if pipeline.embedder.digest != manifest.model.digest:
-            raise InputError(str(args.bundle), f"built with {manifest.model.name} {manifest.model.digest[:12]}, "
-                                               f"the local model is {pipeline.embedder.digest[:12]}")
+            raise InputError(
+                str(args.bundle),
+                f"built with {manifest.model.name} {manifest.model.digest[:12]}, "
+                f"the local model is {pipeline.embedder.digest[:12]}",
+            )
         worker = _Embedder(pipeline, quality_gate=True)
         chips = [c for c in (worker.capture(p, "", p.name)[1] for p in image_files(args.nonmated)) if c is not None]
         if not chips:
             raise InputError(str(args.nonmated), "no usable face in any photo")
         probes = pipeline.embed(np.stack(chips))
         scores = person_scores(probes, vectors, owner, len(persons))
-        search = OpenSet(scores, np.full(len(probes), -1), np.ones(len(probes), bool), [str(i) for i in range(len(probes))])
-        cal = calibrate(search.nonmated_top_scores(), search.impostor_scores(), len(persons), args.target_fpir,
-                        manifest.model.digest, manifest.model.name, precision_of(pipeline.embedder.manifest))
+        search = OpenSet(
+            scores, np.full(len(probes), -1), np.ones(len(probes), bool), [str(i) for i in range(len(probes))]
+        )
+        cal = calibrate(
+            search.nonmated_top_scores(),
+            search.impostor_scores(),
+            len(persons),
+            args.target_fpir,
+            manifest.model.digest,
+            manifest.model.name,
+            precision_of(pipeline.embedder.manifest),
+        )
     view = operator_view(cal.expected_fpir if cal.expected_fpir is not None else cal.target_fpir, args.passers_by)
-    print(f"threshold {cal.threshold:.4f} for FPIR {cal.target_fpir:g} at {cal.gallery_size} people "
-          f"({cal.method}, {cal.probe_count} scores, model {cal.model_name} {cal.precision})")
+    print(
+        f"threshold {cal.threshold:.4f} for FPIR {cal.target_fpir:g} at {cal.gallery_size} people "
+        f"({cal.method}, {cal.probe_count} scores, model {cal.model_name} {cal.precision})"
+    )
     for note in cal.notes:
         print(f"  note: {note}")
     print(f"  {view['text']}")
@@ -210,13 +271,16 @@ def _calibrate(args: argparse.Namespace) -> int:
             from lookout.evaluation.bundles import apply_calibration
 
             updated = apply_calibration(args.bundle, cal, args.private_key, args.public_key)
-            print(f"bundle {args.bundle}: threshold {updated.threshold.value:.4f} written, now version {updated.version}")
+            print(
+                f"bundle {args.bundle}: threshold {updated.threshold.value:.4f} written, now version {updated.version}"
+            )
         else:
             print("bundle not changed: give --private-key to write the threshold into it", file=sys.stderr)
     return 0
 
 
 # -- quantize, bench ------------------------------------------------------------------------------
+
 
 def quantize_command(args: argparse.Namespace) -> int:
     from lookout.evaluation.datasets import aligned_chips, image_files
@@ -232,12 +296,15 @@ def quantize_command(args: argparse.Namespace) -> int:
     if not images:
         raise InputError(" ".join(map(str, args.data)), "no photos")
     chips = aligned_chips(images, fp32)
-    manifest = quantize_embedder(store, args.model, chips, source=", ".join(p.name for p in args.data),
-                                 augment=args.augment)
+    manifest = quantize_embedder(
+        store, args.model, chips, source=", ".join(p.name for p in args.data), augment=args.augment
+    )
     int8 = FacePipeline.open(PipelineConfig(model_dir=store.root, device=args.device, embedder=int8_name(args.model)))
     cos = (fp32.embed(chips) * int8.embed(chips)).sum(1)
     print(f"{manifest.name}: ready (digest {manifest.digest[:12]}) in {store.folder(manifest.name)}")
-    print(f"  calibrated on {len(chips)} aligned faces from {len(images)} photos (+{args.augment} jittered copies each)")
+    print(
+        f"  calibrated on {len(chips)} aligned faces from {len(images)} photos (+{args.augment} jittered copies each)"
+    )
     print(f"  agreement with FP32 on those faces: cosine mean {cos.mean():.4f}, min {cos.min():.4f}")
     print(f"  next: lookout eval DATA --out DIR --embedder {args.model} --also {manifest.name}")
     return 0
@@ -258,8 +325,10 @@ def _bench(args: argparse.Namespace) -> int:
     if not names:
         raise InputError(str(store.root), "no embedder fetched: run `lookout models fetch`")
     engine = InferenceEngine(args.device)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f} (a shared CPU slows every figure)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.2f} (a shared CPU slows every figure)"
+    )
     for name in sorted(names):
         model, manifest = store.read_model(name)
         emb = FaceEmbedder(model, manifest, engine, hint="LATENCY")
@@ -267,8 +336,11 @@ def _bench(args: argparse.Namespace) -> int:
         for batch in (1, 8):
             chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
             ms = timings_ms(lambda: emb.embed(chips), args.runs if batch == 1 else max(10, args.runs // 4))
-            print(describe(f"{name} ({precision}) batch {batch}", ms, per=batch) + "  faces"
-                  + f"   {np.median(ms) / batch:6.2f} ms/face")
+            print(
+                describe(f"{name} ({precision}) batch {batch}", ms, per=batch)
+                + "  faces"
+                + f"   {np.median(ms) / batch:6.2f} ms/face"
+            )
     return 0
 
 

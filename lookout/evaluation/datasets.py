@@ -115,23 +115,29 @@ def folder_protocol(root: Path, holdout: int = 0, labels: Path | None = None) ->
     if labels is not None:
         key, table = read_labels(labels)
         probes = [_labelled(p, key, table) for p in probes]
-    probes = [ProbeSpec(p.image, p.person, p.subject, p.source, p.box, p.track, {"capture": p.source, **p.labels})
-              for p in probes]
+    probes = [
+        ProbeSpec(p.image, p.person, p.subject, p.source, p.box, p.track, {"capture": p.source, **p.labels})
+        for p in probes
+    ]
     n_mated = sum(p.person is not None for p in probes)
-    description = (f"{len(gallery)} people enrolled from {sum(map(len, gallery.values()))} photos "
-                   f"(one photo per person held out); {n_mated} mated probes, "
-                   f"{len(probes) - n_mated} non-mated probes")
+    description = (
+        f"{len(gallery)} people enrolled from {sum(map(len, gallery.values()))} photos "
+        f"(one photo per person held out); {n_mated} mated probes, "
+        f"{len(probes) - n_mated} non-mated probes"
+    )
     return Protocol(root, gallery, probes, description)
 
 
 def _labelled(probe: ProbeSpec, key: str, table: dict[str, dict[str, str]]) -> ProbeSpec:
     ref = probe.subject if key == "identity" else probe.image.name
     extra = {k: v for k, v in table.get(ref, {}).items() if v}
-    return ProbeSpec(probe.image, probe.person, probe.subject, probe.source, probe.box, probe.track,
-                     {**probe.labels, **extra})
+    return ProbeSpec(
+        probe.image, probe.person, probe.subject, probe.source, probe.box, probe.track, {**probe.labels, **extra}
+    )
 
 
 # -- embedding ---------------------------------------------------------------------------
+
 
 @dataclass
 class Embedded:
@@ -204,8 +210,9 @@ class _Embedder:
                 self._faces[image] = (pixels, self.pipeline.detect(pixels))
         return self._faces[image]
 
-    def capture(self, image: Path, person: str, item: str, box=None, enrolment: bool = False
-                ) -> tuple[Capture, np.ndarray | None]:
+    def capture(
+        self, image: Path, person: str, item: str, box=None, enrolment: bool = False
+    ) -> tuple[Capture, np.ndarray | None]:
         pixels, faces = self.faces(image)
         if pixels is None:
             return Capture(item, person, (UNREADABLE,)), None
@@ -246,8 +253,18 @@ def embed_protocol(protocol: Protocol, pipeline: FacePipeline, quality_gate: boo
         acquisition.append(cap)
         probe_chips.append(chip)
     emb = pipeline.embedder
-    return Embedded(persons, gallery, np.asarray(owner, np.int64), enrolment, list(protocol.probes),
-                    worker.embed(probe_chips), acquisition, emb.name, emb.digest, protocol.description)
+    return Embedded(
+        persons,
+        gallery,
+        np.asarray(owner, np.int64),
+        enrolment,
+        list(protocol.probes),
+        worker.embed(probe_chips),
+        acquisition,
+        emb.name,
+        emb.digest,
+        protocol.description,
+    )
 
 
 def aligned_chips(images: list[Path], pipeline: FacePipeline) -> np.ndarray:

@@ -16,8 +16,8 @@ Reason codes are the pipeline's own: ``no_face``, ``multiple_faces``,
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 NO_FACE = "no_face"
 MULTIPLE_FACES = "multiple_faces"
@@ -59,6 +59,10 @@ def enrolment_figures(captures: Iterable[Capture]) -> dict:
     unenrolled = sorted(p for p, ok in people.items() if not ok)
     return {
         "photos": failure_rate(captures),
-        "people": {"attempts": len(people), "failures": len(unenrolled),
-                   "rate": len(unenrolled) / len(people) if people else None, "failed": unenrolled},
+        "people": {
+            "attempts": len(people),
+            "failures": len(unenrolled),
+            "rate": len(unenrolled) / len(people) if people else None,
+            "failed": unenrolled,
+        },
     }

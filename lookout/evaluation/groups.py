@@ -16,7 +16,7 @@ failure-to-acquire rate.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,11 +49,16 @@ def group_figures(openset: OpenSet, labels: Sequence[str | None], threshold: flo
         misses = int(openset.misses(threshold, idx).sum())
         alerts = int(openset.false_alerts(threshold, idx).sum())
         groups[value] = {
-            "probes": int(idx.size), "mated": int(mated.size), "nonmated": int(non.size),
+            "probes": int(idx.size),
+            "mated": int(mated.size),
+            "nonmated": int(non.size),
             "people": len({openset.subjects[i] for i in idx}),
-            "fnir": openset.fnir(threshold, idx), "fnir_trust": trust(misses, int(mated.size)),
-            "fpir": openset.fpir(threshold, idx), "fpir_trust": trust(alerts, int(non.size)),
-            "fmr": fm / fm_n if fm_n else None, "fmr_trust": trust(fm, fm_n),
+            "fnir": openset.fnir(threshold, idx),
+            "fnir_trust": trust(misses, int(mated.size)),
+            "fpir": openset.fpir(threshold, idx),
+            "fpir_trust": trust(alerts, int(non.size)),
+            "fmr": fm / fm_n if fm_n else None,
+            "fmr_trust": trust(fm, fm_n),
             "rank1": openset.rank_hit_rate(1, idx),
             "fta": float((~openset.acquired[idx]).mean()),
         }
@@ -69,6 +74,10 @@ def group_figures(openset: OpenSet, labels: Sequence[str | None], threshold: flo
         elif hi == 0:
             ratios[name] = {"ratio": 1.0, "max": 0.0, "min": 0.0, "note": "zero in every group"}
         else:
-            ratios[name] = {"ratio": None, "max": hi, "min": 0.0,
-                            "note": "some group has none: the ratio is unbounded on this data"}
+            ratios[name] = {
+                "ratio": None,
+                "max": hi,
+                "min": 0.0,
+                "note": "some group has none: the ratio is unbounded on this data",
+            }
     return {"attribute": attribute, "threshold": threshold, "groups": groups, "max_min_ratio": ratios}

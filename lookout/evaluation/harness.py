@@ -6,7 +6,7 @@ import math
 import os
 import platform
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,14 +38,29 @@ def build_openset(data: Embedded) -> os_.OpenSet:
 def calibrate_on(data: Embedded, target_fpir: float, precision: str = "fp32") -> Calibration:
     """Calibrate a threshold for ``data``'s gallery from its own non-mated and impostor scores."""
     search = build_openset(data)
-    return calibrate(search.nonmated_top_scores(), search.impostor_scores(), len(data.persons), target_fpir,
-                     data.model_digest, data.model_name, precision)
+    return calibrate(
+        search.nonmated_top_scores(),
+        search.impostor_scores(),
+        len(data.persons),
+        target_fpir,
+        data.model_digest,
+        data.model_name,
+        precision,
+    )
 
 
-def run_evaluation(data: Embedded, threshold: float | None = None, threshold_source: str = "given",
-                   target_fpir: float = DEFAULT_TARGET_FPIR, group_by: Sequence[str] = ("capture",),
-                   passers_by: float = DEFAULT_PASSERS_BY, verification: dict | None = None,
-                   n_boot: int = 1000, precision: str = "fp32", dataset: str = "") -> dict:
+def run_evaluation(
+    data: Embedded,
+    threshold: float | None = None,
+    threshold_source: str = "given",
+    target_fpir: float = DEFAULT_TARGET_FPIR,
+    group_by: Sequence[str] = ("capture",),
+    passers_by: float = DEFAULT_PASSERS_BY,
+    verification: dict | None = None,
+    n_boot: int = 1000,
+    precision: str = "fp32",
+    dataset: str = "",
+) -> dict:
     search = build_openset(data)
     calibration = calibrate_on(data, target_fpir, precision)
     if threshold is None:
@@ -63,31 +78,58 @@ def run_evaluation(data: Embedded, threshold: float | None = None, threshold_sou
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "lookout_version": __version__,
-        "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_1min": round(os.getloadavg()[0], 2)},
-        "dataset": {"root": dataset, "description": data.description,
-                    "gallery_people": len(data.persons), "gallery_photos": len(data.enrolment),
-                    "enrolled_vectors": int(len(data.gallery_vectors)), "probes": len(data.probes)},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_1min": round(os.getloadavg()[0], 2),
+        },
+        "dataset": {
+            "root": dataset,
+            "description": data.description,
+            "gallery_people": len(data.persons),
+            "gallery_photos": len(data.enrolment),
+            "enrolled_vectors": len(data.gallery_vectors),
+            "probes": len(data.probes),
+        },
         "model": {"name": data.model_name, "digest": data.model_digest, "precision": precision},
         "threshold": {"value": threshold, "source": threshold_source},
         "calibration": calibration.to_dict(),
         "enrolment": enrolment_figures(data.enrolment),
         "acquisition": failure_rate(data.acquisition),
-        "scores": {"genuine": rates.summary(genuine), "impostor": rates.summary(impostor),
-                   "nonmated_max": rates.summary(nonmated), "dprime": rates.dprime(genuine, impostor)},
+        "scores": {
+            "genuine": rates.summary(genuine),
+            "impostor": rates.summary(impostor),
+            "nonmated_max": rates.summary(nonmated),
+            "dprime": rates.dprime(genuine, impostor),
+        },
         "openset": open_doc,
         "groups": groups,
         "verification": verification,
         "operator": _operator(calibration, open_doc, passers_by),
-        "raw": {"genuine": genuine.tolist(), "impostor": impostor.tolist(), "nonmated_max": nonmated.tolist(),
-                "det": search.det(),
-                "probes": [{"item": p.item, "subject": p.subject, "enrolled_as": p.person, "source": p.source,
-                            "acquired": bool(a), "rank": int(r) if r < 10**6 else None,
-                            "true_score": _f(ts), "top_score": _f(tp),
-                            "top_person": data.persons[int(pp)] if math.isfinite(tp) else None}
-                           for p, a, r, ts, tp, pp in zip(data.probes, data.acquired, search.rank,
-                                                          search.true_score, search.top_score, search.top_person)]
-                if search.unit == "image" else []},
+        "raw": {
+            "genuine": genuine.tolist(),
+            "impostor": impostor.tolist(),
+            "nonmated_max": nonmated.tolist(),
+            "det": search.det(),
+            "probes": [
+                {
+                    "item": p.item,
+                    "subject": p.subject,
+                    "enrolled_as": p.person,
+                    "source": p.source,
+                    "acquired": bool(a),
+                    "rank": int(r) if r < 10**6 else None,
+                    "true_score": _f(ts),
+                    "top_score": _f(tp),
+                    "top_person": data.persons[int(pp)] if math.isfinite(tp) else None,
+                }
+                for p, a, r, ts, tp, pp in zip(
+                    data.probes, data.acquired, search.rank, search.true_score, search.top_score, search.top_person
+                )
+            ]
+            if search.unit == "image"
+            else [],
+        },
     }
     doc["trust"] = trust_statements(doc)
     return clean(doc)
@@ -134,10 +176,14 @@ def trust_statements(doc: dict) -> list[str]:
             out.append(f"FNIR at FPIR {entry['target_fpir']:g}: not measurable, {entry['reason']}.")
     cal = doc["calibration"]
     if cal["method"] != "nonmated-max":
-        out.append(f"The threshold was calibrated by the fallback method '{cal['method']}': " + "; ".join(cal["notes"]) + ".")
+        out.append(
+            f"The threshold was calibrated by the fallback method '{cal['method']}': " + "; ".join(cal["notes"]) + "."
+        )
     if o["people_in_probes"] < 30:
-        out.append(f"Only {o['people_in_probes']} different people are searched: confidence intervals resampled "
-                   f"over so few people are themselves rough.")
+        out.append(
+            f"Only {o['people_in_probes']} different people are searched: confidence intervals resampled "
+            f"over so few people are themselves rough."
+        )
     return out
 
 
@@ -159,4 +205,4 @@ def clean(value):
     return value
 
 
-__all__ = ["run_evaluation", "calibrate_on", "build_openset", "trust", "DEFAULT_TARGET_FPIR"]
+__all__ = ["DEFAULT_TARGET_FPIR", "build_openset", "calibrate_on", "run_evaluation", "trust"]

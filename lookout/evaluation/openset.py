@@ -23,8 +23,8 @@ frames), per image otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -47,8 +47,9 @@ def person_scores(probes: np.ndarray, gallery: np.ndarray, owner: np.ndarray, n_
     return out
 
 
-def fuse_tracks(scores: np.ndarray, truth: np.ndarray, acquired: np.ndarray, subjects: Sequence[str],
-                tracks: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def fuse_tracks(
+    scores: np.ndarray, truth: np.ndarray, acquired: np.ndarray, subjects: Sequence[str], tracks: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """One row per track: per person, the max score over the track's acquired frames.
 
     Probes with no track stay rows of their own. A track is acquired when any of
@@ -159,8 +160,9 @@ class OpenSet:
         return rates.threshold_at_rate(self.top_score[self._nonmated_idx(idx)], target)
 
 
-def evaluate(openset: OpenSet, threshold: float, targets: Sequence[float] = FPIR_TARGETS,
-             n_boot: int = 1000, seed: int = 0) -> dict:
+def evaluate(
+    openset: OpenSet, threshold: float, targets: Sequence[float] = FPIR_TARGETS, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Every open-set figure, with people-bootstrap intervals and trust notes."""
     n_mated = int(openset.mated.sum())
     n_non = int((~openset.mated).sum())
@@ -193,31 +195,41 @@ def evaluate(openset: OpenSet, threshold: float, targets: Sequence[float] = FPIR
         "rank1_ci": ci(lambda idx: openset.rank_hit_rate(1, idx)),
         "rank1_trust": trust(rank1_errors, int(acquired_mated.sum())),
         "rank5": openset.rank_hit_rate(5),
-        "rank5_note": ("the gallery has 5 people or fewer: everyone is within rank 5, so rank-5 says nothing"
-                       if openset.scores.shape[1] <= 5 else None),
+        "rank5_note": (
+            "the gallery has 5 people or fewer: everyone is within rank 5, so rank-5 says nothing"
+            if openset.scores.shape[1] <= 5
+            else None
+        ),
         "fnir_at_fpir": [],
     }
     for target in targets:
         entry: dict = {"target_fpir": target}
         if not rates.measurable(n_non, target):
             need = math.ceil(1 / target)
-            entry.update(measurable=False,
-                         reason=f"needs at least {need} non-mated probes to resolve an FPIR of {target:g}; "
-                                f"there are {n_non}")
+            entry.update(
+                measurable=False,
+                reason=f"needs at least {need} non-mated probes to resolve an FPIR of {target:g}; there are {n_non}",
+            )
         else:
             t = openset.threshold_for_fpir(target)
-            entry.update(measurable=True, threshold=t, fnir=openset.fnir(t), fpir=openset.fpir(t),
-                         fnir_ci=ci(lambda idx, tg=target: openset.fnir(openset.threshold_for_fpir(tg, idx), idx)),
-                         fnir_trust=trust(int(openset.misses(t).sum()), n_mated),
-                         fpir_trust=trust(int(openset.false_alerts(t).sum()), n_non))
+            entry.update(
+                measurable=True,
+                threshold=t,
+                fnir=openset.fnir(t),
+                fpir=openset.fpir(t),
+                fnir_ci=ci(lambda idx, tg=target: openset.fnir(openset.threshold_for_fpir(tg, idx), idx)),
+                fnir_trust=trust(int(openset.misses(t).sum()), n_mated),
+                fpir_trust=trust(int(openset.false_alerts(t).sum()), n_non),
+            )
         doc["fnir_at_fpir"].append(entry)
     # What the data can say: FNIR where no non-mated probe raises an alert.
     if n_non:
         t0 = float(np.nextafter(openset.nonmated_top_scores().max(), math.inf))
         doc["fnir_at_zero_false_alerts"] = {
-            "threshold": t0, "fnir": openset.fnir(t0),
+            "threshold": t0,
+            "fnir": openset.fnir(t0),
             "fpir_upper_95": min(1.0, 3 / n_non),
             "note": f"just above the highest non-mated score: no false alert among {n_non} non-mated probes, "
-                    f"which only shows FPIR is below {min(1.0, 3 / n_non):.2g} (rule of three)",
+            f"which only shows FPIR is below {min(1.0, 3 / n_non):.2g} (rule of three)",
         }
     return doc

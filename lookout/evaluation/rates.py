@@ -33,7 +33,7 @@ def threshold_at_rate(negatives: np.ndarray, target: float) -> float:
     neg = np.sort(np.asarray(negatives, np.float64))[::-1]
     if neg.size == 0:
         return -math.inf
-    k = int(math.floor(target * neg.size + 1e-9))
+    k = math.floor(target * neg.size + 1e-9)
     if k >= neg.size:
         return -math.inf
     return float(np.nextafter(neg[k], math.inf))
@@ -61,5 +61,10 @@ def summary(scores: np.ndarray) -> dict:
     s = s[np.isfinite(s)]
     if not s.size:
         return {"count": 0}
-    return {"count": int(s.size), "min": round(float(s.min()), 4), "median": round(float(np.median(s)), 4),
-            "mean": round(float(s.mean()), 4), "max": round(float(s.max()), 4)}
+    return {
+        "count": int(s.size),
+        "min": round(float(s.min()), 4),
+        "median": round(float(np.median(s)), 4),
+        "mean": round(float(s.mean()), 4),
+        "max": round(float(s.max()), 4),
+    }

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -63,8 +63,15 @@ def read_pairs(path: Path) -> list[Pair]:
         if flag not in _TRUE | _FALSE:
             raise InputError(f"{path}:{line}", f"'same' must be 1/0, true/false or yes/no, not {row['same']!r}")
         a, b = path.parent / row["image_a"].strip(), path.parent / row["image_b"].strip()
-        pairs.append(Pair(a, b, flag in _TRUE, (row.get("person_a") or a.parent.name).strip(),
-                          (row.get("person_b") or b.parent.name).strip()))
+        pairs.append(
+            Pair(
+                a,
+                b,
+                flag in _TRUE,
+                (row.get("person_a") or a.parent.name).strip(),
+                (row.get("person_b") or b.parent.name).strip(),
+            )
+        )
     if not pairs:
         raise InputError(str(path), "no pairs")
     return pairs
@@ -83,9 +90,11 @@ def roc(scores: np.ndarray, same: np.ndarray) -> dict:
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     thresholds = rates.candidate_thresholds(scores)
     gen, imp = scores[same], scores[~same]
-    return {"threshold": thresholds.tolist(),
-            "tar": [rates.accepted_rate(gen, t) for t in thresholds],
-            "far": [rates.accepted_rate(imp, t) for t in thresholds]}
+    return {
+        "threshold": thresholds.tolist(),
+        "tar": [rates.accepted_rate(gen, t) for t in thresholds],
+        "far": [rates.accepted_rate(imp, t) for t in thresholds],
+    }
 
 
 def best_accuracy(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
@@ -107,9 +116,13 @@ def eer(scores: np.ndarray, same: np.ndarray) -> float | None:
     gen, imp = scores[same], scores[~same]
     if not gen.size or not imp.size:
         return None
-    gaps = [(abs(rates.accepted_rate(imp, t) - (1 - rates.accepted_rate(gen, t))),
-             (rates.accepted_rate(imp, t) + 1 - rates.accepted_rate(gen, t)) / 2)
-            for t in rates.candidate_thresholds(scores)]
+    gaps = [
+        (
+            abs(rates.accepted_rate(imp, t) - (1 - rates.accepted_rate(gen, t))),
+            (rates.accepted_rate(imp, t) + 1 - rates.accepted_rate(gen, t)) / 2,
+        )
+        for t in rates.candidate_thresholds(scores)
+    ]
     return float(min(gaps)[1])
 
 
@@ -117,19 +130,34 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, target: float) -> dict:
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     gen, imp = scores[same], scores[~same]
     if not rates.measurable(imp.size, target):
-        return {"target_far": target, "measurable": False,
-                "reason": f"needs at least {math.ceil(1 / target)} impostor pairs to resolve a FAR of {target:g}; "
-                          f"there are {imp.size}"}
+        return {
+            "target_far": target,
+            "measurable": False,
+            "reason": f"needs at least {math.ceil(1 / target)} impostor pairs to resolve a FAR of {target:g}; "
+            f"there are {imp.size}",
+        }
     t = rates.threshold_at_rate(imp, target)
     false_rejects = int((gen < t).sum())
-    return {"target_far": target, "measurable": True, "threshold": t,
-            "tar": rates.accepted_rate(gen, t), "far": rates.accepted_rate(imp, t),
-            "frr_trust": trust(false_rejects, int(gen.size)),
-            "far_trust": trust(int((imp >= t).sum()), int(imp.size))}
+    return {
+        "target_far": target,
+        "measurable": True,
+        "threshold": t,
+        "tar": rates.accepted_rate(gen, t),
+        "far": rates.accepted_rate(imp, t),
+        "frr_trust": trust(false_rejects, int(gen.size)),
+        "far_trust": trust(int((imp >= t).sum()), int(imp.size)),
+    }
 
 
-def evaluate(scores: np.ndarray, same: np.ndarray, people: Sequence[str] | None = None,
-             failures: int = 0, targets: Sequence[float] = FAR_TARGETS, n_boot: int = 1000, seed: int = 0) -> dict:
+def evaluate(
+    scores: np.ndarray,
+    same: np.ndarray,
+    people: Sequence[str] | None = None,
+    failures: int = 0,
+    targets: Sequence[float] = FAR_TARGETS,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Every verification figure for compared pairs; ``people`` (one id per pair) for the intervals."""
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     acc, t_best = best_accuracy(scores, same)
@@ -150,5 +178,6 @@ def evaluate(scores: np.ndarray, same: np.ndarray, people: Sequence[str] | None 
     }
     if people is not None and n_boot:
         doc["best_accuracy_ci"] = bootstrap_ci(
-            list(people), lambda idx: best_accuracy(scores[idx], same[idx])[0], n_boot=n_boot, seed=seed)
+            list(people), lambda idx: best_accuracy(scores[idx], same[idx])[0], n_boot=n_boot, seed=seed
+        )
     return doc

@@ -17,7 +17,7 @@ def draw_faces(image: np.ndarray, faces: list[AnalyzedFace], labels: list[str] |
     for i, analyzed in enumerate(faces):
         face, quality = analyzed.face, analyzed.quality
         colour = GOOD if quality.ok else POOR
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        x1, y1, x2, y2 = (round(v) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         for x, y in face.keypoints:
             cv2.circle(out, (int(x), int(y)), thickness + 1, (255, 255, 0), -1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,17 +42,23 @@ def _detect_once(det, frame: np.ndarray) -> list:
 
 def run_model_bench(pipeline: FacePipeline, runs: int) -> None:
     det, emb = pipeline.detector, pipeline.embedder
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f}; device {det.compiled.get_property('EXECUTION_DEVICES')}")
-    print(f"detector {det.manifest.name} ({det.size}x{det.size}), embedder {emb.name} "
-          f"({emb.chip_size[0]}x{emb.chip_size[1]} -> {emb.dim}-d)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.2f}; device {det.compiled.get_property('EXECUTION_DEVICES')}"
+    )
+    print(
+        f"detector {det.manifest.name} ({det.size}x{det.size}), embedder {emb.name} "
+        f"({emb.chip_size[0]}x{emb.chip_size[1]} -> {emb.dim}-d)"
+    )
     for width, height in FRAME_SIZES:
         frame = synthetic_frame(width, height)
         # One model pass per frame (the device path): letterbox + inference + decode, no padded retry.
         ms = timings_ms(lambda: _detect_once(det, frame), runs)
         print(describe(f"detect {width}x{height}", ms))
     for batch in (1, 8):
-        chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), dtype=np.uint8)
+        chips = np.random.default_rng(1).integers(
+            0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), dtype=np.uint8
+        )
         ms = timings_ms(lambda: emb.embed(chips), runs if batch == 1 else max(10, runs // 4))
         print(describe(f"embed batch {batch} (per batch)", ms, per=batch) + "  faces")
         print(f"{'':34s} per face {np.median(ms) / batch:7.2f} ms")

@@ -22,8 +22,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     detect = commands.add_parser("detect", help="find faces in images: box, score, keypoints, quality")
     detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     detect.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
-    detect.add_argument("--annotate", type=Path, metavar="OUT.png",
-                        help="draw the faces; with several images, OUT-<image name>.png for each")
+    detect.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the faces; with several images, OUT-<image name>.png for each",
+    )
     add_pipeline_options(detect)
     detect.set_defaults(func=_detect)
 
@@ -43,10 +47,16 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def open_pipeline(args: argparse.Namespace, embedder: str | None = None, hint: str = "LATENCY") -> FacePipeline:
     """The pipeline the options of ``add_pipeline_options`` describe (``embedder`` overrides --embedder)."""
-    return FacePipeline.open(PipelineConfig(
-        model_dir=args.model_dir, device=args.device, detector=args.detector, embedder=embedder or args.embedder,
-        detection=DetectorConfig(tile=args.tile), embedder_hint=hint,
-    ))
+    return FacePipeline.open(
+        PipelineConfig(
+            model_dir=args.model_dir,
+            device=args.device,
+            detector=args.detector,
+            embedder=embedder or args.embedder,
+            detection=DetectorConfig(tile=args.tile),
+            embedder_hint=hint,
+        )
+    )
 
 
 def _each_image(paths: list[Path]):
@@ -76,8 +86,12 @@ def _run(args: argparse.Namespace, embed: str, show) -> int:
 def _detect(args: argparse.Namespace) -> int:
     def show(path: Path, image, faces: list[AnalyzedFace]) -> None:
         if args.json:
-            doc = {"image": str(path), "width": image.shape[1], "height": image.shape[0],
-                   "faces": [{**f.face.to_dict(), "quality": f.quality.to_dict()} for f in faces]}
+            doc = {
+                "image": str(path),
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "faces": [{**f.face.to_dict(), "quality": f.quality.to_dict()} for f in faces],
+            }
             print(json.dumps(doc))
             return
         print(f"{path}: {len(faces)} face(s)")
@@ -92,9 +106,17 @@ def _detect(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     def show(path: Path, image, faces: list[AnalyzedFace]) -> None:
         if args.json:
-            doc = {"image": str(path), "faces": [
-                {**f.face.to_dict(), "quality": f.quality.to_dict(), "embedding": [round(float(v), 6) for v in f.embedding]}
-                for f in faces]}
+            doc = {
+                "image": str(path),
+                "faces": [
+                    {
+                        **f.face.to_dict(),
+                        "quality": f.quality.to_dict(),
+                        "embedding": [round(float(v), 6) for v in f.embedding],
+                    }
+                    for f in faces
+                ],
+            }
             print(json.dumps(doc))
             return
         for f in faces:

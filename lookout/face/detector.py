@@ -62,8 +62,9 @@ class Letterbox:
 
 
 class FaceDetector:
-    def __init__(self, model: ov.Model, manifest: ModelManifest, engine: InferenceEngine,
-                 config: DetectorConfig | None = None) -> None:
+    def __init__(
+        self, model: ov.Model, manifest: ModelManifest, engine: InferenceEngine, config: DetectorConfig | None = None
+    ) -> None:
         self.manifest = manifest
         self.config = config or DetectorConfig()
         self.size = manifest.input_size[0]
@@ -89,7 +90,7 @@ class FaceDetector:
     def _detect_regions(self, image: np.ndarray) -> list[Face]:
         found: list[Face] = []
         for x, y, w, h in self.regions(image.shape[1], image.shape[0]):
-            tensor, box = self.prepare(image[y:y + h, x:x + w], offset=(x, y))
+            tensor, box = self.prepare(image[y : y + h, x : x + w], offset=(x, y))
             found += self.decode(self.infer(tensor), box, merge=False)
         return merge_faces(found, self.config.nms_iou, self.config.max_faces)
 
@@ -104,8 +105,9 @@ class FaceDetector:
         return self._request.get_output_tensor(0).data.copy(), self._request.get_output_tensor(1).data.copy()
 
     # -- split form, for asynchronous callers ------------------------------------------
-    def prepare(self, image: np.ndarray, offset: tuple[float, float] = (0, 0),
-                exact: bool = False) -> tuple[np.ndarray, Letterbox]:
+    def prepare(
+        self, image: np.ndarray, offset: tuple[float, float] = (0, 0), exact: bool = False
+    ) -> tuple[np.ndarray, Letterbox]:
         """Letterbox a BGR image into a (1, S, S, 3) uint8 tensor.
 
         ``exact`` shrinks with a true area average (slower; for photos, where a
@@ -116,7 +118,7 @@ class FaceDetector:
         resized = shrink(image, (new_w, new_h), exact)
         tensor = np.zeros((1, self.size, self.size, 3), np.uint8)
         pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
-        tensor[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
+        tensor[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
         return tensor, Letterbox(scale, pad_x, pad_y, offset[0], offset[1])
 
     def decode(self, outputs: tuple[np.ndarray, np.ndarray], box: Letterbox, merge: bool = True) -> list[Face]:
@@ -131,8 +133,10 @@ class FaceDetector:
         half = raw[:, 2:4] / 2
         corners = box.to_image(np.stack([centre - half, centre + half], axis=1), self.size).reshape(-1, 4)
         keypoints = box.to_image(raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :], self.size)
-        faces = [Face(corners[i].astype(np.float32), float(scores[k]), keypoints[i].astype(np.float32))
-                 for i, k in enumerate(keep)]
+        faces = [
+            Face(corners[i].astype(np.float32), float(scores[k]), keypoints[i].astype(np.float32))
+            for i, k in enumerate(keep)
+        ]
         return merge_faces(faces, self.config.nms_iou, self.config.max_faces) if merge else faces
 
 
@@ -194,11 +198,13 @@ def merge_faces(faces: list[Face], iou_threshold: float, max_faces: int) -> list
         group[i] = True
         alive &= ~group
         weights = scores[group] / scores[group].sum()
-        merged.append(Face(
-            box=(boxes[group] * weights[:, None]).sum(0).astype(np.float32),
-            score=float(scores[i]),
-            keypoints=(points[group] * weights[:, None, None]).sum(0).astype(np.float32),
-        ))
+        merged.append(
+            Face(
+                box=(boxes[group] * weights[:, None]).sum(0).astype(np.float32),
+                score=float(scores[i]),
+                keypoints=(points[group] * weights[:, None, None]).sum(0).astype(np.float32),
+            )
+        )
         if len(merged) == max_faces:
             break
     return merged

@@ -16,8 +16,14 @@ from lookout.models.manifest import ModelManifest
 
 
 class FaceEmbedder:
-    def __init__(self, model: ov.Model, manifest: ModelManifest, engine: InferenceEngine,
-                 hint: str = "LATENCY", max_batch: int = 16) -> None:
+    def __init__(
+        self,
+        model: ov.Model,
+        manifest: ModelManifest,
+        engine: InferenceEngine,
+        hint: str = "LATENCY",
+        max_batch: int = 16,
+    ) -> None:
         self.manifest = manifest
         self.name = manifest.name
         self.digest = manifest.digest
@@ -32,7 +38,7 @@ class FaceEmbedder:
         """(N, h, w, 3) uint8 RGB chips -> (N, dim) unit vectors. Batches of at most ``max_batch``."""
         if len(chips) == 0:
             return np.zeros((0, self.dim), np.float32)
-        parts = [self._infer(chips[i:i + self.max_batch]) for i in range(0, len(chips), self.max_batch)]
+        parts = [self._infer(chips[i : i + self.max_batch]) for i in range(0, len(chips), self.max_batch)]
         return np.concatenate(parts)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

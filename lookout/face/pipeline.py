@@ -36,7 +36,7 @@ class FacePipeline:
         self.quality_config = quality
 
     @classmethod
-    def open(cls, config: PipelineConfig | None = None) -> "FacePipeline":
+    def open(cls, config: PipelineConfig | None = None) -> FacePipeline:
         """Load and compile both models from the model store (verifying their digests)."""
         config = config or PipelineConfig()
         store = ModelStore(config.model_dir)

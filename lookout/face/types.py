@@ -31,7 +31,9 @@ class Face:
         return {
             "box": [round(float(v), 1) for v in self.box],
             "score": round(self.score, 4),
-            "keypoints": {n: [round(float(x), 1), round(float(y), 1)] for n, (x, y) in zip(KEYPOINT_NAMES, self.keypoints)},
+            "keypoints": {
+                n: [round(float(x), 1), round(float(y), 1)] for n, (x, y) in zip(KEYPOINT_NAMES, self.keypoints)
+            },
         }
 
 

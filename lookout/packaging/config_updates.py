@@ -16,10 +16,12 @@ Greengrass stores numbers from a cloud deployment as floats (``60`` comes back a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from lookout.errors import ConfigError
 from lookout.log import get_logger
@@ -61,12 +63,12 @@ class LiveSettings:
 
     threshold: float = 0.0
     margin: float = 0.05
-    cooldownSeconds: float = 60.0  # noqa: N815 - the configuration key
-    sendCrop: bool = True  # noqa: N815
-    logLevel: str = "info"  # noqa: N815
+    cooldownSeconds: float = 60.0
+    sendCrop: bool = True
+    logLevel: str = "info"
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "LiveSettings":
+    def from_config(cls, config: Mapping[str, Any]) -> LiveSettings:
         defaults = cls()
         threshold = as_float(config.get("threshold", defaults.threshold), "threshold")
         if not -1.0 <= threshold <= 1.0:
@@ -82,14 +84,18 @@ class LiveSettings:
             raise ConfigError(f"component configuration logLevel: {level!r} is not one of {', '.join(_LEVELS)}")
         return cls(threshold, margin, cooldown, as_bool(config.get("sendCrop", defaults.sendCrop), "sendCrop"), level)
 
-    def changed(self, other: "LiveSettings") -> dict[str, Any]:
+    def changed(self, other: LiveSettings) -> dict[str, Any]:
         return {f.name: getattr(other, f.name) for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)}
 
 
 def apply_live(runtime: Any, settings: LiveSettings) -> None:
     """Apply the live keys to a running ``lookout.device.runtime.Runtime`` (from the next frame on)."""
-    runtime.apply_live(threshold=settings.threshold or None, min_margin=settings.margin,
-                       cooldown_s=settings.cooldownSeconds, crop=settings.sendCrop)
+    runtime.apply_live(
+        threshold=settings.threshold or None,
+        min_margin=settings.margin,
+        cooldown_s=settings.cooldownSeconds,
+        crop=settings.sendCrop,
+    )
     logging.getLogger().setLevel(settings.logLevel.upper())
 
 
@@ -100,8 +106,13 @@ class ConfigurationWatcher:
     ``get_configuration`` / ``subscribe_to_configuration_update`` methods).
     """
 
-    def __init__(self, client: Any, current: LiveSettings, apply: Callable[[LiveSettings], None],
-                 restart_keys: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        current: LiveSettings,
+        apply: Callable[[LiveSettings], None],
+        restart_keys: Mapping[str, Any] | None = None,
+    ) -> None:
         self.client = client
         self.current = current
         self.apply = apply
@@ -112,7 +123,8 @@ class ConfigurationWatcher:
 
     def start(self) -> None:
         _, self._operation = self.client.subscribe_to_configuration_update(
-            key_path=[], on_stream_event=self._on_event, on_stream_error=self._on_error)
+            key_path=[], on_stream_event=self._on_event, on_stream_error=self._on_error
+        )
         log.info("greengrass.config_watch", live_keys=",".join(LIVE_KEYS))
 
     def _on_error(self, error: Exception) -> bool:
@@ -138,13 +150,14 @@ class ConfigurationWatcher:
                 log.info("greengrass.config_applied", **{k: str(v) for k, v in changes.items()})
         for key, started_with in self.restart_keys.items():
             if key in config and str(config[key]) != str(started_with):
-                log.info("greengrass.config_needs_restart", key=key,
-                         hint="the nucleus restarts the component when a deployment changes this key")
+                log.info(
+                    "greengrass.config_needs_restart",
+                    key=key,
+                    hint="the nucleus restarts the component when a deployment changes this key",
+                )
         return changes
 
     def stop(self) -> None:
         if self._operation is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._operation.close()
-            except Exception:
-                pass

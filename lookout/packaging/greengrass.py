@@ -26,10 +26,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from lookout import __version__
 from lookout.errors import ConfigError, LookoutError
@@ -37,8 +38,8 @@ from lookout.log import get_logger
 from lookout.models.store import IR_FILES, ModelStore
 from lookout.packaging.recipe import (
     ARCHITECTURES,
-    TEMPLATE_NAME,
     MQTT_PROXY,
+    TEMPLATE_NAME,
     artifact_digest,
     default_configuration,
     device_defaults,
@@ -75,7 +76,7 @@ class PackageOptions:
     component_name: str = DEFAULT_COMPONENT
     version: str = __version__
     uri_base: str = DEFAULT_URI_BASE
-    models: tuple[str, ...] = ()          # default: the detector and embedder of the recipe's configuration
+    models: tuple[str, ...] = ()  # default: the detector and embedder of the recipe's configuration
     model_dir: Path | None = None
     python: str = sys.executable
     find_links: tuple[Path, ...] = ()
@@ -86,13 +87,14 @@ class PackageOptions:
 class PackageResult:
     recipe_path: Path
     artifact_dir: Path
-    artifacts: dict[str, str] = field(default_factory=dict)   # file name -> base64 SHA-256 digest
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> base64 SHA-256 digest
     architectures: list[str] = field(default_factory=list)
     python_tag: str = ""
     wheels: list[str] = field(default_factory=list)
 
 
 # -- small helpers -----------------------------------------------------------------------
+
 
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     log.info("package.run", step=what, cmd=" ".join(str(c) for c in cmd[:6]) + (" ..." if len(cmd) > 6 else ""))
@@ -105,8 +107,10 @@ def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
 
 def _interpreter(python: str) -> tuple[str, str]:
     """(python tag like cp311, machine like x86_64) of the interpreter wheels are built for."""
-    proc = _run([python, "-c", "import sys, platform; print('cp%d%d' % sys.version_info[:2], platform.machine())"],
-                f"asking {python} for its version")
+    proc = _run(
+        [python, "-c", "import sys, platform; print('cp%d%d' % sys.version_info[:2], platform.machine())"],
+        f"asking {python} for its version",
+    )
     tag, machine = proc.stdout.split()
     return tag, machine
 
@@ -131,6 +135,7 @@ def _wheel_name_version(path: Path) -> tuple[str, str]:
 
 
 # -- wheels --------------------------------------------------------------------------------
+
 
 def _requirements(project: Path) -> list[str]:
     """What to build: the project, with the Greengrass IPC client (the `greengrass` extra once it exists)."""
@@ -163,12 +168,16 @@ def build_wheelhouse(opts: PackageOptions, dest: Path) -> list[Path]:
         raise PackagingError("no lookout wheel was built")
     with zipfile.ZipFile(ours[0]) as zf:
         names = set(zf.namelist())
-    missing = [m for m in ("lookout/packaging/launch.py", "lookout/packaging/ipc_publisher.py",
-                           "lookout/device/__init__.py") if m not in names]
+    missing = [
+        m
+        for m in ("lookout/packaging/launch.py", "lookout/packaging/ipc_publisher.py", "lookout/device/__init__.py")
+        if m not in names
+    ]
     if missing:
         raise PackagingError(
             f"the lookout wheel lacks {missing}: add the package to [tool.setuptools] packages in pyproject.toml "
-            "(e.g. \"lookout.packaging\")")
+            '(e.g. "lookout.packaging")'
+        )
     return wheels
 
 
@@ -181,8 +190,10 @@ def wheelhouse_digest(wheels: list[Path]) -> str:
 
 # -- archives -------------------------------------------------------------------------------
 
-def build_code_zip(opts: PackageOptions, wheels: list[Path], python_tag: str, arch: str,
-                   recipe: dict, dest: Path) -> None:
+
+def build_code_zip(
+    opts: PackageOptions, wheels: list[Path], python_tag: str, arch: str, recipe: dict, dest: Path
+) -> None:
     scripts_dir = opts.project / "greengrass"
     entries: list[tuple[str, Path | bytes]] = []
     for name in SCRIPTS:
@@ -192,8 +203,13 @@ def build_code_zip(opts: PackageOptions, wheels: list[Path], python_tag: str, ar
         entries.append((f"greengrass/{name}", path))
     pins = sorted(f"{n}=={v}" for n, v in map(_wheel_name_version, wheels))
     digest = wheelhouse_digest(wheels)
-    component = {"component": opts.component_name, "version": opts.version, "python_tag": python_tag,
-                 "architecture": arch, "wheelhouse_digest": digest}
+    component = {
+        "component": opts.component_name,
+        "version": opts.version,
+        "python_tag": python_tag,
+        "architecture": arch,
+        "wheelhouse_digest": digest,
+    }
     entries += [
         ("greengrass/default-configuration.json", (json.dumps(device_defaults(recipe), indent=2) + "\n").encode()),
         ("greengrass/component.json", (json.dumps(component, indent=2) + "\n").encode()),
@@ -212,8 +228,10 @@ def build_models_zip(opts: PackageOptions, names: list[str], dest: Path) -> dict
     for name in names:
         status = store.status(name)
         if not status.ok:
-            raise PackagingError(f"model {name} is not ready in {store.root}: {'; '.join(status.problems)} "
-                                 f"(run `lookout models fetch {name}`)")
+            raise PackagingError(
+                f"model {name} is not ready in {store.root}: {'; '.join(status.problems)} "
+                f"(run `lookout models fetch {name}`)"
+            )
         folder = store.folder(name)
         for file_name in (*IR_FILES, "manifest.json"):
             entries.append((f"{name}/{file_name}", folder / file_name))
@@ -223,6 +241,7 @@ def build_models_zip(opts: PackageOptions, names: list[str], dest: Path) -> dict
 
 
 # -- recipe ------------------------------------------------------------------------------
+
 
 def _arch_of(manifest: dict) -> str | None:
     wanted = (manifest.get("Platform") or {}).get("architecture")
@@ -293,11 +312,18 @@ def package(opts: PackageOptions) -> PackageResult:
     recipe_path = out / "recipes" / f"{opts.component_name}-{opts.version}.yaml"
     recipe_path.write_text(dump_recipe(recipe), encoding="utf-8")
     artifacts = {p.name: artifact_digest(p) for p in sorted(artifact_dir.glob("*.zip"))}
-    summary = {"component": opts.component_name, "version": opts.version, "recipe": str(recipe_path.relative_to(out)),
-               "architectures": archs, "python_tag": python_tag, "models": model_digests,
-               "artifacts": {name: {"sha256_base64": d, "bytes": (artifact_dir / name).stat().st_size}
-                             for name, d in artifacts.items()},
-               "wheels": wheel_names}
+    summary = {
+        "component": opts.component_name,
+        "version": opts.version,
+        "recipe": str(recipe_path.relative_to(out)),
+        "architectures": archs,
+        "python_tag": python_tag,
+        "models": model_digests,
+        "artifacts": {
+            name: {"sha256_base64": d, "bytes": (artifact_dir / name).stat().st_size} for name, d in artifacts.items()
+        },
+        "wheels": wheel_names,
+    }
     (out / "package.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return PackageResult(recipe_path, artifact_dir, artifacts, archs, python_tag, wheel_names)
 
@@ -325,6 +351,8 @@ def next_steps(result: PackageResult, opts: PackageOptions) -> str:
         "See docs/deployment.md.",
     ]
     if opts.uri_base == DEFAULT_URI_BASE:
-        lines.append(f"(artifact URIs use the placeholder {DEFAULT_URI_BASE}: pass --uri-base s3://BUCKET/PREFIX "
-                     "before publishing to the cloud; local deployments ignore it)")
+        lines.append(
+            f"(artifact URIs use the placeholder {DEFAULT_URI_BASE}: pass --uri-base s3://BUCKET/PREFIX "
+            "before publishing to the cloud; local deployments ignore it)"
+        )
     return "\n".join(lines)

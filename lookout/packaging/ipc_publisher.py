@@ -23,9 +23,11 @@ Selection (:func:`choose_publisher_kind`): config ``publisher: greengrass|mqtt|a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from lookout.device.publisher import AckCallback, EventPublisher
 from lookout.errors import ConfigError
@@ -52,8 +54,10 @@ def choose_publisher_kind(setting: str, environ: Mapping[str, str]) -> str:
     if setting == "auto":
         return "greengrass" if in_greengrass(environ) else "mqtt"
     if setting == "greengrass" and not in_greengrass(environ):
-        raise ConfigError(f"publisher greengrass: not running under the Greengrass nucleus ({SOCKET_ENV} and "
-                          f"{TOKEN_ENV} are not set); use publisher mqtt or auto")
+        raise ConfigError(
+            f"publisher greengrass: not running under the Greengrass nucleus ({SOCKET_ENV} and "
+            f"{TOKEN_ENV} are not set); use publisher mqtt or auto"
+        )
     return setting
 
 
@@ -69,6 +73,7 @@ def ipc_client_factory() -> Any:
 def _qos(qos: int) -> str:
     try:
         from awsiot.greengrasscoreipc.model import QOS
+
         return QOS.AT_LEAST_ONCE if qos >= 1 else QOS.AT_MOST_ONCE
     except ImportError:  # a stand-in client in tests; the SDK's QOS values are these strings
         return "1" if qos >= 1 else "0"
@@ -79,8 +84,13 @@ class GreengrassIpcPublisher(EventPublisher):
 
     owns_connection = False
 
-    def __init__(self, *, client_factory: Callable[[], Any] = ipc_client_factory,
-                 connect_retry_s: float = 5.0, publish_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        client_factory: Callable[[], Any] = ipc_client_factory,
+        connect_retry_s: float = 5.0,
+        publish_timeout_s: float = 30.0,
+    ) -> None:
         self._factory = client_factory
         self._retry_s = connect_retry_s
         self._timeout_s = publish_timeout_s
@@ -144,8 +154,9 @@ class GreengrassIpcPublisher(EventPublisher):
                 log.warning("greengrass.ipc_close_failed", error=repr(err))
 
     # -- publishing ---------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                on_ack: AckCallback | None = None) -> bool:
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_ack: AckCallback | None = None
+    ) -> bool:
         with self._lock:
             client = self._client
         if client is None:
@@ -192,10 +203,8 @@ class GreengrassIpcPublisher(EventPublisher):
                 return
             self._client = None
         self._connected.clear()
-        try:
+        with contextlib.suppress(Exception):
             client.close()
-        except Exception:
-            pass
         if not self._stopping.is_set() and (self._thread is None or not self._thread.is_alive()):
             self._thread = threading.Thread(target=self._connect_loop, name="gg-ipc-connect", daemon=True)
             self._thread.start()

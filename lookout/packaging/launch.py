@@ -27,8 +27,9 @@ import logging
 import logging.handlers
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 def _write_pid(path: str | None) -> None:
@@ -80,32 +81,48 @@ def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tupl
     device_id = env("DEVICE_ID") or env("THING_NAME") or environ.get("AWS_IOT_THING_NAME", "").strip()
     if not device_id:
         from lookout.errors import ConfigError
-        raise ConfigError("no device id: set the component configuration deviceId (empty means the thing name, "
-                          "which the nucleus provides)")
+
+        raise ConfigError(
+            "no device id: set the component configuration deviceId (empty means the thing name, "
+            "which the nucleus provides)"
+        )
     thing = env("THING_NAME") or environ.get("AWS_IOT_THING_NAME", "")
     if thing and device_id != thing:
         from lookout.log import get_logger
+
         get_logger(__name__).warning(
-            "greengrass.device_id_not_thing", device_id=device_id, thing=thing,
-            hint="the default accessControl only allows topics under the thing name: widen it too")
+            "greengrass.device_id_not_thing",
+            device_id=device_id,
+            thing=thing,
+            hint="the default accessControl only allows topics under the thing name: widen it too",
+        )
     key_pem = env("BUNDLE_PUBLIC_KEY").replace("\\n", "\n") or None
     gallery: dict[str, Any] = {"store_dir": str(work / "bundles")}
     if key_pem:
         gallery["public_key"] = str(work / "bundle-signing.pub.pem")
     bundle_url = env("BUNDLE_URL")
     if bundle_url:
-        gallery["pull"] = {"url": bundle_url,
-                           "interval_s": as_float(env("BUNDLE_POLL_SECONDS", "300"), "bundlePollSeconds")}
+        gallery["pull"] = {
+            "url": bundle_url,
+            "interval_s": as_float(env("BUNDLE_POLL_SECONDS", "300"), "bundlePollSeconds"),
+        }
     doc = {
         "device_id": device_id,
         "source": {"url": env("SOURCE", "0")},
-        "models": {"device": env("INFERENCE_DEVICE", "AUTO"), "detector": env("DETECTOR", "blazeface-full"),
-                   "embedder": env("EMBEDDER", "dlib-resnet")},
+        "models": {
+            "device": env("INFERENCE_DEVICE", "AUTO"),
+            "detector": env("DETECTOR", "blazeface-full"),
+            "embedder": env("EMBEDDER", "dlib-resnet"),
+        },
         "recognition": {"threshold": live.threshold or None, "min_margin": live.margin},
         "gallery": gallery,
         "events": {"cooldown_s": live.cooldownSeconds, "crop": live.sendCrop},
-        "mqtt": {"host": env("MQTT_HOST", "127.0.0.1"), "port": as_int(env("MQTT_PORT", "1883"), "mqttPort"),
-                 "client_id": device_id, "topic_prefix": env("TOPIC_PREFIX", "dt/lookout")},
+        "mqtt": {
+            "host": env("MQTT_HOST", "127.0.0.1"),
+            "port": as_int(env("MQTT_PORT", "1883"), "mqttPort"),
+            "client_id": device_id,
+            "topic_prefix": env("TOPIC_PREFIX", "dt/lookout"),
+        },
         "outbox": {"path": str(work / "outbox.sqlite")},
         "status": {"heartbeat_s": as_float(env("HEARTBEAT_SECONDS", "60"), "heartbeatSeconds")},
     }
@@ -126,8 +143,9 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lookout.packaging.launch",
-                                     description="Run the Lookout device as a Greengrass component.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lookout.packaging.launch", description="Run the Lookout device as a Greengrass component."
+    )
     parser.add_argument("--ready-file", help="written once the device is ready (the Startup step waits for it)")
     parser.add_argument("--pid-file", help="this process's id, for the Shutdown step")
     parser.add_argument("--log-file", help="rotating log file (default: stderr)")
@@ -164,13 +182,21 @@ def main(argv: list[str] | None = None) -> int:
         if key_pem:
             _write_atomic(work / "bundle-signing.pub.pem", key_pem.rstrip() + "\n")
         config_path = work / "device.yaml"
-        _write_atomic(config_path, "# written by the Greengrass component at each start; "
-                                   "edit the component configuration instead\n"
-                      + yaml.safe_dump(doc, sort_keys=False))
+        _write_atomic(
+            config_path,
+            "# written by the Greengrass component at each start; "
+            "edit the component configuration instead\n" + yaml.safe_dump(doc, sort_keys=False),
+        )
         overrides = {k: v for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
         cfg = load_config(config_path, environ=overrides)
-        log.info("greengrass.starting", device_id=cfg.device_id, publisher=kind, config=str(config_path),
-                 bundle_url=cfg.gallery.pull.url if cfg.gallery.pull else "", models=str(cfg.models.model_dir))
+        log.info(
+            "greengrass.starting",
+            device_id=cfg.device_id,
+            publisher=kind,
+            config=str(config_path),
+            bundle_url=cfg.gallery.pull.url if cfg.gallery.pull else "",
+            models=str(cfg.models.model_dir),
+        )
 
         publisher = GreengrassIpcPublisher() if kind == "greengrass" else None
         runtime = _component_runtime(cfg, publisher, args.ready_file, kind)
@@ -207,8 +233,13 @@ def _component_runtime(cfg, publisher, ready_file: str | None, kind: str):
     log = get_logger("lookout.greengrass")
 
     def announce_ready(runtime: Runtime) -> None:
-        info = {"pid": os.getpid(), "device_id": runtime.cfg.device_id, "publisher": kind,
-                "bundle_version": runtime.metrics.bundle_version, "recognition": runtime.recognition}
+        info = {
+            "pid": os.getpid(),
+            "device_id": runtime.cfg.device_id,
+            "publisher": kind,
+            "bundle_version": runtime.metrics.bundle_version,
+            "recognition": runtime.recognition,
+        }
         if ready_file:
             _write_atomic(Path(ready_file), json.dumps(info) + "\n")
         log.info("greengrass.ready", **{k: str(v) for k, v in info.items()})

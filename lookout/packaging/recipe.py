@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -31,8 +32,12 @@ ARCHITECTURES = {"x86_64": "amd64", "aarch64": "aarch64"}
 
 _CONFIG_REF = re.compile(r"\{configuration:(/[^}]*)\}")
 _VARIABLE = re.compile(r"\{([a-zA-Z]+):([^}]*)\}")
-_KNOWN_VARIABLES = {"artifacts": {"path", "decompressedPath"}, "work": {"path"}, "kernel": {"rootPath"},
-                    "iot": {"thingName"}}
+_KNOWN_VARIABLES = {
+    "artifacts": {"path", "decompressedPath"},
+    "work": {"path"},
+    "kernel": {"rootPath"},
+    "iot": {"thingName"},
+}
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -43,7 +48,8 @@ def project_root(start: Path | None = None) -> Path:
             return folder
     raise ConfigError(
         f"no Lookout source checkout found from {here} (needs pyproject.toml and {TEMPLATE_NAME}); "
-        "run `lookout package` from a clone of the repository, or pass --project")
+        "run `lookout package` from a clone of the repository, or pass --project"
+    )
 
 
 def load_recipe(path: Path) -> dict:
@@ -59,7 +65,7 @@ def load_recipe(path: Path) -> dict:
 
 
 class _NoAliasDumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - every node written out in full
+    def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
@@ -140,7 +146,9 @@ def reference_problems(recipe: dict) -> list[str]:
             problems.append(f"{{configuration:{pointer}}} names no key of DefaultConfiguration")
             continue
         if isinstance(value, (dict, list)):
-            problems.append(f"{{configuration:{pointer}}} is a {type(value).__name__}; lifecycle variables need a scalar")
+            problems.append(
+                f"{{configuration:{pointer}}} is a {type(value).__name__}; lifecycle variables need a scalar"
+            )
     rest = {k: v for k, v in recipe.items() if k != "ComponentConfiguration"}
     for text in _strings(rest):
         for m in _VARIABLE.finditer(text):
@@ -176,13 +184,15 @@ def access_control_problems(recipe: dict, prefix: str | None = None) -> list[str
             problems.append(f"policy {policy_id}: operations beyond publishing: {sorted(extra_ops)}")
         for resource in policy.get("resources") or []:
             if resource not in allowed:
-                problems.append(f"policy {policy_id}: resource {resource!r} is not one of this device's topics "
-                                f"({', '.join(sorted(allowed))})")
+                problems.append(
+                    f"policy {policy_id}: resource {resource!r} is not one of this device's topics "
+                    f"({', '.join(sorted(allowed))})"
+                )
             covered.add(resource)
     missing = allowed - covered
     if missing:
         problems.append(f"topics the device publishes but may not: {sorted(missing)}")
-    other_services = set((default_configuration(recipe).get("accessControl") or {})) - {MQTT_PROXY}
+    other_services = set(default_configuration(recipe).get("accessControl") or {}) - {MQTT_PROXY}
     if other_services:
         problems.append(f"access to other IPC services: {sorted(other_services)}")
     return problems

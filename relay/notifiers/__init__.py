@@ -21,15 +21,25 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
         from lookout.relay.notifiers.twilio import TwilioNotifier
 
         return TwilioNotifier(
-            name, settings.account_sid, settings.auth_token_env, settings.from_number,
-            settings.messaging_service_sid, settings.base_url, settings.timeout_s,
+            name,
+            settings.account_sid,
+            settings.auth_token_env,
+            settings.from_number,
+            settings.messaging_service_sid,
+            settings.base_url,
+            settings.timeout_s,
         )
     from lookout.relay.notifiers.sns import SnsNotifier
 
     return SnsNotifier(
-        name, region=settings.region, endpoint_url=settings.endpoint_url, sender_id=settings.sender_id,
-        origination_number=settings.origination_number, sms_type=settings.sms_type,
-        max_price_usd=settings.max_price_usd, timeout_s=settings.timeout_s,
+        name,
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        sender_id=settings.sender_id,
+        origination_number=settings.origination_number,
+        sms_type=settings.sms_type,
+        max_price_usd=settings.max_price_usd,
+        timeout_s=settings.timeout_s,
     )
 
 

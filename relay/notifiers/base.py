@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lookout.errors import LookoutError
 from lookout.relay.message import Outgoing
+
+from lookout.errors import LookoutError
 
 
 class DeliveryError(LookoutError):

@@ -29,8 +29,14 @@ class ConsoleNotifier:
                 out.flush()
             return provider_id
         line = json.dumps(
-            {"at": time.time(), "recipient": message.recipient, "address": message.address,
-             "delivery_id": message.delivery_id, "text": message.text, "alert": message.document},
+            {
+                "at": time.time(),
+                "recipient": message.recipient,
+                "address": message.address,
+                "delivery_id": message.delivery_id,
+                "text": message.text,
+                "alert": message.document,
+            },
             default=str,
         )
         try:

@@ -62,7 +62,9 @@ class SnsNotifier:
         self._client.close()
 
 
-def _attributes(sender_id: str | None, origination: str | None, sms_type: str, max_price: float | None) -> dict[str, Any]:
+def _attributes(
+    sender_id: str | None, origination: str | None, sms_type: str, max_price: float | None
+) -> dict[str, Any]:
     attrs = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": sms_type}}
     if sender_id:
         attrs["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sender_id}

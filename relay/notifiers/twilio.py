@@ -12,10 +12,11 @@ import json
 import os
 from urllib.parse import urlencode
 
-from lookout.errors import ConfigError
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError
 from lookout.relay.notifiers.webhook import check_url, post
+
+from lookout.errors import ConfigError
 
 
 class TwilioNotifier:
@@ -41,7 +42,11 @@ class TwilioNotifier:
 
     def send(self, message: Outgoing) -> str:
         form = urlencode({"To": message.address, "Body": message.text, **self.sender}).encode()
-        headers = {"Authorization": self._auth, "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        headers = {
+            "Authorization": self._auth,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
         _, body = post(self.url, form, headers, self.timeout_s, self.name)
         try:
             return str(json.loads(body)["sid"])

@@ -21,9 +21,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from lookout.errors import ConfigError
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError, retryable_http
+
+from lookout.errors import ConfigError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SIGNATURE_HEADER = "X-Lookout-Signature"
@@ -35,7 +36,9 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, timestamp: str, signature: str, body: bytes, *, tolerance_s: float = 300, now: float | None = None) -> bool:
+def verify(
+    secret: bytes, timestamp: str, signature: str, body: bytes, *, tolerance_s: float = 300, now: float | None = None
+) -> bool:
     """True if ``signature`` is ours for ``body`` and ``timestamp`` is within ``tolerance_s`` of now."""
     try:
         age = abs((now or time.time()) - int(timestamp))
@@ -58,7 +61,9 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, notifie
             return response.status, response.read(65536)
     except urllib.error.HTTPError as err:
         detail = err.read(300).decode("utf-8", "replace") if err.fp else ""
-        raise DeliveryError(notifier, f"HTTP {err.code} from {url}: {detail}".strip(), retryable=retryable_http(err.code)) from None
+        raise DeliveryError(
+            notifier, f"HTTP {err.code} from {url}: {detail}".strip(), retryable=retryable_http(err.code)
+        ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise DeliveryError(notifier, f"cannot reach {url}: {reason}", retryable=True) from None
@@ -85,7 +90,11 @@ class WebhookNotifier:
 
     def send(self, message: Outgoing) -> str:
         body = json.dumps({**message.document, "recipient": message.recipient}, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "lookout-relay", DELIVERY_HEADER: str(message.delivery_id)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "lookout-relay",
+            DELIVERY_HEADER: str(message.delivery_id),
+        }
         if self._secret is not None:
             stamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = stamp

@@ -15,12 +15,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lookout.sync.records import PhotoRecord
 from pydantic import ValidationError
 
 from lookout.errors import InputError
-from lookout.sync.records import PhotoRecord
 
-KNOWN = {"person_id", "name", "photo", "photo_id", "jurisdiction", "department", "use_for_recognition", "box", "attributes"}
+KNOWN = {
+    "person_id",
+    "name",
+    "photo",
+    "photo_id",
+    "jurisdiction",
+    "department",
+    "use_for_recognition",
+    "box",
+    "attributes",
+}
 TRUE = {"1", "true", "yes", "y", "t"}
 FALSE = {"0", "false", "no", "n", "f"}
 
@@ -61,11 +71,16 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
     attributes.update({k: v for k, v in row.items() if k not in KNOWN and v not in (None, "")})
     try:
         return PhotoRecord(
-            person_id=str(row["person_id"]), name=str(row["name"]), photo=photo,
+            person_id=str(row["person_id"]),
+            name=str(row["name"]),
+            photo=photo,
             photo_id=(str(row["photo_id"]).strip() or None) if row.get("photo_id") not in (None, "") else None,
-            jurisdiction=row.get("jurisdiction") or None, department=row.get("department") or None,
+            jurisdiction=row.get("jurisdiction") or None,
+            department=row.get("department") or None,
             use_for_recognition=_bool(row.get("use_for_recognition", True), where),
-            box=_box(row.get("box"), where), attributes=attributes, origin=where,
+            box=_box(row.get("box"), where),
+            attributes=attributes,
+            origin=where,
         )
     except ValidationError as err:
         first = err.errors()[0]
@@ -100,7 +115,7 @@ def read_manifest_file(path: Path) -> list[PhotoRecord]:
         raise InputError(str(path), f"not JSON ({err.msg} at line {err.lineno})") from None
     rows = doc.get("photos") if isinstance(doc, dict) else doc
     if not isinstance(rows, list):
-        raise InputError(str(path), "JSON manifest must be a list of rows or {\"photos\": [...]}")
+        raise InputError(str(path), 'JSON manifest must be a list of rows or {"photos": [...]}')
     out = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):

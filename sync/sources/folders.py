@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lookout.errors import InputError
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources.csv_json import row_to_record
+
+from lookout.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -64,8 +65,13 @@ def read_folders(root: Path, people: Path | dict | None = None) -> list[PhotoRec
         details.update(extra.get(folder.name, {}))
         photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         for photo in photos:
-            row = {"name": folder.name, **details, "person_id": folder.name, "photo": str(photo),
-                   "photo_id": f"{folder.name}/{photo.name}"}
+            row = {
+                "name": folder.name,
+                **details,
+                "person_id": folder.name,
+                "photo": str(photo),
+                "photo_id": f"{folder.name}/{photo.name}",
+            }
             records.append(row_to_record(row, None, str(photo)))
     if not records:
         raise InputError(str(root), "no identity folders with images (expected <person>/<photo>.jpg)")

@@ -33,17 +33,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
+from lookout.sync.http import FetchError, HttpClient
+from lookout.sync.records import PhotoRecord
+from lookout.sync.sources.csv_json import row_to_record
 from pydantic import BaseModel, ConfigDict, Field
 
 from lookout.errors import ConfigError, InputError
 from lookout.log import get_logger
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.records import PhotoRecord
-from lookout.sync.sources.csv_json import row_to_record
 
 log = get_logger(__name__)
 
@@ -101,8 +102,9 @@ class HttpApiSource:
         self.missing_ids: list[int] = []
 
     @classmethod
-    def from_config(cls, path: Path | None, url_template: str | None = None, state_dir: Path | None = None,
-                    **overrides) -> "HttpApiSource":
+    def from_config(
+        cls, path: Path | None, url_template: str | None = None, state_dir: Path | None = None, **overrides
+    ) -> HttpApiSource:
         data: dict = {}
         if path is not None:
             try:
@@ -194,8 +196,14 @@ class HttpApiSource:
         state["done"] = True
         self._save_state(state)
         self.failed_ids = list(state["failed"])
-        log.info("source.http.done", url=self.config.url_template, records=len(cached), next_id=state["next_id"],
-                 failed=len(self.failed_ids), requests=self.client.requests)
+        log.info(
+            "source.http.done",
+            url=self.config.url_template,
+            records=len(cached),
+            next_id=state["next_id"],
+            failed=len(self.failed_ids),
+            requests=self.client.requests,
+        )
         return cached
 
     def _visit(self, case_id: int, state: dict, cached: dict, count_miss: bool) -> None:
@@ -238,10 +246,16 @@ class HttpApiSource:
         for i, item in enumerate(photos):
             url = item.get(f.photo_url) if isinstance(item, dict) else item
             use = item.get(f.use_for_recognition, True) if isinstance(item, dict) and f.use_for_recognition else True
-            row = {"person_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}",
-                   "name": name or f"case {case_id}", "photo": str(url or ""), "jurisdiction": jurisdiction,
-                   "department": dig(doc, f.department), "use_for_recognition": use, "attributes": attributes,
-                   "photo_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}/{i}"}
+            row = {
+                "person_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}",
+                "name": name or f"case {case_id}",
+                "photo": str(url or ""),
+                "jurisdiction": jurisdiction,
+                "department": dig(doc, f.department),
+                "use_for_recognition": use,
+                "attributes": attributes,
+                "photo_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}/{i}",
+            }
             try:
                 out.append(row_to_record(row, None, f"{where} photo {i}"))
             except InputError as err:
