@@ -4,7 +4,8 @@ Layout (default root: the user's cache dir, e.g. ~/.cache/lookout/models;
 override with ``LOOKOUT_MODEL_DIR`` or ``--model-dir``)::
 
     <root>/downloads/<archive>          the pinned PyPI archives
-    <root>/<name>/source/<file>         the model file taken from the archive
+    <root>/<name>/source/<file>         the model file taken from the archive, or the
+                                        publisher's files (same relative paths as its URLs)
     <root>/<name>/model.xml, model.bin  OpenVINO IR
     <root>/<name>/manifest.json         see ModelManifest
 
@@ -22,9 +23,9 @@ from pathlib import Path
 import openvino as ov
 import platformdirs
 from lookout.models.convert import CONVERTERS
-from lookout.models.fetch import download_archive, extract_member
+from lookout.models.fetch import download_archive, extract_member, fetch_url_files
 from lookout.models.manifest import ModelManifest
-from lookout.models.registry import ALL_MODELS, ModelSpec, get_spec
+from lookout.models.registry import ALL_MODELS, ModelSpec, PackageSource, UrlSource, get_spec
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
@@ -60,15 +61,24 @@ class ModelStore:
 
     def source_file(self, name: str) -> Path:
         spec = get_spec(name)
+        if isinstance(spec.source, UrlSource):
+            return self.folder(name) / "source" / spec.source.ir_xml.path
         return self.folder(name) / "source" / Path(spec.source.member).name
 
-    def fetch(self, name: str, force: bool = False) -> ModelManifest:
-        """Download (if needed), verify, convert and describe one model. Idempotent."""
+    def fetch(self, name: str, force: bool = False, mirror: Path | None = None) -> ModelManifest:
+        """Download (if needed), verify, convert and describe one model. Idempotent.
+
+        ``mirror``: a folder holding a URL-sourced model's files (default: the
+        spec's environment variable, e.g. ``LOOKOUT_OMZ_MIRROR``)."""
         spec = get_spec(name)
         if not force and self.status(name).ok:
             return self.manifest(name)
-        archive = download_archive(spec.source, self.root / "downloads")
-        source = extract_member(spec.source, archive, self.source_file(name))
+        if isinstance(spec.source, UrlSource):
+            fetch_url_files(spec.source, self.folder(name) / "source", mirror)
+            source = self.source_file(name)
+        else:
+            archive = download_archive(spec.source, self.root / "downloads")
+            source = extract_member(spec.source, archive, self.source_file(name))
         log.info("model.convert", name=name, source=source.name)
         model = CONVERTERS[spec.converter](source, spec)
         return self._save(spec, model)
@@ -159,18 +169,33 @@ def _file_problems(folder: Path, manifest: ModelManifest) -> list[str]:
     return problems
 
 
+def _source_fields(source: PackageSource | UrlSource) -> dict:
+    """The manifest's source fields: the PyPI archive and member, or the publisher's files by URL and SHA-384."""
+    if isinstance(source, PackageSource):
+        return {
+            "source_package": source.package,
+            "source_version": source.version,
+            "source_archive_sha256": source.archive_sha256,
+            "source_member": source.member,
+            "source_member_sha256": source.member_sha256,
+        }
+    return {
+        "source_package": source.publisher,
+        "source_version": source.release,
+        "source_archive_sha256": "",
+        "source_member": source.ir_xml.path,
+        "source_member_sha256": "",
+        "source_files": {f.path: {"url": f.url, "sha384": f.sha384, "size": f.size} for f in source.files},
+    }
+
+
 def _describe(spec: ModelSpec, files: dict[str, str]) -> ModelManifest:
-    src = spec.source
     return ModelManifest(
         name=spec.name,
         kind=spec.kind,
         version=spec.version,
         description=spec.description,
-        source_package=src.package,
-        source_version=src.version,
-        source_archive_sha256=src.archive_sha256,
-        source_member=src.member,
-        source_member_sha256=src.member_sha256,
+        **_source_fields(spec.source),
         input_layout=spec.input_layout,
         input_size=list(spec.input_size),
         preprocessing=spec.preprocessing,
