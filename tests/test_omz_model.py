@@ -59,7 +59,9 @@ def _largest(pipeline: FacePipeline, image: np.ndarray):
 
 def test_converted_model_matches_intels_ir_fed_by_hand(omz_pipeline, grace_hopper, astronaut) -> None:
     intel = ov.Core().compile_model(str(REID_XML), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    chips = np.concatenate([omz_pipeline.align(img, [_largest(omz_pipeline, img)]) for img in (grace_hopper, astronaut)])
+    chips = np.concatenate(
+        [omz_pipeline.align(img, [_largest(omz_pipeline, img)]) for img in (grace_hopper, astronaut)]
+    )
     ours = omz_pipeline.embed(chips)
     assert ours.shape == (2, 256) and ours.dtype == np.float32
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)

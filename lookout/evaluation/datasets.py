@@ -30,6 +30,7 @@ from lookout.evaluation.enrolment import MULTIPLE_FACES, NO_FACE, UNREADABLE, Ca
 from lookout.face.image_io import read_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
+from lookout.face.subject import SEVERAL_FACES, choose_subject, refusals
 from lookout.face.types import Face
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -153,6 +154,8 @@ class Embedded:
     model_name: str
     model_digest: str
     description: str = ""
+    not_enrolled: list[str] = field(default_factory=list)  # gallery people none of whose photos enrolled (FTE)
+    not_enrolled_probes: int = 0  # their probes: misses, left out of the open-set figures and counted here
 
     @property
     def acquired(self) -> np.ndarray:
@@ -216,13 +219,17 @@ class _Embedder:
         pixels, faces = self.faces(image)
         if pixels is None:
             return Capture(item, person, (UNREADABLE,)), None
-        face, reason = _pick_box(faces, box) if box is not None else _pick_whole_image(faces, enrolment)
+        if enrolment:  # the same rule as `gallery build` (lookout.face.subject)
+            face, reason, _ = choose_subject(faces, box)
+        else:
+            face, reason = _pick_box(faces, box) if box is not None else _pick_whole_image(faces, enrolment)
         if face is None:
-            return Capture(item, person, (reason,)), None
+            return Capture(item, person, (MULTIPLE_FACES if reason == SEVERAL_FACES else reason,)), None
         chip = self.pipeline.align(pixels, [face])
         quality = assess(face, chip[0], self.pipeline.quality_config)
-        if self.quality_gate and not quality.ok:
-            return Capture(item, person, quality.reasons), None
+        refused = refusals(quality.reasons) if enrolment else quality.reasons
+        if self.quality_gate and refused:
+            return Capture(item, person, refused), None
         return Capture(item, person), chip[0]
 
     def embed(self, chips: list[np.ndarray | None]) -> np.ndarray:
@@ -247,23 +254,30 @@ def embed_protocol(protocol: Protocol, pipeline: FacePipeline, quality_gate: boo
                 chips.append(chip)
                 owner.append(i)
     gallery = worker.embed(chips) if chips else np.zeros((0, pipeline.embedder.dim), np.float32)
+    # N and rank-1 are over people actually enrolled; the others are failures to enrol, their probes misses
+    enrolled = sorted({persons[i] for i in owner})
+    not_enrolled = [p for p in persons if p not in set(enrolled)]
+    reindex = {persons.index(p): j for j, p in enumerate(enrolled)}
+    probes = [p for p in protocol.probes if p.person not in set(not_enrolled)]
     acquisition, probe_chips = [], []
-    for probe in protocol.probes:
+    for probe in probes:
         cap, chip = worker.capture(probe.image, probe.subject, probe.item, box=probe.box)
         acquisition.append(cap)
         probe_chips.append(chip)
     emb = pipeline.embedder
     return Embedded(
-        persons,
+        enrolled,
         gallery,
-        np.asarray(owner, np.int64),
+        np.asarray([reindex[i] for i in owner], np.int64),
         enrolment,
-        list(protocol.probes),
+        probes,
         worker.embed(probe_chips),
         acquisition,
         emb.name,
         emb.digest,
         protocol.description,
+        not_enrolled,
+        len(protocol.probes) - len(probes),
     )
 
 
