@@ -16,7 +16,7 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
     if isinstance(settings, cfg.WebhookNotifier):
         from lookout.relay.notifiers.webhook import WebhookNotifier
 
-        return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s)
+        return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s, settings.include_crop)
     if isinstance(settings, cfg.TwilioNotifier):
         from lookout.relay.notifiers.twilio import TwilioNotifier
 
