@@ -36,7 +36,7 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
     )
     digest = None
     try:
-        from lookout.models.store import ModelStore
+        from lookout.model_store.store import ModelStore
 
         store = ModelStore(cfg.models.model_dir)
         for name in (cfg.models.detector, cfg.models.embedder):
@@ -68,7 +68,7 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         g = cfg.gallery
         bundle_dir = g.bundle_dir
         if g.store_dir is not None:
-            from lookout.sync.pull import BundleStore
+            from lookout.gallery.pull import BundleStore
 
             # BundleStore creates its folders: only look inside one that exists.
             bundle_dir = BundleStore(g.store_dir).current_dir() if g.store_dir.is_dir() else None
@@ -79,7 +79,7 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                 )
         if bundle_dir is not None:
             try:
-                from lookout.sync.bundle import load_bundle
+                from lookout.gallery.format import load_bundle
 
                 gallery = load_bundle(bundle_dir, g.public_key, digest, policy, location=cfg.location.jurisdiction)
                 ok(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lookout.device.config import DeviceConfig, example_config, load_config
 
-from lookout.cli_options import add_model_dir
+from lookout.face.options import add_model_dir
 from lookout.errors import ConfigError, LookoutError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX
@@ -159,7 +159,7 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from lookout.device.bench import run_device_bench
+    from lookout.demo.device_bench import run_device_bench
 
     if not (args.faces_dev / "groups.csv").exists():
         print(f"lookout: --faces-dev {args.faces_dev}: not found; the device bench needs faces-dev", file=sys.stderr)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lookout.config_file import load_settings

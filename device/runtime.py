@@ -92,7 +92,7 @@ class Clock:
 
 
 def load_policy(cfg: DeviceConfig):
-    from lookout.sync.policy import Policy
+    from lookout.gallery.policy import Policy
 
     return Policy.load(cfg.gallery.policy) if cfg.gallery.policy else Policy.default()
 
@@ -199,7 +199,7 @@ class Runtime:
 
     # -- gallery -----------------------------------------------------------------------
     def _load_gallery(self, bundle_dir: Path):
-        from lookout.sync.bundle import load_bundle
+        from lookout.gallery.format import load_bundle
 
         return load_bundle(
             bundle_dir,
@@ -216,7 +216,7 @@ class Runtime:
                 raise ConfigError(f"gallery.bundle_dir: {g.bundle_dir} is not a folder")
             self._bundle_dir = g.bundle_dir
             return self._load_gallery(g.bundle_dir)
-        from lookout.sync.pull import BundleStore
+        from lookout.gallery.pull import BundleStore
 
         self.store = BundleStore(g.store_dir)
         current = self.store.current_dir()
@@ -399,7 +399,7 @@ class Runtime:
                 metrics_server.start()
             if cfg.recognition.enabled and cfg.gallery.store_dir is not None:
                 if cfg.gallery.pull is not None:
-                    from lookout.sync.pull import BundlePuller
+                    from lookout.gallery.pull import BundlePuller
 
                     puller = BundlePuller(
                         cfg.gallery.pull.url,

@@ -6,10 +6,10 @@ import argparse
 import json
 from dataclasses import asdict
 
-from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR
-from lookout.models.store import ModelStore
+from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR
+from lookout.model_store.store import ModelStore
 
-from lookout.cli_options import add_model_dir
+from lookout.face.options import add_model_dir
 
 DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
-from lookout.models.registry import ModelSpec
+from lookout.model_store.catalog import ModelSpec
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 

@@ -13,7 +13,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from lookout.models.registry import PackageSource
+from lookout.model_store.catalog import PackageSource
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError

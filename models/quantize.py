@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import numpy as np
 import openvino as ov
-from lookout.models.manifest import ModelManifest
-from lookout.models.registry import get_spec
-from lookout.models.store import IR_FILES, ModelStore
+from lookout.model_store.manifest import ModelManifest
+from lookout.model_store.catalog import get_spec
+from lookout.model_store.store import IR_FILES, ModelStore
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError

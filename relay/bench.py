@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lookout.relay.config import RelayConfig, load_config
-from lookout.relay.localbroker import LocalMosquitto
+from lookout.mosquitto import LocalMosquitto
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.console import ConsoleNotifier
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lookout.sync import metadata
-from lookout.sync.bundle import (
+from lookout.gallery import metadata
+from lookout.gallery.format import (
     GALLERY,
     INDEX,
     DeltaDoc,
@@ -40,8 +40,8 @@ from lookout.sync.enrol import (
     Progress,
     mark_duplicates,
 )
-from lookout.sync.index import IndexParams, VectorIndex
-from lookout.sync.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
 from lookout.sync.report import summarise, summary_line, write_report
 from lookout.sync.threshold import default_threshold

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lookout.cli_options import add_model_dir, add_pipeline_options
+from lookout.face.options import add_model_dir, add_pipeline_options
 from lookout.errors import ConfigError, InputError
 
 
@@ -29,7 +29,7 @@ def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
 
 
 def _policy(args: argparse.Namespace):
-    from lookout.sync.policy import Policy
+    from lookout.gallery.policy import Policy
 
     return Policy.load(args.policy) if getattr(args, "policy", None) else None
 
@@ -248,8 +248,8 @@ def _records(args: argparse.Namespace, work: Path):
 
 def _gallery_build(args: argparse.Namespace) -> int:
     from lookout.sync.build import build_gallery
-    from lookout.sync.index import IndexParams
-    from lookout.sync.policy import Policy
+    from lookout.gallery.index import IndexParams
+    from lookout.gallery.policy import Policy
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     policy = _policy(args) or Policy.default()
@@ -319,7 +319,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
 
 
 def _gallery_delta(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import read_delta, read_manifest
+    from lookout.gallery.format import read_delta, read_manifest
 
     manifest, _ = read_manifest(args.bundle)
     if manifest.delta is None:
@@ -349,7 +349,7 @@ def _gallery_delta(args: argparse.Namespace) -> int:
 
 def _gallery_audit(args: argparse.Namespace) -> int:
     from lookout.sync.audit import audit_gallery
-    from lookout.sync.bundle import load_bundle
+    from lookout.gallery.format import load_bundle
 
     gallery = load_bundle(args.bundle, args.public_key, None, None)
     report = audit_gallery(gallery, args.threshold)
@@ -392,7 +392,7 @@ def _gallery_report(args: argparse.Namespace) -> int:
 
 
 def _gallery_verify(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import verify_bundle
+    from lookout.gallery.format import verify_bundle
 
     manifest, policy = verify_bundle(args.bundle, args.public_key, args.model_digest, _policy(args), args.location)
     print(
@@ -411,7 +411,7 @@ def _gallery_publish(args: argparse.Namespace) -> int:
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    from lookout.sync.keys import generate_keys
+    from lookout.gallery.keys import generate_keys
 
     private, public = generate_keys(args.out, overwrite=args.force)
     print(f"private key (keep secret, sign bundles with it): {private}")
@@ -423,8 +423,8 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 
 def _sync_pull(args: argparse.Namespace) -> int:
-    from lookout.models.store import ModelStore
-    from lookout.sync.pull import BundlePuller, BundleStore
+    from lookout.model_store.store import ModelStore
+    from lookout.gallery.pull import BundlePuller, BundleStore
 
     digest = args.model_digest
     if args.embedder:
@@ -454,8 +454,8 @@ def _sync_pull(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import load_bundle
-    from lookout.sync.search import search_image
+    from lookout.gallery.format import load_bundle
+    from lookout.gallery.search import search_image
 
     from lookout.face.image_io import read_image
 

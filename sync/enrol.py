@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.policy import DEFAULT_PURPOSE, Policy
+from lookout.http_client import FetchError, HttpClient
+from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.sync.records import PhotoRecord
 
 from lookout.digest import sha256_bytes

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lookout.sync.bundle import MANIFEST, SIGNATURE, read_manifest
+from lookout.gallery.format import MANIFEST, SIGNATURE, read_manifest
 
 from lookout.errors import InputError
 from lookout.log import get_logger

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
 __all__ = ["LocalMosquitto", "mosquitto", "mosquitto_factory", "mosquitto_persistent", "require_mosquitto"]
 

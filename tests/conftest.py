@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from lookout.models.store import ModelStore
+from lookout.model_store.store import ModelStore
 
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 
@@ -59,7 +59,7 @@ def pipeline_for(model_store: ModelStore):
 @pytest.fixture(scope="session")
 def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
     """The default pipeline (default detector and embedder)."""
-    from lookout.models.registry import DEFAULT_EMBEDDER
+    from lookout.model_store.catalog import DEFAULT_EMBEDDER
 
     return pipeline_for(DEFAULT_EMBEDDER)
 

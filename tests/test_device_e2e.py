@@ -28,7 +28,7 @@ from lookout.device.config import DeviceConfig
 from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import Runtime
 from lookout.device.videomaker import STRANGERS, make_hold_video, make_scene_video
-from lookout.relay.localbroker import free_port
+from lookout.mosquitto import free_port
 
 from lookout.events import parse_match_event
 from lookout.mqtt import MqttSettings, make_client
@@ -46,7 +46,7 @@ PYTHON = sys.executable
 def world(tmp_path_factory, faces_dev, pipeline):
     """Gallery bundles and videos, built once per session."""
     from lookout.sync.build import build_gallery_from_folders
-    from lookout.sync.keys import generate_keys
+    from lookout.gallery.keys import generate_keys
 
     root = tmp_path_factory.mktemp("device-world")
     private, public = generate_keys(root / "keys")

@@ -44,7 +44,7 @@ def dlib_dat_path() -> Path:
         if not path.is_file():
             pytest.skip(f"dlib model not available: LOOKOUT_DLIB_DAT={path} is not a file")
         return path
-    from lookout.models.store import ModelStore
+    from lookout.model_store.store import ModelStore
 
     store = ModelStore()
     store.fetch("dlib-resnet")

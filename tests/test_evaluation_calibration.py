@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.bundle import load_bundle, read_manifest
-from lookout.sync.keys import generate_keys
-from lookout.sync.search import search_image
+from lookout.gallery.format import load_bundle, read_manifest
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.search import search_image
 
 import lookout.cli
 from lookout.evaluation.bundles import apply_calibration, bundle_calibration, bundle_vectors, calibration_problems

@@ -24,8 +24,8 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from lookout.packaging.greengrass import PackageOptions, package
-from lookout.packaging.recipe import (
+from lookout.greengrass.package import PackageOptions, package
+from lookout.greengrass.recipe import (
     artifact_digest,
     device_defaults,
     load_recipe,

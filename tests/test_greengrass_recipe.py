@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lookout.packaging.greengrass import PackageOptions, PackagingError, code_zip_name, fill_recipe
-from lookout.packaging.ipc_publisher import choose_publisher_kind
-from lookout.packaging.recipe import (
+from lookout.greengrass.package import PackageOptions, PackagingError, code_zip_name, fill_recipe
+from lookout.greengrass.ipc_publisher import choose_publisher_kind
+from lookout.greengrass.recipe import (
     MAX_RECIPE_BYTES,
     TEMPLATE_NAME,
     access_control_problems,

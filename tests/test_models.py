@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 from lookout.models.fetch import extract_member
-from lookout.models.registry import BLAZEFACE_FULL, FACENET, get_spec
-from lookout.models.store import ModelStore
+from lookout.model_store.catalog import BLAZEFACE_FULL, FACENET, get_spec
+from lookout.model_store.store import ModelStore
 
 from lookout.errors import ModelError
 

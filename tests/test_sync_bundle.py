@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 from lookout.sync.build import build_gallery, update_gallery
-from lookout.sync.bundle import (
+from lookout.gallery.format import (
     BundleError,
     apply_delta,
     check_files,
@@ -21,10 +21,10 @@ from lookout.sync.bundle import (
     read_delta,
     read_manifest,
 )
-from lookout.sync.keys import generate_keys
-from lookout.sync.policy import Policy
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
 from lookout.sync.publish import publish
-from lookout.sync.pull import BundlePuller, BundleStore
+from lookout.gallery.pull import BundlePuller, BundleStore
 from lookout.sync.sources.folders import read_folders
 
 from lookout.cli import main
@@ -209,7 +209,7 @@ def _tamper_cases(versions, keys, tmp_path):
     def bad_sig(d):
         import base64
 
-        from lookout.sync.keys import load_private_key, sign
+        from lookout.gallery.keys import load_private_key, sign
 
         sig = sign(load_private_key(other_priv), (d / "manifest.json").read_bytes())
         (d / "manifest.sig").write_bytes(base64.b64encode(sig))

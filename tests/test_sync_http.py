@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 from lookout.sync.build import build_gallery
-from lookout.sync.keys import generate_keys
-from lookout.sync.policy import Policy
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
 from lookout.sync.sources.csv_json import read_manifest_file
 from lookout.sync.sources.http_api import HttpApiSource
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lookout.sync.http import FetchError, HttpClient
+from lookout.http_client import FetchError, HttpClient
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources.csv_json import row_to_record
 from pydantic import BaseModel, ConfigDict, Field

@@ -26,7 +26,7 @@ want="$(cat "$wheels/DIGEST")"
 short="$(printf '%s' "$want" | cut -c1-12)"
 
 if [ -f "$link/.lookout-wheelhouse" ] && [ "$(cat "$link/.lookout-wheelhouse")" = "$want" ] \
-   && "$link/bin/python" -c "import lookout.packaging.launch" >/dev/null 2>&1; then
+   && "$link/bin/python" -c "import lookout.greengrass.launch" >/dev/null 2>&1; then
   say "up to date (wheelhouse $short), nothing to install"
   exit 0
 fi
@@ -45,7 +45,7 @@ say "installing $(grep -c . "$wheels/requirements.txt") packages from $wheels (o
 PIP_CONFIG_FILE=/dev/null "$new/bin/python" -m pip install --no-index --find-links "$wheels" \
   --no-cache-dir --disable-pip-version-check --quiet -r "$wheels/requirements.txt" \
   || { rm -rf "$new"; fail "pip install from the shipped wheels failed (see above)"; }
-"$new/bin/python" -c "import lookout.packaging.launch" \
+"$new/bin/python" -c "import lookout.greengrass.launch" \
   || { rm -rf "$new"; fail "the new virtualenv cannot import lookout"; }
 printf '%s\n' "$want" > "$new/.lookout-wheelhouse"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookout.cli_options import add_model_dir, add_pipeline_options
+from lookout.face.options import add_model_dir, add_pipeline_options
 from lookout.errors import InputError
 from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR
 from lookout.face.pipeline import FacePipeline
@@ -114,7 +114,7 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, embedder: str | None = None):
-    from lookout.face.cli import open_pipeline
+    from lookout.cli.face import open_pipeline
 
     return open_pipeline(args, embedder, hint="THROUGHPUT")
 
@@ -286,7 +286,7 @@ def quantize_command(args: argparse.Namespace) -> int:
     from lookout.evaluation.datasets import aligned_chips, image_files
     from lookout.face.pipeline import PipelineConfig
     from lookout.models.quantize import int8_name, quantize_embedder
-    from lookout.models.store import ModelStore
+    from lookout.model_store.store import ModelStore
 
     store = ModelStore(args.model_dir)
     store.fetch(args.model)
@@ -317,8 +317,8 @@ def _bench(args: argparse.Namespace) -> int:
     from lookout.face.bench import describe, timings_ms
     from lookout.face.embedder import FaceEmbedder
     from lookout.face.engine import InferenceEngine
-    from lookout.models.registry import ALL_MODELS
-    from lookout.models.store import ModelStore
+    from lookout.model_store.catalog import ALL_MODELS
+    from lookout.model_store.store import ModelStore
 
     store = ModelStore(args.model_dir)
     names = [n for n, s in ALL_MODELS.items() if s.kind == "embedder" and store.status(n).ok] + store.derived_models()

@@ -62,8 +62,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _greengrass(args: argparse.Namespace) -> int:
-    from lookout.packaging.greengrass import DEFAULT_COMPONENT, DEFAULT_URI_BASE, PackageOptions, next_steps, package
-    from lookout.packaging.recipe import project_root
+    from lookout.greengrass.package import DEFAULT_COMPONENT, DEFAULT_URI_BASE, PackageOptions, next_steps, package
+    from lookout.greengrass.recipe import project_root
 
     opts = PackageOptions(
         out=args.out,

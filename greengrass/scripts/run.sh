@@ -36,7 +36,7 @@ running_pid() {
   case "$pid" in ''|*[!0-9]*) return 1 ;; esac
   alive "$pid" || return 1
   # after a reboot the number may belong to another process: check it is ours
-  grep -q "lookout.packaging.launch" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  grep -q "lookout.greengrass.launch" "/proc/$pid/cmdline" 2>/dev/null || return 1
   printf '%s' "$pid"
 }
 
@@ -66,7 +66,7 @@ start() {
   say "starting the device (log: $logs/lookout.log)"
   # detached from this script: Greengrass moves to RUNNING when this step exits
   if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi
-  $detach "$venv/bin/python" -m lookout.packaging.launch \
+  $detach "$venv/bin/python" -m lookout.greengrass.launch \
       --ready-file "$ready" --pid-file "$pidfile" --log-file "$logs/lookout.log" \
       </dev/null >>"$logs/stdout.log" 2>&1 &
   bg=$!

@@ -24,9 +24,9 @@ CALIBRATION_BASIS = "calibration"
 
 def bundle_vectors(bundle_dir: Path, public_key=None):
     """(manifest, persons, vectors (M, D), owner (M,)) of a verified bundle's enrolled photos."""
-    from lookout.sync import bundle as b
-    from lookout.sync import metadata
-    from lookout.sync.index import IndexParams, VectorIndex
+    from lookout.gallery import format as b
+    from lookout.gallery import metadata
+    from lookout.gallery.index import IndexParams, VectorIndex
 
     bundle_dir = Path(bundle_dir)
     manifest, _ = b.read_manifest(bundle_dir, public_key)
@@ -70,8 +70,8 @@ def calibration_problems(manifest) -> list[str]:
 
 def apply_calibration(bundle_dir: Path, calibration: Calibration, private_key, public_key=None):
     """Write ``calibration`` into the bundle manifest as its threshold; re-sign; version + 1. Returns the manifest."""
-    from lookout.sync import bundle as b
-    from lookout.sync.keys import load_private_key, sign
+    from lookout.gallery import format as b
+    from lookout.gallery.keys import load_private_key, sign
 
     bundle_dir = Path(bundle_dir)
     manifest, _ = b.read_manifest(bundle_dir, public_key)

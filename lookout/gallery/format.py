@@ -5,7 +5,7 @@ A bundle is a folder::
     manifest.json    what is in the bundle (below), signed
     manifest.sig     base64 Ed25519 signature over the exact bytes of manifest.json
     index.bin        hnswlib index (inner product over unit embeddings)
-    gallery.sqlite   persons, photos, labels (see lookout.sync.metadata)
+    gallery.sqlite   persons, photos, labels (see lookout.gallery.metadata)
     policy.json      the jurisdiction policy the gallery was built under
     delta/           (updates only) what changed since the previous version:
       delta.json     persons and photos added/removed, index labels removed
@@ -33,10 +33,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
-from lookout.sync import metadata
-from lookout.sync.index import IndexParams, VectorIndex
-from lookout.sync.keys import key_id, load_private_key, load_public_key, sign, verify
-from lookout.sync.policy import Policy
+from lookout.gallery import metadata
+from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.keys import key_id, load_private_key, load_public_key, sign, verify
+from lookout.gallery.policy import Policy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lookout import __version__

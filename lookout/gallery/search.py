@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from lookout.sync.bundle import Candidate, Gallery
+from lookout.gallery.format import Candidate, Gallery
 
 from lookout.errors import InputError
 from lookout.face.detector import iou

@@ -35,8 +35,8 @@ import tomllib
 from lookout import __version__
 from lookout.errors import ConfigError, LookoutError
 from lookout.log import get_logger
-from lookout.models.store import IR_FILES, ModelStore
-from lookout.packaging.recipe import (
+from lookout.model_store.store import IR_FILES, ModelStore
+from lookout.greengrass.recipe import (
     ARCHITECTURES,
     MQTT_PROXY,
     TEMPLATE_NAME,
@@ -176,7 +176,7 @@ def build_wheelhouse(opts: PackageOptions, dest: Path) -> list[Path]:
     if missing:
         raise PackagingError(
             f"the lookout wheel lacks {missing}: add the package to [tool.setuptools] packages in pyproject.toml "
-            '(e.g. "lookout.packaging")'
+            '(e.g. "lookout.greengrass")'
         )
     return wheels
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lookout.cli_options import add_model_dir
+from lookout.face.options import add_model_dir
 from lookout.errors import ConfigError, LookoutError
 
 DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
@@ -269,9 +269,9 @@ class _EventWatcher:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
-    from lookout.models.store import ModelStore
-    from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+    from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+    from lookout.model_store.store import ModelStore
+    from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
     say = _Say(9)
     if not args.verbose:

@@ -1,4 +1,4 @@
-"""What the Greengrass component's Startup step runs: ``python -m lookout.packaging.launch``.
+"""What the Greengrass component's Startup step runs: ``python -m lookout.greengrass.launch``.
 
 Builds the device configuration from the component configuration, starts the
 device runtime with the right publisher (Greengrass IPC under the nucleus, else
@@ -54,7 +54,7 @@ def _setup_logging(log_file: str | None, level: str) -> None:
 def read_component_config(kind: str, config_file: str | None, environ: Mapping[str, str]) -> dict:
     """The component configuration: IPC under Greengrass, else a JSON file, else the shipped defaults."""
     if kind == "greengrass":
-        from lookout.packaging.ipc_publisher import ipc_client_factory
+        from lookout.greengrass.ipc_publisher import ipc_client_factory
 
         client = ipc_client_factory()
         try:
@@ -73,7 +73,7 @@ def read_component_config(kind: str, config_file: str | None, environ: Mapping[s
 
 def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tuple[dict, str | None]:
     """The device configuration (``lookout run`` format) and the bundle public key PEM to write."""
-    from lookout.packaging.config_updates import as_float, as_int
+    from lookout.greengrass.config_updates import as_float, as_int
 
     def env(name: str, default: str = "") -> str:
         return (environ.get(f"LOOKOUT_{name}") or default).strip()
@@ -144,7 +144,7 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lookout.packaging.launch", description="Run the Lookout device as a Greengrass component."
+        prog="python -m lookout.greengrass.launch", description="Run the Lookout device as a Greengrass component."
     )
     parser.add_argument("--ready-file", help="written once the device is ready (the Startup step waits for it)")
     parser.add_argument("--pid-file", help="this process's id, for the Shutdown step")
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     from lookout.device.config import ENV_PREFIX, load_config
     from lookout.errors import LookoutError
     from lookout.log import get_logger
-    from lookout.packaging.config_updates import ConfigurationWatcher, LiveSettings, apply_live
-    from lookout.packaging.ipc_publisher import (
+    from lookout.greengrass.config_updates import ConfigurationWatcher, LiveSettings, apply_live
+    from lookout.greengrass.ipc_publisher import (
         GreengrassIpcPublisher,
         choose_publisher_kind,
         ipc_client_factory,

@@ -23,8 +23,8 @@ import openvino as ov
 import platformdirs
 from lookout.models.convert import CONVERTERS
 from lookout.models.fetch import download_archive, extract_member
-from lookout.models.manifest import ModelManifest
-from lookout.models.registry import ALL_MODELS, ModelSpec, get_spec
+from lookout.model_store.manifest import ModelManifest
+from lookout.model_store.catalog import ALL_MODELS, ModelSpec, get_spec
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError

@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from lookout.sync.bundle import (
+from lookout.gallery.format import (
     GALLERY,
     INDEX,
     MANIFEST,
@@ -51,7 +51,7 @@ from lookout.sync.bundle import (
     read_manifest,
     verify_bundle,
 )
-from lookout.sync.policy import Policy
+from lookout.gallery.policy import Policy
 
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError

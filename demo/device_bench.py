@@ -37,7 +37,7 @@ BENCH_PHOTOS = ("bbt1", "bbt3", "bbt4", "bbt5")  # 4, 5, 6, 5 faces
 def build_gallery(faces_dev: Path, workdir: Path, pipeline: FacePipeline) -> tuple[Path, Path]:
     """A signed bundle of faces-dev's identity folders: (bundle_dir, public_key_path)."""
     from lookout.sync.build import build_gallery_from_folders
-    from lookout.sync.keys import generate_keys
+    from lookout.gallery.keys import generate_keys
 
     workdir = Path(workdir)
     private, public = generate_keys(workdir / "keys", overwrite=True)
@@ -61,7 +61,7 @@ def run_device_bench(
     workdir: Path | None = None,
 ) -> dict:
     from lookout.device.runtime import Runtime
-    from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+    from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
     from lookout.face.pipeline import PipelineConfig
 

@@ -20,13 +20,13 @@ from lookout.log import configure
 # Modules that add subcommands, in the order they appear in --help.
 PARTS = (
     "lookout.models.cli",
-    "lookout.face.cli",
+    "lookout.cli.face",
     "lookout.sync.cli",
     "lookout.device.cli",
     "lookout.relay.cli",
     "lookout.evaluation.cli",
-    "lookout.packaging.cli",
-    "lookout.demo",
+    "lookout.greengrass.cli",
+    "lookout.demo.run",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
 
 def add_model_dir(parser: argparse.ArgumentParser) -> None:

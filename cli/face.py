@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from lookout.cli_options import add_pipeline_options
+from lookout.face.options import add_pipeline_options
 from lookout.errors import InputError
 from lookout.face.annotate import draw_faces
 from lookout.face.detector import DetectorConfig
