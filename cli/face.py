@@ -9,12 +9,11 @@ from pathlib import Path
 
 import cv2
 
-from lookout.face.options import add_pipeline_options
 from lookout.errors import InputError
 from lookout.face.annotate import draw_faces
-from lookout.face.detector import DetectorConfig
+from lookout.face.bench import run_model_bench
 from lookout.face.image_io import read_image
-from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.face.options import add_pipeline_options, open_pipeline
 from lookout.face.types import AnalyzedFace
 
 
@@ -43,20 +42,6 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.add_argument("--runs", type=int, default=100, help="timed runs per case (after warm-up)")
     add_pipeline_options(bench)
     bench.set_defaults(func=_bench)
-
-
-def open_pipeline(args: argparse.Namespace, embedder: str | None = None, hint: str = "LATENCY") -> FacePipeline:
-    """The pipeline the options of ``add_pipeline_options`` describe (``embedder`` overrides --embedder)."""
-    return FacePipeline.open(
-        PipelineConfig(
-            model_dir=args.model_dir,
-            device=args.device,
-            detector=args.detector,
-            embedder=embedder or args.embedder,
-            detection=DetectorConfig(tile=args.tile),
-            embedder_hint=hint,
-        )
-    )
 
 
 def _each_image(paths: list[Path]):
@@ -127,7 +112,5 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from lookout.face.bench import run_model_bench
-
     run_model_bench(open_pipeline(args), args.runs)
     return 0

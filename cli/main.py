@@ -1,44 +1,31 @@
-"""The `lookout` command. Each part registers its own subcommands.
+"""The `lookout` command: every part's subcommands, composed here, at the top of the layering.
 
-A part is a module with ``register(commands)`` (adds top-level subcommands) and
-optionally ``register_bench(benches)`` (adds ``lookout bench <name>``). Each
-subcommand sets ``func=`` to a function taking the parsed args and returning an
-exit code.
+Each part's ``cli`` module has ``register(commands)`` (adds top-level subcommands) and
+optionally ``register_bench(benches)`` (adds ``lookout bench <name>``); each subcommand
+sets ``func=`` to a function taking the parsed args and returning an exit code. Every
+part is imported by name below: a part that is missing or fails to import stops the
+command with its own error, never silently drops its subcommands.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from lookout import __version__
+from lookout.cli import face
+from lookout.cli.options import add_global_options
+from lookout.demo import device_bench
+from lookout.demo import run as demo
+from lookout.device import cli as device
 from lookout.errors import LookoutError
+from lookout.evaluation import cli as evaluation
+from lookout.greengrass import cli as greengrass
 from lookout.log import configure
-
-# Modules that add subcommands, in the order they appear in --help.
-PARTS = (
-    "lookout.models.cli",
-    "lookout.cli.face",
-    "lookout.sync.cli",
-    "lookout.device.cli",
-    "lookout.relay.cli",
-    "lookout.evaluation.cli",
-    "lookout.greengrass.cli",
-    "lookout.demo.run",
-)
-
-
-def _load_parts() -> list:
-    parts = []
-    for name in PARTS:
-        try:
-            parts.append(importlib.import_module(name))
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real missing dependency, not a part not yet written
-                raise
-    return parts
+from lookout.models import cli as models
+from lookout.relay import cli as relay
+from lookout.sync import cli as sync
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,15 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edge-first face recognition: recognise enrolled people on the device, send only matches.",
     )
     parser.add_argument("--version", action="version", version=f"lookout {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench = commands.add_parser("bench", help="benchmarks that print figures measured on this machine")
     benches = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    for part in _load_parts():
-        part.register(commands)
-        if hasattr(part, "register_bench"):
-            part.register_bench(benches)
+    # In the order they appear in --help.
+    model_actions = models.register(commands)
+    evaluation.register_quantize(model_actions)  # `lookout models quantize` measures on faces
+    face.register(commands)
+    sync.register(commands)
+    device.register(commands)
+    relay.register(commands)
+    evaluation.register(commands)
+    greengrass.register(commands)
+    demo.register(commands)
+    for register_bench in (
+        face.register_bench,
+        sync.register_bench,
+        device_bench.register_bench,
+        relay.register_bench,
+        evaluation.register_bench,
+    ):
+        register_bench(benches)
     return parser
 
 

@@ -14,31 +14,36 @@ loopback when installed, else an in-memory broker stand-in that acknowledges at 
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
 from lookout.device.config import DeviceConfig
 from lookout.device.publisher import MemoryPublisher
+from lookout.device.runtime import Runtime
 from lookout.device.videomaker import make_scene_video
-
-from lookout.face.pipeline import FacePipeline
+from lookout.face.options import add_model_dir
+from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.gallery.keys import generate_keys
 from lookout.log import get_logger
+from lookout.mosquitto import LocalMosquitto, find_mosquitto
+from lookout.sync.build import build_gallery_from_folders
 
 log = get_logger(__name__)
+DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 BENCH_PHOTOS = ("bbt1", "bbt3", "bbt4", "bbt5")  # 4, 5, 6, 5 faces
 
 
 def build_gallery(faces_dev: Path, workdir: Path, pipeline: FacePipeline) -> tuple[Path, Path]:
     """A signed bundle of faces-dev's identity folders: (bundle_dir, public_key_path)."""
-    from lookout.sync.build import build_gallery_from_folders
-    from lookout.gallery.keys import generate_keys
-
     workdir = Path(workdir)
     private, public = generate_keys(workdir / "keys", overwrite=True)
     bundle = workdir / "bundle"
@@ -60,11 +65,6 @@ def run_device_bench(
     embedder: str | None = None,
     workdir: Path | None = None,
 ) -> dict:
-    from lookout.device.runtime import Runtime
-    from lookout.mosquitto import LocalMosquitto, find_mosquitto
-
-    from lookout.face.pipeline import PipelineConfig
-
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lookout-bench-"))
     kwargs = {"embedder": embedder} if embedder else {}
@@ -116,7 +116,7 @@ def run_device_bench(
             timer = threading.Timer(seconds, runtime.request_stop)
             warm = {}
 
-            def mark() -> None:
+            def mark(warm: dict = warm, runtime: Runtime = runtime) -> None:
                 warm["frames"], warm["t"] = runtime.metrics.frames, time.perf_counter()
 
             threading.Timer(min(3.0, seconds / 4), mark).start()
@@ -160,3 +160,29 @@ def run_device_bench(
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nload after the runs: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     return results
+
+
+def register_bench(benches: argparse._SubParsersAction) -> None:
+    bench = benches.add_parser("device", help="the device loop: fps, per-stage ms, frame-to-publish latency")
+    bench.add_argument("--faces-dev", type=Path, default=DEFAULT_FACES_DEV)
+    bench.add_argument("--seconds", type=float, default=20.0, help="length of each of the three runs")
+    bench.add_argument("--fps", type=float, default=25.0, help="frame rate of the test video")
+    bench.add_argument("--device", default="CPU", help="OpenVINO device")
+    bench.add_argument("--embedder", default=None, help="embedder model (default: the registry's default)")
+    add_model_dir(bench)
+    bench.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if not (args.faces_dev / "groups.csv").exists():
+        print(f"lookout: --faces-dev {args.faces_dev}: not found; the device bench needs faces-dev", file=sys.stderr)
+        return 2
+    run_device_bench(
+        args.faces_dev,
+        seconds=args.seconds,
+        fps=args.fps,
+        model_dir=args.model_dir,
+        device=args.device,
+        embedder=args.embedder,
+    )
+    return 0

@@ -34,13 +34,23 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import cv2
 import numpy as np
+import paho.mqtt.client as paho
 import yaml
 
-from lookout.face.options import add_model_dir
+from lookout.device.config import load_config
+from lookout.device.runtime import Runtime
+from lookout.device.videomaker import make_scene_video
 from lookout.errors import ConfigError, LookoutError
+from lookout.face.options import add_model_dir
+from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.model_store.store import ModelStore
+from lookout.models.install import install
+from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
 DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 DEVICE_ID = "demo-cam-1"
@@ -123,7 +133,6 @@ class _Segment:
 
 
 def _faces_dev_scene(faces_dev: Path, work: Path) -> Scene:
-    from lookout.device.videomaker import make_scene_video
 
     info = make_scene_video(work / "scene.mp4", faces_dev, fps=10.0, photo_s=3.0)
     return Scene(
@@ -137,7 +146,6 @@ def _faces_dev_scene(faces_dev: Path, work: Path) -> Scene:
 
 def _builtin_scene(work: Path) -> Scene:
     """Without faces-dev: the two real faces shipped in PyPI packages, in a short video."""
-    import cv2
     import matplotlib
     from skimage import data
 
@@ -244,7 +252,6 @@ class _EventWatcher:
     """Subscribes like any match subscriber would; prints each match as it arrives."""
 
     def __init__(self, host: str, port: int, say: _Say, where) -> None:
-        import paho.mqtt.client as paho
 
         self.events: list[tuple[float, dict]] = []
         self.say = say
@@ -269,9 +276,6 @@ class _EventWatcher:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
-    from lookout.model_store.store import ModelStore
-    from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
     say = _Say(9)
     if not args.verbose:
@@ -292,7 +296,7 @@ def _demo(args: argparse.Namespace) -> int:
         say.step("Face models: fetch (once), verify SHA-256, convert to OpenVINO IR")
         store = ModelStore(args.model_dir)
         for name in (DEFAULT_DETECTOR, DEFAULT_EMBEDDER):
-            manifest = store.fetch(name)
+            manifest = install(store, name)
             say.line(f"{name:<15} ready, digest {manifest.digest[:16]}…  ({store.folder(name)})")
 
         faces_dev = args.faces_dev
@@ -446,8 +450,6 @@ class _DeviceRun:
 
 
 def _run_device(config: Path, broker, say: _Say, scene: Scene) -> _DeviceRun:
-    from lookout.device.config import load_config
-    from lookout.device.runtime import Runtime
 
     cfg = load_config(config)
     runtime = Runtime(cfg)
@@ -456,7 +458,6 @@ def _run_device(config: Path, broker, say: _Say, scene: Scene) -> _DeviceRun:
         anchor = getattr(runtime.clock, "_anchor", None)
         if anchor is None:
             return ""
-        from datetime import datetime
 
         pts = datetime.fromisoformat(event["seen_at"].replace("Z", "+00:00")).timestamp() - anchor
         seg = _segment_at(scene, pts)
@@ -497,7 +498,6 @@ def _wait_for_sms(path: Path, relay: _RelayProcess, timeout: float) -> list[dict
 
 
 def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int:
-    from datetime import datetime
 
     m = run.metrics
     print("\n" + "=" * 78)

@@ -23,9 +23,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from lookout.device.cooldown import Cooldown
 from lookout.device.tracker import Track
-
 from lookout.face.types import Quality
 
 

@@ -60,7 +60,7 @@ class FrameSource(ABC):
     def read(self) -> tuple[np.ndarray, float] | None:
         """(image, pts seconds), or None at the end. Raises SourceUnavailable when a live source fails."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook, not abstract: most sources hold nothing to close)
         pass
 
 

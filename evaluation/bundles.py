@@ -10,7 +10,6 @@ it like any new version.
 
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 
@@ -18,46 +17,33 @@ import numpy as np
 
 from lookout.errors import InputError
 from lookout.evaluation.calibration import Calibration
+from lookout.gallery.format import Manifest, ThresholdInfo
+from lookout.gallery.keys import PrivateKeySource, PublicKeySource, write_signed_manifest
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.verify import read_manifest
 
 CALIBRATION_BASIS = "calibration"
 
 
-def bundle_vectors(bundle_dir: Path, public_key=None):
+def bundle_vectors(
+    bundle_dir: Path, public_key: PublicKeySource | None = None
+) -> tuple[Manifest, list[str], np.ndarray, np.ndarray]:
     """(manifest, persons, vectors (M, D), owner (M,)) of a verified bundle's enrolled photos."""
-    from lookout.gallery import format as b
-    from lookout.gallery import metadata
-    from lookout.gallery.index import IndexParams, VectorIndex
-
-    bundle_dir = Path(bundle_dir)
-    manifest, _ = b.read_manifest(bundle_dir, public_key)
-    b.check_files(bundle_dir, manifest.files)
-    info = manifest.index
-    index = VectorIndex.load(
-        bundle_dir / b.INDEX,
-        manifest.model.dim,
-        IndexParams(M=info.M, ef_construction=info.ef_construction, ef=info.ef),
-        info.deleted,
-    )
-    conn = metadata.connect_readonly(bundle_dir / b.GALLERY)
-    try:
-        photos = metadata.photos(conn)
-    finally:
-        conn.close()
-    persons = sorted({p["person_id"] for p in photos})
+    gallery = load_bundle(Path(bundle_dir), public_key, None, None)
+    owners, vectors = gallery.enrolled()
+    persons = sorted(set(owners))
     where = {p: i for i, p in enumerate(persons)}
-    vectors = np.asarray(index.get([p["label"] for p in photos]), np.float32).reshape(len(photos), manifest.model.dim)
-    owner = np.asarray([where[p["person_id"]] for p in photos], np.int64)
-    return manifest, persons, vectors, owner
+    return gallery.manifest, persons, vectors, np.asarray([where[p] for p in owners], np.int64)
 
 
-def bundle_calibration(manifest) -> Calibration | None:
+def bundle_calibration(manifest: Manifest) -> Calibration | None:
     """The calibration recorded in a bundle manifest, if any."""
     basis = manifest.threshold.basis or {}
     doc = basis.get(CALIBRATION_BASIS)
     return Calibration.from_dict(doc) if isinstance(doc, dict) else None
 
 
-def calibration_problems(manifest) -> list[str]:
+def calibration_problems(manifest: Manifest) -> list[str]:
     """Why a bundle's threshold is not (or no longer) calibrated for it; empty when it is."""
     cal = bundle_calibration(manifest)
     if cal is None:
@@ -68,13 +54,15 @@ def calibration_problems(manifest) -> list[str]:
     return out
 
 
-def apply_calibration(bundle_dir: Path, calibration: Calibration, private_key, public_key=None):
+def apply_calibration(
+    bundle_dir: Path,
+    calibration: Calibration,
+    private_key: PrivateKeySource,
+    public_key: PublicKeySource | None = None,
+) -> Manifest:
     """Write ``calibration`` into the bundle manifest as its threshold; re-sign; version + 1. Returns the manifest."""
-    from lookout.gallery import format as b
-    from lookout.gallery.keys import load_private_key, sign
-
     bundle_dir = Path(bundle_dir)
-    manifest, _ = b.read_manifest(bundle_dir, public_key)
+    manifest, _ = read_manifest(bundle_dir, public_key)
     if manifest.model.digest != calibration.model_digest:
         raise InputError(
             str(bundle_dir),
@@ -85,8 +73,7 @@ def apply_calibration(bundle_dir: Path, calibration: Calibration, private_key, p
     persons = manifest.counts.get("persons", 0)
     if persons != calibration.gallery_size:
         raise InputError(str(bundle_dir), f"holds {persons} people, the calibration is for {calibration.gallery_size}")
-    key = private_key if hasattr(private_key, "sign") else load_private_key(private_key)
-    threshold = b.ThresholdInfo(
+    threshold = ThresholdInfo(
         value=float(calibration.threshold),
         basis={**(manifest.threshold.basis or {}), CALIBRATION_BASIS: calibration.to_dict()},
     )
@@ -98,7 +85,5 @@ def apply_calibration(bundle_dir: Path, calibration: Calibration, private_key, p
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
-    data = updated.to_bytes()
-    (bundle_dir / b.MANIFEST).write_bytes(data)
-    (bundle_dir / b.SIGNATURE).write_bytes(base64.b64encode(sign(key, data)) + b"\n")
+    write_signed_manifest(bundle_dir, updated.to_bytes(), private_key)
     return updated

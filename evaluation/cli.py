@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from lookout.face.options import add_model_dir, add_pipeline_options
 from lookout.errors import InputError
-from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR
-from lookout.face.pipeline import FacePipeline
+from lookout.evaluation.bundles import apply_calibration, bundle_vectors
+from lookout.evaluation.calibration import calibrate, operator_view, write_calibration
+from lookout.evaluation.datasets import _Embedder, aligned_chips, embed_protocol, folder_protocol, image_files
+from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR, calibrate_on, run_evaluation
+from lookout.evaluation.openset import OpenSet, person_scores
+from lookout.evaluation.report import summary_lines, write_comparison, write_report
+from lookout.evaluation.verification import evaluate, read_pairs
+from lookout.face.bench import describe, timings_ms
+from lookout.face.embedder import FaceEmbedder
+from lookout.face.engine import InferenceEngine
+from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
+from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.model_store.catalog import ALL_MODELS
+from lookout.model_store.store import ModelStore
+from lookout.models.install import install
+from lookout.models.quantize import int8_name, precision_of, quantize_embedder
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -73,7 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def register_quantize(models: argparse._SubParsersAction) -> None:
-    """Adds `lookout models quantize` (called by lookout.models.cli)."""
+    """Adds `lookout models quantize` to the `models` actions (wired in lookout.cli.main)."""
     qz = models.add_parser("quantize", help="make an INT8 version of an embedder with NNCF, calibrated on faces")
     qz.add_argument("--model", default="dlib-resnet", help="embedder to quantise (default dlib-resnet)")
     qz.add_argument(
@@ -114,8 +129,6 @@ def _add_threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, embedder: str | None = None):
-    from lookout.cli.face import open_pipeline
-
     return open_pipeline(args, embedder, hint="THROUGHPUT")
 
 
@@ -123,10 +136,6 @@ def _open(args: argparse.Namespace, embedder: str | None = None):
 
 
 def evaluate_folder(args: argparse.Namespace, embedder: str, out: Path) -> dict:
-    from lookout.evaluation.datasets import embed_protocol, folder_protocol
-    from lookout.evaluation.harness import run_evaluation
-    from lookout.evaluation.report import write_report
-    from lookout.models.quantize import precision_of
 
     pipeline = _open(args, embedder)
     protocol = folder_protocol(args.data, args.holdout, args.labels)
@@ -149,12 +158,11 @@ def evaluate_folder(args: argparse.Namespace, embedder: str, out: Path) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from lookout.evaluation.report import summary_lines, write_comparison
 
     runs = {args.embedder: evaluate_folder(args, args.embedder, args.out)}
     for name in args.also:
         runs[name] = evaluate_folder(args, name, args.out / name)
-    for name, run in runs.items():
+    for run in runs.values():
         print("\n".join(summary_lines(run["doc"])))
         print(f"report: {run['written']['markdown']}   figures: {run['written']['json']}\n")
     if len(runs) > 1:
@@ -165,8 +173,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 def run_pairs(pairs_file: Path, pipeline, n_boot: int) -> dict:
     """1:1 verification figures for a pairs file; each image's largest face."""
-    from lookout.evaluation.datasets import _Embedder
-    from lookout.evaluation.verification import evaluate, read_pairs
 
     pairs = read_pairs(pairs_file)
     worker = _Embedder(pipeline, quality_gate=False)
@@ -190,15 +196,12 @@ def run_pairs(pairs_file: Path, pipeline, n_boot: int) -> dict:
 
 def embed_speed(pipeline, runs: int = 30) -> dict:
     """Embedding time per face at batch 1 and batch 8, measured now (the CPU may be shared: see load)."""
-    import os
-
-    from lookout.face.bench import timings_ms
 
     emb = pipeline.embedder
     out = {"load_1min": round(os.getloadavg()[0], 2)}
     for batch in (1, 8):
         chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
-        ms = timings_ms(lambda: emb.embed(chips), runs if batch == 1 else max(8, runs // 4), warmup=3)
+        ms = timings_ms(lambda chips=chips: emb.embed(chips), runs if batch == 1 else max(8, runs // 4), warmup=3)
         out[f"batch{batch}"] = {
             "median_ms": float(np.median(ms)),
             "p95_ms": float(np.percentile(ms, 95)),
@@ -212,21 +215,12 @@ def embed_speed(pipeline, runs: int = 30) -> dict:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from lookout.evaluation.calibration import calibrate, operator_view, write_calibration
-    from lookout.models.quantize import precision_of
 
     if args.data:
-        from lookout.evaluation.datasets import embed_protocol, folder_protocol
-        from lookout.evaluation.harness import calibrate_on
-
         pipeline = _open(args)
         data = embed_protocol(folder_protocol(args.data), pipeline)
         cal = calibrate_on(data, args.target_fpir, precision_of(pipeline.embedder.manifest))
     else:
-        from lookout.evaluation.bundles import apply_calibration, bundle_vectors
-        from lookout.evaluation.datasets import _Embedder, image_files
-        from lookout.evaluation.openset import OpenSet, person_scores
-
         if not args.nonmated:
             raise InputError("lookout calibrate", "--bundle needs --nonmated FOLDER (photos of people not enrolled)")
         manifest, persons, vectors, owner = bundle_vectors(args.bundle, args.public_key)
@@ -268,8 +262,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"calibration: {write_calibration(cal, args.out)}")
     if args.bundle:
         if args.private_key:
-            from lookout.evaluation.bundles import apply_calibration
-
             updated = apply_calibration(args.bundle, cal, args.private_key, args.public_key)
             print(
                 f"bundle {args.bundle}: threshold {updated.threshold.value:.4f} written, now version {updated.version}"
@@ -283,13 +275,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def quantize_command(args: argparse.Namespace) -> int:
-    from lookout.evaluation.datasets import aligned_chips, image_files
-    from lookout.face.pipeline import PipelineConfig
-    from lookout.models.quantize import int8_name, quantize_embedder
-    from lookout.model_store.store import ModelStore
 
     store = ModelStore(args.model_dir)
-    store.fetch(args.model)
+    install(store, args.model)
     config = PipelineConfig(model_dir=store.root, device=args.device, embedder=args.model)
     fp32 = FacePipeline.open(config)
     images = [p for folder in args.data for p in image_files(folder)]
@@ -311,14 +299,6 @@ def quantize_command(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import os
-    import platform
-
-    from lookout.face.bench import describe, timings_ms
-    from lookout.face.embedder import FaceEmbedder
-    from lookout.face.engine import InferenceEngine
-    from lookout.model_store.catalog import ALL_MODELS
-    from lookout.model_store.store import ModelStore
 
     store = ModelStore(args.model_dir)
     names = [n for n, s in ALL_MODELS.items() if s.kind == "embedder" and store.status(n).ok] + store.derived_models()
@@ -335,7 +315,9 @@ def _bench(args: argparse.Namespace) -> int:
         precision = manifest.extra.get("precision", "fp32")
         for batch in (1, 8):
             chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
-            ms = timings_ms(lambda: emb.embed(chips), args.runs if batch == 1 else max(10, args.runs // 4))
+            ms = timings_ms(
+                lambda emb=emb, chips=chips: emb.embed(chips), args.runs if batch == 1 else max(10, args.runs // 4)
+            )
             print(
                 describe(f"{name} ({precision}) batch {batch}", ms, per=batch)
                 + "  faces"

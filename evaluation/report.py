@@ -167,7 +167,7 @@ def _pct(x: float | None, digits: int = 1) -> str:
 
 
 def _ci(ci: dict | None) -> str:
-    return "" if not ci else f" (95% interval {_pct(ci['low'])}–{_pct(ci['high'])})"
+    return "" if not ci else f" (95% interval {_pct(ci['low'])}-{_pct(ci['high'])})"
 
 
 def _flag(t: dict) -> str:
@@ -339,7 +339,7 @@ def _group_section(g: dict, plot: str | None) -> list[str]:
         f"## Per {g['attribute']}",
         "",
         f"All at the one threshold {g['threshold']:.3f}, as a deployment runs. A max/min ratio far above 1 "
-        "means one group fares worse (NIST IR 8280 found 2–5x more false positives for women and 10–100x for "
+        "means one group fares worse (NIST IR 8280 found 2-5x more false positives for women and 10-100x for "
         "some groups in many algorithms).",
         "",
         "| group | probes | people | miss rate | false-alert rate | 1:1 false matches | rank-1 | failed to acquire |",

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from lookout import __version__
+from lookout.greengrass.package import DEFAULT_COMPONENT, DEFAULT_URI_BASE, PackageOptions, next_steps, package
+from lookout.greengrass.recipe import project_root
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,8 +64,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _greengrass(args: argparse.Namespace) -> int:
-    from lookout.greengrass.package import DEFAULT_COMPONENT, DEFAULT_URI_BASE, PackageOptions, next_steps, package
-    from lookout.greengrass.recipe import project_root
 
     opts = PackageOptions(
         out=args.out,

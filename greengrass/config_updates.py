@@ -1,6 +1,6 @@
 """The component's configuration: read it, coerce it, and apply live updates where safe.
 
-Two kinds of keys (see greengrass-recipe.yaml):
+Two kinds of keys (see greengrass/recipe.yaml):
 
 - **restart keys** (device id, topics, bundle URL and key, jurisdiction, camera,
   publisher, models, heartbeat): the recipe passes them to the Startup step as

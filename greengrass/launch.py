@@ -11,7 +11,7 @@ Inputs (environment, set by the recipe's lifecycle):
 - ``LOOKOUT_WORK_DIR`` ({work:path}): device.yaml, the public key, the bundle store,
   the outbox; ``LOOKOUT_MODEL_DIR``: the unpacked models artifact;
   ``LOOKOUT_CODE_DIR``: the unpacked code artifact;
-- restart keys as ``LOOKOUT_*`` variables (see ``greengrass-recipe.yaml``);
+- restart keys as ``LOOKOUT_*`` variables (see ``greengrass/recipe.yaml``);
 - live keys from the component configuration: over IPC under Greengrass, otherwise
   from ``--config-file`` / ``LOOKOUT_COMPONENT_CONFIG`` (JSON), otherwise the defaults
   shipped in the artifact (``greengrass/default-configuration.json``);
@@ -31,6 +31,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lookout.device.config import ENV_PREFIX, load_config
+from lookout.device.runtime import Runtime
+from lookout.errors import ConfigError, LookoutError
+from lookout.greengrass.config_updates import ConfigurationWatcher, LiveSettings, apply_live, as_float, as_int
+from lookout.greengrass.ipc_publisher import (
+    GreengrassIpcPublisher,
+    choose_publisher_kind,
+    ipc_client_factory,
+    report_state,
+)
+from lookout.log import TextFormatter, get_logger
+
 
 def _write_pid(path: str | None) -> None:
     if path:
@@ -38,7 +52,6 @@ def _write_pid(path: str | None) -> None:
 
 
 def _setup_logging(log_file: str | None, level: str) -> None:
-    from lookout.log import TextFormatter
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
@@ -54,8 +67,6 @@ def _setup_logging(log_file: str | None, level: str) -> None:
 def read_component_config(kind: str, config_file: str | None, environ: Mapping[str, str]) -> dict:
     """The component configuration: IPC under Greengrass, else a JSON file, else the shipped defaults."""
     if kind == "greengrass":
-        from lookout.greengrass.ipc_publisher import ipc_client_factory
-
         client = ipc_client_factory()
         try:
             return dict(client.get_configuration(key_path=[]).value or {})
@@ -73,23 +84,18 @@ def read_component_config(kind: str, config_file: str | None, environ: Mapping[s
 
 def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tuple[dict, str | None]:
     """The device configuration (``lookout run`` format) and the bundle public key PEM to write."""
-    from lookout.greengrass.config_updates import as_float, as_int
 
     def env(name: str, default: str = "") -> str:
         return (environ.get(f"LOOKOUT_{name}") or default).strip()
 
     device_id = env("DEVICE_ID") or env("THING_NAME") or environ.get("AWS_IOT_THING_NAME", "").strip()
     if not device_id:
-        from lookout.errors import ConfigError
-
         raise ConfigError(
             "no device id: set the component configuration deviceId (empty means the thing name, "
             "which the nucleus provides)"
         )
     thing = env("THING_NAME") or environ.get("AWS_IOT_THING_NAME", "")
     if thing and device_id != thing:
-        from lookout.log import get_logger
-
         get_logger(__name__).warning(
             "greengrass.device_id_not_thing",
             device_id=device_id,
@@ -154,19 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     _write_pid(args.pid_file)  # first: the Startup step watches this process
     _setup_logging(args.log_file, "info")
 
-    import yaml
-
-    from lookout.device.config import ENV_PREFIX, load_config
-    from lookout.errors import LookoutError
-    from lookout.log import get_logger
-    from lookout.greengrass.config_updates import ConfigurationWatcher, LiveSettings, apply_live
-    from lookout.greengrass.ipc_publisher import (
-        GreengrassIpcPublisher,
-        choose_publisher_kind,
-        ipc_client_factory,
-        report_state,
-    )
-
     log = get_logger("lookout.greengrass")
     environ = dict(os.environ)
     kind = "mqtt"
@@ -227,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _component_runtime(cfg, publisher, ready_file: str | None, kind: str):
     """The device runtime, writing the ready file once models are loaded and a gallery is in use."""
-    from lookout.device.runtime import Runtime
-    from lookout.log import get_logger
 
     log = get_logger("lookout.greengrass")
 

@@ -34,11 +34,10 @@ import tomllib
 
 from lookout import __version__
 from lookout.errors import ConfigError, LookoutError
-from lookout.log import get_logger
-from lookout.model_store.store import IR_FILES, ModelStore
 from lookout.greengrass.recipe import (
     ARCHITECTURES,
     MQTT_PROXY,
+    SCRIPTS_DIR,
     TEMPLATE_NAME,
     artifact_digest,
     default_configuration,
@@ -47,6 +46,8 @@ from lookout.greengrass.recipe import (
     load_recipe,
     recipe_problems,
 )
+from lookout.log import get_logger
+from lookout.model_store.store import IR_FILES, ModelStore
 
 log = get_logger(__name__)
 
@@ -170,7 +171,7 @@ def build_wheelhouse(opts: PackageOptions, dest: Path) -> list[Path]:
         names = set(zf.namelist())
     missing = [
         m
-        for m in ("lookout/packaging/launch.py", "lookout/packaging/ipc_publisher.py", "lookout/device/__init__.py")
+        for m in ("lookout/greengrass/launch.py", "lookout/greengrass/ipc_publisher.py", "lookout/device/__init__.py")
         if m not in names
     ]
     if missing:
@@ -194,7 +195,7 @@ def wheelhouse_digest(wheels: list[Path]) -> str:
 def build_code_zip(
     opts: PackageOptions, wheels: list[Path], python_tag: str, arch: str, recipe: dict, dest: Path
 ) -> None:
-    scripts_dir = opts.project / "greengrass"
+    scripts_dir = opts.project / SCRIPTS_DIR
     entries: list[tuple[str, Path | bytes]] = []
     for name in SCRIPTS:
         path = scripts_dir / name

@@ -21,7 +21,8 @@ import yaml
 from lookout.errors import ConfigError, InputError
 from lookout.topics import DEFAULT_PREFIX
 
-TEMPLATE_NAME = "greengrass-recipe.yaml"
+TEMPLATE_NAME = "greengrass/recipe.yaml"  # in the checkout (greengrass-recipe.yaml at the root links to it)
+SCRIPTS_DIR = "greengrass/scripts"  # the lifecycle scripts, shipped as greengrass/<name> in the code archive
 MAX_RECIPE_BYTES = 16_000
 MQTT_PROXY = "aws.greengrass.ipc.mqttproxy"
 PUBLISH = "aws.greengrass#PublishToIoTCore"
@@ -42,7 +43,7 @@ _KNOWN_VARIABLES = {
 
 def project_root(start: Path | None = None) -> Path:
     """The source checkout holding pyproject.toml and the recipe template."""
-    here = Path(start) if start else Path(__file__).resolve().parents[2]
+    here = Path(start) if start else Path(__file__).resolve().parents[1]
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / TEMPLATE_NAME).is_file():
             return folder

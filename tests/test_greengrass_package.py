@@ -32,7 +32,6 @@ from lookout.greengrass.recipe import (
     recipe_problems,
     resolve_pointer,
 )
-from tests.broker import mosquitto, mosquitto_factory  # noqa: F401
 from tests.test_greengrass_recipe import validate_against_schema
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from lookout.sync.audit import audit_gallery
-from lookout.sync.build import build_gallery_from_folders
-from lookout.gallery.format import load_bundle
-from lookout.gallery.keys import generate_keys
-from lookout.gallery.policy import Policy
-from lookout.gallery.search import search_image
 
 from lookout.cli import main
 from lookout.face.image_io import read_image
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.search import search_image
+from lookout.sync.audit import audit_gallery
+from lookout.sync.build import build_gallery_from_folders
 from tests.conftest import STRANGERS
 
 pytestmark = pytest.mark.shared
@@ -114,7 +114,7 @@ def test_search_defence_in_depth_blocks_denied_person(facesdev_gallery, faces_de
     """A gallery built under a permissive policy holding a US-IL person: a device whose policy denies
     US-IL refuses the bundle; and a search hitting such a person returns nothing and logs a policy event."""
     from lookout.gallery import metadata
-    from lookout.gallery.format import Gallery
+    from lookout.gallery.reader import Gallery
 
     _, gallery = facesdev_gallery
     persons = {pid: {**p, "jurisdiction": "US-IL" if pid == "raj" else None} for pid, p in gallery._persons.items()}

@@ -1,10 +1,12 @@
-"""Command-line options shared by several subcommands, defined once."""
+"""Command-line options for the model store and the face pipeline, shared by every part's subcommands."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from lookout.face.detector import DetectorConfig
+from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
 
@@ -28,4 +30,18 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PX",
         help="also detect in overlapping square tiles of PX pixels, for small faces in large frames",
+    )
+
+
+def open_pipeline(args: argparse.Namespace, embedder: str | None = None, hint: str = "LATENCY") -> FacePipeline:
+    """The pipeline the options of ``add_pipeline_options`` describe (``embedder`` overrides --embedder)."""
+    return FacePipeline.open(
+        PipelineConfig(
+            model_dir=args.model_dir,
+            device=args.device,
+            detector=args.detector,
+            embedder=embedder or args.embedder,
+            detection=DetectorConfig(tile=args.tile),
+            embedder_hint=hint,
+        )
     )

@@ -7,6 +7,7 @@ into each manifest is the first 16 hex digits of the SHA-256 of the raw public k
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -16,9 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from lookout.digest import sha256_bytes
 from lookout.errors import ConfigError
+from lookout.gallery.format import MANIFEST, SIGNATURE
 
 PRIVATE_NAME = "bundle-signing.key.pem"
 PUBLIC_NAME = "bundle-signing.pub.pem"
+
+# Where a key comes from: a PEM file, PEM bytes, or a key already loaded.
+PublicKeySource = Path | bytes | Ed25519PublicKey
+PrivateKeySource = Path | bytes | Ed25519PrivateKey
 
 
 def generate_keys(out_dir: Path, overwrite: bool = False) -> tuple[Path, Path]:
@@ -50,7 +56,9 @@ def _read(source: Path | bytes, what: str) -> tuple[bytes, str]:
         raise ConfigError(f"{source}: cannot read {what}: {err.strerror or err}") from None
 
 
-def load_private_key(source: Path | bytes) -> Ed25519PrivateKey:
+def load_private_key(source: PrivateKeySource) -> Ed25519PrivateKey:
+    if isinstance(source, Ed25519PrivateKey):
+        return source
     data, name = _read(source, "private key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -61,7 +69,7 @@ def load_private_key(source: Path | bytes) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(source: Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
+def load_public_key(source: PublicKeySource) -> Ed25519PublicKey:
     if isinstance(source, Ed25519PublicKey):
         return source
     data, name = _read(source, "public key")
@@ -89,3 +97,10 @@ def verify(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
         return True
     except InvalidSignature:
         return False
+
+
+def write_signed_manifest(bundle_dir: Path, manifest_bytes: bytes, private_key: PrivateKeySource) -> None:
+    """Write a bundle's ``manifest.json`` and, beside it, ``manifest.sig`` (base64 Ed25519 over those bytes)."""
+    key = load_private_key(private_key)
+    (Path(bundle_dir) / MANIFEST).write_bytes(manifest_bytes)
+    (Path(bundle_dir) / SIGNATURE).write_bytes(base64.b64encode(sign(key, manifest_bytes)) + b"\n")

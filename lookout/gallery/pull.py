@@ -1,8 +1,4 @@
-"""Device-side sync: fetch new bundles, verify them, swap them in atomically, keep the previous one.
-
-``BundleStore(root)`` keeps verified bundles under ``root/versions/`` and two
-symlinks, ``current`` and ``previous``, each replaced with ``os.replace`` (an
-atomic rename), so a reader sees the old or the new bundle, never half of one.
+"""Device-side sync: fetch new bundles, verify them, and install them in a ``BundleStore``.
 
 ``BundlePuller`` talks to a publish folder (see lookout.sync.publish):
 
@@ -21,40 +17,30 @@ model, policy) leaves ``current`` as it was and logs one ``sync.rejected`` or
 
 from __future__ import annotations
 
-import email.utils
 import json
-import os
 import shutil
-import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from lookout.digest import sha256_bytes
+from lookout.errors import LookoutError
+from lookout.gallery.delta import apply_delta, read_delta
 from lookout.gallery.format import (
-    GALLERY,
-    INDEX,
     MANIFEST,
     POLICY,
     SIGNATURE,
     BundleError,
     Manifest,
-    apply_delta,
-    check_files,
-    check_model,
-    check_signature,
     manifest_sha256,
     parse_manifest,
-    read_delta,
-    read_manifest,
-    verify_bundle,
 )
+from lookout.gallery.keys import PublicKeySource
 from lookout.gallery.policy import Policy
-
-from lookout.digest import sha256_bytes
-from lookout.errors import LookoutError
+from lookout.gallery.store import BundleStore
+from lookout.gallery.verify import check_files, check_model, check_signature, verify_bundle
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -68,101 +54,6 @@ class SyncError(LookoutError):
     """The publish server could not be reached or answered wrongly."""
 
 
-class BundleStore:
-    """Verified bundles on the device: ``current``, ``previous`` and a staging area."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.versions = self.root / "versions"
-        self.staging = self.root / "staging"
-        for d in (self.versions, self.staging):
-            d.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def _link(self, name: str) -> Path | None:
-        link = self.root / name
-        if not link.is_symlink():
-            return None
-        target = (self.root / os.readlink(link)).resolve()
-        return target if target.is_dir() else None
-
-    def current_dir(self) -> Path | None:
-        return self._link("current")
-
-    def previous_dir(self) -> Path | None:
-        return self._link("previous")
-
-    def current_manifest(self) -> Manifest | None:
-        current = self.current_dir()
-        if current is None:
-            return None
-        try:
-            return read_manifest(current)[0]
-        except BundleError as err:
-            log.warning("sync.current_unreadable", bundle=str(current), error=str(err))
-            return None
-
-    def new_staging(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix="stage-", dir=self.staging))
-
-    def _set(self, name: str, target: Path | None) -> None:
-        link = self.root / name
-        if target is None:
-            if link.is_symlink():
-                link.unlink()
-            return
-        tmp = self.root / f".{name}.tmp"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(os.path.relpath(target, self.root), tmp)
-        os.replace(tmp, link)
-
-    def install(self, staged: Path, version: int) -> Path:
-        """Move a verified staged bundle in and make it current; the old current becomes previous."""
-        with self._lock:
-            final = self.versions / f"{version:08d}-{int(time.time() * 1000)}"
-            os.replace(staged, final)
-            old = self.current_dir()
-            if old is not None:
-                self._set("previous", old)
-            self._set("current", final)
-            self._prune()
-            return final
-
-    def rollback(self) -> Path | None:
-        """Make the previous bundle current again (and the current one previous)."""
-        with self._lock:
-            prev, cur = self.previous_dir(), self.current_dir()
-            if prev is None:
-                return None
-            self._set("current", prev)
-            self._set("previous", cur)
-            return prev
-
-    def _prune(self) -> None:
-        keep = {self.current_dir(), self.previous_dir()}
-        for d in self.versions.iterdir():
-            if d.resolve() not in keep:
-                shutil.rmtree(d, ignore_errors=True)
-        for d in self.staging.iterdir():
-            shutil.rmtree(d, ignore_errors=True)
-
-    # conditional-GET validators for the manifest URL
-    def _state_path(self) -> Path:
-        return self.root / "sync-state.json"
-
-    def load_state(self) -> dict:
-        try:
-            return json.loads(self._state_path().read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def save_state(self, state: dict) -> None:
-        tmp = self._state_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self._state_path())
-
-
 def _join(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
@@ -174,7 +65,7 @@ class BundlePuller:
         self,
         url: str,
         store: BundleStore,
-        public_key: Path | bytes | None,
+        public_key: PublicKeySource | None,
         expected_model_digest: str | None,
         policy: Policy | None,
         interval_s: float = 300.0,
@@ -421,10 +312,3 @@ class BundlePuller:
             failures = failures + 1 if self.last_error else 0
             wait = self.interval_s if not failures else min(self.interval_s * 2 ** min(failures - 1, 4), 3600)
             self._stop.wait(wait)
-
-
-def http_date(ts: float) -> str:
-    return email.utils.formatdate(ts, usegmt=True)
-
-
-__all__ = ["GALLERY", "INDEX", "BundlePuller", "BundleStore", "SyncError"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from lookout.gallery.format import Candidate, Gallery
 
 from lookout.errors import InputError
 from lookout.face.detector import iou
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.types import Face, Quality
+from lookout.gallery.reader import Candidate, GalleryReader
 
 BOX_MIN_IOU = 0.3
 
@@ -74,11 +74,17 @@ def _faces_in_box(image: np.ndarray, pipeline: FacePipeline, box: tuple[float, f
 
 
 def search_image(
-    image: np.ndarray, pipeline: FacePipeline, gallery: Gallery, box=None, top: int = 5, threshold: float | None = None
+    image: np.ndarray,
+    pipeline: FacePipeline,
+    gallery: GalleryReader,
+    box: tuple[float, float, float, float] | None = None,
+    top: int = 5,
+    threshold: float | None = None,
 ) -> list[FaceResult]:
+    """Every face of ``image`` (or the one in ``box``) with its top candidates and the threshold they face."""
     if pipeline.embedder.digest != gallery.model_digest:
         raise InputError(
-            str(gallery.bundle_dir),
+            f"gallery version {gallery.version}",
             f"gallery built with {gallery.model_name}, the pipeline runs "
             f"{pipeline.embedder.name}: scores would mean nothing",
         )

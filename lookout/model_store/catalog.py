@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lookout.errors import ModelError
+
 
 @dataclass(frozen=True)
 class PackageSource:
@@ -147,6 +149,4 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return ALL_MODELS[name]
     except KeyError:
-        from lookout.errors import ModelError
-
         raise ModelError(f"unknown model {name!r}; known: {', '.join(ALL_MODELS)}") from None

@@ -1,4 +1,4 @@
-"""The local model cache: fetch, convert, verify and open models by name.
+"""The local model cache: verify and open models by name (fetching is ``lookout.models.install``).
 
 Layout (default root: the user's cache dir, e.g. ~/.cache/lookout/models;
 override with ``LOOKOUT_MODEL_DIR`` or ``--model-dir``)::
@@ -8,29 +8,23 @@ override with ``LOOKOUT_MODEL_DIR`` or ``--model-dir``)::
     <root>/<name>/model.xml, model.bin  OpenVINO IR
     <root>/<name>/manifest.json         see ModelManifest
 
-Once fetched, nothing here touches the network.
+Nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import openvino as ov
 import platformdirs
-from lookout.models.convert import CONVERTERS
-from lookout.models.fetch import download_archive, extract_member
-from lookout.model_store.manifest import ModelManifest
-from lookout.model_store.catalog import ALL_MODELS, ModelSpec, get_spec
 
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
-from lookout.log import get_logger
+from lookout.model_store.catalog import ALL_MODELS, get_spec
+from lookout.model_store.manifest import ModelManifest
 
-log = get_logger(__name__)
 MODEL_DIR_ENV = "LOOKOUT_MODEL_DIR"
 IR_FILES = ("model.xml", "model.bin")
 
@@ -52,41 +46,13 @@ class ModelStatus:
 
 
 class ModelStore:
+    """Models in one cache folder, each refused at load when a file differs from its manifest."""
+
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else default_model_dir()
 
     def folder(self, name: str) -> Path:
         return self.root / name
-
-    def source_file(self, name: str) -> Path:
-        spec = get_spec(name)
-        return self.folder(name) / "source" / Path(spec.source.member).name
-
-    def fetch(self, name: str, force: bool = False) -> ModelManifest:
-        """Download (if needed), verify, convert and describe one model. Idempotent."""
-        spec = get_spec(name)
-        if not force and self.status(name).ok:
-            return self.manifest(name)
-        archive = download_archive(spec.source, self.root / "downloads")
-        source = extract_member(spec.source, archive, self.source_file(name))
-        log.info("model.convert", name=name, source=source.name)
-        model = CONVERTERS[spec.converter](source, spec)
-        return self._save(spec, model)
-
-    def _save(self, spec: ModelSpec, model: ov.Model) -> ModelManifest:
-        folder = self.folder(spec.name)
-        staging = folder / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        _name_nodes_stably(model)
-        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
-        manifest = _describe(spec, {f: sha256_file(staging / f) for f in IR_FILES})
-        for f in IR_FILES:
-            (staging / f).replace(folder / f)
-        manifest.write(folder)
-        shutil.rmtree(staging)
-        log.info("model.ready", name=spec.name, digest=manifest.digest[:16], folder=str(folder))
-        return manifest
 
     def manifest(self, name: str) -> ModelManifest:
         """The manifest of a registry model, or of a model derived from one (``facenet-int8``)."""
@@ -121,7 +87,7 @@ class ModelStore:
             manifest = self.manifest(name)
         except ModelError as err:
             return ModelStatus(name, True, (str(err),))
-        return ModelStatus(name, True, tuple(_file_problems(folder, manifest)))
+        return ModelStatus(name, True, tuple(file_problems(folder, manifest)))
 
     def statuses(self) -> list[ModelStatus]:
         return [self.status(name) for name in [*ALL_MODELS, *self.derived_models()]]
@@ -130,25 +96,13 @@ class ModelStore:
         """Open a model after checking every file against its manifest; refuse on any mismatch."""
         folder = self.folder(name)
         manifest = self.manifest(name)
-        problems = _file_problems(folder, manifest)
+        problems = file_problems(folder, manifest)
         if problems:
             raise ModelError(f"model {name} refused: " + "; ".join(problems))
         return ov.Core().read_model(folder / "model.xml", folder / "model.bin"), manifest
 
 
-_AUTO_NAME = re.compile(r"[A-Za-z0-9]+_\d+")
-
-
-def _name_nodes_stably(model: ov.Model) -> None:
-    """Give nodes built in Python (auto-named like ``Convert_19177`` from a process-wide counter)
-    names from their place in the graph, so converting the same model anywhere writes the same
-    bytes and so the same digest: a gallery built in the cloud must match the device's model."""
-    for position, node in enumerate(model.get_ordered_ops()):
-        if _AUTO_NAME.fullmatch(node.get_friendly_name()):
-            node.set_friendly_name(f"{node.get_type_name()}_{position}")
-
-
-def _file_problems(folder: Path, manifest: ModelManifest) -> list[str]:
+def file_problems(folder: Path, manifest: ModelManifest) -> list[str]:
     problems = []
     for file_name, expected in manifest.files.items():
         path = folder / file_name
@@ -157,27 +111,3 @@ def _file_problems(folder: Path, manifest: ModelManifest) -> list[str]:
         elif sha256_file(path) != expected:
             problems.append(f"{path}: SHA-256 differs from the manifest (corrupt or modified)")
     return problems
-
-
-def _describe(spec: ModelSpec, files: dict[str, str]) -> ModelManifest:
-    src = spec.source
-    return ModelManifest(
-        name=spec.name,
-        kind=spec.kind,
-        version=spec.version,
-        description=spec.description,
-        source_package=src.package,
-        source_version=src.version,
-        source_archive_sha256=src.archive_sha256,
-        source_member=src.member,
-        source_member_sha256=src.member_sha256,
-        input_layout=spec.input_layout,
-        input_size=list(spec.input_size),
-        preprocessing=spec.preprocessing,
-        output_dim=spec.output_dim,
-        licence=spec.licence,
-        alignment_template=[list(p) for p in spec.alignment_template],
-        files=files,
-        converted_with=ov.get_version(),
-        extra=dict(spec.extra),
-    )
