@@ -51,6 +51,7 @@ from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
 from lookout.mosquitto import LocalMosquitto, find_mosquitto
+from lookout.topics import Topics
 
 DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 DEVICE_ID = "demo-cam-1"
@@ -259,7 +260,7 @@ class _EventWatcher:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="lookout-demo-watch")
         self.client.on_message = self._on_message
         self.client.connect(host, port)
-        self.client.subscribe("dt/lookout/+/match", qos=1)
+        self.client.subscribe(Topics().match_filter(), qos=1)
         self.client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:

@@ -151,6 +151,3 @@ class Decider:
             box=tuple(int(max(0, round(float(v)))) for v in box),
             crop=state.crop,
         )
-
-    def decided_as(self, track: Track) -> str | None:
-        return self._state(track).decided

@@ -194,15 +194,3 @@ def write_calibration(calibration: Calibration, path: Path) -> Path:
         path = path / CALIBRATION_FILE
     path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
     return path
-
-
-def read_calibration(path: Path) -> Calibration:
-    path = Path(path)
-    if path.is_dir():
-        path = path / CALIBRATION_FILE
-    try:
-        return Calibration.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise InputError(str(path), "no calibration; run `lookout calibrate`") from None
-    except (json.JSONDecodeError, TypeError) as err:
-        raise InputError(str(path), f"unreadable calibration ({err})") from None

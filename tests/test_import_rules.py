@@ -106,7 +106,7 @@ def all_imports() -> list[ImportSite]:
 def layer_problem(site: ImportSite) -> str | None:
     source = part_of_file(Path(site.path))
     target = part_of_module(site.module)
-    if target is None or target == source or target == CORE or site.path in ENTRY_POINTS:
+    if target is None or target in (source, CORE) or site.path in ENTRY_POINTS:
         return None
     if source == CORE:
         return f"the core imports no part, here {target}"

@@ -117,6 +117,12 @@ def persons(conn: sqlite3.Connection) -> dict[str, dict]:
     return out
 
 
+def find_person(conn: sqlite3.Connection, person_id: str) -> tuple | None:
+    """One persons row (``PERSON_COLUMNS``, attributes still JSON text), or None. The relay's lookup."""
+    cols = ", ".join(PERSON_COLUMNS)
+    return conn.execute(f"SELECT {cols} FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+
+
 def photos(conn: sqlite3.Connection) -> list[dict]:
     cols = ", ".join(PHOTO_COLUMNS)
     return [dict(zip(PHOTO_COLUMNS, row)) for row in conn.execute(f"SELECT {cols} FROM photos ORDER BY label")]
