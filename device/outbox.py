@@ -32,7 +32,6 @@ from functools import partial
 from pathlib import Path
 
 from lookout.device.publisher import EventPublisher
-
 from lookout.errors import ConfigError
 from lookout.log import get_logger
 

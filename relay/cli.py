@@ -8,9 +8,13 @@ import json
 import os
 from pathlib import Path
 
-from lookout.relay.config import RelayConfig, load_config
-
 from lookout.errors import InputError
+from lookout.relay.bench import print_figures, run_bench
+from lookout.relay.config import RelayConfig, load_config
+from lookout.relay.example import EXAMPLE_CONFIG
+from lookout.relay.review import ReviewQueue, format_alert, format_audit, format_detail
+from lookout.relay.service import RelayService
+from lookout.relay.store import open_store
 
 CONFIG_ENV = "LOOKOUT_RELAY_CONFIG"
 
@@ -80,23 +84,18 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def cmd_relay(args: argparse.Namespace) -> int:
     if args.example_config:
-        from lookout.relay.example import EXAMPLE_CONFIG
-
         print(EXAMPLE_CONFIG, end="")
         return 0
     config = _config(args)
     if args.check_config:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
         return 0
-    from lookout.relay.service import RelayService
 
     RelayService(config).run_forever()
     return 0
 
 
 def _queue(args: argparse.Namespace):
-    from lookout.relay.review import ReviewQueue
-    from lookout.relay.store import open_store
 
     config = _config(args)
     settings = config.store
@@ -108,7 +107,6 @@ def _queue(args: argparse.Namespace):
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
-    from lookout.relay.review import format_alert
 
     with _queue(args) as queue:
         alerts = queue.recent(args.limit) if args.all else queue.pending(args.limit)
@@ -136,7 +134,6 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_show(args: argparse.Namespace) -> int:
-    from lookout.relay.review import format_detail
 
     with _queue(args) as queue:
         alert = queue.show(args.alert_id)
@@ -162,7 +159,6 @@ def cmd_review_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_review_audit(args: argparse.Namespace) -> int:
-    from lookout.relay.review import format_audit
 
     with _queue(args) as queue:
         entries = queue.store.audit_log(actor=args.actor, action=args.action, limit=args.limit)
@@ -177,7 +173,6 @@ def cmd_review_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lookout.relay.bench import print_figures, run_bench
 
     figures = run_bench(events=args.events, rate=args.rate, seconds=args.seconds)
     print_figures(figures, as_json=args.json)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lookout.log import get_logger
 from lookout.relay.config import Recipient, RetrySettings
 from lookout.relay.directory import PersonDirectory
 from lookout.relay.message import Outgoing, alert_document, alert_text, summary_text
@@ -25,8 +26,6 @@ from lookout.relay.notifiers.base import DeliveryError, Notifier
 from lookout.relay.ratelimit import Limits
 from lookout.relay.records import Delivery
 from lookout.relay.store import RelayStore
-
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 

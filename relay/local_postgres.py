@@ -17,10 +17,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from lookout.relay.localbroker import free_port
-
 from lookout.errors import InputError
 from lookout.log import get_logger
+from lookout.mosquitto import free_port
 
 log = get_logger(__name__)
 

@@ -27,6 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg  # optional dependency: pip install 'lookout[postgresql]'
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lookout.errors import ConfigError, InputError
+from lookout.events import MatchEvent
+from lookout.log import get_logger
 from lookout.relay.config import StoreSettings
 from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
 from lookout.relay.migrate import VERSION_TABLE, pending
@@ -44,16 +52,8 @@ from lookout.relay.records import (
     Intake,
     Outcome,
     Sighting,
+    StoreUnavailable,
 )
-from lookout.relay.store import StoreUnavailable
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
-
-from lookout.errors import ConfigError, InputError
-from lookout.events import MatchEvent
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 
@@ -90,6 +90,8 @@ class PostgresStore:
     @classmethod
     def open(cls, settings: StoreSettings) -> PostgresStore:
         """Open the pool, wait for the database (``connect_timeout_s``) and migrate the schema."""
+        if psycopg is None:
+            raise ConfigError("store.type postgresql needs psycopg: pip install 'lookout[postgresql]'")
         if not settings.dsn:
             raise ConfigError("store.dsn: required when store.type is postgresql")
         where = f"relay store {_safe_dsn(settings.dsn)}"

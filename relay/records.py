@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from lookout.errors import LookoutError
 from lookout.events import MatchEvent
 
 ALERT_REVIEW, ALERT_OPEN, ALERT_CONFIRMED, ALERT_REJECTED = "review", "open", "confirmed", "rejected"
 TERMINAL = ("sent", "failed", "cancelled", "summarised")
+
+
+class StoreUnavailable(LookoutError):
+    """The store cannot be reached or written now (connection lost, locked, disk full): not the data's
+    fault. The work is retried; messages stay unacknowledged meanwhile."""
 
 
 class Outcome(str, Enum):

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lookout.relay.records import ALERT_REVIEW, Alert, AuditEntry, Delivery, Sighting
-from lookout.relay.store import RelayStore
-
 from lookout.errors import InputError
 from lookout.log import get_logger
+from lookout.relay.records import ALERT_REVIEW, Alert, AuditEntry, Delivery, Sighting
+from lookout.relay.store import RelayStore
 
 log = get_logger(__name__)
 

@@ -20,20 +20,21 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import paho.mqtt.client as paho
-from lookout.relay.config import Limit, RelayConfig
-from lookout.relay.directory import PersonDirectory, open_directory
-from lookout.relay.dispatch import Dispatcher, DispatchSettings
-from lookout.relay.message import Outgoing, alert_link
-from lookout.relay.metrics import Counters, MetricsServer
-from lookout.relay.notifiers import Notifier, build_all
-from lookout.relay.ratelimit import Limits, Window
-from lookout.relay.records import AlertPlan, Ingested, Intake, Outcome
-from lookout.relay.store import RelayStore, StoreUnavailable, open_store
 
 from lookout.errors import InputError
 from lookout.events import MatchEvent, parse_match_event
 from lookout.log import get_logger
+from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
+from lookout.relay.config import Limit, RelayConfig
+from lookout.relay.directory import PersonDirectory, open_directory
+from lookout.relay.dispatch import Dispatcher, DispatchSettings
+from lookout.relay.message import Outgoing, alert_link
+from lookout.relay.metrics import Counters
+from lookout.relay.notifiers import Notifier, build_all
+from lookout.relay.ratelimit import Limits, Window
+from lookout.relay.records import AlertPlan, Ingested, Intake, Outcome
+from lookout.relay.store import RelayStore, StoreUnavailable, open_store
 from lookout.topics import Topics, is_reserved, shared
 
 log = get_logger(__name__)
@@ -136,7 +137,13 @@ class RelayService:
 
     def start(self) -> RelayService:
         if self.config.metrics.port is not None:
-            self._metrics = MetricsServer(self.counters, self.config.metrics.host, self.config.metrics.port).start()
+            self._metrics = MetricsServer(
+                self.counters.prometheus,
+                self.config.metrics.host,
+                self.config.metrics.port,
+                readiness=self.readiness,
+                name="relay-metrics",
+            ).start()
         released = self.delivery_store.release_claims(self.owner)
         if released:
             log.info("delivery.claims_released", owner=self.owner, deliveries=released)
@@ -155,10 +162,10 @@ class RelayService:
         )
         return self
 
-    def ready(self) -> tuple[bool, dict[str, bool]]:
-        """Readiness: subscribed at the broker and the store answering."""
-        checks = {"broker": self.connected.is_set(), "store": self._health_store.ping()}
-        return all(checks.values()), checks
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready to take events (``/readyz``): subscribed at the broker and the store answering."""
+        checks: dict[str, object] = {"broker_subscribed": self.connected.is_set(), "store": self._health_store.ping()}
+        return all(bool(v) for v in checks.values()), checks
 
     def stop(self) -> None:
         self._stop.set()

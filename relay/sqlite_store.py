@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lookout.errors import InputError
+from lookout.events import MatchEvent
+from lookout.log import get_logger
 from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
 from lookout.relay.migrate import VERSION_TABLE, pending
 from lookout.relay.ratelimit import OVERALL, Limits
@@ -32,12 +35,8 @@ from lookout.relay.records import (
     Intake,
     Outcome,
     Sighting,
+    StoreUnavailable,
 )
-from lookout.relay.store import StoreUnavailable
-
-from lookout.errors import InputError
-from lookout.events import MatchEvent
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 

@@ -20,22 +20,16 @@ store (conditional writes for the seen id and the dedup window) would be a third
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from lookout.relay.config import StoreSettings
+from lookout.relay.postgres_store import PostgresStore
 from lookout.relay.ratelimit import Limits
-from lookout.relay.records import Alert, AuditEntry, Delivery, Gap, Ingested, Intake, Sighting
+from lookout.relay.records import Alert, AuditEntry, Delivery, Gap, Ingested, Intake, Sighting, StoreUnavailable
+from lookout.relay.sqlite_store import SqliteStore
 
-from lookout.errors import LookoutError
-
-if TYPE_CHECKING:
-    from lookout.relay.config import StoreSettings
-
-
-class StoreUnavailable(LookoutError):
-    """The store cannot be reached or written now (connection lost, locked, disk full): not the data's
-    fault. The work is retried; messages stay unacknowledged meanwhile."""
+__all__ = ["PostgresStore", "RelayStore", "SqliteStore", "StoreUnavailable", "open_store"]
 
 
 class RelayStore(Protocol):
@@ -92,14 +86,5 @@ class RelayStore(Protocol):
 def open_store(settings: StoreSettings, *, readonly: bool = False) -> RelayStore:
     """The store the config names, schema migrated to this version (PostgreSQL: pool opened)."""
     if settings.type == "postgresql":
-        from lookout.relay.postgres_store import PostgresStore  # psycopg is needed only for this engine
-
         return PostgresStore.open(settings)
-    from lookout.relay.sqlite_store import SqliteStore
-
     return SqliteStore(settings.path, synchronous=settings.synchronous, readonly=readonly)
-
-
-def iter_batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lookout.device.outbox import Outbox
-
 from lookout.events import parse_match_event
 from tests.test_relay_fixtures import make_event
 

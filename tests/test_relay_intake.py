@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from lookout.relay.config import RelayConfig
 from lookout.relay.records import Outcome
 from lookout.relay.service import RelayService
-
 from lookout.topics import RESERVED_DEVICE_IDS, Topics
-from tests.postgres import pg_cluster, pg_store_settings, store_settings  # noqa: F401
 from tests.test_relay_fixtures import make_event
 
 
 @pytest.fixture
-def service(store_settings):  # noqa: F811
+def service(store_settings):
     svc = RelayService(RelayConfig(store=store_settings), notifiers={})
     yield svc
     svc.stop()

@@ -10,23 +10,22 @@ import time
 from datetime import timedelta
 
 import pytest
+
+from lookout.errors import ConfigError, InputError
+from lookout.events import utc_now
 from lookout.relay.config import StoreSettings, load_config
 from lookout.relay.gaps import walk
 from lookout.relay.migrate import steps
 from lookout.relay.records import AlertPlan, Intake, Outcome
 from lookout.relay.sqlite_store import SqliteStore
 from lookout.relay.store import open_store
-
-from lookout.errors import ConfigError, InputError
-from lookout.events import utc_now
-from tests.postgres import pg_cluster, pg_store_settings, store_settings  # noqa: F401
 from tests.test_relay_fixtures import make_event
 
 PLAN = AlertPlan(False, ["desk"])
 
 
 @pytest.fixture
-def store(store_settings):  # noqa: F811
+def store(store_settings):
     s = open_store(store_settings)
     yield s
     s.close()
@@ -93,7 +92,7 @@ def test_a_store_newer_than_the_relay_is_refused(tmp_path):
 
 
 @pytest.mark.postgres
-def test_relays_starting_together_migrate_once(pg_store_settings):  # noqa: F811
+def test_relays_starting_together_migrate_once(pg_store_settings):
     stores = _run_together(4, lambda i: open_store(pg_store_settings))
     try:
         rows = stores[0]._x("SELECT version, count(*) AS n FROM schema_version GROUP BY version").rows
@@ -247,7 +246,7 @@ def test_postgresql_needs_a_dsn_and_names_the_missing_variable(tmp_path):
 
 
 @pytest.mark.postgres
-def test_wrong_password_fails_with_one_clear_line(pg_store_settings, monkeypatch):  # noqa: F811
+def test_wrong_password_fails_with_one_clear_line(pg_store_settings, monkeypatch):
     monkeypatch.setenv("LOOKOUT_WRONG_PW", "not-the-password")
     settings = pg_store_settings.model_copy(update={"password_env": "LOOKOUT_WRONG_PW", "connect_timeout_s": 2})
     with pytest.raises(InputError, match=r"relay store postgresql://127\.0\.0\.1:\d+/test_\w+: cannot connect"):
