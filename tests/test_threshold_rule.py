@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lookout.models.registry import ALL_MODELS
+
+from lookout.model_store.catalog import ALL_MODELS
 from lookout.sync.threshold import GalleryScores, ModelCalibration, choose_threshold, model_calibration
 
 
