@@ -26,6 +26,7 @@ from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.threshold import DEFAULT_TARGET_FPIR, GalleryScores, choose_threshold
 from lookout.gallery.verify import check_files, read_manifest
 from lookout.log import get_logger
 from lookout.sync.enrol import (
@@ -41,7 +42,6 @@ from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
 from lookout.sync.report import summarise, summary_line, write_report
 from lookout.sync.seal import seal_bundle, write_delta
 from lookout.sync.sources.folders import read_folders
-from lookout.sync.threshold import DEFAULT_TARGET_FPIR, GalleryScores, choose_threshold
 
 log = get_logger(__name__)
 
@@ -71,7 +71,7 @@ def _model_info(pipeline: FacePipeline) -> ModelInfo:
 def _threshold(
     value: float | None, pipeline: FacePipeline, vectors: np.ndarray, owners: list[str], target_fpir: float
 ) -> ThresholdInfo:
-    """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (sync/threshold.py)."""
+    """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (lookout/gallery/threshold.py)."""
     if value is not None:
         return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)"})
     codes = {p: i for i, p in enumerate(sorted(set(owners)))}

@@ -22,6 +22,7 @@ from lookout.gallery.pull import BundlePuller
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
+from lookout.gallery.threshold import describe
 from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
@@ -31,7 +32,6 @@ from lookout.sync.enrol import PhotoResult
 from lookout.sync.publish import publish
 from lookout.sync.report import summarise, summary_line
 from lookout.sync.sources import open_source
-from lookout.sync.threshold import describe
 
 
 def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):

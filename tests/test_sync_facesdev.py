@@ -15,9 +15,9 @@ from lookout.gallery.keys import generate_keys
 from lookout.gallery.policy import Policy
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_image
+from lookout.gallery.threshold import model_calibration
 from lookout.sync.audit import audit_gallery
 from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.threshold import model_calibration
 from tests.conftest import STRANGERS
 
 pytestmark = pytest.mark.shared

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lookout.gallery.threshold import GalleryScores, ModelCalibration, choose_threshold, model_calibration
 from lookout.model_store.catalog import ALL_MODELS
-from lookout.sync.threshold import GalleryScores, ModelCalibration, choose_threshold, model_calibration
 
 
 def test_every_embedder_in_the_catalog_has_a_calibration() -> None:
