@@ -1,5 +1,7 @@
 """The device's camera source against a real RTSP server (GStreamer's, on loopback) serving live 720p H.264."""
 
+# ruff: noqa: F811 (fixtures imported from tests/rtsp.py and taken as arguments)
+
 from __future__ import annotations
 
 import time
