@@ -13,7 +13,9 @@ Greengrass IPC, where the nucleus owns the MQTT connection) is one more class:
   runtime publishes its retained online status there);
 - ``owns_connection``: True when this process owns the MQTT connection and can set a
   last will (paho); False under Greengrass (status is then published on start and on
-  clean stop only).
+  clean stop only);
+- ``subscribe(topic, on_message) -> bool``: receive messages on a topic, kept across
+  reconnections (Home Assistant's birth message); False where the transport cannot.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from lookout.mqtt import MqttSettings, connect, make_client
 log = get_logger(__name__)
 
 AckCallback = Callable[..., None]  # (ok: bool, reason: str = "")
+MessageCallback = Callable[[bytes], None]  # (payload)
 
 
 class EventPublisher(ABC):
@@ -51,6 +54,10 @@ class EventPublisher(ABC):
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_ack: AckCallback | None = None
     ) -> bool: ...
+
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        """Receive messages on ``topic`` (QoS 1) for as long as the publisher runs; False: not supported."""
+        return False
 
 
 class PahoPublisher(EventPublisher):
@@ -75,6 +82,7 @@ class PahoPublisher(EventPublisher):
         self._early: dict[int, tuple[bool, str]] = {}  # acks that came before publish() returned the mid
         self.disconnects = 0
         self._stopping = False
+        self._subscriptions: dict[str, MessageCallback] = {}
 
     def start(self) -> None:
         connect(self.client, self.settings, blocking=False)
@@ -109,6 +117,20 @@ class PahoPublisher(EventPublisher):
             on_ack(*early)
         return True
 
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        """Subscribed now if connected, and again after every reconnection (sessions may be clean)."""
+        self._subscriptions[topic] = on_message
+        self.client.message_callback_add(topic, lambda client, userdata, msg: self._deliver(on_message, msg))
+        if self.connected:
+            self.client.subscribe(topic, qos=1)
+        return True
+
+    def _deliver(self, on_message: MessageCallback, msg: paho.MQTTMessage) -> None:
+        try:
+            on_message(msg.payload)
+        except Exception as err:  # a subscriber's bug must not take the network thread down
+            log.error("mqtt.on_message_failed", topic=msg.topic, error=repr(err))
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
         try:
@@ -126,6 +148,8 @@ class PahoPublisher(EventPublisher):
             return
         self._connected.set()
         log.info("mqtt.connected", host=self.settings.host, port=self.settings.port)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         if self.on_connect:
             try:
                 self.on_connect()
@@ -170,8 +194,13 @@ class MemoryPublisher(EventPublisher):
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.subscriptions: dict[str, MessageCallback] = {}
         self._connected = False
         self._lock = threading.Lock()
+
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        self.subscriptions[topic] = on_message
+        return True
 
     def start(self) -> None:
         self._connected = True
