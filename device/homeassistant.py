@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -74,7 +75,15 @@ def node_id(device_id: str) -> str:
 class DiscoveryPublisher(Protocol):
     """What this module needs of the device's MQTT publisher (``lookout.device.publisher.EventPublisher``)."""
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool: ...
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        on_ack: Callable[..., None] | None = None,
+    ) -> bool: ...
 
     def subscribe(self, topic: str, on_message: Callable[[bytes], None]) -> bool: ...
 
@@ -102,6 +111,8 @@ class HomeAssistantDiscovery:
         self.publisher = publisher
         self.node = node_id(device_id)
         self.announcements = 0
+        self.configs_acknowledged = 0  # by the broker, over the device's life
+        self._lock = threading.Lock()
 
     # -- what is announced ----------------------------------------------------------------
     def device_block(self) -> dict[str, Any]:
@@ -178,16 +189,23 @@ class HomeAssistantDiscovery:
         """Publish every config, retained, QoS 1; returns how many were accepted."""
         sent = 0
         for topic, config in self.configs().items():
-            sent += bool(self.publisher.publish(topic, json.dumps(config).encode(), qos=1, retain=True))
+            sent += bool(
+                self.publisher.publish(topic, json.dumps(config).encode(), qos=1, retain=True, on_ack=self._acked)
+            )
         self.announcements += 1
         log.info("homeassistant.announced", configs=sent, prefix=self.settings.discovery_prefix, node=self.node)
         return sent
 
+    def _acked(self, ok: bool, reason: str = "") -> None:
+        if ok:
+            with self._lock:
+                self.configs_acknowledged += 1
+        else:
+            log.warning("homeassistant.config_refused", reason=reason)
+
     def withdraw(self) -> int:
         """Remove this device from Home Assistant (empty retained configs), e.g. when decommissioning it."""
-        return sum(
-            bool(self.publisher.publish(topic, b"", qos=1, retain=True)) for topic in self.configs()
-        )
+        return sum(bool(self.publisher.publish(topic, b"", qos=1, retain=True)) for topic in self.configs())
 
     def _on_birth(self, payload: bytes) -> None:
         if payload.strip() == b"online":

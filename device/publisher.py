@@ -20,6 +20,8 @@ Greengrass IPC, where the nucleus owns the MQTT connection) is one more class:
 
 from __future__ import annotations
 
+import ssl
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -75,7 +77,11 @@ class PahoPublisher(EventPublisher):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_log = self._on_log
+        self._socket_error = ""
         self._last_fail_log = float("-inf")
+        self._last_tls_failure = ""
+        self.last_failure = ""  # why the last connection attempt failed, for logs and readiness
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._pending: dict[int, AckCallback | None] = {}
@@ -157,22 +163,50 @@ class PahoPublisher(EventPublisher):
                 log.error("mqtt.on_connect_failed", error=repr(err))
 
     def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception in hand says why.
+        error = sys.exc_info()[1]
+        self._refused(str(error) if error is not None else "unknown", tls=isinstance(error, ssl.SSLError))
+
+    def _on_log(self, client, userdata, level: int, message: str) -> None:
+        """Keep paho's socket errors: a broker refusing our certificate shows only here (TLS 1.3 alerts
+        arrive after the handshake, as a failed read and a disconnect)."""
+        if level == paho.MQTT_LOG_ERR and message.startswith("failed to receive on socket"):
+            self._socket_error = message.split(": ", 1)[-1]
+
+    def _refused(self, reason: str, *, tls: bool) -> None:
+        """A connection attempt failed: TLS refusals once per distinct reason (retrying does not heal
+        them), anything else at most every 30 s."""
+        self.last_failure = reason
         now = time.monotonic()
-        if now - self._last_fail_log >= 30:
+        if tls and reason != self._last_tls_failure:
+            self._last_tls_failure = reason
+            log.error(
+                "mqtt.tls_failed",
+                host=self.settings.host,
+                port=self.settings.port,
+                reason=reason,
+                hint="check mqtt.tls.ca_file (the broker's CA) and the client certificate and key; retrying with backoff",
+            )
+        elif not tls and now - self._last_fail_log >= 30:
             self._last_fail_log = now
             log.warning(
                 "mqtt.unreachable",
                 host=self.settings.host,
                 port=self.settings.port,
+                reason=reason,
                 hint="events wait in the outbox; retrying with backoff",
             )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        socket_error, self._socket_error = self._socket_error, ""
         if was and not self._stopping:
             self.disconnects += 1
-            log.warning("mqtt.disconnected", reason=str(reason_code), will_retry=True)
+            log.warning("mqtt.disconnected", reason=socket_error or str(reason_code), will_retry=True)
+        elif not was and not self._stopping:  # dropped before the broker accepted us
+            reason = socket_error or str(reason_code)
+            self._refused(reason, tls="SSL" in reason or "alert" in reason)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         ok = not reason_code.is_failure

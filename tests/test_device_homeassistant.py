@@ -7,8 +7,6 @@ A key Home Assistant does not know is ignored by it silently, so a typo would co
 feature without a word: hence the check.
 """
 
-# ruff: noqa: F811 (fixtures imported from tests/broker.py and taken as arguments)
-
 from __future__ import annotations
 
 import json
@@ -17,11 +15,10 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+
 from lookout.device.homeassistant import EVENT_TYPE, HomeAssistantConfig, HomeAssistantDiscovery, node_id
 from lookout.device.publisher import MemoryPublisher, PahoPublisher
-
 from lookout.mqtt import MqttSettings, make_client
-from tests.broker import mosquitto  # noqa: F401
 
 DEVICE_OPTIONS = {
     "configuration_url",
@@ -180,6 +177,10 @@ def test_device_announces_itself_and_again_when_home_assistant_returns(mosquitto
     assert publisher.wait_connected(10)
     configs = discovery.configs()
     try:
+        deadline = time.monotonic() + 10
+        while discovery.configs_acknowledged < len(configs):  # the broker holds them
+            assert time.monotonic() < deadline, "discovery configs not acknowledged"
+            time.sleep(0.02)
         # Home Assistant starting later finds the configs retained.
         ha = Collector(mosquitto.port, ["homeassistant/#"])
         ha.wait(lambda: all(ha.on(t) for t in configs), 10, "the retained discovery configs")

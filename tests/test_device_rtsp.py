@@ -1,17 +1,14 @@
 """The device's camera source against a real RTSP server (GStreamer's, on loopback) serving live 720p H.264."""
 
-# ruff: noqa: F811 (fixtures imported from tests/rtsp.py and taken as arguments)
-
 from __future__ import annotations
 
 import time
 
 import numpy as np
 import pytest
-from lookout.device.sources import CaptureSource, FrameGrabber, open_source
 
+from lookout.device.sources import CaptureSource, FrameGrabber, open_source
 from lookout.rtsp_server import read_stamp, write_i420_frames
-from tests.rtsp import rtsp_camera, rtsp_camera_factory  # noqa: F401
 
 pytestmark = pytest.mark.rtsp
 
