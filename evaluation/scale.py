@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from lookout.errors import InputError
 from lookout.face.image_io import read_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
-from lookout.face.subject import choose_subject, refusals
+from lookout.face.subject import SubjectRule, choose_subject
 from lookout.gallery.threshold import choose_threshold
 from lookout.log import get_logger
 
@@ -75,10 +75,13 @@ def embed_set(
     cache: Path | None,
     progress: Callable[[], None],
     exclude: frozenset[str] = frozenset(),
+    rule: SubjectRule | None = None,
 ) -> FaceSet:
-    """Detect and embed every face once (cached by embedder digest and the data's file list)."""
+    """Detect and embed every face once (cached by embedder digest, enrolment rule and the data's file list)."""
+    rule = rule or SubjectRule()
     photos = _photos(root, exclude)
-    key = hashlib.sha256(json.dumps([pipeline.embedder.digest, [str(f) for _, f in photos]]).encode()).hexdigest()
+    identity = [pipeline.embedder.digest, asdict(rule), [str(f) for _, f in photos]]
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     path = cache / f"faces-{pipeline.embedder.name}-{key[:16]}.npz" if cache else None
     people = sorted({p for p, _ in photos})
     if path is not None and path.is_file():
@@ -94,12 +97,12 @@ def embed_set(
             subject.append(-1)
             continue
         faces = pipeline.detect(image)
-        chosen, _, _ = choose_subject(faces)
+        chosen = choose_subject(faces, rule=rule).face
         chips = pipeline.align(image, faces)
         first = len(face_photo)
         index = -1
         for j, face in enumerate(faces):
-            if face is chosen and not refusals(assess(face, chips[j], pipeline.quality_config).reasons):
+            if face is chosen and not rule.refusals(assess(face, chips[j], pipeline.quality_config).reasons):
                 index = first + j
         face_photo += [i] * len(faces)
         subject.append(index)
