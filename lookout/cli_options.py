@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lookout.face.image_io import MAX_PIXELS
 from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
 
@@ -28,4 +29,16 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PX",
         help="also detect in overlapping square tiles of PX pixels, for small faces in large frames",
+    )
+    add_image_limit(parser)
+
+
+def add_image_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images larger than this many pixels, read from the file header before decoding "
+        f"(default {MAX_PIXELS:,})",
     )

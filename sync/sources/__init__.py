@@ -18,7 +18,11 @@ from lookout.errors import InputError
 
 
 def open_source(
-    spec: str, work_dir: Path | None = None, people: Path | None = None, api_config: Path | None = None
+    spec: str,
+    work_dir: Path | None = None,
+    people: Path | None = None,
+    api_config: Path | None = None,
+    encoding: str | None = None,
 ) -> Iterator[PhotoRecord]:
     """A folder -> identity folders; .csv/.json -> manifest; http(s) URL template or --api-config -> HTTP API."""
     if api_config is not None or spec.startswith(("http://", "https://")):
@@ -31,11 +35,11 @@ def open_source(
     if path.is_dir():
         from lookout.sync.sources.folders import read_folders
 
-        return iter(read_folders(path, people=people))
+        return iter(read_folders(path, people=people, encoding=encoding))
     if path.suffix.lower() in (".csv", ".json", ".jsonl"):
         from lookout.sync.sources.csv_json import read_manifest_file
 
-        return iter(read_manifest_file(path))
+        return iter(read_manifest_file(path, encoding))
     if not path.exists():
         raise InputError(spec, "no such file or folder")
     raise InputError(spec, "not a folder of identity folders, a .csv/.json manifest, or an http(s) URL")
