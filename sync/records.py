@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lookout.sync.jurisdiction import clean_text, jurisdiction_or_raw
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lookout.gallery.jurisdiction import clean_text, jurisdiction_or_raw
 from lookout.identifiers import PHOTO_ID_MAX_CHARS, identifier_problem
 
 

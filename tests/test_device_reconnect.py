@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+
 from lookout.device.sources import Backoff, FrameGrabber, FrameSource, SourceUnavailable
 
 

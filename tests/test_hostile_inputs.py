@@ -22,20 +22,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from lookout.sync.build import build_gallery
-from lookout.sync.enrol import Enroller
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.jurisdiction import parse_jurisdiction
-from lookout.sync.keys import generate_keys
-from lookout.sync.policy import Policy
-from lookout.sync.records import PhotoRecord, group_persons
-from lookout.sync.sources.csv_json import read_manifest_file
-from lookout.sync.sources.http_api import HttpApiSource
 
 from lookout.cli import main
 from lookout.errors import ConfigError, InputError
 from lookout.face.image_io import check_image_size, decode_image, image_size, read_image
+from lookout.gallery.jurisdiction import parse_jurisdiction
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
+from lookout.http_client import FetchError, HttpClient
 from lookout.identifiers import ID_MAX_CHARS, identifier_problem
+from lookout.sync.build import build_gallery
+from lookout.sync.enrol import Enroller
+from lookout.sync.records import PhotoRecord, group_persons
+from lookout.sync.sources.csv_json import read_manifest_file
+from lookout.sync.sources.http_api import HttpApiSource
 from tests.conftest import PROJECT_ROOT
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -494,10 +494,11 @@ def consent_v1(tmp_path_factory, pipeline, grace_hopper, astronaut, keys):
 
 
 def test_withdrawn_consent_moved_and_vanished_people_leave_the_gallery(consent_v1, pipeline, keys, tmp_path):
+    from lookout.gallery.delta import read_delta
+    from lookout.gallery.reader import load_bundle
     from lookout.sync.build import update_gallery
-    from lookout.sync.bundle import load_bundle, read_delta
 
-    root, rows = consent_v1
+    root, _rows = consent_v1
     text = "person_id,name,photo,jurisdiction,use_for_recognition\n"
     text += f"grace,Grace,{root}/g1.jpg,US-NY,false\n"  # consent withdrawn for one photo
     text += f"grace,Grace,{root}/g2.jpg,US-NY,true\n"
@@ -576,7 +577,7 @@ def _parsers(parser):
 
 def test_cli_takes_no_abbreviations_and_device_is_the_openvino_device():
     """``lookout run --device CPU`` was silently taken as ``--device-id CPU`` (an argparse abbreviation)."""
-    from lookout.cli import build_parser
+    from lookout.cli.main import build_parser
 
     parser = build_parser()
     parsers = list(_parsers(parser))
