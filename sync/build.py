@@ -22,6 +22,7 @@ from lookout.digest import sha256_bytes
 from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS
 from lookout.face.pipeline import FacePipeline
+from lookout.face.subject import SubjectRule
 from lookout.gallery import metadata
 from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
@@ -29,13 +30,13 @@ from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.gallery.verify import check_files, read_manifest
 from lookout.log import get_logger
+from lookout.progress import Progress
 from lookout.sync.enrol import (
     ENROLLED,
     EnrolCache,
     Enroller,
     PhotoFetcher,
     PhotoResult,
-    Progress,
     mark_duplicates,
 )
 from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
@@ -85,10 +86,11 @@ def _enrol_all(
     progress: bool,
     skip: set[tuple[str, str]] = frozenset(),
     max_pixels: int = MAX_PIXELS,
+    rule: SubjectRule | None = None,
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
-    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels)
+    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels, rule=rule)
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
     results = []
@@ -151,13 +153,16 @@ def build_gallery(
     version: int = 1,
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
+    subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty)."""
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
     persons = group_persons(records)
-    results, enroller = _enrol_all(persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels)
+    results, enroller = _enrol_all(
+        persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels, rule=subject_rule
+    )
     enrolled = [r for r in results if r.status == ENROLLED]
     tmp = _tmp_dir(out_dir)
     try:
@@ -230,6 +235,7 @@ def update_gallery(
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
     withdraw: Iterable[str] = (),
+    subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
@@ -265,7 +271,15 @@ def update_gallery(
     keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
     # photos of people the policy now denies must go, and never be re-embedded
     results, enroller = _enrol_all(
-        persons, pipeline, policy, base.purpose, work_dir, progress, skip=keep_unchanged, max_pixels=max_pixels
+        persons,
+        pipeline,
+        policy,
+        base.purpose,
+        work_dir,
+        progress,
+        skip=keep_unchanged,
+        max_pixels=max_pixels,
+        rule=subject_rule,
     )
     denied = {
         pid
