@@ -128,5 +128,10 @@ def photos(conn: sqlite3.Connection) -> list[dict]:
     return [dict(zip(PHOTO_COLUMNS, row)) for row in conn.execute(f"SELECT {cols} FROM photos ORDER BY label")]
 
 
+def places(conn: sqlite3.Connection) -> list[tuple[str | None, str | None]]:
+    """Every distinct (jurisdiction, department) of the people in the gallery: what a policy decides on."""
+    return [(r[0] or None, r[1] or None) for r in conn.execute("SELECT DISTINCT jurisdiction, department FROM persons")]
+
+
 def jurisdictions(conn: sqlite3.Connection) -> list[str]:
     return [r[0] or "" for r in conn.execute("SELECT DISTINCT jurisdiction FROM persons ORDER BY 1")]
