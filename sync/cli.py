@@ -152,7 +152,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="PHOTO_ID",
-        help="consent withdrawn for this photo: remove it (repeatable; as use_for_recognition: false in the source)",
+        help="consent withdrawn for this photo: remove it, and keep it out of later updates (repeatable)",
+    )
+    update.add_argument(
+        "--reinstate",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="lift an earlier --withdraw (photo id) or --remove (person id): the source may enrol it again",
     )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
     update.set_defaults(func=_gallery_update)
@@ -364,6 +371,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         only_listed=args.only_listed,
         remove=args.remove,
         withdraw=args.withdraw,
+        reinstate=args.reinstate,
         threshold=args.threshold,
         work_dir=work,
         report_path=args.report,
