@@ -22,7 +22,7 @@ import numpy as np
 
 from lookout.errors import InputError
 from lookout.face.detector import iou
-from lookout.face.image_io import read_image
+from lookout.face.image_io import MAX_PIXELS, read_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.types import Face, Quality
@@ -169,11 +169,13 @@ def search_paths(
     top: int = 5,
     threshold: float | None = None,
     box=None,
+    max_pixels: int = MAX_PIXELS,
 ) -> Iterator[ImageResult]:
-    """Search every image of ``paths`` (files or folders) with one pipeline and one gallery."""
+    """Search every image of ``paths`` (files or folders) with one pipeline and one gallery; an image over
+    ``max_pixels`` is refused from its header, before decoding (one error line, the run goes on)."""
     for path in expand_paths(paths):
         try:
-            image = read_image(path)
+            image = read_image(path, max_pixels)
             yield ImageResult(path, search_image(image, pipeline, gallery, box=box, top=top, threshold=threshold))
         except InputError as err:
             if box is not None or "scores would mean nothing" in err.reason:
