@@ -26,6 +26,7 @@ PARTS = (
     "lookout.relay.cli",
     "lookout.evaluation.cli",
     "lookout.packaging.cli",
+    "lookout.console.cli",
     "lookout.demo",
 )
 
