@@ -33,7 +33,7 @@ from lookout.console.web import (
     redirect,
 )
 from lookout.sync.policy import Policy
-from multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import MultipartParseError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
