@@ -7,6 +7,7 @@ scikit-image), two photos of Grace; the alerts are written by the relay's own ``
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -176,3 +177,70 @@ def services(console_env: ConsoleEnv) -> Iterator[Services]:
     s = Services.open(console_env.config(), start_fleet=False)
     yield s
     s.close()
+
+
+# -- real browser -------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("LOOKOUT_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("LOOKOUT_CHROMEDRIVER", "/usr/bin/chromedriver")
+ARTIFACTS = Path(os.environ.get("LOOKOUT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so the browser fixture knows whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture
+def browser(request, tmp_path) -> Iterator:
+    """Headless Debian chromium through chromedriver (selenium), a fresh profile; a screenshot if the test fails."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(f"chromium/chromedriver not found at {CHROMIUM} / {CHROMEDRIVER} (./run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(
+        service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options
+    )
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        failed = getattr(request.node, "report_call", None)
+        if failed is not None and failed.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / f"{request.node.name}.png"
+            driver.save_screenshot(str(shot))
+            (ARTIFACTS / f"{request.node.name}.html").write_text(driver.page_source)
+            print(f"screenshot of the failure: {shot}")
+        driver.quit()
+
+
+@pytest.fixture
+def console_server(console_env) -> Iterator:
+    """The console served by uvicorn on a free loopback port, in this process."""
+    from lookout.console.server import ConsoleServer
+
+    server = ConsoleServer(console_env.config()).start()
+    assert server.wait_started(), "the console did not start"
+    yield server
+    server.stop()
