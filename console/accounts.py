@@ -21,8 +21,8 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from lookout.console.config import LoginSettings, SessionSettings
 
+from lookout.console.config import LoginSettings, SessionSettings
 from lookout.errors import InputError
 from lookout.log import get_logger
 

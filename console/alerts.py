@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lookout.console.audit import AuditEntry, AuditLog
+from lookout.errors import InputError
 from lookout.relay.config import load_config as load_relay_config
 from lookout.relay.review import ReviewQueue
 from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
-
-from lookout.errors import InputError
 
 
 @dataclass(frozen=True)

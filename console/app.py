@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from python_multipart.exceptions import MultipartParseError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
 from lookout.console.accounts import ROLES, Accounts, LoginRefused
 from lookout.console.alerts import ReviewDesk, open_relay_store
 from lookout.console.audit import AuditFilter, AuditLog, SqliteAuditLog, to_csv
@@ -32,17 +41,9 @@ from lookout.console.web import (
     client_address,
     redirect,
 )
-from lookout.sync.policy import Policy
-from python_multipart.exceptions import MultipartParseError
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-
 from lookout.errors import LookoutError
+from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.gallery.policy import Policy
 from lookout.log import get_logger
 from lookout.topics import Topics
 
@@ -103,8 +104,6 @@ class _LazyPipeline:
     def get(self) -> Any:
         with self._open_lock:
             if self._pipeline is None:
-                from lookout.face.pipeline import FacePipeline, PipelineConfig
-
                 m = self.config.models
                 kwargs: dict[str, Any] = {"model_dir": m.model_dir, "device": m.device}
                 if m.detector:

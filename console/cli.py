@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 from lookout.console.config import ConsoleConfig, load_config
-
 from lookout.errors import InputError
 
 CONFIG_ENV = "LOOKOUT_CONSOLE_CONFIG"
@@ -64,7 +63,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     if args.check_config:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
         return 0
-    from lookout.console.server import ConsoleServer
+    from lookout.console.server import ConsoleServer  # the console extra (uvicorn, starlette): only when serving
 
     server = ConsoleServer(config)
     print(f"Lookout console on {server.url}  (Ctrl-C stops)", flush=True)
@@ -85,7 +84,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_adduser(args: argparse.Namespace) -> int:
-    from lookout.console.accounts import Accounts
+    from lookout.console.accounts import Accounts  # the console extra (argon2): only for accounts
 
     config = _config(args)
     accounts = Accounts(config.database, config.sessions, config.login)
@@ -98,7 +97,7 @@ def cmd_adduser(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from lookout.console.accounts import Accounts
+    from lookout.console.accounts import Accounts  # the console extra (argon2): only for accounts
 
     config = _config(args)
     accounts = Accounts(config.database, config.sessions, config.login)

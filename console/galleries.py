@@ -25,19 +25,21 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from lookout.console.audit import AuditEntry, AuditLog
 from lookout.console.config import GallerySettings
-from lookout.sync import metadata
+from lookout.errors import InputError, LookoutError
+from lookout.face.image_io import decode_image
+from lookout.gallery import metadata
+from lookout.gallery.format import Manifest
+from lookout.gallery.policy import Policy
+from lookout.gallery.reader import Gallery, load_bundle
+from lookout.gallery.verify import read_manifest
+from lookout.log import get_logger
 from lookout.sync.build import BuildReport, update_gallery
-from lookout.sync.bundle import Gallery, Manifest, load_bundle, read_manifest
-from lookout.sync.policy import Policy
 from lookout.sync.publish import publish
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources import open_source
-
-from lookout.errors import InputError, LookoutError
-from lookout.face.image_io import decode_image
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 

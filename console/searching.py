@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from lookout.console.audit import AuditEntry, AuditLog
 from lookout.console.galleries import GalleryDesk, jpeg_thumbnail
-from lookout.sync.bundle import Gallery
-from lookout.sync.policy import Policy
-from lookout.sync.search import FaceResult, search_image
-
 from lookout.errors import InputError
+from lookout.gallery.policy import Policy
+from lookout.gallery.reader import Gallery
+from lookout.gallery.search import FaceResult, search_image
 from lookout.log import get_logger
 
 log = get_logger(__name__)

@@ -10,9 +10,9 @@ import socket
 import threading
 
 import uvicorn
+
 from lookout.console.app import Services, create_app
 from lookout.console.config import LOOPBACK, ConsoleConfig
-
 from lookout.log import get_logger
 
 log = get_logger(__name__)

@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from lookout.console.accounts import Session
-from lookout.console.audit import AuditEntry
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lookout.console.accounts import Session
+from lookout.console.audit import AuditEntry
 
 SESSION_COOKIE = "lookout_session"
 LOGIN_COOKIE = "lookout_login"

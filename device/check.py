@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 
 from lookout.device.config import DeviceConfig
+from lookout.device.runtime import check_jurisdiction, load_policy
 from lookout.device.sources import CaptureSource, open_source
-
 from lookout.errors import LookoutError
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.store import BundleStore
+from lookout.model_store.store import ModelStore
 
 
 def check_config(cfg: DeviceConfig, out=print) -> int:
@@ -36,8 +39,6 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
     )
     digest = None
     try:
-        from lookout.models.store import ModelStore
-
         store = ModelStore(cfg.models.model_dir)
         for name in (cfg.models.detector, cfg.models.embedder):
             status = store.status(name)
@@ -54,8 +55,6 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         bad("models", str(err))
     policy = None
     try:
-        from lookout.device.runtime import check_jurisdiction, load_policy
-
         policy = load_policy(cfg)
         ok("policy", f"{policy.version} from {policy.source}")
         if cfg.recognition.enabled:
@@ -68,8 +67,6 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         g = cfg.gallery
         bundle_dir = g.bundle_dir
         if g.store_dir is not None:
-            from lookout.sync.pull import BundleStore
-
             # BundleStore creates its folders: only look inside one that exists.
             bundle_dir = BundleStore(g.store_dir).current_dir() if g.store_dir.is_dir() else None
             if bundle_dir is None:
@@ -79,8 +76,6 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                 )
         if bundle_dir is not None:
             try:
-                from lookout.sync.bundle import load_bundle
-
                 gallery = load_bundle(bundle_dir, g.public_key, digest, policy, location=cfg.location.jurisdiction)
                 ok(
                     "gallery",

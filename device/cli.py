@@ -1,14 +1,15 @@
-"""`lookout run`, `lookout events tail`, `lookout video make`, `lookout bench device`."""
+"""`lookout run`, `lookout events tail`, `lookout video make` (`lookout bench device` is in lookout.demo)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from lookout.device.check import check_config
 from lookout.device.config import DeviceConfig, example_config, load_config
-
-from lookout.cli_options import add_model_dir
+from lookout.device.runtime import Runtime
+from lookout.device.tail import tail
+from lookout.device.videomaker import make_hold_video, make_scene_video
 from lookout.errors import ConfigError, LookoutError
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX
@@ -68,17 +69,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     make.set_defaults(func=_video)
 
 
-def register_bench(benches: argparse._SubParsersAction) -> None:
-    bench = benches.add_parser("device", help="the device loop: fps, per-stage ms, frame-to-publish latency")
-    bench.add_argument("--faces-dev", type=Path, default=DEFAULT_FACES_DEV)
-    bench.add_argument("--seconds", type=float, default=20.0, help="length of each of the three runs")
-    bench.add_argument("--fps", type=float, default=25.0, help="frame rate of the test video")
-    bench.add_argument("--device", default="CPU", help="OpenVINO device")
-    bench.add_argument("--embedder", default=None, help="embedder model (default: the registry's default)")
-    add_model_dir(bench)
-    bench.set_defaults(func=_bench)
-
-
 def _load(args: argparse.Namespace) -> DeviceConfig:
     overrides = list(args.set)
     for flag, key in (
@@ -101,16 +91,12 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     cfg = _load(args)
     if args.check_config:
-        from lookout.device.check import check_config
-
         return check_config(cfg)
-    from lookout.device.runtime import Runtime
 
     return Runtime(cfg).run()
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from lookout.device.tail import tail
 
     if args.config:
         cfg = load_config(args.config)
@@ -132,7 +118,6 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _video(args: argparse.Namespace) -> int:
-    from lookout.device.videomaker import make_hold_video, make_scene_video
 
     if not (args.faces_dev / "groups.csv").exists():
         raise ConfigError(f"--faces-dev {args.faces_dev}: not a faces-dev folder (no groups.csv)")
@@ -158,21 +143,4 @@ def _video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from lookout.device.bench import run_device_bench
-
-    if not (args.faces_dev / "groups.csv").exists():
-        print(f"lookout: --faces-dev {args.faces_dev}: not found; the device bench needs faces-dev", file=sys.stderr)
-        return 2
-    run_device_bench(
-        args.faces_dev,
-        seconds=args.seconds,
-        fps=args.fps,
-        model_dir=args.model_dir,
-        device=args.device,
-        embedder=args.embedder,
-    )
-    return 0
-
-
-__all__ = ["LookoutError", "register", "register_bench"]
+__all__ = ["LookoutError", "register"]

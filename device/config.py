@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lookout.config_file import load_settings
 from lookout.errors import InputError
+from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
 

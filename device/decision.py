@@ -23,9 +23,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from lookout.device.cooldown import Cooldown
 from lookout.device.tracker import Track
-
 from lookout.face.types import Quality
 
 
@@ -151,6 +151,3 @@ class Decider:
             box=tuple(int(max(0, round(float(v)))) for v in box),
             crop=state.crop,
         )
-
-    def decided_as(self, track: Track) -> str | None:
-        return self._state(track).decided

@@ -25,7 +25,6 @@ from functools import partial
 from pathlib import Path
 
 from lookout.device.publisher import EventPublisher
-
 from lookout.errors import ConfigError
 from lookout.log import get_logger
 

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
+
 from lookout.device.config import DeviceConfig
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider, Decision, Observation
@@ -40,29 +41,23 @@ from lookout.device.outbox import Outbox, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
 from lookout.device.recognizer import Recognizer
 from lookout.device.sources import FrameGrabber, open_source
-from lookout.device.status import Metrics, MetricsServer, StatusReporter
+from lookout.device.status import Metrics, StatusReporter
 from lookout.device.tracker import IouTracker, Track
-
 from lookout.errors import ConfigError, LookoutError
 from lookout.events import Location, MatchEvent, ModelRef
 from lookout.face.detector import DetectorConfig
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.face.quality import QualityConfig, assess
 from lookout.face.types import Face
+from lookout.gallery.policy import Policy
+from lookout.gallery.pull import BundlePuller
+from lookout.gallery.reader import Gallery, GalleryReader, load_bundle
+from lookout.gallery.store import BundleStore
 from lookout.log import get_logger
+from lookout.metrics_server import MetricsServer
 from lookout.topics import Topics
 
 log = get_logger(__name__)
-
-
-class GalleryLike(Protocol):
-    version: int
-    policy_version: str
-    model_name: str
-    model_digest: str
-    threshold: float
-
-    def search(self, vectors: np.ndarray, k: int = 5) -> list: ...
 
 
 class RecognitionRefused(LookoutError):
@@ -91,9 +86,7 @@ class Clock:
         return self._anchor + pts
 
 
-def load_policy(cfg: DeviceConfig):
-    from lookout.sync.policy import Policy
-
+def load_policy(cfg: DeviceConfig) -> Policy:
     return Policy.load(cfg.gallery.policy) if cfg.gallery.policy else Policy.default()
 
 
@@ -142,7 +135,7 @@ class _Work:
 
     frame: object
     now: float
-    gallery: object | None
+    gallery: GalleryReader | None
     tracks: list[Track] = field(default_factory=list)
     pending: object | None = None
     started: float = 0.0
@@ -198,9 +191,7 @@ class Runtime:
             signal.signal(sig, handler)
 
     # -- gallery -----------------------------------------------------------------------
-    def _load_gallery(self, bundle_dir: Path):
-        from lookout.sync.bundle import load_bundle
-
+    def _load_gallery(self, bundle_dir: Path) -> Gallery:
         return load_bundle(
             bundle_dir,
             self.cfg.gallery.public_key,
@@ -216,8 +207,6 @@ class Runtime:
                 raise ConfigError(f"gallery.bundle_dir: {g.bundle_dir} is not a folder")
             self._bundle_dir = g.bundle_dir
             return self._load_gallery(g.bundle_dir)
-        from lookout.sync.pull import BundleStore
-
         self.store = BundleStore(g.store_dir)
         current = self.store.current_dir()
         if current is None:
@@ -282,6 +271,16 @@ class Runtime:
             decider.cooldown.seconds = cooldown_s
         log.info("config.live_update", threshold=threshold, min_margin=min_margin, cooldown_s=cooldown_s, crop=crop)
 
+    def readiness(self, publisher: EventPublisher) -> tuple[bool, dict[str, object]]:
+        """For ``/readyz``: frames flowing with the models loaded and, if recognition is on, a gallery in
+        use; events go to the broker (or wait in the outbox while it is away: not ready)."""
+        checks: dict[str, object] = {
+            "processing": self.ready.is_set(),
+            "gallery": self.gallery is not None or not self.recognition,
+            "broker_connected": bool(publisher.connected),
+        }
+        return all(bool(v) for v in checks.values()), checks
+
     # -- start-up ---------------------------------------------------------------------
     def _announce(self) -> None:
         cfg = self.cfg
@@ -292,7 +291,7 @@ class Runtime:
                 f"Turn debug.save_frames_dir off for normal operation."
             )
             log.warning("privacy.frames_saved", message=msg)
-            print(f"lookout: {msg}", flush=True, file=__import__("sys").stderr)
+            print(f"lookout: {msg}", flush=True, file=sys.stderr)
         else:
             log.info("privacy", frames_saved=False, unmatched_faces="not stored or sent")
 
@@ -394,13 +393,13 @@ class Runtime:
             reporter.start()
             if cfg.status.metrics_port is not None:
                 metrics_server = MetricsServer(
-                    self.metrics, cfg.device_id, cfg.status.metrics_host, cfg.status.metrics_port
-                )
-                metrics_server.start()
+                    lambda: self.metrics.prometheus(cfg.device_id),
+                    cfg.status.metrics_host,
+                    cfg.status.metrics_port,
+                    readiness=lambda: self.readiness(publisher),
+                ).start()
             if cfg.recognition.enabled and cfg.gallery.store_dir is not None:
                 if cfg.gallery.pull is not None:
-                    from lookout.sync.pull import BundlePuller
-
                     puller = BundlePuller(
                         cfg.gallery.pull.url,
                         self.store,

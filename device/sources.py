@@ -15,10 +15,12 @@ frames, none dropped (tests and benchmarks).
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -60,8 +62,8 @@ class FrameSource(ABC):
     def read(self) -> tuple[np.ndarray, float] | None:
         """(image, pts seconds), or None at the end. Raises SourceUnavailable when a live source fails."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional hook: most sources hold nothing to release)
+        """Release the camera or file; sources that hold nothing keep this no-op."""
 
 
 class VideoFileSource(FrameSource):
@@ -242,8 +244,34 @@ def open_source(
     return VideoFileSource(Path(url), fps, loop)
 
 
+@dataclass
+class Backoff:
+    """Delays between reconnection attempts: ``initial_s`` doubling up to ``max_s``, each shortened by a
+    random share of up to ``jitter`` so that cameras that dropped together (a switch rebooting) do not
+    all knock on the server at the same instant. ``reset()`` once the source delivers frames again."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    jitter: float = 0.2
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0  # delays handed out since the last reset
+
+    def next_delay(self) -> float:
+        nominal = min(self.initial_s * 2.0**self.attempt, self.max_s)
+        self.attempt += 1
+        return nominal * (1.0 - self.jitter * self.rng.random())
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
 class FrameGrabber:
-    """Reads a source in a thread; the consumer always gets the newest frame (live) or every frame (not live)."""
+    """Reads a source in a thread; the consumer always gets the newest frame (live) or every frame (not live).
+
+    ``wait(seconds) -> stopped`` and ``clock()`` are the grabber's only notions of time between
+    reconnection attempts; tests pass fakes. By default the wait is on a stop event of its own, so
+    nothing but ``stop()`` cuts a backoff short (the frame slot's notifications used to, which
+    retried an unreachable camera every 0.2 s)."""
 
     def __init__(
         self,
@@ -252,12 +280,20 @@ class FrameGrabber:
         realtime: bool = True,
         backoff: tuple[float, float] = (1.0, 30.0),
         give_up_after_s: float = 0.0,
+        jitter: float = 0.2,
+        wait: Callable[[float], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.source = source
         self.drop_old = realtime or source.live
         self.pace = realtime and not source.live
-        self.backoff = backoff
+        self.backoff = Backoff(backoff[0], backoff[1], jitter, rng or random.Random())
         self.give_up_after_s = give_up_after_s
+        self._stopped = threading.Event()
+        self._wait = wait or self._stopped.wait
+        self._clock = clock
+        self.attempts = 0  # failed opens of a live source, over the grabber's life
         self._slot: Frame | None = None
         self._cond = threading.Condition()
         self._stop = False
@@ -285,6 +321,7 @@ class FrameGrabber:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -320,26 +357,41 @@ class FrameGrabber:
             self.error = error
             self._cond.notify_all()
 
-    def _open_live(self) -> bool:
-        """Open a camera/stream, retrying with backoff; False when stopped or given up."""
-        delay, since = self.backoff[0], time.monotonic()
+    def _open_live(self, first_delay: float = 0.0) -> bool:
+        """Open a camera/stream, retrying with backoff; False when stopped or given up.
+
+        One log line per failed attempt, saying when the next one is. After a loss the first
+        attempt waits one backoff step too (``first_delay``): a stream that opens and then fails
+        at once would otherwise be reopened in a tight loop (only arriving frames reset the backoff)."""
+        since = self._clock()
+        delay = first_delay
+        failures = 0
         while not self._stop:
+            if delay and self._wait(delay):
+                return False
             try:
                 self.source.open()
-                if self.reopens or delay != self.backoff[0]:
-                    log.info("source.opened", source=self.source.name)
-                return True
             except SourceUnavailable as err:
-                waited = time.monotonic() - since
+                self.attempts += 1
+                failures += 1
+                waited = self._clock() - since
                 if self.give_up_after_s and waited >= self.give_up_after_s:
                     msg = f"{self.source.name}: {err}; gave up after {waited:.0f} s"
                     log.error("source.gave_up", source=self.source.name, reason=str(err), after_s=round(waited))
                     self._finish(msg)
                     return False
-                log.warning("source.unavailable", source=self.source.name, reason=str(err), retry_in_s=round(delay, 1))
-                with self._cond:
-                    self._cond.wait(delay)
-                delay = min(delay * 2, self.backoff[1])
+                delay = self.backoff.next_delay()
+                log.warning(
+                    "source.unavailable",
+                    source=self.source.name,
+                    reason=str(err),
+                    attempt=failures,
+                    retry_in_s=round(delay, 2),
+                )
+                continue
+            if self.reopens or self.attempts:
+                log.info("source.opened", source=self.source.name, failed_attempts=failures)
+            return True
         return False
 
     def _run(self) -> None:
@@ -352,12 +404,14 @@ class FrameGrabber:
                 try:
                     got = self.source.read()
                 except SourceUnavailable as err:
-                    log.warning("source.lost", source=self.source.name, reason=str(err))
+                    delay = self.backoff.next_delay()
+                    log.warning("source.lost", source=self.source.name, reason=str(err), retry_in_s=round(delay, 2))
                     self.source.close()
                     self.reopens += 1
-                    if not self._open_live():
+                    if not self._open_live(first_delay=delay):
                         return
                     continue
+                self.backoff.reset()
                 if got is None:
                     log.info("source.ended", source=self.source.name, frames=index)
                     self._finish()

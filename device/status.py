@@ -6,7 +6,8 @@
   publishes happen (start and clean stop).
 - ``<prefix>/<device_id>/heartbeat`` (QoS 0, every ``status.heartbeat_s``): fps,
   mean ms per stage, outbox depth, bundle version, uptime.
-- ``status.metrics_port``: the same figures as Prometheus text on loopback.
+- ``status.metrics_port``: the same figures as Prometheus text on loopback, with ``/healthz`` and
+  ``/readyz`` beside them (``lookout.metrics_server``).
 
 Nothing here is about a particular face.
 """
@@ -16,12 +17,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-from lookout.device.publisher import EventPublisher
 
 from lookout import __version__
+from lookout.device.publisher import EventPublisher
 from lookout.events import DeviceStatus, Heartbeat, utc_now
 from lookout.log import get_logger
 
@@ -201,38 +201,3 @@ class StatusReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-
-
-class MetricsServer:
-    """Prometheus text at http://host:port/metrics (loopback by default)."""
-
-    def __init__(self, metrics: Metrics, device_id: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = outer.metrics.prometheus(device_id).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.metrics = metrics
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        log.info("metrics.serving", url=f"http://{self.server.server_address[0]}:{self.port}/metrics")
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -66,7 +66,9 @@ def tail(
     out = out or sys.stdout
     topics = Topics(prefix)
     dev = device or "+"
-    subs = [f"{prefix}/{dev}/match", f"{prefix}/{dev}/status"] + ([f"{prefix}/{dev}/heartbeat"] if heartbeats else [])
+    subs = [topics.match_filter(dev), topics.status_filter(dev)] + (
+        [topics.heartbeat_filter(dev)] if heartbeats else []
+    )
     done = threading.Event()
     seen = {"matches": 0}
 

@@ -74,15 +74,19 @@ class Topics:
     def deadletter(self) -> str:
         return f"{self.prefix}/{RELAY_SEGMENT}/deadletter"
 
-    def match_filter(self) -> str:
-        """Subscription filter for every device's match events."""
-        return f"{self.prefix}/+/match"
+    def _filter(self, kind: str, device_id: str) -> str:
+        device = device_id if device_id == "+" else check_device_id(device_id)
+        return f"{self.prefix}/{device}/{kind}"
 
-    def status_filter(self) -> str:
-        return f"{self.prefix}/+/status"
+    def match_filter(self, device_id: str = "+") -> str:
+        """Subscription filter for match events: every device's (``+``) or one device's."""
+        return self._filter("match", device_id)
 
-    def heartbeat_filter(self) -> str:
-        return f"{self.prefix}/+/heartbeat"
+    def status_filter(self, device_id: str = "+") -> str:
+        return self._filter("status", device_id)
+
+    def heartbeat_filter(self, device_id: str = "+") -> str:
+        return self._filter("heartbeat", device_id)
 
     def device_of(self, topic: str) -> str | None:
         """The device id in a device topic under this prefix, or None if it is not one."""

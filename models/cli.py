@@ -6,15 +6,17 @@ import argparse
 import json
 from dataclasses import asdict
 
-from lookout.models.registry import ALL_MODELS, DEFAULT_DETECTOR
-from lookout.models.store import ModelStore
-
-from lookout.cli_options import add_model_dir
+from lookout.face.options import add_model_dir
+from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR
+from lookout.model_store.store import ModelStore
+from lookout.models.install import install
 
 DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Adds `lookout models ...`; returns its actions, where `lookout models quantize` is added
+    (by lookout.evaluation, which measures the quantised model on faces)."""
     models = commands.add_parser("models", help="fetch, convert, verify and describe the face models")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
@@ -33,21 +35,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         add_model_dir(p)
         p.set_defaults(func=func)
 
-    from lookout.evaluation.cli import register_quantize
-
-    register_quantize(sub)
-
     describe = sub.add_parser("describe", help="print a model's manifest as JSON")
     describe.add_argument("name", help=f"a model name ({', '.join(ALL_MODELS)}) or a derived one (e.g. facenet-int8)")
     add_model_dir(describe)
     describe.set_defaults(func=_describe)
+    return sub
 
 
 def _fetch(args: argparse.Namespace) -> int:
     store = ModelStore(args.model_dir)
     names = list(ALL_MODELS) if args.all else (args.names or list(DEFAULT_SET))
     for name in names:
-        manifest = store.fetch(name, force=args.force)
+        manifest = install(store, name, force=args.force)
         print(
             f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
             f"in {store.folder(name)}"

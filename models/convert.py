@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
-from lookout.models.registry import ModelSpec
 from openvino.preprocess import ColorFormat, PrePostProcessor
+
+from lookout.model_store.catalog import ModelSpec
+from lookout.models.dlib_resnet import build_dlib_resnet
 
 
 def blazeface(src: Path, spec: ModelSpec) -> ov.Model:
@@ -75,7 +77,6 @@ def _free_batch_dimension(model: ov.Model) -> None:
 
 def dlib_resnet(src: Path, spec: ModelSpec) -> ov.Model:
     """dlib's ResNet read from its .dat file; input normalisation is inside the built network."""
-    from lookout.models.dlib_resnet import build_dlib_resnet
 
     inner = build_dlib_resnet(src)
     chips = ops.parameter(ov.PartialShape([-1, spec.input_size[1], spec.input_size[0], 3]), ov.Type.u8, name="chips")

@@ -83,7 +83,6 @@ import math
 import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 import openvino as ov
@@ -178,7 +177,7 @@ class TagOrSkip:
     """A tag or skip layer as found in the file (the file cannot tell which)."""
 
 
-Layer = Union[Conv, Affine, Relu, Pool, FcNoBias, AddPrev, Tag, Skip, TagOrSkip]
+Layer = Conv | Affine | Relu | Pool | FcNoBias | AddPrev | Tag | Skip | TagOrSkip
 
 
 @dataclass

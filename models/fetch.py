@@ -13,11 +13,10 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from lookout.models.registry import PackageSource
-
 from lookout.digest import sha256_file
 from lookout.errors import ModelError
 from lookout.log import get_logger
+from lookout.model_store.catalog import PackageSource
 
 log = get_logger(__name__)
 

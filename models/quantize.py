@@ -13,18 +13,18 @@ NNCF is needed only to make the INT8 model, not to run it (`pip install nncf`).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import openvino as ov
-from lookout.models.manifest import ModelManifest
-from lookout.models.registry import get_spec
-from lookout.models.store import IR_FILES, ModelStore
 
-from lookout.digest import sha256_file
 from lookout.errors import ModelError
 from lookout.log import get_logger
+from lookout.model_store.catalog import get_spec
+from lookout.model_store.manifest import ModelManifest
+from lookout.model_store.store import ModelStore
+from lookout.models.install import write_ir
 
 log = get_logger(__name__)
 INT8_SUFFIX = "-int8"
@@ -48,7 +48,6 @@ def augment_chips(chips: np.ndarray, copies: int = 3, seed: int = 0) -> np.ndarr
     activation ranges that fit camera faces badly (faces-dev strangers: mean
     cosine to FP32 0.88); with these copies, 0.93, and the crops still 0.99.
     """
-    import cv2
 
     rng = np.random.default_rng(seed)
     h, w = chips.shape[1:3]
@@ -148,11 +147,8 @@ def pre_post_processing(model: ov.Model) -> list[str]:
 def _save_derived(store: ModelStore, base: ModelManifest, model: ov.Model, extra: dict) -> ModelManifest:
     name = int8_name(base.name)
     folder = store.folder(name)
-    staging = folder / ".staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
-    files = {f: sha256_file(staging / f) for f in IR_FILES}
+    folder.mkdir(parents=True, exist_ok=True)
+    files = write_ir(model, folder)
     manifest = replace(
         base,
         name=name,
@@ -161,10 +157,7 @@ def _save_derived(store: ModelStore, base: ModelManifest, model: ov.Model, extra
         converted_with=ov.get_version(),
         extra={**base.extra, **extra},
     )
-    for f in IR_FILES:
-        (staging / f).replace(folder / f)
     manifest.write(folder)
-    shutil.rmtree(staging)
     log.info("model.ready", name=name, digest=manifest.digest[:16], folder=str(folder))
     return manifest
 

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lookout.mosquitto import LocalMosquitto
+from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.relay.config import RelayConfig, load_config
-from lookout.relay.localbroker import LocalMosquitto
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.console import ConsoleNotifier
-
-from lookout.mqtt import MqttSettings, connect, make_client
+from lookout.relay.service import RelayService
 from lookout.topics import Topics
 
 _TEMPLATE = (
@@ -143,13 +143,15 @@ def _run(service, probe: _Probe, port: int, count: int, rate: float, offset: int
 
 
 def run_bench(events: int = 5000, rate: float = 1000.0, seconds: float = 5.0, synchronous: str = "full") -> dict:
-    from lookout.relay.service import RelayService
 
-    with tempfile.TemporaryDirectory(prefix="lookout-bench-relay-") as tmp, LocalMosquitto() as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="lookout-bench-relay-") as tmp,
+        LocalMosquitto() as broker,
+        open(os.devnull, "w") as sink,
+    ):
         workdir = Path(tmp)
         config = _config(workdir, broker.port, synchronous)
         probe = _Probe()
-        sink = open(os.devnull, "w")
         notifier = ConsoleNotifier("console", stream=sink)
         service = RelayService(config, notifiers={"console": notifier}, on_sent=probe).start()
         try:
@@ -159,7 +161,6 @@ def run_bench(events: int = 5000, rate: float = 1000.0, seconds: float = 5.0, sy
             latency = _run(service, probe, broker.port, int(rate * seconds), rate, events)
         finally:
             service.stop()
-            sink.close()
     return {
         "machine": {"cpus": os.cpu_count(), "store_synchronous": synchronous},
         "throughput": asdict(throughput),

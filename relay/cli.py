@@ -7,9 +7,12 @@ import json
 import os
 from pathlib import Path
 
-from lookout.relay.config import RelayConfig, load_config
-
 from lookout.errors import InputError
+from lookout.relay.bench import print_figures, run_bench
+from lookout.relay.config import RelayConfig, load_config
+from lookout.relay.review import ReviewQueue, format_alert, format_detail
+from lookout.relay.service import RelayService
+from lookout.relay.store import SqliteStore
 
 CONFIG_ENV = "LOOKOUT_RELAY_CONFIG"
 
@@ -72,15 +75,12 @@ def cmd_relay(args: argparse.Namespace) -> int:
     if args.check_config:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
         return 0
-    from lookout.relay.service import RelayService
 
     RelayService(config).run_forever()
     return 0
 
 
 def _queue(args: argparse.Namespace):
-    from lookout.relay.review import ReviewQueue
-    from lookout.relay.store import SqliteStore
 
     config = _config(args)
     path = Path(args.db) if args.db else config.store.path
@@ -90,7 +90,6 @@ def _queue(args: argparse.Namespace):
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
-    from lookout.relay.review import format_alert
 
     queue = _queue(args)
     alerts = queue.recent(args.limit) if args.all else queue.pending(args.limit)
@@ -118,7 +117,6 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_show(args: argparse.Namespace) -> int:
-    from lookout.relay.review import format_detail
 
     queue = _queue(args)
     alert = queue.show(args.alert_id)
@@ -141,7 +139,6 @@ def cmd_review_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lookout.relay.bench import print_figures, run_bench
 
     figures = run_bench(events=args.events, rate=args.rate, seconds=args.seconds)
     print_figures(figures, as_json=args.json)

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from lookout.relay.store import ALERT_OPEN, ALERT_REVIEW, RelayStore
-
 from lookout.events import MatchEvent
+from lookout.relay.store import ALERT_OPEN, ALERT_REVIEW, RelayStore
 
 
 class Outcome(str, Enum):

@@ -1,8 +1,8 @@
 """Person details from the gallery bundle's metadata file, looked up at alert time.
 
-Contract with the gallery: ``gallery.sqlite`` has ``persons(person_id TEXT PRIMARY
-KEY, name TEXT NOT NULL, jurisdiction TEXT, department TEXT, attributes TEXT)``, where
-``attributes`` is a JSON object (age, sex, date_last_seen, case_url, ...). The file is
+Contract with the gallery (``lookout.gallery.metadata``): ``gallery.sqlite`` has
+``persons(person_id TEXT PRIMARY KEY, name TEXT NOT NULL, jurisdiction TEXT, department TEXT,
+attributes TEXT)``, where ``attributes`` is a JSON object (age, sex, date_last_seen, case_url, ...). The file is
 replaced atomically when a new bundle arrives, so :class:`SqliteDirectory` reopens it
 when its inode or mtime changes.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from lookout.gallery import metadata
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -83,10 +84,7 @@ class SqliteDirectory:
                 db = self._connection()
                 if db is None:
                     return None
-                row = db.execute(
-                    "SELECT person_id, name, jurisdiction, department, attributes FROM persons WHERE person_id=?",
-                    (person_id,),
-                ).fetchone()
+                row = metadata.find_person(db, person_id)
             except sqlite3.Error as err:
                 log.warning("directory.error", path=str(self.path), person_id=person_id, error=str(err))
                 self._close()

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from lookout.log import get_logger
 from lookout.relay.config import Recipient, RetrySettings
 from lookout.relay.directory import PersonDirectory
 from lookout.relay.message import Outgoing, alert_document, alert_text, review_link, summary_text
@@ -19,8 +20,6 @@ from lookout.relay.metrics import Counters
 from lookout.relay.notifiers.base import DeliveryError, Notifier
 from lookout.relay.ratelimit import RateLimiter
 from lookout.relay.store import Delivery, RelayStore
-
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 

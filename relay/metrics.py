@@ -1,9 +1,8 @@
-"""Relay counters, exported as Prometheus text on an optional loopback port and logged."""
+"""Relay counters, exported as Prometheus text (``lookout.metrics_server``, optional loopback port) and logged."""
 
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from lookout.log import get_logger
 
@@ -45,36 +44,3 @@ class Counters:
             metric = f"lookout_relay_{name}_total"
             lines += [f"# HELP {metric} {COUNTERS[name]}", f"# TYPE {metric} counter", f"{metric} {value}"]
         return "\n".join(lines) + "\n"
-
-
-class MetricsServer:
-    """``GET /metrics`` on ``host:port`` (loopback by default) in a daemon thread."""
-
-    def __init__(self, counters: Counters, host: str, port: int) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = counters.prometheus().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="relay-metrics", daemon=True)
-
-    def start(self) -> MetricsServer:
-        self._thread.start()
-        log.info("metrics.listening", url=f"http://{self._server.server_address[0]}:{self.port}/metrics")
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
-
 from lookout.errors import InputError
 from lookout.log import get_logger
+from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
 
 log = get_logger(__name__)
 

@@ -19,20 +19,21 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import paho.mqtt.client as paho
+
+from lookout.errors import InputError
+from lookout.events import MatchEvent, parse_match_event
+from lookout.log import get_logger
+from lookout.metrics_server import MetricsServer
+from lookout.mqtt import connect, make_client
 from lookout.relay.config import RelayConfig
 from lookout.relay.dedup import AlertPlan, Ingested, Outcome, ingest
 from lookout.relay.directory import PersonDirectory, open_directory
 from lookout.relay.dispatch import Dispatcher
 from lookout.relay.message import Outgoing
-from lookout.relay.metrics import Counters, MetricsServer
+from lookout.relay.metrics import Counters
 from lookout.relay.notifiers import Notifier, build_all
 from lookout.relay.ratelimit import RateLimiter, Window
 from lookout.relay.store import SqliteStore
-
-from lookout.errors import InputError
-from lookout.events import MatchEvent, parse_match_event
-from lookout.log import get_logger
-from lookout.mqtt import connect, make_client
 from lookout.topics import Topics, shared
 
 log = get_logger(__name__)
@@ -120,7 +121,13 @@ class RelayService:
 
     def start(self) -> RelayService:
         if self.config.metrics.port is not None:
-            self._metrics = MetricsServer(self.counters, self.config.metrics.host, self.config.metrics.port).start()
+            self._metrics = MetricsServer(
+                self.counters.prometheus,
+                self.config.metrics.host,
+                self.config.metrics.port,
+                readiness=self.readiness,
+                name="relay-metrics",
+            ).start()
         self._thread = threading.Thread(target=self._deliver_loop, name="relay-dispatch", daemon=True)
         self._thread.start()
         self._intake.start()
@@ -134,6 +141,11 @@ class RelayService:
             notifiers=",".join(sorted(self.notifiers)),
         )
         return self
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready to take events: subscribed at the broker (``/readyz``)."""
+        subscribed = self.connected.is_set()
+        return subscribed, {"broker_subscribed": subscribed}
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,10 +15,10 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 from lookout.errors import InputError
 from lookout.events import MatchEvent
@@ -127,7 +127,7 @@ class Delivery:
 class RelayStore(Protocol):
     """What the relay needs from storage. Methods inside ``transaction()`` commit together."""
 
-    def transaction(self) -> ContextManager[None]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
     def mark_seen(self, event_id: str, received_at: float) -> bool: ...
     def is_suppressed(self, person_id: str, device_id: str, now: float) -> bool: ...
     def find_alert(self, gallery_id: str, person_id: str, seen_at: float, window_s: float) -> Alert | None: ...

@@ -1,33 +1,13 @@
-"""Gallery and sync: ingest people and photos, enrol them under a jurisdiction policy, build
-signed index bundles (with deltas), keep a device's copy current, search by photo.
+"""The cloud side of galleries (part ``lookout.sync``): ingest people and photos, enrol them under
+a jurisdiction policy, build and seal signed bundles (with deltas), publish them, audit and report.
 
-Public API (stable; the device runtime and the relay code against it)::
+- ``sources/``, ``records``  CSV/JSON manifests, identity folders, an HTTP API -> one record per photo
+- ``enrol``                  per photo: policy, fetch, decode, detect, choose the face, quality, embed
+- ``build``                  ``build_gallery``, ``build_gallery_from_folders``, ``update_gallery`` -> ``BuildReport``
+- ``seal``                   write and sign a bundle folder (``seal_bundle``, ``write_delta``)
+- ``publish``                a bundle folder -> a static publish folder devices pull from
+- ``audit``, ``report``, ``threshold``, ``bench``, ``cli``
 
-    from lookout.sync.bundle import load_bundle, BundleError, Gallery, Candidate
-    gallery = load_bundle(bundle_dir, public_key, expected_model_digest, policy, location=None)
-    gallery.version, .policy_version, .model_name, .model_digest, .threshold, .dim, .purpose
-    gallery.search(vectors (N,D) float32, k=5) -> list[list[Candidate(person_id, name, score, photo_id)]]
-    gallery.person(person_id) -> dict | None      # person_id, name, jurisdiction, department, attributes
-    gallery.count_persons, gallery.count_photos, gallery.set_policy(policy)
-
-    from lookout.sync.pull import BundleStore, BundlePuller
-    store = BundleStore(root); store.current_dir(); store.previous_dir(); store.rollback()
-    puller = BundlePuller(url, store, public_key, expected_model_digest, policy, interval_s,
-                          on_swap=callback(Path), location=None)
-    puller.pull_once() -> bool; puller.start(); puller.stop()
-
-    from lookout.sync.policy import Policy
-    Policy.load(path), Policy.default(), policy.allows(jurisdiction, purpose) -> bool,
-    policy.decide(jurisdiction, purpose) -> Decision(allowed, reason), policy.version
-
-    from lookout.sync.build import build_gallery, build_gallery_from_folders, update_gallery, BuildReport
-    build_gallery_from_folders(folder, out_dir, private_key, pipeline, policy=None, people=None) -> BuildReport
-
-    from lookout.sync.keys import generate_keys        # (private_pem_path, public_pem_path)
-    from lookout.sync.publish import publish           # bundle folder -> static publish folder
-    from lookout.sync.search import search_image       # the `lookout search` flow
-
-Scores are cosine similarities (inner products of unit embeddings) everywhere.
-``gallery.sqlite`` in each bundle has ``persons(person_id, name, jurisdiction,
-department, attributes JSON)``, ``photos`` and the ``labels`` view.
+What a bundle is and how it is read (devices, search, the relay) is the core's
+``lookout.gallery``; this part only writes it.
 """

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from lookout.sync.bundle import Gallery
+
+from lookout.gallery.reader import Gallery
 
 
 @dataclass

@@ -17,20 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lookout.sync import metadata
-from lookout.sync.bundle import (
-    GALLERY,
-    INDEX,
-    DeltaDoc,
-    Manifest,
-    ModelInfo,
-    ThresholdInfo,
-    apply_delta,
-    check_files,
-    read_manifest,
-    seal_bundle,
-    write_delta,
-)
+
+from lookout.digest import sha256_bytes
+from lookout.errors import InputError
+from lookout.face.pipeline import FacePipeline
+from lookout.gallery import metadata
+from lookout.gallery.delta import DeltaDoc, apply_delta
+from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
+from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.verify import check_files, read_manifest
+from lookout.log import get_logger
 from lookout.sync.enrol import (
     ENROLLED,
     EnrolCache,
@@ -40,16 +37,11 @@ from lookout.sync.enrol import (
     Progress,
     mark_duplicates,
 )
-from lookout.sync.index import IndexParams, VectorIndex
-from lookout.sync.policy import DEFAULT_PURPOSE, Policy
 from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
 from lookout.sync.report import summarise, summary_line, write_report
+from lookout.sync.seal import seal_bundle, write_delta
+from lookout.sync.sources.folders import read_folders
 from lookout.sync.threshold import default_threshold
-
-from lookout.digest import sha256_bytes
-from lookout.errors import InputError
-from lookout.face.pipeline import FacePipeline
-from lookout.log import get_logger
 
 log = get_logger(__name__)
 
@@ -208,7 +200,6 @@ def build_gallery_from_folders(
     **kwargs,
 ) -> BuildReport:
     """A gallery from ``<folder>/<person>/<photo>``; ``people`` adds per-person fields (e.g. jurisdiction)."""
-    from lookout.sync.sources.folders import read_folders
 
     return build_gallery(read_folders(Path(folder), people), out_dir, private_key, pipeline, policy, **kwargs)
 

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
 from pathlib import Path
 
-from lookout.cli_options import add_model_dir, add_pipeline_options
 from lookout.errors import ConfigError, InputError
+from lookout.evaluation.bundles import calibration_problems
+from lookout.face.detector import DetectorConfig
+from lookout.face.image_io import read_image
+from lookout.face.options import add_model_dir, add_pipeline_options
+from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.gallery.delta import read_delta
+from lookout.gallery.index import IndexParams
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
+from lookout.gallery.pull import BundlePuller
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.search import search_image
+from lookout.gallery.store import BundleStore
+from lookout.gallery.verify import read_manifest, verify_bundle
+from lookout.model_store.store import ModelStore
+from lookout.sync.audit import audit_gallery
+from lookout.sync.bench import run_index_bench
+from lookout.sync.build import build_gallery, update_gallery
+from lookout.sync.enrol import PhotoResult
+from lookout.sync.publish import publish
+from lookout.sync.report import summarise, summary_line
+from lookout.sync.sources import open_source
 
 
 def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
-    from lookout.face.detector import DetectorConfig
-    from lookout.face.pipeline import FacePipeline, PipelineConfig
 
     return FacePipeline.open(
         PipelineConfig(
@@ -29,7 +49,6 @@ def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
 
 
 def _policy(args: argparse.Namespace):
-    from lookout.sync.policy import Policy
 
     return Policy.load(args.policy) if getattr(args, "policy", None) else None
 
@@ -241,15 +260,11 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def _records(args: argparse.Namespace, work: Path):
-    from lookout.sync.sources import open_source
 
     return open_source(args.source, work_dir=work, people=args.people, api_config=args.api_config)
 
 
 def _gallery_build(args: argparse.Namespace) -> int:
-    from lookout.sync.build import build_gallery
-    from lookout.sync.index import IndexParams
-    from lookout.sync.policy import Policy
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     policy = _policy(args) or Policy.default()
@@ -280,14 +295,12 @@ def _gallery_build(args: argparse.Namespace) -> int:
 
 def _say_calibration(manifest) -> None:
     """Tell the operator when the threshold is the model's default rather than calibrated for this gallery."""
-    from lookout.evaluation.bundles import calibration_problems
 
     for problem in calibration_problems(manifest):
         print(f"note: {problem}")
 
 
 def _gallery_update(args: argparse.Namespace) -> int:
-    from lookout.sync.build import update_gallery
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     records = list(_records(args, work))
@@ -319,7 +332,6 @@ def _gallery_update(args: argparse.Namespace) -> int:
 
 
 def _gallery_delta(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import read_delta, read_manifest
 
     manifest, _ = read_manifest(args.bundle)
     if manifest.delta is None:
@@ -348,8 +360,6 @@ def _gallery_delta(args: argparse.Namespace) -> int:
 
 
 def _gallery_audit(args: argparse.Namespace) -> int:
-    from lookout.sync.audit import audit_gallery
-    from lookout.sync.bundle import load_bundle
 
     gallery = load_bundle(args.bundle, args.public_key, None, None)
     report = audit_gallery(gallery, args.threshold)
@@ -361,10 +371,6 @@ def _gallery_audit(args: argparse.Namespace) -> int:
 
 
 def _gallery_report(args: argparse.Namespace) -> int:
-    import csv
-
-    from lookout.sync.enrol import PhotoResult
-    from lookout.sync.report import summarise, summary_line
 
     try:
         if args.report.suffix.lower() == ".json":
@@ -392,7 +398,6 @@ def _gallery_report(args: argparse.Namespace) -> int:
 
 
 def _gallery_verify(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import verify_bundle
 
     manifest, policy = verify_bundle(args.bundle, args.public_key, args.model_digest, _policy(args), args.location)
     print(
@@ -403,7 +408,6 @@ def _gallery_verify(args: argparse.Namespace) -> int:
 
 
 def _gallery_publish(args: argparse.Namespace) -> int:
-    from lookout.sync.publish import publish
 
     target = publish(args.bundle, args.to, args.public_key)
     print(f"published {args.bundle} to {target}")
@@ -411,7 +415,6 @@ def _gallery_publish(args: argparse.Namespace) -> int:
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    from lookout.sync.keys import generate_keys
 
     private, public = generate_keys(args.out, overwrite=args.force)
     print(f"private key (keep secret, sign bundles with it): {private}")
@@ -423,8 +426,6 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 
 def _sync_pull(args: argparse.Namespace) -> int:
-    from lookout.models.store import ModelStore
-    from lookout.sync.pull import BundlePuller, BundleStore
 
     digest = args.model_digest
     if args.embedder:
@@ -454,10 +455,6 @@ def _sync_pull(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from lookout.sync.bundle import load_bundle
-    from lookout.sync.search import search_image
-
-    from lookout.face.image_io import read_image
 
     bundle = args.gallery
     if (bundle / "current").is_symlink():
@@ -493,7 +490,6 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _bench_index(args: argparse.Namespace) -> int:
-    from lookout.sync.bench import run_index_bench
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     efs = [int(e) for e in args.ef.split(",")]

@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.policy import DEFAULT_PURPOSE, Policy
-from lookout.sync.records import PhotoRecord
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
@@ -30,7 +27,10 @@ from lookout.face.detector import iou
 from lookout.face.image_io import decode_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL, assess
+from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
+from lookout.sync.records import PhotoRecord
 
 log = get_logger(__name__)
 

@@ -20,9 +20,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lookout.sync.bundle import MANIFEST, SIGNATURE, read_manifest
-
 from lookout.errors import InputError
+from lookout.gallery.format import MANIFEST, SIGNATURE
+from lookout.gallery.verify import read_manifest
 from lookout.log import get_logger
 
 log = get_logger(__name__)

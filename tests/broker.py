@@ -1,32 +1,13 @@
-"""A real mosquitto broker for tests, on 127.0.0.1 and a free port.
-
-Import the fixtures you use explicitly in a test module::
-
-    from tests.broker import mosquitto  # noqa: F401
-
-    def test_something(mosquitto):
-        settings = MqttSettings(host=mosquitto.host, port=mosquitto.port)
-        ...
-        mosquitto.stop()      # an outage
-        mosquitto.start()     # back, same port
-
-Fixtures:
-
-- ``mosquitto``: a started broker, persistence off, stopped after the test.
-- ``mosquitto_persistent``: the same with persistence on (queued QoS 1 messages survive ``restart()``).
-- ``mosquitto_factory``: call it (``port=``, ``persistence=``) for more brokers in one test.
+"""Real mosquitto brokers for tests, on 127.0.0.1 and a free port (the fixtures are in conftest.py).
 
 Tests that use them are skipped, saying why, when no mosquitto binary is installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
-from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
 
-__all__ = ["LocalMosquitto", "mosquitto", "mosquitto_factory", "mosquitto_persistent", "require_mosquitto"]
+from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
 
 def require_mosquitto() -> str:
@@ -37,7 +18,7 @@ def require_mosquitto() -> str:
     return binary
 
 
-class _Brokers:
+class Brokers:
     """Brokers started for one test, closed at its end."""
 
     def __init__(self, workdir) -> None:
@@ -55,24 +36,3 @@ class _Brokers:
     def close(self) -> None:
         for broker in self.brokers:
             broker.close()
-
-
-@pytest.fixture
-def mosquitto_factory(tmp_path) -> Iterator[Callable[..., LocalMosquitto]]:
-    brokers = _Brokers(tmp_path)
-    yield brokers.make
-    brokers.close()
-
-
-@pytest.fixture
-def mosquitto(tmp_path) -> Iterator[LocalMosquitto]:
-    brokers = _Brokers(tmp_path)
-    yield brokers.make()
-    brokers.close()
-
-
-@pytest.fixture
-def mosquitto_persistent(tmp_path) -> Iterator[LocalMosquitto]:
-    brokers = _Brokers(tmp_path)
-    yield brokers.make(persistence=True)
-    brokers.close()

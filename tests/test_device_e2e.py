@@ -24,15 +24,14 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 import yaml
+
 from lookout.device.config import DeviceConfig
 from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import Runtime
 from lookout.device.videomaker import STRANGERS, make_hold_video, make_scene_video
-from lookout.relay.localbroker import free_port
-
 from lookout.events import parse_match_event
+from lookout.mosquitto import free_port
 from lookout.mqtt import MqttSettings, make_client
-from tests.broker import mosquitto, mosquitto_factory, mosquitto_persistent  # noqa: F401
 from tests.conftest import PROJECT_ROOT
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "match-event.v1.json").read_text())
@@ -45,8 +44,8 @@ PYTHON = sys.executable
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, faces_dev, pipeline):
     """Gallery bundles and videos, built once per session."""
+    from lookout.gallery.keys import generate_keys
     from lookout.sync.build import build_gallery_from_folders
-    from lookout.sync.keys import generate_keys
 
     root = tmp_path_factory.mktemp("device-world")
     private, public = generate_keys(root / "keys")

@@ -8,6 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from lookout.device.config import load_config
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider, Observation
@@ -17,7 +18,6 @@ from lookout.device.runtime import encode_crop
 from lookout.device.sources import CaptureSource, FolderSource, FrameGrabber, SourceUnavailable, open_source
 from lookout.device.tracker import IouTracker
 from lookout.device.videomaker import corrupt_video
-
 from lookout.errors import ConfigError, InputError
 from lookout.face.types import Quality
 
@@ -80,7 +80,7 @@ def test_config_errors_are_clear(tmp_path, override, words):
 
 
 def test_config_missing_and_broken_files(tmp_path):
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read device config file"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read device config file"):
         load_config(tmp_path / "nope.yaml", environ={})
     bad = tmp_path / "bad.yaml"
     bad.write_text("device_id: [unclosed\n")
@@ -302,7 +302,6 @@ def test_tail_formats_events_for_people():
     from datetime import datetime, timedelta, timezone
 
     from lookout.device.tail import format_match, format_status
-
     from lookout.events import MatchEvent
 
     event = MatchEvent.create(

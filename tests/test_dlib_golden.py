@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 import openvino as ov
 import pytest
-from lookout.models.dlib_resnet import build_dlib_resnet, read_dlib_net
 
 from lookout.errors import ModelError
+from lookout.models.dlib_resnet import build_dlib_resnet, read_dlib_net
+from lookout.models.install import install, source_file
 
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
 GOLDEN_DIR = SHARED_DIR / "data" / "dlib-golden"
@@ -44,11 +45,11 @@ def dlib_dat_path() -> Path:
         if not path.is_file():
             pytest.skip(f"dlib model not available: LOOKOUT_DLIB_DAT={path} is not a file")
         return path
-    from lookout.models.store import ModelStore
+    from lookout.model_store.store import ModelStore
 
     store = ModelStore()
-    store.fetch("dlib-resnet")
-    return store.source_file("dlib-resnet")
+    install(store, "dlib-resnet")
+    return source_file(store, "dlib-resnet")
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_truncated_file_raises_model_error(dat_path: Path, tmp_path: Path, keep:
     data = dat_path.read_bytes()
     broken = tmp_path / "truncated_dlib.dat"
     broken.write_bytes(data[:keep] if keep >= 0 else data[:-1])
-    with pytest.raises(ModelError, match="truncated_dlib.dat"):
+    with pytest.raises(ModelError, match=r"truncated_dlib\.dat"):
         read_dlib_net(broken)
 
 
@@ -135,12 +136,12 @@ def test_garbled_file_raises_model_error(dat_path: Path, tmp_path: Path) -> None
     data[at : at + 5] = b"cxn_9"
     broken = tmp_path / "garbled_dlib.dat"
     broken.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="garbled_dlib.dat.*cxn_9"):
+    with pytest.raises(ModelError, match=r"garbled_dlib\.dat.*cxn_9"):
         read_dlib_net(broken)
 
 
 def test_missing_file_raises_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="absent.dat"):
+    with pytest.raises(ModelError, match=r"absent\.dat"):
         read_dlib_net(tmp_path / "absent.dat")
 
 
@@ -149,7 +150,7 @@ def test_trailing_bytes_raise_model_error(dat_path: Path, tmp_path: Path) -> Non
     shutil.copyfile(dat_path, broken)
     with broken.open("ab") as out:
         out.write(b"\x00")
-    with pytest.raises(ModelError, match="padded_dlib.dat"):
+    with pytest.raises(ModelError, match=r"padded_dlib\.dat"):
         read_dlib_net(broken)
 
 

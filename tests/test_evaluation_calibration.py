@@ -8,16 +8,17 @@ import shutil
 
 import numpy as np
 import pytest
-from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.bundle import load_bundle, read_manifest
-from lookout.sync.keys import generate_keys
-from lookout.sync.search import search_image
 
 import lookout.cli
 from lookout.evaluation.bundles import apply_calibration, bundle_calibration, bundle_vectors, calibration_problems
 from lookout.evaluation.calibration import calibrate
 from lookout.evaluation.openset import OpenSet, person_scores
 from lookout.face.image_io import read_image
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.search import search_image
+from lookout.gallery.verify import read_manifest
+from lookout.sync.build import build_gallery_from_folders
 
 pytestmark = pytest.mark.shared
 STRANGER_FILES = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")

@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from lookout.models.quantize import int8_name, quantize_embedder
-from lookout.models.store import ModelStore
 
 from lookout.evaluation.datasets import aligned_chips
 from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.model_store.store import ModelStore
+from lookout.models.quantize import int8_name, quantize_embedder
 
 pytestmark = pytest.mark.shared
 MODEL = "dlib-resnet"  # the default embedder; quantises in a few seconds

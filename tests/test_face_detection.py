@@ -20,7 +20,8 @@ def test_anchor_counts_match_the_models() -> None:
 
 
 def test_every_listed_group_face_is_found(pipeline, faces_dev) -> None:
-    rows = list(csv.DictReader(open(faces_dev / "groups.csv")))
+    with open(faces_dev / "groups.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 22
     cache: dict[str, list] = {}
     for row in rows:

@@ -74,7 +74,7 @@ def test_leave_one_out_nearest_photo_is_the_same_person(pipeline_for, embedder, 
     similarity = vectors @ vectors.T
     np.fill_diagonal(similarity, -np.inf)
     nearest = labels[similarity.argmax(axis=1)]
-    wrong = [(p.name, n) for p, l, n in zip(paths, labels, nearest) if l != n]
+    wrong = [(p.name, n) for p, label, n in zip(paths, labels, nearest) if label != n]
     assert not wrong, f"rank-1 misses: {wrong}"
 
 

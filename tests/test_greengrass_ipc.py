@@ -12,15 +12,15 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 
 import pytest
+
 from lookout.device.config import DeviceConfig
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider
 from lookout.device.outbox import Outbox, OutboxSender
 from lookout.device.runtime import Runtime
-
 from lookout.errors import ConfigError
-from lookout.packaging.config_updates import ConfigurationWatcher, LiveSettings, apply_live
-from lookout.packaging.ipc_publisher import GreengrassIpcPublisher
+from lookout.greengrass.config_updates import ConfigurationWatcher, LiveSettings, apply_live
+from lookout.greengrass.ipc_publisher import GreengrassIpcPublisher
 
 
 class FakeNucleus:

@@ -24,15 +24,14 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from lookout.packaging.greengrass import PackageOptions, package
-from lookout.packaging.recipe import (
+from lookout.greengrass.package import PackageOptions, package
+from lookout.greengrass.recipe import (
     artifact_digest,
     device_defaults,
     load_recipe,
     recipe_problems,
     resolve_pointer,
 )
-from tests.broker import mosquitto, mosquitto_factory  # noqa: F401
 from tests.test_greengrass_recipe import validate_against_schema
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lookout.packaging.greengrass import PackageOptions, PackagingError, code_zip_name, fill_recipe
-from lookout.packaging.ipc_publisher import choose_publisher_kind
-from lookout.packaging.recipe import (
+from lookout.greengrass.ipc_publisher import choose_publisher_kind
+from lookout.greengrass.package import PackageOptions, PackagingError, code_zip_name, fill_recipe
+from lookout.greengrass.recipe import (
     MAX_RECIPE_BYTES,
     TEMPLATE_NAME,
     access_control_problems,
@@ -122,7 +122,7 @@ def test_filled_recipe_names_only_built_artifacts_with_their_digests(template, t
     )
     validate_against_schema(recipe)
     (arch_dir / "lookout-models.zip").unlink()
-    with pytest.raises(PackagingError, match="lookout-models.zip"):
+    with pytest.raises(PackagingError, match=r"lookout-models\.zip"):
         fill_recipe(template, opts, arch_dir)
 
 

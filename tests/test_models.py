@@ -6,11 +6,12 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from lookout.models.fetch import extract_member
-from lookout.models.registry import BLAZEFACE_FULL, FACENET, get_spec
-from lookout.models.store import ModelStore
 
 from lookout.errors import ModelError
+from lookout.model_store.catalog import BLAZEFACE_FULL, FACENET, get_spec
+from lookout.model_store.store import ModelStore
+from lookout.models.fetch import extract_member
+from lookout.models.install import install
 
 
 def test_manifest_describes_the_model(model_store: ModelStore) -> None:
@@ -27,7 +28,7 @@ def test_manifest_describes_the_model(model_store: ModelStore) -> None:
 
 def test_fetch_is_idempotent_and_status_ok(model_store: ModelStore) -> None:
     before = model_store.manifest("blazeface-full").digest
-    again = model_store.fetch("blazeface-full")
+    again = install(model_store, "blazeface-full")
     assert again.digest == before
     assert model_store.status("blazeface-full").ok
 
@@ -74,5 +75,5 @@ def test_conversion_is_reproducible_across_stores(model_store: ModelStore, tmp_p
         store = ModelStore(tmp_path / name)
         store.root.mkdir()
         (store.root / "downloads").symlink_to(model_store.root / "downloads")
-        digests.append(store.fetch("dlib-resnet").digest)
+        digests.append(install(store, "dlib-resnet").digest)
     assert digests[0] == digests[1]

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 import yaml
-from lookout.relay.localbroker import free_port, wait_for_port
 
 from lookout.events import MatchEvent
+from lookout.mosquitto import free_port, wait_for_port
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
 

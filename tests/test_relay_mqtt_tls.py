@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from lookout.relay.localbroker import LocalMosquitto
 
+from lookout.mosquitto import LocalMosquitto
 from lookout.mqtt import MqttSettings, TlsSettings, connect, make_client
 from tests.broker import require_mosquitto
 

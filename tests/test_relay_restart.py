@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lookout.relay.store import SqliteStore
 
-from tests.broker import mosquitto  # noqa: F401
+from lookout.relay.store import SqliteStore
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
 
 pytestmark = pytest.mark.broker

@@ -6,18 +6,17 @@ import json
 import time
 
 import pytest
-from lookout.relay.config import load_config
-from lookout.relay.service import RelayService
 
 from lookout.cli import main
-from tests.broker import mosquitto  # noqa: F401
+from lookout.relay.config import load_config
+from lookout.relay.service import RelayService
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, write_config
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def setup(tmp_path, mosquitto):  # noqa: F811
+def setup(tmp_path, mosquitto):
     outbox = tmp_path / "sent.jsonl"
     config = write_config(
         tmp_path / "relay.yaml",
@@ -40,7 +39,7 @@ def _review(config, *args: str) -> int:
     return main(["review", "--config", str(config), *args])
 
 
-def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):  # noqa: F811
+def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):
     service, config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-5", gallery_id="city-pd"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 1)
@@ -61,7 +60,7 @@ def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):  # noqa: F81
     assert "not awaiting review" in capsys.readouterr().err
 
 
-def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsys):  # noqa: F811
+def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsys):
     service, config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-6", gallery_id="city-pd"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 1)
@@ -81,7 +80,7 @@ def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsy
     assert "#2" in capsys.readouterr().out
 
 
-def test_missing_persons_gallery_sends_without_review(setup, mosquitto):  # noqa: F811
+def test_missing_persons_gallery_sends_without_review(setup, mosquitto):
     _service, _config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-7"))
     sent = wait_for(lambda: _sent(outbox), timeout=5)

@@ -7,10 +7,9 @@ import json
 import time
 
 import pytest
+
 from lookout.relay.config import load_config
 from lookout.relay.service import RelayService
-
-from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import (  # noqa: F401
     PHONE,
     Subscriber,

@@ -3,23 +3,26 @@ config validation, retention, metrics, topics and MQTT settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.error
 import urllib.request
 from datetime import timedelta
 
 import pytest
+
+from lookout.errors import ConfigError, InputError
+from lookout.events import utc_now
+from lookout.metrics_server import MetricsServer
+from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.relay.config import Limit, Recipient, RetrySettings, load_config
 from lookout.relay.dedup import AlertPlan, Outcome, ingest
 from lookout.relay.directory import NoDirectory, SqliteDirectory
 from lookout.relay.dispatch import Dispatcher, backoff_s
-from lookout.relay.metrics import Counters, MetricsServer
+from lookout.relay.metrics import Counters
 from lookout.relay.ratelimit import RateLimiter, Window
 from lookout.relay.store import SqliteStore
-
-from lookout.errors import ConfigError, InputError
-from lookout.events import utc_now
-from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.topics import Topics, shared
 from tests.test_relay_fixtures import make_event, write_gallery
 
@@ -210,7 +213,7 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml", {})
     bad.write_text("notifiers:\n  sms: {type: sns}\nrecipients:\n  - {name: a, notifier: sms, address: '12345'}\n")
-    with pytest.raises(ConfigError, match="not an E.164 phone number"):
+    with pytest.raises(ConfigError, match=r"not an E\.164 phone number"):
         load_config(bad, {})
     bad.write_text("surprise: 1\n")
     with pytest.raises(ConfigError, match="surprise: Extra inputs are not permitted"):
@@ -241,13 +244,36 @@ def test_limit_validation():
 def test_metrics_served_as_prometheus_text():
     counters = Counters()
     counters.inc("received", 3)
-    server = MetricsServer(counters, "127.0.0.1", 0).start()
+    server = MetricsServer(counters.prometheus, "127.0.0.1", 0).start()
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=2).read().decode()
     finally:
         server.stop()
     assert "# TYPE lookout_relay_received_total counter" in body
     assert "lookout_relay_received_total 3" in body and "lookout_relay_held_back_total 0" in body
+
+
+def test_health_and_readiness_beside_metrics():
+    state = {"ready": False}
+    server = MetricsServer(lambda: "", readiness=lambda: (state["ready"], {"broker": state["ready"]})).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        alive = json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=2).read())
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/readyz", timeout=2)
+        state["ready"] = True
+        ready = json.loads(urllib.request.urlopen(f"{base}/readyz", timeout=2).read())
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/nothing", timeout=2)
+    finally:
+        server.stop()
+    assert alive == {"alive": True}
+    assert not_ready.value.code == 503 and json.loads(not_ready.value.read()) == {
+        "ready": False,
+        "checks": {"broker": False},
+    }
+    assert ready == {"ready": True, "checks": {"broker": True}}
+    assert missing.value.code == 404
 
 
 # --- topics and MQTT settings ------------------------------------------------------------------
@@ -292,5 +318,5 @@ def test_tls_settings_check_files(tmp_path):
     with pytest.raises(ValueError, match="cert_file and key_file go together"):
         TlsSettings(cert_file=tmp_path / "c.pem")
     settings = MqttSettings(host="broker.example", port=8883, tls=TlsSettings(ca_file=tmp_path / "missing.pem"))
-    with pytest.raises(ConfigError, match="mqtt.tls.ca_file"):
+    with pytest.raises(ConfigError, match=r"mqtt\.tls\.ca_file"):
         make_client(settings)

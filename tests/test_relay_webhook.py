@@ -7,6 +7,8 @@ import json
 from urllib.parse import parse_qs
 
 import pytest
+
+from lookout.errors import ConfigError
 from lookout.relay.config import load_config
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError
@@ -20,9 +22,6 @@ from lookout.relay.notifiers.webhook import (
     verify,
 )
 from lookout.relay.service import RelayService
-
-from lookout.errors import ConfigError
-from tests.broker import mosquitto  # noqa: F401
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
 
 SECRET = "s3cret-for-tests"

@@ -12,22 +12,19 @@ from pathlib import Path
 
 import cv2
 import pytest
-from lookout.sync.build import build_gallery, update_gallery
-from lookout.sync.bundle import (
-    BundleError,
-    apply_delta,
-    check_files,
-    load_bundle,
-    read_delta,
-    read_manifest,
-)
-from lookout.sync.keys import generate_keys
-from lookout.sync.policy import Policy
-from lookout.sync.publish import publish
-from lookout.sync.pull import BundlePuller, BundleStore
-from lookout.sync.sources.folders import read_folders
 
 from lookout.cli import main
+from lookout.gallery.delta import apply_delta, read_delta
+from lookout.gallery.format import BundleError
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
+from lookout.gallery.pull import BundlePuller
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.store import BundleStore
+from lookout.gallery.verify import check_files, read_manifest
+from lookout.sync.build import build_gallery, update_gallery
+from lookout.sync.publish import publish
+from lookout.sync.sources.folders import read_folders
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +206,7 @@ def _tamper_cases(versions, keys, tmp_path):
     def bad_sig(d):
         import base64
 
-        from lookout.sync.keys import load_private_key, sign
+        from lookout.gallery.keys import load_private_key, sign
 
         sig = sign(load_private_key(other_priv), (d / "manifest.json").read_bytes())
         (d / "manifest.sig").write_bytes(base64.b64encode(sig))

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from lookout.sync.audit import audit_gallery
-from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.bundle import load_bundle
-from lookout.sync.keys import generate_keys
-from lookout.sync.policy import Policy
-from lookout.sync.search import search_image
 
 from lookout.cli import main
 from lookout.face.image_io import read_image
+from lookout.gallery.keys import generate_keys
+from lookout.gallery.policy import Policy
+from lookout.gallery.reader import load_bundle
+from lookout.gallery.search import search_image
+from lookout.sync.audit import audit_gallery
+from lookout.sync.build import build_gallery_from_folders
 from tests.conftest import STRANGERS
 
 pytestmark = pytest.mark.shared
@@ -113,8 +113,8 @@ def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys
 def test_search_defence_in_depth_blocks_denied_person(facesdev_gallery, faces_dev, pipeline, caplog, tmp_path):
     """A gallery built under a permissive policy holding a US-IL person: a device whose policy denies
     US-IL refuses the bundle; and a search hitting such a person returns nothing and logs a policy event."""
-    from lookout.sync import metadata
-    from lookout.sync.bundle import Gallery
+    from lookout.gallery import metadata
+    from lookout.gallery.reader import Gallery
 
     _, gallery = facesdev_gallery
     persons = {pid: {**p, "jurisdiction": "US-IL" if pid == "raj" else None} for pid, p in gallery._persons.items()}

@@ -6,8 +6,9 @@ import io
 import threading
 
 import numpy as np
+
+from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.sync.bench import make_data, run_index_bench
-from lookout.sync.index import IndexParams, VectorIndex
 
 
 def test_index_scores_are_cosine_and_ef_set_on_load(tmp_path):

@@ -26,7 +26,7 @@ import openvino as ov
 from lookout.face.anchors import anchor_centres
 from lookout.face.engine import InferenceEngine
 from lookout.face.types import Face
-from lookout.models.manifest import ModelManifest
+from lookout.model_store.manifest import ModelManifest
 
 # Borders tried in turn (each side, as a share of the longer side) when nothing is found.
 # Measured on the 40 tight crops of faces-dev: each pad alone misses one or two, in turn none.

@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 
 from lookout.face.engine import InferenceEngine
-from lookout.models.manifest import ModelManifest
+from lookout.model_store.manifest import ModelManifest
 
 
 class FaceEmbedder:

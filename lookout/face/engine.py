@@ -36,4 +36,6 @@ class InferenceEngine:
         except RuntimeError as err:
             available = ", ".join(self.core.available_devices)
             first = str(err).strip().splitlines()[0]
-            raise ConfigError(f"cannot compile on OpenVINO device {self.device!r} (available: {available}): {first}")
+            raise ConfigError(
+                f"cannot compile on OpenVINO device {self.device!r} (available: {available}): {first}"
+            ) from None

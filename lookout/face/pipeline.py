@@ -14,8 +14,8 @@ from lookout.face.embedder import FaceEmbedder
 from lookout.face.engine import InferenceEngine
 from lookout.face.quality import QualityConfig, assess
 from lookout.face.types import AnalyzedFace, Face
-from lookout.models.registry import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
-from lookout.models.store import ModelStore
+from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.model_store.store import ModelStore
 
 
 @dataclass(frozen=True)

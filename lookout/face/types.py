@@ -23,10 +23,6 @@ class Face:
     def width(self) -> float:
         return float(self.box[2] - self.box[0])
 
-    @property
-    def eye_distance(self) -> float:
-        return float(np.linalg.norm(self.keypoints[LEFT_EYE] - self.keypoints[RIGHT_EYE]))
-
     def to_dict(self) -> dict:
         return {
             "box": [round(float(v), 1) for v in self.box],

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from lookout.relay import config as cfg
 from lookout.relay.notifiers.base import DeliveryError, Notifier
+from lookout.relay.notifiers.console import ConsoleNotifier
+from lookout.relay.notifiers.sns import SnsNotifier
+from lookout.relay.notifiers.twilio import TwilioNotifier
+from lookout.relay.notifiers.webhook import WebhookNotifier
 
 __all__ = ["DeliveryError", "Notifier", "build", "build_all"]
 
 
 def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
     if isinstance(settings, cfg.ConsoleNotifier):
-        from lookout.relay.notifiers.console import ConsoleNotifier
-
         return ConsoleNotifier(name, settings.path)
     if isinstance(settings, cfg.WebhookNotifier):
-        from lookout.relay.notifiers.webhook import WebhookNotifier
-
         return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s)
     if isinstance(settings, cfg.TwilioNotifier):
-        from lookout.relay.notifiers.twilio import TwilioNotifier
-
         return TwilioNotifier(
             name,
             settings.account_sid,
@@ -29,7 +27,6 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
             settings.base_url,
             settings.timeout_s,
         )
-    from lookout.relay.notifiers.sns import SnsNotifier
 
     return SnsNotifier(
         name,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lookout.relay.message import Outgoing
-
 from lookout.errors import LookoutError
+from lookout.relay.message import Outgoing
 
 
 class DeliveryError(LookoutError):

@@ -12,11 +12,10 @@ import json
 import os
 from urllib.parse import urlencode
 
+from lookout.errors import ConfigError
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError
 from lookout.relay.notifiers.webhook import check_url, post
-
-from lookout.errors import ConfigError
 
 
 class TwilioNotifier:

@@ -21,10 +21,9 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from lookout.errors import ConfigError
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError, retryable_http
-
-from lookout.errors import ConfigError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SIGNATURE_HEADER = "X-Lookout-Signature"

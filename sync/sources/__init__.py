@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from lookout.sync.records import PhotoRecord
-
 from lookout.errors import InputError
+from lookout.sync.records import PhotoRecord
+from lookout.sync.sources.csv_json import read_manifest_file
+from lookout.sync.sources.folders import read_folders
+from lookout.sync.sources.http_api import HttpApiSource
 
 
 def open_source(
@@ -22,19 +24,13 @@ def open_source(
 ) -> Iterator[PhotoRecord]:
     """A folder -> identity folders; .csv/.json -> manifest; http(s) URL template or --api-config -> HTTP API."""
     if api_config is not None or spec.startswith(("http://", "https://")):
-        from lookout.sync.sources.http_api import HttpApiSource
-
         return HttpApiSource.from_config(
             api_config, url_template=spec if "://" in spec else None, state_dir=work_dir
         ).records()
     path = Path(spec)
     if path.is_dir():
-        from lookout.sync.sources.folders import read_folders
-
         return iter(read_folders(path, people=people))
     if path.suffix.lower() in (".csv", ".json", ".jsonl"):
-        from lookout.sync.sources.csv_json import read_manifest_file
-
         return iter(read_manifest_file(path))
     if not path.exists():
         raise InputError(spec, "no such file or folder")

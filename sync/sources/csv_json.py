@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lookout.sync.records import PhotoRecord
 from pydantic import ValidationError
 
 from lookout.errors import InputError
+from lookout.sync.records import PhotoRecord
 
 KNOWN = {
     "person_id",

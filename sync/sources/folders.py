@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lookout.errors import InputError
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources.csv_json import row_to_record
-
-from lookout.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 

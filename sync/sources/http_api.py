@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lookout.sync.http import FetchError, HttpClient
-from lookout.sync.records import PhotoRecord
-from lookout.sync.sources.csv_json import row_to_record
 from pydantic import BaseModel, ConfigDict, Field
 
 from lookout.errors import ConfigError, InputError
+from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
+from lookout.sync.records import PhotoRecord
+from lookout.sync.sources.csv_json import row_to_record
 
 log = get_logger(__name__)
 

@@ -18,15 +18,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+
 from lookout.console.app import Services
 from lookout.console.config import ConsoleConfig, load_config
+from lookout.events import MatchEvent
+from lookout.gallery.keys import generate_keys
 from lookout.relay.dedup import AlertPlan, ingest
 from lookout.relay.store import SqliteStore
 from lookout.sync.build import build_gallery_from_folders
-from lookout.sync.keys import generate_keys
 from lookout.sync.publish import publish
-
-from lookout.events import MatchEvent
 
 PASSWORD = "correct horse battery"
 USERS = {"admin": "admin", "rita": "reviewer", "gus": "gallery_admin"}

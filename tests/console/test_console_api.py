@@ -9,10 +9,11 @@ import zlib
 
 import cv2
 import pytest
-from lookout.console.app import create_app
-from lookout.relay.store import SqliteStore
-from lookout.sync import metadata
 from starlette.testclient import TestClient
+
+from lookout.console.app import create_app
+from lookout.gallery import metadata
+from lookout.relay.store import SqliteStore
 
 PASSWORD = "correct horse battery"  # the accounts made by conftest.console_env
 
@@ -284,8 +285,8 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
     """A bundle whose own policy allowed Illinois (signed that way) is refused under the console's default policy."""
     from lookout.console.app import Services
     from lookout.console.audit import AuditFilter
+    from lookout.gallery.policy import Policy
     from lookout.sync.build import build_gallery_from_folders
-    from lookout.sync.policy import Policy
     from lookout.sync.publish import publish
 
     people = tmp_path / "il"

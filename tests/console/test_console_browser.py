@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+
 from lookout.relay.store import SqliteStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -154,7 +155,7 @@ FAKE_DEVICE = textwrap.dedent(
 @pytest.mark.broker
 def test_the_fleet_page_shows_a_device_go_offline_when_it_stops(browser, console_env, tmp_path):
     from lookout.console.server import ConsoleServer
-    from lookout.relay.localbroker import LocalMosquitto, find_mosquitto
+    from lookout.mosquitto import LocalMosquitto, find_mosquitto
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto not installed")

@@ -1,0 +1,116 @@
+"""`lookout detect` and `lookout embed`, and `lookout bench models`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+
+from lookout.errors import InputError
+from lookout.face.annotate import draw_faces
+from lookout.face.bench import run_model_bench
+from lookout.face.image_io import read_image
+from lookout.face.options import add_pipeline_options, open_pipeline
+from lookout.face.types import AnalyzedFace
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    detect = commands.add_parser("detect", help="find faces in images: box, score, keypoints, quality")
+    detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    detect.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    detect.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the faces; with several images, OUT-<image name>.png for each",
+    )
+    add_pipeline_options(detect)
+    detect.set_defaults(func=_detect)
+
+    embed = commands.add_parser("embed", help="print the embedding of each face in an image")
+    embed.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    embed.add_argument("--json", action="store_true", help="JSON output (default: a short summary per face)")
+    add_pipeline_options(embed)
+    embed.set_defaults(func=_embed)
+
+
+def register_bench(benches: argparse._SubParsersAction) -> None:
+    bench = benches.add_parser("models", help="detection and embedding speed on this machine")
+    bench.add_argument("--runs", type=int, default=100, help="timed runs per case (after warm-up)")
+    add_pipeline_options(bench)
+    bench.set_defaults(func=_bench)
+
+
+def _each_image(paths: list[Path]):
+    """Yield (path, image) for readable images; report unreadable ones on stderr and count them."""
+    failures = 0
+    for path in paths:
+        try:
+            yield path, read_image(path)
+        except InputError as err:
+            failures += 1
+            print(f"lookout: {err}", file=sys.stderr)
+    _each_image.failures = failures  # type: ignore[attr-defined]
+
+
+def _run(args: argparse.Namespace, embed: str, show) -> int:
+    pipeline = open_pipeline(args)
+    many = len(args.images) > 1
+    for path, image in _each_image(args.images):
+        faces = pipeline.analyze(image, embed=embed)
+        show(path, image, faces)
+        if getattr(args, "annotate", None):
+            out = args.annotate.with_name(f"{args.annotate.stem}-{path.stem}.png") if many else args.annotate
+            cv2.imwrite(str(out), draw_faces(image, faces))
+    return 1 if _each_image.failures else 0  # type: ignore[attr-defined]
+
+
+def _detect(args: argparse.Namespace) -> int:
+    def show(path: Path, image, faces: list[AnalyzedFace]) -> None:
+        if args.json:
+            doc = {
+                "image": str(path),
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "faces": [{**f.face.to_dict(), "quality": f.quality.to_dict()} for f in faces],
+            }
+            print(json.dumps(doc))
+            return
+        print(f"{path}: {len(faces)} face(s)")
+        for f in faces:
+            box = ",".join(f"{v:.0f}" for v in f.face.box)
+            verdict = "ok" if f.quality.ok else "poor: " + ",".join(f.quality.reasons)
+            print(f"  box [{box}] score {f.face.score:.2f} quality {verdict}")
+
+    return _run(args, "none", show)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    def show(path: Path, image, faces: list[AnalyzedFace]) -> None:
+        if args.json:
+            doc = {
+                "image": str(path),
+                "faces": [
+                    {
+                        **f.face.to_dict(),
+                        "quality": f.quality.to_dict(),
+                        "embedding": [round(float(v), 6) for v in f.embedding],
+                    }
+                    for f in faces
+                ],
+            }
+            print(json.dumps(doc))
+            return
+        for f in faces:
+            head = " ".join(f"{v:+.3f}" for v in f.embedding[:6])
+            print(f"{path}: box [{','.join(f'{v:.0f}' for v in f.face.box)}] {len(f.embedding)}-d [{head} ...]")
+
+    return _run(args, "all", show)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    run_model_bench(open_pipeline(args), args.runs)
+    return 0

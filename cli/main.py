@@ -1,0 +1,77 @@
+"""The `lookout` command: every part's subcommands, composed here, at the top of the layering.
+
+Each part's ``cli`` module has ``register(commands)`` (adds top-level subcommands) and
+optionally ``register_bench(benches)`` (adds ``lookout bench <name>``); each subcommand
+sets ``func=`` to a function taking the parsed args and returning an exit code. Every
+part is imported by name below: a part that is missing or fails to import stops the
+command with its own error, never silently drops its subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lookout import __version__
+from lookout.cli import face
+from lookout.cli.options import add_global_options
+from lookout.console import cli as console
+from lookout.demo import device_bench
+from lookout.demo import run as demo
+from lookout.device import cli as device
+from lookout.errors import LookoutError
+from lookout.evaluation import cli as evaluation
+from lookout.greengrass import cli as greengrass
+from lookout.log import configure
+from lookout.models import cli as models
+from lookout.relay import cli as relay
+from lookout.sync import cli as sync
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lookout",
+        description="Edge-first face recognition: recognise enrolled people on the device, send only matches.",
+    )
+    parser.add_argument("--version", action="version", version=f"lookout {__version__}")
+    add_global_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    bench = commands.add_parser("bench", help="benchmarks that print figures measured on this machine")
+    benches = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    # In the order they appear in --help.
+    model_actions = models.register(commands)
+    evaluation.register_quantize(model_actions)  # `lookout models quantize` measures on faces
+    face.register(commands)
+    sync.register(commands)
+    device.register(commands)
+    relay.register(commands)
+    evaluation.register(commands)
+    greengrass.register(commands)
+    console.register(commands)
+    demo.register(commands)
+    for register_bench in (
+        face.register_bench,
+        sync.register_bench,
+        device_bench.register_bench,
+        relay.register_bench,
+        evaluation.register_bench,
+    ):
+        register_bench(benches)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except LookoutError as err:
+        print(f"lookout: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

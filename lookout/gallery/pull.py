@@ -1,0 +1,314 @@
+"""Device-side sync: fetch new bundles, verify them, and install them in a ``BundleStore``.
+
+``BundlePuller`` talks to a publish folder (see lookout.sync.publish):
+
+1. conditional GET of ``manifest.json`` (ETag / Last-Modified): 304 costs nothing;
+2. the signature from ``v/<version>/manifest.sig`` is checked before anything else;
+3. the delta chain from the current version when there is one (each step's
+   files checked against its signed manifest), else every file of the new version,
+   is downloaded into ``root/staging/``;
+4. the staged bundle gets every check ``load_bundle`` makes (sizes, SHA-256,
+   signature, model, policy) and only then becomes ``current``.
+
+Any failure (network down, truncated file, flipped byte, bad signature, wrong
+model, policy) leaves ``current`` as it was and logs one ``sync.rejected`` or
+``sync.unreachable`` line saying what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from lookout.digest import sha256_bytes
+from lookout.errors import LookoutError
+from lookout.gallery.delta import apply_delta, read_delta
+from lookout.gallery.format import (
+    MANIFEST,
+    POLICY,
+    SIGNATURE,
+    BundleError,
+    Manifest,
+    manifest_sha256,
+    parse_manifest,
+)
+from lookout.gallery.keys import PublicKeySource
+from lookout.gallery.policy import Policy
+from lookout.gallery.store import BundleStore
+from lookout.gallery.verify import check_files, check_model, check_signature, verify_bundle
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_DELTA_CHAIN = 16
+USER_AGENT = "lookout-sync/1"
+
+
+class SyncError(LookoutError):
+    """The publish server could not be reached or answered wrongly."""
+
+
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+class BundlePuller:
+    """Keeps a ``BundleStore`` up to date with a publish URL, once (``pull_once``) or in a thread."""
+
+    def __init__(
+        self,
+        url: str,
+        store: BundleStore,
+        public_key: PublicKeySource | None,
+        expected_model_digest: str | None,
+        policy: Policy | None,
+        interval_s: float = 300.0,
+        on_swap: Callable[[Path], None] | None = None,
+        location: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.store = store
+        self.public_key = public_key
+        self.expected_model_digest = expected_model_digest
+        self.policy = policy
+        self.interval_s = interval_s
+        self.on_swap = on_swap
+        self.location = location
+        self.timeout_s = timeout_s
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- HTTP ----------------------------------------------------------------------
+    def _open(self, url: str, headers: dict | None = None):
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+        return urllib.request.urlopen(request, timeout=self.timeout_s)
+
+    def _get_bytes(self, path: str, limit: int) -> bytes:
+        url = _join(self.url, path)
+        try:
+            with self._open(url) as resp:
+                data = resp.read(limit + 1)
+        except urllib.error.HTTPError as err:
+            raise SyncError(f"{url}: HTTP {err.code}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
+        if len(data) > limit:
+            raise SyncError(f"{url}: larger than {limit} bytes")
+        return data
+
+    def _download(self, path: str, dest: Path, size: int) -> None:
+        """Fetch to ``dest``, refusing more than ``size`` bytes (a short file is caught by the size check)."""
+        url = _join(self.url, path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        got = 0
+        try:
+            with self._open(url) as resp, open(dest, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    got += len(chunk)
+                    if got > size:
+                        raise SyncError(f"{url}: longer than the manifest's {size} bytes")
+                    f.write(chunk)
+        except urllib.error.HTTPError as err:
+            raise SyncError(f"{url}: HTTP {err.code}") from None
+        except (urllib.error.URLError, OSError) as err:  # includes http.client.IncompleteRead
+            raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
+
+    def _signed_manifest(self, version: int, data: bytes | None = None) -> tuple[Manifest, bytes, bytes]:
+        vdir = f"v/{version}"
+        if data is None:
+            data = self._get_bytes(f"{vdir}/{MANIFEST}", MAX_MANIFEST_BYTES)
+        sig = self._get_bytes(f"{vdir}/{SIGNATURE}", 4096)
+        check_signature(data, sig, self.public_key, _join(self.url, vdir))
+        manifest = parse_manifest(data, _join(self.url, vdir))
+        if manifest.version != version:
+            raise BundleError(_join(self.url, vdir), "bad_manifest", f"manifest says version {manifest.version}")
+        return manifest, data, sig
+
+    # -- one pull ------------------------------------------------------------------
+    def pull_once(self, raise_errors: bool = False) -> bool:
+        """Check for a new version and install it. True when a new bundle became current."""
+        try:
+            swapped = self._pull()
+            self.last_error = None
+            return swapped
+        except SyncError as err:
+            self.last_error = str(err)
+            log.warning("sync.unreachable", url=self.url, error=str(err), keeping=str(self.store.current_dir()))
+            if raise_errors:
+                raise
+        except BundleError as err:
+            self.last_error = str(err)
+            log.error(
+                "sync.rejected", url=self.url, reason=err.reason, error=str(err), keeping=str(self.store.current_dir())
+            )
+            if raise_errors:
+                raise
+        return False
+
+    def _pull(self) -> bool:
+        state = self.store.load_state()
+        headers = {}
+        if state.get("url") == self.url and self.store.current_dir() is not None:
+            if state.get("etag"):
+                headers["If-None-Match"] = state["etag"]
+            if state.get("last_modified"):
+                headers["If-Modified-Since"] = state["last_modified"]
+        url = _join(self.url, MANIFEST)
+        try:
+            with self._open(url, headers) as resp:
+                top = resp.read(MAX_MANIFEST_BYTES + 1)
+                validators = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+        except urllib.error.HTTPError as err:
+            if err.code == 304:
+                log.debug("sync.unchanged", url=self.url)
+                return False
+            raise SyncError(f"{url}: HTTP {err.code}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
+        if len(top) > MAX_MANIFEST_BYTES:
+            raise SyncError(f"{url}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+        try:
+            version = int(json.loads(top)["version"])
+        except (ValueError, KeyError, TypeError):
+            raise BundleError(url, "bad_manifest", "top-level manifest.json has no integer version") from None
+
+        current = self.store.current_manifest()
+        if current is not None and version <= current.version:
+            if version < current.version:
+                log.warning(
+                    "sync.older_version",
+                    url=self.url,
+                    offered=version,
+                    current=current.version,
+                    why="refusing to go back a version",
+                )
+            self.store.save_state({"url": self.url, **validators})
+            return False
+
+        manifest, data, sig = self._signed_manifest(version, top)
+        check_model(manifest, self.expected_model_digest, url)
+        staged = None
+        if current is not None:
+            try:
+                staged = self._stage_deltas(current, manifest, data, sig)
+            except (BundleError, SyncError) as err:
+                log.warning("sync.delta_failed", url=self.url, error=str(err), fallback="full download")
+                staged = None
+        if staged is None:
+            staged = self._stage_full(manifest, data, sig)
+        try:
+            verify_bundle(staged, self.public_key, self.expected_model_digest, self.policy, self.location)
+        except BundleError:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        final = self.store.install(staged, manifest.version)
+        self.store.save_state({"url": self.url, **validators})
+        log.info(
+            "sync.swapped",
+            url=self.url,
+            version=manifest.version,
+            bundle=str(final),
+            previous=str(self.store.previous_dir()),
+        )
+        if self.on_swap is not None:
+            self.on_swap(final)
+        return True
+
+    def _stage_full(self, manifest: Manifest, data: bytes, sig: bytes) -> Path:
+        staged = self.store.new_staging()
+        try:
+            for name, entry in sorted(manifest.files.items()):
+                self._download(f"v/{manifest.version}/{name}", staged / name, entry.size)
+            (staged / MANIFEST).write_bytes(data)
+            (staged / SIGNATURE).write_bytes(sig)
+            check_files(staged, manifest.files)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        log.info(
+            "sync.downloaded", kind="full", version=manifest.version, bytes=sum(e.size for e in manifest.files.values())
+        )
+        return staged
+
+    def _stage_deltas(self, current: Manifest, latest: Manifest, data: bytes, sig: bytes) -> Path | None:
+        """Apply the chain of deltas current -> latest in staging; None when there is no usable chain."""
+        if latest.version - current.version > MAX_DELTA_CHAIN:
+            return None
+        chain: list[tuple[Manifest, bytes, bytes]] = []
+        for v in range(current.version + 1, latest.version):
+            chain.append(self._signed_manifest(v))
+        chain.append((latest, data, sig))
+        base_sha = manifest_sha256(self.store.current_dir())
+        for m, mdata, _sig in chain:
+            if m.delta is None or m.delta.base_manifest_sha256 != base_sha:
+                return None
+            base_sha = sha256_bytes(mdata)
+        total = sum(sum(e.size for e in m.delta.files.values()) for m, _d, _s in chain)
+        if total >= sum(e.size for e in latest.files.values()):
+            return None
+        base_dir, base_manifest = self.store.current_dir(), current
+        stages: list[Path] = []
+        try:
+            for m, mdata, msig in chain:
+                staged = self.store.new_staging()
+                stages.append(staged)
+                for name, entry in sorted(m.delta.files.items()):
+                    self._download(f"v/{m.version}/{name}", staged / name, entry.size)
+                check_files(staged, m.delta.files)
+                doc, vectors = read_delta(staged)
+                if doc.from_version != base_manifest.version or doc.to_version != m.version:
+                    raise BundleError(
+                        staged,
+                        "bad_delta",
+                        f"delta {doc.from_version}->{doc.to_version} "
+                        f"does not lead {base_manifest.version}->{m.version}",
+                    )
+                apply_delta(base_dir, base_manifest, doc, vectors, staged)
+                self._download(f"v/{m.version}/{POLICY}", staged / POLICY, m.files[POLICY].size)
+                (staged / MANIFEST).write_bytes(mdata)
+                (staged / SIGNATURE).write_bytes(msig)
+                check_files(staged, m.files)  # the rebuilt index and metadata are exactly the published ones
+                base_dir, base_manifest = staged, m
+            for d in stages[:-1]:
+                shutil.rmtree(d, ignore_errors=True)
+        except BaseException:
+            for d in stages:
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        log.info("sync.downloaded", kind="delta", steps=len(chain), version=latest.version, bytes=total)
+        return stages[-1]
+
+    # -- background ----------------------------------------------------------------
+    def start(self) -> None:
+        """Pull now and then every ``interval_s`` seconds in a daemon thread (backing off after failures)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="bundle-puller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.pull_once()
+            except Exception as err:
+                self.last_error = str(err)
+                log.error("sync.failed", url=self.url, error=repr(err))
+            failures = failures + 1 if self.last_error else 0
+            wait = self.interval_s if not failures else min(self.interval_s * 2 ** min(failures - 1, 4), 3600)
+            self._stop.wait(wait)

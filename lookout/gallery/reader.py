@@ -1,0 +1,260 @@
+"""Reading a verified gallery: who is nearest to a face, and who a person is.
+
+``GalleryReader`` is the one interface the device, search, evaluation and the
+relay's alert formatting code against; ``Gallery`` (made by ``load_bundle`` from a
+bundle folder that passed every check in ``verify``) is its implementation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lookout.gallery import metadata
+from lookout.gallery.format import GALLERY, INDEX, BundleError, Manifest, load_index
+from lookout.gallery.index import VectorIndex
+from lookout.gallery.keys import PublicKeySource
+from lookout.gallery.policy import Policy
+from lookout.gallery.verify import verify_bundle
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person_id: str
+    name: str
+    score: float  # cosine similarity, best over the person's photos
+    photo_id: str
+
+
+class GalleryReader(Protocol):
+    """What every reader of a gallery needs: identity, threshold, search and person lookup."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def policy_version(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_digest(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def count_persons(self) -> int: ...
+
+    def search(self, vectors: np.ndarray, k: int = 5) -> list[list[Candidate]]: ...
+
+    def person(self, person_id: str) -> dict[str, Any] | None: ...
+
+    def enrolled(self) -> tuple[list[str], np.ndarray]:
+        """(the person id of each enrolled photo, their vectors (M, D)), in label order."""
+        ...
+
+
+# Up to this many photos a gallery is searched exactly (one matrix product over a copy of the
+# vectors): on watchlist-like data HNSW needs a large ef to find a mate at threshold similarity
+# with recall 0.999, and at this size exact search costs about as much (docs/gallery.md).
+EXACT_SEARCH_MAX = 50_000
+
+
+class Gallery:
+    """A loaded, verified bundle. Thread-safe for concurrent searches."""
+
+    def __init__(
+        self,
+        bundle_dir: Path,
+        manifest: Manifest,
+        index: VectorIndex,
+        persons: dict[str, dict],
+        photos: list[dict],
+        policy: Policy,
+    ) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = manifest
+        self.index = index
+        self._persons = persons
+        self._by_label = {int(p["label"]): (p["photo_id"], p["person_id"]) for p in photos}
+        per_person: dict[str, int] = {}
+        for p in photos:
+            per_person[p["person_id"]] = per_person.get(p["person_id"], 0) + 1
+        self._max_photos = max(per_person.values(), default=1)
+        self.policy = policy
+        self._exact: tuple[np.ndarray, np.ndarray] | None = None
+        if len(self._by_label) <= EXACT_SEARCH_MAX:
+            labels = np.asarray(sorted(self._by_label), np.int64)
+            self._exact = (labels, index.get(labels) if len(labels) else np.zeros((0, index.dim), np.float32))
+
+    def _nearest(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._exact is None:
+            return self.index.search(vectors, k)
+        labels, matrix = self._exact
+        k = min(k, len(labels))
+        if k == 0:
+            return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        scores = (vectors / np.maximum(norms, 1e-12)) @ matrix.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, 1)
+        order = np.argsort(-top_scores, axis=1)
+        return labels[np.take_along_axis(top, order, 1)], np.take_along_axis(top_scores, order, 1)
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def policy_version(self) -> str:
+        return self.manifest.policy.version
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.model.name
+
+    @property
+    def model_digest(self) -> str:
+        return self.manifest.model.digest
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold.value
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.model.dim
+
+    @property
+    def purpose(self) -> str:
+        return self.manifest.purpose
+
+    @property
+    def count_persons(self) -> int:
+        return len(self._persons)
+
+    @property
+    def count_photos(self) -> int:
+        return len(self._by_label)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Change the policy searches are checked against (e.g. the device's policy was updated)."""
+        self.policy = policy
+
+    # -- lookups -------------------------------------------------------------------
+    def person(self, person_id: str) -> dict | None:
+        found = self._persons.get(person_id)
+        return dict(found) if found else None
+
+    def persons(self) -> list[dict]:
+        return [dict(p) for p in self._persons.values()]
+
+    def enrolled(self) -> tuple[list[str], np.ndarray]:
+        labels = sorted(self._by_label)
+        owners = [self._by_label[label][1] for label in labels]
+        return owners, self.index.get(labels) if labels else np.zeros((0, self.dim), np.float32)
+
+    def search(self, vectors: np.ndarray, k: int = 5) -> list[list[Candidate]]:
+        """Top ``k`` people per query vector, best first; a person's score is their best photo's.
+
+        Defence in depth: if any candidate is from a jurisdiction the policy in
+        force denies, that face gets no candidates at all and a policy event is logged.
+        """
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None, :]
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"query vectors are {vectors.shape[1]}-d, the gallery is {self.dim}-d")
+        k_photos = min(self.index.count, max(k * self._max_photos, k + 10))
+        labels, scores = self._nearest(vectors, k_photos)
+        results: list[list[Candidate]] = []
+        for row_labels, row_scores in zip(labels, scores):
+            best: dict[str, Candidate] = {}
+            for label, score in zip(row_labels, row_scores):
+                hit = self._by_label.get(int(label))
+                if hit is None:
+                    continue
+                photo_id, person_id = hit
+                if person_id not in best:  # results come best first
+                    best[person_id] = Candidate(person_id, self._persons[person_id]["name"], float(score), photo_id)
+            candidates = list(best.values())[:k]
+            blocked = [c for c in candidates if not self._allowed(c.person_id)]
+            if blocked:
+                person = self._persons[blocked[0].person_id]
+                log.warning(
+                    "search.policy_blocked",
+                    person_id=blocked[0].person_id,
+                    jurisdiction=person.get("jurisdiction"),
+                    policy=self.policy.version,
+                    why="a candidate is from a jurisdiction the policy denies: result withheld",
+                )
+                candidates = []
+            results.append(candidates)
+        return results
+
+    def _allowed(self, person_id: str) -> bool:
+        return self.policy.allows(self._persons[person_id].get("jurisdiction"), self.purpose)
+
+
+def load_bundle(
+    bundle_dir: Path,
+    public_key: PublicKeySource | None,
+    expected_model_digest: str | None,
+    policy: Policy | None,
+    location: str | None = None,
+) -> Gallery:
+    """Verify a bundle folder (files, signature, model, policy) and load it for searching.
+
+    ``public_key``: PEM path or bytes (None skips the signature check, with a warning: tests only).
+    ``expected_model_digest``: the device's embedder digest (None skips the check).
+    ``policy``: the device's policy (None: the bundle's own). ``location``: the device's
+    jurisdiction; refused if the policy denies recognition there.
+    """
+    bundle_dir = Path(bundle_dir)
+    t0 = time.perf_counter()
+    manifest, active = verify_bundle(bundle_dir, public_key, expected_model_digest, policy, location)
+    try:
+        index = load_index(bundle_dir, manifest)
+    except (RuntimeError, ValueError, MemoryError) as err:
+        raise BundleError(bundle_dir, "bad_index", f"{INDEX} cannot be loaded: {err}") from None
+    conn = metadata.connect_readonly(bundle_dir / GALLERY)
+    try:
+        persons, photos = metadata.persons(conn), metadata.photos(conn)
+    except sqlite3.DatabaseError as err:
+        raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
+    finally:
+        conn.close()
+    if (
+        index.count != len(photos)
+        or len(photos) != manifest.counts.get("photos")
+        or len(persons) != manifest.counts.get("persons")
+    ):
+        raise BundleError(
+            bundle_dir,
+            "inconsistent",
+            f"index holds {index.count} live vectors, metadata {len(photos)} photos / {len(persons)} persons, "
+            f"manifest {manifest.counts}",
+        )
+    gallery = Gallery(bundle_dir, manifest, index, persons, photos, active)
+    log.info(
+        "bundle.loaded",
+        bundle=str(bundle_dir),
+        version=manifest.version,
+        persons=len(persons),
+        photos=len(photos),
+        model=manifest.model.name,
+        policy=active.version,
+        threshold=manifest.threshold.value,
+        ms=round((time.perf_counter() - t0) * 1000, 1),
+    )
+    return gallery

@@ -1,0 +1,101 @@
+"""Search by photo (`lookout search`): who is this face? The OpenOversight flow.
+
+Each face in the image (or only the one in ``box``) is embedded and searched;
+a face whose best candidate is under the threshold is "no match". Faces that
+fail the quality gates are still searched, and flagged, since a person asking
+"who is this officer?" has only the photo they have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookout.errors import InputError
+from lookout.face.detector import iou
+from lookout.face.pipeline import FacePipeline
+from lookout.face.quality import assess
+from lookout.face.types import Face, Quality
+from lookout.gallery.reader import Candidate, GalleryReader
+
+BOX_MIN_IOU = 0.3
+
+
+@dataclass
+class FaceResult:
+    face: Face
+    quality: Quality
+    candidates: list[Candidate]
+    threshold: float
+
+    @property
+    def match(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates and self.candidates[0].score >= self.threshold else None
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.face.box],
+            "quality": self.quality.to_dict(),
+            "match": self.match.person_id if self.match else None,
+            "candidates": [
+                {
+                    "person_id": c.person_id,
+                    "name": c.name,
+                    "score": round(c.score, 4),
+                    "photo_id": c.photo_id,
+                    "clears_threshold": c.score >= self.threshold,
+                }
+                for c in self.candidates
+            ],
+        }
+
+
+def _faces_in_box(image: np.ndarray, pipeline: FacePipeline, box: tuple[float, float, float, float]) -> Face:
+    target = np.asarray(box, np.float32)
+    faces = pipeline.detect(image)
+    if faces:
+        overlaps = iou(target, np.stack([f.box for f in faces]))
+        if overlaps.max() >= BOX_MIN_IOU:
+            return faces[int(np.argmax(overlaps))]
+    # look again in a crop around the box: the face may be small in a large frame
+    w, h = target[2] - target[0], target[3] - target[1]
+    x1, y1 = int(max(0, target[0] - w)), int(max(0, target[1] - h))
+    x2, y2 = int(min(image.shape[1], target[2] + w)), int(min(image.shape[0], target[3] + h))
+    if x2 - x1 < 8 or y2 - y1 < 8:
+        raise InputError(f"box {','.join(f'{v:g}' for v in box)}", "outside the image")
+    offset = np.array([x1, y1, x1, y1], np.float32)
+    crop_faces = [Face(f.box + offset, f.score, f.keypoints + offset[:2]) for f in pipeline.detect(image[y1:y2, x1:x2])]
+    if crop_faces:
+        overlaps = iou(target, np.stack([f.box for f in crop_faces]))
+        if overlaps.max() >= BOX_MIN_IOU:
+            return crop_faces[int(np.argmax(overlaps))]
+    raise InputError(f"box {','.join(f'{v:g}' for v in box)}", "no face found in this box")
+
+
+def search_image(
+    image: np.ndarray,
+    pipeline: FacePipeline,
+    gallery: GalleryReader,
+    box: tuple[float, float, float, float] | None = None,
+    top: int = 5,
+    threshold: float | None = None,
+) -> list[FaceResult]:
+    """Every face of ``image`` (or the one in ``box``) with its top candidates and the threshold they face."""
+    if pipeline.embedder.digest != gallery.model_digest:
+        raise InputError(
+            f"gallery version {gallery.version}",
+            f"gallery built with {gallery.model_name}, the pipeline runs "
+            f"{pipeline.embedder.name}: scores would mean nothing",
+        )
+    faces = [_faces_in_box(image, pipeline, box)] if box is not None else pipeline.detect(image)
+    if not faces:
+        return []
+    chips = pipeline.align(image, faces)
+    vectors = pipeline.embed(chips)
+    threshold = gallery.threshold if threshold is None else threshold
+    results = gallery.search(vectors, k=top)
+    return [
+        FaceResult(f, assess(f, chip, pipeline.quality_config), cands, threshold)
+        for f, chip, cands in zip(faces, chips, results)
+    ]

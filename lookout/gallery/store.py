@@ -1,0 +1,119 @@
+"""Verified bundles on the device: ``current``, ``previous`` and a staging area.
+
+``BundleStore(root)`` keeps verified bundles under ``root/versions/`` and two
+symlinks, ``current`` and ``previous``, each replaced with ``os.replace`` (an
+atomic rename), so a reader sees the old or the new bundle, never half of one.
+The puller (``lookout.gallery.pull``) stages and verifies; the store installs,
+keeps the last good one and rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from lookout.gallery.format import BundleError, Manifest
+from lookout.gallery.verify import read_manifest
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+
+class BundleStore:
+    """Verified bundles on the device: ``current``, ``previous`` and a staging area."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.versions = self.root / "versions"
+        self.staging = self.root / "staging"
+        for d in (self.versions, self.staging):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _link(self, name: str) -> Path | None:
+        link = self.root / name
+        if not link.is_symlink():
+            return None
+        target = (self.root / os.readlink(link)).resolve()
+        return target if target.is_dir() else None
+
+    def current_dir(self) -> Path | None:
+        return self._link("current")
+
+    def previous_dir(self) -> Path | None:
+        return self._link("previous")
+
+    def current_manifest(self) -> Manifest | None:
+        current = self.current_dir()
+        if current is None:
+            return None
+        try:
+            return read_manifest(current)[0]
+        except BundleError as err:
+            log.warning("sync.current_unreadable", bundle=str(current), error=str(err))
+            return None
+
+    def new_staging(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="stage-", dir=self.staging))
+
+    def _set(self, name: str, target: Path | None) -> None:
+        link = self.root / name
+        if target is None:
+            if link.is_symlink():
+                link.unlink()
+            return
+        tmp = self.root / f".{name}.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.relpath(target, self.root), tmp)
+        os.replace(tmp, link)
+
+    def install(self, staged: Path, version: int) -> Path:
+        """Move a verified staged bundle in and make it current; the old current becomes previous."""
+        with self._lock:
+            final = self.versions / f"{version:08d}-{int(time.time() * 1000)}"
+            os.replace(staged, final)
+            old = self.current_dir()
+            if old is not None:
+                self._set("previous", old)
+            self._set("current", final)
+            self._prune()
+            return final
+
+    def rollback(self) -> Path | None:
+        """Make the previous bundle current again (and the current one previous)."""
+        with self._lock:
+            prev, cur = self.previous_dir(), self.current_dir()
+            if prev is None:
+                return None
+            self._set("current", prev)
+            self._set("previous", cur)
+            return prev
+
+    def _prune(self) -> None:
+        keep = {self.current_dir(), self.previous_dir()}
+        for d in self.versions.iterdir():
+            if d.resolve() not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+        for d in self.staging.iterdir():
+            shutil.rmtree(d, ignore_errors=True)
+
+    # conditional-GET validators for the manifest URL
+    def _state_path(self) -> Path:
+        return self.root / "sync-state.json"
+
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self._state_path().read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_state(self, state: dict) -> None:
+        tmp = self._state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_path())

@@ -1,0 +1,149 @@
+"""Checking a bundle before anyone uses it: signature, files, model, policy.
+
+Every check raises ``BundleError`` with a reason code and a sentence saying what
+was wrong and where; nothing is half-accepted. The device, ``sync pull``, search
+and evaluation all go through ``verify_bundle`` (``reader.load_bundle`` calls it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+from lookout.digest import sha256_file
+from lookout.errors import LookoutError
+from lookout.gallery import metadata
+from lookout.gallery.format import (
+    GALLERY,
+    MANIFEST,
+    POLICY,
+    SIGNATURE,
+    BundleError,
+    FileEntry,
+    Manifest,
+    parse_manifest,
+)
+from lookout.gallery.keys import PublicKeySource, key_id, load_public_key, verify
+from lookout.gallery.policy import Policy
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+
+def check_signature(
+    manifest_bytes: bytes, signature_text: bytes | None, public_key: PublicKeySource | None, where: str | Path
+) -> None:
+    """The signature must verify with the configured key; without a key (tests only) a warning says so."""
+    if public_key is None:
+        log.warning("bundle.unverified", bundle=str(where), why="no public key configured: signature not checked")
+        return
+    key = load_public_key(public_key)
+    if not signature_text:
+        raise BundleError(where, "bad_signature", f"{SIGNATURE} is missing or empty")
+    try:
+        signature = base64.b64decode(signature_text.strip(), validate=True)
+    except ValueError:
+        raise BundleError(where, "bad_signature", f"{SIGNATURE} is not base64") from None
+    if not verify(key, signature, manifest_bytes):
+        raise BundleError(
+            where, "bad_signature", f"{SIGNATURE} does not verify with the configured public key (key id {key_id(key)})"
+        )
+
+
+def check_files(bundle_dir: Path, files: dict[str, FileEntry]) -> None:
+    """Every listed file is present with the size and SHA-256 the manifest gives."""
+    for name, entry in sorted(files.items()):
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(bundle_dir, "missing_file", f"{name} is missing")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise BundleError(
+                bundle_dir, "size_mismatch", f"{name} is {size} bytes, manifest says {entry.size} (truncated?)"
+            )
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise BundleError(
+                bundle_dir,
+                "digest_mismatch",
+                f"{name} SHA-256 {digest[:16]}... differs from the manifest's {entry.sha256[:16]}...",
+            )
+
+
+def check_model(manifest: Manifest, expected_model_digest: str | None, where: str | Path) -> None:
+    """Embeddings of another model (or the same weights aligned differently) are not comparable."""
+    if expected_model_digest and manifest.model.digest != expected_model_digest:
+        raise BundleError(
+            where,
+            "wrong_model",
+            f"built with {manifest.model.name} digest {manifest.model.digest[:16]}..., this device runs "
+            f"digest {expected_model_digest[:16]}...: embeddings would not be comparable",
+        )
+
+
+def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, location: str | None) -> Policy:
+    """The bundle's own policy must be the one in the manifest; every person must be allowed by the
+    device's policy (or the bundle's, when the device has none); recognition must be allowed where the device is.
+    Returns the policy in force."""
+    try:
+        bundle_policy = Policy.from_dict(json.loads((bundle_dir / POLICY).read_bytes()), str(bundle_dir / POLICY))
+    except (LookoutError, ValueError) as err:
+        raise BundleError(bundle_dir, "bad_policy", f"{POLICY} unreadable: {err}") from None
+    if bundle_policy.version != manifest.policy.version:
+        raise BundleError(
+            bundle_dir, "bad_policy", f"{POLICY} version {bundle_policy.version} != manifest {manifest.policy.version}"
+        )
+    active = policy or bundle_policy
+    conn = metadata.connect_readonly(bundle_dir / GALLERY)
+    try:
+        found = metadata.jurisdictions(conn)
+    except sqlite3.DatabaseError as err:
+        raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
+    finally:
+        conn.close()
+    for jurisdiction in found:
+        for p in {id(active): active, id(bundle_policy): bundle_policy}.values():
+            decision = p.decide(jurisdiction or None, manifest.purpose)
+            if not decision.allowed:
+                raise BundleError(
+                    bundle_dir, "policy", f"holds people from a jurisdiction the policy denies: {decision.reason}"
+                )
+    if location is not None:
+        decision = active.decide(location, manifest.purpose)
+        if not decision.allowed:
+            raise BundleError(
+                bundle_dir,
+                "policy",
+                f"recognition for {manifest.purpose} not allowed at this device's location: {decision.reason}",
+            )
+    return active
+
+
+def read_manifest(bundle_dir: Path, public_key: PublicKeySource | None = None) -> tuple[Manifest, bytes]:
+    """The manifest and its exact bytes, after checking its signature (files are not checked here)."""
+    bundle_dir = Path(bundle_dir)
+    try:
+        data = (bundle_dir / MANIFEST).read_bytes()
+    except OSError:
+        raise BundleError(bundle_dir, "missing_file", f"no {MANIFEST}") from None
+    signature = (bundle_dir / SIGNATURE).read_bytes() if (bundle_dir / SIGNATURE).is_file() else None
+    check_signature(data, signature, public_key, bundle_dir)
+    return parse_manifest(data, bundle_dir), data
+
+
+def verify_bundle(
+    bundle_dir: Path,
+    public_key: PublicKeySource | None,
+    expected_model_digest: str | None,
+    policy: Policy | None,
+    location: str | None = None,
+) -> tuple[Manifest, Policy]:
+    """Every check ``load_bundle`` makes, without loading the index. Raises BundleError."""
+    bundle_dir = Path(bundle_dir)
+    manifest, _ = read_manifest(bundle_dir, public_key)
+    check_files(bundle_dir, manifest.files)
+    check_model(manifest, expected_model_digest, bundle_dir)
+    active = check_policy(bundle_dir, manifest, policy, location)
+    return manifest, active
