@@ -123,7 +123,7 @@ class GalleryDesk:
         self.ledger = ConsentLedger(data_dir / "console.sqlite")
         self._loaded: dict[str, Gallery] = {}
         self._locks = {name: threading.Lock() for name in galleries}
-        self._thumbs: dict[tuple[str, str], bytes] = {}
+        self._thumbs: dict[tuple[str, int, str], bytes] = {}
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class GalleryDesk:
 
     def thumbnail(self, gid: str, photo_id: str) -> bytes | None:
         """A small JPEG of an enrolled photo (metadata stripped), read only from the gallery's photo folders."""
-        key = (gid, photo_id)
+        key = (gid, self.current(gid).version, photo_id)  # a photo withdrawn in a newer version is not served
         if key in self._thumbs:
             return self._thumbs[key]
         source = self.photo_source(gid, photo_id)

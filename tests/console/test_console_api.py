@@ -441,3 +441,57 @@ def test_adduser_command_reads_the_password_from_the_environment(console_env, mo
     assert code == 0
     assert "olga (admin)" in capsys.readouterr().out
     assert "another long password" not in console_env.config().database.read_bytes().decode("latin-1")
+
+
+def test_withdrawn_photo_is_no_longer_served(client, console_env):
+    csrf = _user(client, "gus")
+    assert client.get("/galleries/default/photo.jpg?id=grace_hopper/2.jpg").status_code == 200  # cached now
+    client.post("/galleries/default/withdraw", data={"csrf": csrf, "photo_id": "grace_hopper/2.jpg", "reason": "r"})
+    assert client.get("/galleries/default/photo.jpg?id=grace_hopper/2.jpg").status_code == 404
+
+
+def test_the_console_serves_tls_with_a_secure_cookie(console_env, tmp_path):
+    """TLS where configured: a real uvicorn with a certificate; the session cookie gets the Secure flag."""
+    import datetime
+    import ipaddress
+
+    import httpx2 as httpx
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from lookout.console.server import ConsoleServer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    config = console_env.config(**{"tls.cert_file": str(tmp_path / "c.pem"), "tls.key_file": str(tmp_path / "k.pem")})
+    server = ConsoleServer(config).start()
+    try:
+        assert server.wait_started() and server.url.startswith("https://127.0.0.1:")
+        with httpx.Client(base_url=server.url, verify=str(tmp_path / "c.pem")) as c:
+            page = c.get("/login")
+            assert page.status_code == 200 and "strict-transport-security" in page.headers
+            r = c.post("/login", data={"username": "rita", "password": PASSWORD, "csrf": _csrf(page.text)})
+            assert r.status_code == 303
+            assert "secure" in r.headers["set-cookie"].lower()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(server.url.replace("https://", "http://") + "/login", timeout=5)
+    finally:
+        server.stop()
