@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from lookout.console.accounts import ROLES, Accounts, LoginRefused
 from lookout.console.alerts import ReviewDesk, open_relay_store
-from lookout.console.audit import AuditFilter, AuditLog, SqliteAuditLog, to_csv
+from lookout.console.audit import AuditFilter, AuditLog, RelayAuditLog, SqliteAuditLog, to_csv
 from lookout.console.config import ConsoleConfig
 from lookout.console.fleet import FleetWatcher
 from lookout.console.galleries import GalleryDesk
@@ -69,12 +69,15 @@ class Services:
     def open(cls, config: ConsoleConfig, *, start_fleet: bool = True) -> Services:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         accounts = Accounts(config.database, config.sessions, config.login)
-        audit = SqliteAuditLog(config.database)
         policy = Policy.load(config.policy) if config.policy else Policy.default()
-        review = None
+        review: ReviewDesk | None = None
+        audit: AuditLog
         if config.relay_config or config.relay_store:
             store, suppress_for_s = open_relay_store(config.relay_config, config.relay_store)
-            review = ReviewDesk(store, suppress_for_s, audit)
+            review = ReviewDesk(store, suppress_for_s)
+            audit = RelayAuditLog(store)  # one log with `lookout review`'s decisions
+        else:
+            audit = SqliteAuditLog(config.database)
         pipeline = _LazyPipeline(config)
         galleries = GalleryDesk(config.galleries, policy, config.data_dir, audit, pipeline.get)
         search = SearchDesk(galleries, policy, config.location, config.purpose, audit, pipeline.get, pipeline.lock)
@@ -90,6 +93,8 @@ class Services:
             self.fleet.stop()
         self.galleries.close()
         self.accounts.close()
+        if self.review is not None:
+            self.review.close()
 
 
 class _LazyPipeline:

@@ -1,9 +1,9 @@
 """The audit trail the console shows: who did what, when, to what, and why.
 
-Reviews, searches and gallery changes are appended to one log. Its home is the relay store (the CLI's
-``lookout review`` writes there too, in the same transaction as the decision); where the relay store does not
-have it yet, the console keeps it in its own SQLite file with the same shape. Either way it is append-only:
-triggers refuse UPDATE and DELETE.
+Reviews, searches, gallery and account changes are appended to one log. Its home is the relay store's audit
+table (``RelayAuditLog``): the relay's ``ReviewQueue`` writes each review decision there in the same transaction
+as the decision, from ``lookout review`` and from the console alike. A console run without a relay store keeps the
+same log in its own SQLite file (``SqliteAuditLog``). Both are append-only: triggers refuse UPDATE and DELETE.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-CSV_FIELDS = ("id", "at_utc", "actor", "action", "target", "reason", "source", "detail")
+CSV_FIELDS = ("id", "at_utc", "actor", "action", "target", "reason", "detail")
+SCAN_LIMIT = 100_000  # rows the relay-backed log reads for one filtered page
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -28,8 +29,7 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     target TEXT NOT NULL DEFAULT '',
     reason TEXT,
-    detail TEXT NOT NULL DEFAULT '{}',
-    source TEXT NOT NULL
+    detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -47,7 +47,6 @@ class AuditEntry:
     target: str = ""
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    source: str = "console"
     id: int | None = None
 
     @property
@@ -82,6 +81,22 @@ class AuditFilter:
             args.append(self.until)
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
+    def matches(self, e: AuditEntry) -> bool:
+        """The same filter, in Python (for a log whose store filters only by time, actor and action prefix)."""
+        text = (self.text or "").lower()
+        return (
+            (not self.actor or e.actor == self.actor)
+            and (not self.action or e.action == self.action or e.action.startswith(self.action + "."))
+            and (self.since is None or e.at >= self.since)
+            and (self.until is None or e.at < self.until)
+            and (
+                not text
+                or text in e.target.lower()
+                or text in (e.reason or "").lower()
+                or text in json.dumps(e.detail, default=str).lower()
+            )
+        )
+
 
 class AuditLog(Protocol):
     def record(self, entry: AuditEntry) -> int: ...
@@ -102,7 +117,7 @@ class SqliteAuditLog:
     def record(self, entry: AuditEntry) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO audit(at, actor, action, target, reason, detail, source) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO audit(at, actor, action, target, reason, detail) VALUES (?,?,?,?,?,?)",
                 (
                     entry.at,
                     entry.actor,
@@ -110,7 +125,6 @@ class SqliteAuditLog:
                     entry.target,
                     entry.reason,
                     json.dumps(entry.detail, sort_keys=True, default=str),
-                    entry.source,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -119,23 +133,11 @@ class SqliteAuditLog:
         where, args = flt.where()
         with self._lock:
             rows = self._db.execute(
-                f"SELECT id, at, actor, action, target, reason, detail, source FROM audit{where}"
+                f"SELECT id, at, actor, action, target, reason, detail FROM audit{where}"
                 " ORDER BY id DESC LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             ).fetchall()
-        return [
-            AuditEntry(
-                id=r[0],
-                at=r[1],
-                actor=r[2],
-                action=r[3],
-                target=r[4],
-                reason=r[5],
-                detail=json.loads(r[6]),
-                source=r[7],
-            )
-            for r in rows
-        ]
+        return [AuditEntry(r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[0]) for r in rows]
 
     def count(self, flt: AuditFilter) -> int:
         where, args = flt.where()
@@ -145,6 +147,30 @@ class SqliteAuditLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class RelayAuditLog:
+    """The relay store's audit table (``RelayStore.audit`` / ``audit_log``), shared with ``lookout review``."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def record(self, entry: AuditEntry) -> int:
+        return int(self.store.audit(entry.actor, entry.action, entry.target, entry.reason, entry.detail, entry.at))
+
+    def _matching(self, flt: AuditFilter) -> list[AuditEntry]:
+        rows = self.store.audit_log(since=flt.since, actor=flt.actor, action=flt.action, limit=SCAN_LIMIT)
+        found = (AuditEntry(r.at, r.actor, r.action, r.subject, r.reason, dict(r.details), r.id) for r in rows)
+        return [e for e in found if flt.matches(e)]
+
+    def entries(self, flt: AuditFilter, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        return self._matching(flt)[offset : offset + limit]
+
+    def count(self, flt: AuditFilter) -> int:
+        return len(self._matching(flt))
+
+    def close(self) -> None:
+        """The store belongs to the review desk, which closes it."""
 
 
 def to_csv(entries: list[AuditEntry]) -> str:
@@ -160,7 +186,6 @@ def to_csv(entries: list[AuditEntry]) -> str:
             e.action,
             e.target,
             e.reason or "",
-            e.source,
             json.dumps(e.detail, sort_keys=True),
         ]
         writer.writerow([_defuse(str(v)) for v in row])

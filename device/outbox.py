@@ -8,6 +8,11 @@ to the publisher are its to retransmit after a reconnect (paho resends unacknowl
 QoS 1 messages itself, in order); after a restart everything still in the outbox is
 sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
 
+Each event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
+outbox file, and ``n``, the row's AUTOINCREMENT number, which SQLite never reuses): the count
+survives restarts, so the relay can tell events lost on the way (gaps) from duplicates,
+reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
+
 Each row carries the event's expiry: a row past it is counted and logged as stale
 when it is finally sent (the event itself says ``expires_at``, so subscribers can
 show it as old news). Nothing is dropped for being stale; the outbox is capped at
@@ -17,6 +22,8 @@ show it as old news). Nothing is dropped for being stale; the outbox is capped a
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -42,7 +49,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_sent_at REAL,
     stale INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def with_sequence(payload: bytes, stream: str, n: int) -> bytes:
+    """``payload`` with ``"seq": {"stream", "n"}`` added, if it is a match event without one."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return payload
+    if not isinstance(doc, dict) or "event_id" not in doc or "seq" in doc:
+        return payload
+    doc["seq"] = {"stream": stream, "n": n}
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -68,28 +88,53 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self.stream = self._stream()
         except (sqlite3.Error, OSError) as err:
             raise ConfigError(f"outbox.path: cannot open {self.path}: {err}") from None
         self._lock = threading.Lock()
         self.dropped = 0
         self.stale_sent = 0
 
+    def _stream(self) -> str:
+        """This outbox file's sequence stream id, made once and kept."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='stream'").fetchone()
+        if row is not None:
+            return str(row[0])
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('stream', ?)", (secrets.token_hex(8),))
+        return str(self._db.execute("SELECT value FROM meta WHERE key='stream'").fetchone()[0])
+
     def add(self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float | None = None) -> int:
-        """Store an event durably; returns its sequence number. A repeated event id is ignored."""
+        """Store an event durably, numbered (``seq``); returns its sequence number. A repeated event id is
+        ignored (and gets no number)."""
         with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?)",
-                (event_id, topic, payload, created_at or time.time(), expires_at),
-            )
-            seq = cur.lastrowid
-            over = self._count() - self.max_events
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._insert(event_id, topic, payload, expires_at, created_at or time.time())
+                over = self._count() - self.max_events
+                if over > 0:
+                    self._db.execute(
+                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,)
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
             if over > 0:
-                self._db.execute(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,)
-                )
                 self.dropped += over
                 log.warning("outbox.full", dropped=over, max_events=self.max_events)
             return seq
+
+    def _insert(self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float) -> int:
+        row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        seq = (int(last[0]) if last else 0) + 1
+        self._db.execute(
+            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?,?)",
+            (seq, event_id, topic, with_sequence(payload, self.stream, seq), created_at, expires_at),
+        )
+        return seq
 
     def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxRow]:
         """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""

@@ -30,6 +30,8 @@ UTC_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0
 CROP_PATTERN = r"^/9j/[A-Za-z0-9+/]*={0,2}$"  # base64 of a JPEG: starts FF D8 FF
 DIGEST_PATTERN = r"^(sha256:)?[0-9a-f]{64}$"
 
+SEQ_STREAM_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_SEQ = 2**53 - 1  # exact in every JSON implementation
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 _UTC_TIME = re.compile(UTC_TIME_PATTERN)
@@ -93,6 +95,16 @@ class Location(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
 
 
+class Sequence(BaseModel):
+    """The device's durable event counter: ``n`` counts up from 1 within ``stream`` (one outbox's life),
+    so a subscriber can tell lost events (gaps) from duplicates, reordering and restarts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    stream: str = Field(pattern=SEQ_STREAM_PATTERN)
+    n: Count = Field(ge=1, le=MAX_SEQ)
+
+
 class MatchEvent(BaseModel):
     """One decision by a device that a tracked face is an enrolled person."""
 
@@ -120,6 +132,7 @@ class MatchEvent(BaseModel):
     crop_jpeg_b64: str | None = Field(None, max_length=MAX_CROP_B64, pattern=CROP_PATTERN)
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: Location | None = None
+    seq: Sequence | None = Field(None, description="per-device sequence number, set by the device's outbox")
 
     @classmethod
     def create(

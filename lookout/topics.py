@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from lookout.errors import InputError
 
 DEFAULT_PREFIX = "dt/lookout"
-RELAY_SEGMENT = "relay"  # reserved: no device may be called this
+RELAY_SEGMENT = "relay"  # the relay's own topics (dead letters) live under this level
+# Topic levels no device may use (compared case-insensitively): one list for the device, the relay and tools.
+RESERVED_DEVICE_IDS = frozenset({RELAY_SEGMENT})
+
+
+def is_reserved(device_id: str) -> bool:
+    """True if ``device_id`` is a name the system keeps for itself (e.g. ``relay``)."""
+    return device_id.casefold() in RESERVED_DEVICE_IDS
+
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -32,8 +40,8 @@ def check_device_id(device_id: str) -> str:
             f"device id {device_id!r}",
             "must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    if device_id == RELAY_SEGMENT:
-        raise InputError(f"device id {device_id!r}", "is reserved for the relay's own topics")
+    if is_reserved(device_id):
+        raise InputError(f"device id {device_id!r}", "is reserved (names kept for the system's own topics)")
     return device_id
 
 
@@ -94,7 +102,7 @@ class Topics:
         if not topic.startswith(head):
             return None
         rest = topic[len(head) :].split("/")
-        if len(rest) != 2 or rest[0] == RELAY_SEGMENT or not _DEVICE_ID.match(rest[0]):
+        if len(rest) != 2 or is_reserved(rest[0]) or not _DEVICE_ID.match(rest[0]):
             return None
         return rest[0]
 

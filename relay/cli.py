@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 from lookout.errors import InputError
 from lookout.relay.bench import print_figures, run_bench
 from lookout.relay.config import RelayConfig, load_config
-from lookout.relay.review import ReviewQueue, format_alert, format_detail
+from lookout.relay.example import EXAMPLE_CONFIG
+from lookout.relay.review import ReviewQueue, format_alert, format_audit, format_detail
 from lookout.relay.service import RelayService
-from lookout.relay.store import SqliteStore
+from lookout.relay.store import open_store
 
 CONFIG_ENV = "LOOKOUT_RELAY_CONFIG"
 
@@ -34,11 +36,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     relay.add_argument(
         "--check-config", action="store_true", help="validate the config, print it (no secrets) and exit"
     )
+    relay.add_argument(
+        "--example-config", action="store_true", help="print a commented example config (every key) and exit"
+    )
     relay.set_defaults(func=cmd_relay)
 
     review = commands.add_parser("review", help="list, confirm or reject alerts waiting for human review")
     _add_config(review)
-    review.add_argument("--db", metavar="FILE", help="relay store (default: store.path from the config)")
+    review.add_argument("--db", metavar="FILE", help="SQLite relay store (default: the store in the config)")
     actions = review.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="alerts waiting for review (or --all recent alerts)")
     listing.add_argument("--all", action="store_true", help="recent alerts in any state")
@@ -52,6 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     confirm = actions.add_parser("confirm", help="confirm the match: the alert is sent")
     confirm.add_argument("alert_id", type=int, metavar="ID")
     confirm.add_argument("--by", help="reviewer name (default: your user name)")
+    confirm.add_argument("--reason", help="why (kept in the audit log)")
     confirm.set_defaults(func=cmd_review_confirm)
     reject = actions.add_parser("reject", help="not this person: nothing is sent; reason recorded")
     reject.add_argument("alert_id", type=int, metavar="ID")
@@ -59,6 +65,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     reject.add_argument("--by", help="reviewer name (default: your user name)")
     reject.add_argument("--no-suppress", action="store_true", help="do not suppress this person at this device")
     reject.set_defaults(func=cmd_review_reject)
+    audit = actions.add_parser("audit", help="the append-only audit log: who decided what, when and why")
+    audit.add_argument("--actor", help="only this person")
+    audit.add_argument("--action", help="only actions starting with this, e.g. review.")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="JSON lines")
+    audit.set_defaults(func=cmd_review_audit)
 
 
 def register_bench(benches: argparse._SubParsersAction) -> None:
@@ -71,6 +83,9 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
+    if args.example_config:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
     config = _config(args)
     if args.check_config:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
@@ -83,16 +98,18 @@ def cmd_relay(args: argparse.Namespace) -> int:
 def _queue(args: argparse.Namespace):
 
     config = _config(args)
-    path = Path(args.db) if args.db else config.store.path
-    if not path.exists():
-        raise InputError(f"relay store {path}", "does not exist (has the relay run with this config?)")
-    return ReviewQueue(SqliteStore(path, synchronous=config.store.synchronous), config.review.suppress_for_s)
+    settings = config.store
+    if args.db:
+        settings = settings.model_copy(update={"type": "sqlite", "path": Path(args.db)})
+    if settings.type == "sqlite" and not settings.path.exists():
+        raise InputError(f"relay store {settings.path}", "does not exist (has the relay run with this config?)")
+    return ReviewQueue(open_store(settings), config.review.suppress_for_s)
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
 
-    queue = _queue(args)
-    alerts = queue.recent(args.limit) if args.all else queue.pending(args.limit)
+    with _queue(args) as queue:
+        alerts = queue.recent(args.limit) if args.all else queue.pending(args.limit)
     for alert in alerts:
         if args.json:
             print(
@@ -118,23 +135,40 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 def cmd_review_show(args: argparse.Namespace) -> int:
 
-    queue = _queue(args)
-    alert = queue.show(args.alert_id)
-    print(format_detail(alert, queue.store.deliveries_of(alert.id)))
-    if args.crop:
-        print(f"crop saved to {args.crop}" if queue.save_crop(alert.id, args.crop) else "this alert has no crop")
+    with _queue(args) as queue:
+        alert = queue.show(args.alert_id)
+        print(format_detail(alert, queue.deliveries(alert.id)))
+        if args.crop:
+            saved = queue.save_crop(alert.id, args.crop)
+            print(f"crop saved to {args.crop}" if saved else "this alert has no crop")
     return 0
 
 
 def cmd_review_confirm(args: argparse.Namespace) -> int:
-    released = _queue(args).confirm(args.alert_id, args.by)
+    with _queue(args) as queue:
+        released = queue.confirm(args.alert_id, args.by, args.reason)
     print(f"alert {args.alert_id} confirmed; {released} deliver{'y' if released == 1 else 'ies'} released")
     return 0
 
 
 def cmd_review_reject(args: argparse.Namespace) -> int:
-    _queue(args).reject(args.alert_id, args.reason, args.by, suppress=not args.no_suppress)
+    with _queue(args) as queue:
+        queue.reject(args.alert_id, args.reason, args.by, suppress=not args.no_suppress)
     print(f"alert {args.alert_id} rejected; nothing will be sent")
+    return 0
+
+
+def cmd_review_audit(args: argparse.Namespace) -> int:
+
+    with _queue(args) as queue:
+        entries = queue.store.audit_log(actor=args.actor, action=args.action, limit=args.limit)
+    for entry in entries:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(entry)))
+        else:
+            print(format_audit(entry))
+    if not entries and not args.json:
+        print("no audit entries")
     return 0
 
 

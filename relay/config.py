@@ -44,11 +44,39 @@ class TopicSettings(_Strict):
         return self
 
 
+_DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@?]*:[^/@?]*@|[?&]password=", re.IGNORECASE)
+
+
 class StoreSettings(_Strict):
+    type: Literal["sqlite", "postgresql"] = Field(
+        "sqlite", description="sqlite: one file, one relay host; postgresql: shared by a fleet of relays"
+    )
     path: Path = Path("relay.sqlite")
+    synchronous: Literal["normal", "full"] = Field("full", description="sqlite: full fsyncs every accepted batch")
+    dsn: str | None = Field(
+        None, description="postgresql: libpq connection string or URI without a password, e.g. host=db dbname=lookout"
+    )
+    password_env: str | None = Field(
+        None, description="postgresql: environment variable holding the password (else libpq's password file)"
+    )
+    pool_size: int = Field(4, ge=2, le=64, description="postgresql: connections per relay process")
+    connect_timeout_s: float = Field(10, gt=0, description="postgresql: wait this long for the database at start")
+    claim_lease_s: float = Field(
+        120, gt=0, description="sqlite: a delivery claimed by a relay that died is retried after this"
+    )
     retention_days: float = Field(30, gt=0, description="history, alerts and reviews older than this are deleted")
     seen_ids_days: float = Field(7, gt=0, description="how long an event id is remembered for idempotency")
-    synchronous: Literal["normal", "full"] = Field("full", description="full: every accepted event is fsynced")
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreSettings:
+        if self.type == "postgresql" and not self.dsn:
+            raise ValueError("dsn is required when type is postgresql")
+        if self.dsn and _DSN_PASSWORD.search(self.dsn):
+            raise ValueError(
+                "dsn must not contain a password: name an environment variable in password_env,"
+                " or use a libpq password file (passfile=, PGPASSFILE or ~/.pgpass)"
+            )
+        return self
 
 
 class DedupSettings(_Strict):
@@ -100,6 +128,9 @@ class WebhookNotifier(_Strict):
     url: str = Field(pattern=r"^https?://")
     secret_env: str | None = Field(None, description="environment variable with the HMAC-SHA256 key")
     timeout_s: float = Field(5, gt=0)
+    include_crop: bool = Field(
+        False, description="add the sighting crop (base64 JPEG) when the device sent one (its policy allowed it)"
+    )
 
 
 class ConsoleNotifier(_Strict):
@@ -131,8 +162,15 @@ class Limit(_Strict):
 
 
 class RateLimitSettings(_Strict):
-    per_recipient: Limit | None = Limit(count=10, per_s=3600)
-    overall: Limit | None = Limit(count=200, per_s=3600)
+    """Flood protection. The defaults leave room for many people seen at once by many cameras (60 alerts
+    per recipient in any 10 minutes, one per person per dedup window) and stop a runaway or spoofed
+    device from costing thousands of SMS; what they hold is summarised after ``summary_after_s``."""
+
+    per_recipient: Limit | None = Limit(count=60, per_s=600)
+    overall: Limit | None = Limit(count=600, per_s=600)
+    summary_after_s: float = Field(
+        60, gt=0, description="held alerts are summarised to their recipient this long after the first was held"
+    )
 
 
 class RetrySettings(_Strict):
@@ -148,6 +186,13 @@ class ReviewSettings(_Strict):
     suppress_for_s: float = Field(
         86400, ge=0, description="after a rejection, the same person at the same device is suppressed this long"
     )
+
+
+class GapSettings(_Strict):
+    grace_s: float = Field(
+        120, gt=0, description="a missing sequence number is a gap once the next one came this long ago"
+    )
+    scan_every_s: float = Field(15, gt=0)
 
 
 class MetricsSettings(_Strict):
@@ -172,6 +217,12 @@ class RelayConfig(_Strict):
     retry: RetrySettings = RetrySettings()
     review: ReviewSettings = ReviewSettings()
     metrics: MetricsSettings = MetricsSettings()
+    gaps: GapSettings = GapSettings()
+    console_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="base URL of the web console; messages link to <console_url>/alerts/<alert_id>",
+    )
 
     @model_validator(mode="before")
     @classmethod

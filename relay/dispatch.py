@@ -1,37 +1,52 @@
-"""The delivery loop: due deliveries from the durable outbox → rate limits → notifier, with retries.
+"""The delivery loop: claimed deliveries from the durable outbox → rate limits → notifier, with retries.
 
-Runs in one thread with its own store connection. A delivery is marked sent only
-after the notifier accepted it, so a crash at worst repeats a send (the webhook
-carries a stable delivery id for receivers to drop repeats); it never loses one.
+Runs in one thread with its own store connection. Deliveries are claimed in small batches
+(:meth:`RelayStore.claim_due`), so several relays share one outbox without sending a delivery
+twice. A delivery is marked sent only after the notifier accepted it, so a crash at worst repeats
+the sends of the batch in hand (the webhook carries a stable delivery id for receivers to drop
+repeats); it never loses one. Rate limits are counted in the store's ledger, shared by every relay;
+what they hold is summarised to the recipient ``summary_after_s`` after the first hold.
 """
 
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lookout.log import get_logger
 from lookout.relay.config import Recipient, RetrySettings
 from lookout.relay.directory import PersonDirectory
-from lookout.relay.message import Outgoing, alert_document, alert_text, review_link, summary_text
+from lookout.relay.message import Outgoing, alert_document, alert_text, summary_text
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers.base import DeliveryError, Notifier
-from lookout.relay.ratelimit import RateLimiter
-from lookout.relay.store import Delivery, RelayStore
+from lookout.relay.ratelimit import Limits
+from lookout.relay.records import Delivery
+from lookout.relay.store import RelayStore
 
 log = get_logger(__name__)
 
-BATCH = 200
-MARK_BATCH = 32  # results written per transaction; a crash can repeat at most this many sends
-MARK_DELAY_S = 0.02
+CLAIM_BATCH = 32  # deliveries claimed (and marked) together; a crash can repeat at most this many sends
+MAX_ROUNDS = 8  # claim batches per pass before housekeeping gets a turn
 
 
 def backoff_s(attempts: int, retry: RetrySettings, jitter: float = 0.2) -> float:
     """Exponential backoff after ``attempts`` failed tries, capped, with +-``jitter`` spread."""
     base = min(retry.max_s, retry.initial_s * (2 ** max(attempts, 0)))
     return base * random.uniform(1 - jitter, 1 + jitter)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    retry: RetrySettings
+    limits: Limits
+    summary_after_s: float = 60.0
+    owner: str = "relay"  # who holds a claim (SQLite leases)
+    lease_s: float = 120.0
+    link: Callable[[int], str | None] = lambda alert_id: None  # the alert's page in the console
 
 
 class Dispatcher:
@@ -41,10 +56,8 @@ class Dispatcher:
         notifiers: dict[str, Notifier],
         recipients: list[Recipient],
         directory: PersonDirectory,
-        limiter: RateLimiter,
-        retry: RetrySettings,
+        settings: DispatchSettings,
         counters: Counters,
-        review_url: str | None = None,
         clock: Callable[[], float] = time.time,
         on_sent: Callable[[Outgoing], None] | None = None,
     ) -> None:
@@ -52,10 +65,8 @@ class Dispatcher:
         self.notifiers = notifiers
         self.recipients = {r.name: r for r in recipients}
         self.directory = directory
-        self.limiter = limiter
-        self.retry = retry
+        self.settings = settings
         self.counters = counters
-        self.review_url = review_url
         self.clock = clock
         self.on_sent = on_sent
         self._wake = threading.Event()
@@ -71,7 +82,7 @@ class Dispatcher:
                 wait = self.step()
                 if tick is not None:
                     tick(self.clock())
-            except Exception as err:  # keep delivering whatever one pass hit
+            except Exception as err:  # keep delivering whatever one pass hit (the store being down included)
                 log.error("dispatch.error", error=f"{type(err).__name__}: {err}")
                 wait = poll_s
             self._wake.wait(max(0.0, min(wait, poll_s)))
@@ -79,30 +90,24 @@ class Dispatcher:
 
     def step(self) -> float:
         """One pass over due work; returns seconds until something is due next."""
-        now = self.clock()
-        self._summarise_held(now)
-        due = self.store.due_deliveries(now, BATCH)
-        marks: list[Callable[[], None]] = []
-        oldest = 0.0
-        for delivery in due:
-            if not marks:
-                oldest = time.monotonic()
-            marks.append(self._deliver(delivery, self.clock()))
-            if len(marks) >= MARK_BATCH or time.monotonic() - oldest > MARK_DELAY_S:
-                self._apply(marks)
-        self._apply(marks)
-        if len(due) == BATCH:
+        self._summarise_held(self.clock())
+        for _ in range(MAX_ROUNDS):
+            claimed = self._deliver_batch()
+            if claimed < CLAIM_BATCH:
+                break
+        else:
             return 0.0
         nxt = self.store.next_due_at()
         return float("inf") if nxt is None else max(0.0, nxt - self.clock())
 
-    def _apply(self, marks: list[Callable[[], None]]) -> None:
-        """Write delivery results in one transaction."""
-        if marks:
+    def _deliver_batch(self) -> int:
+        s = self.settings
+        with self.store.claim_due(self.clock(), CLAIM_BATCH, s.owner, s.lease_s) as due:
+            marks = [self._deliver(d, self.clock()) for d in due]
             with self.store.transaction():
                 for mark in marks:
                     mark()
-            marks.clear()
+        return len(due)
 
     def _target(self, delivery: Delivery) -> tuple[Recipient, Notifier] | None:
         recipient = self.recipients.get(delivery.recipient)
@@ -122,25 +127,30 @@ class Dispatcher:
         if target is None:
             return lambda: None
         recipient, notifier = target
-        if not self.limiter.allows(recipient.name, now):
-            self.counters.inc("held_back")
-            log.warning(
-                "delivery.held",
-                delivery_id=delivery.id,
-                alert_id=delivery.alert_id,
-                recipient=recipient.name,
-                reason="rate limit; will be summarised",
-            )
-            return lambda: self.store.hold(delivery.id)
-        message = self._message(delivery, recipient)
+        ledger = None
+        if self.settings.limits.active:
+            ledger = self.store.rate_take(recipient.name, now, self.settings.limits)
+            if ledger is None:
+                self.counters.inc("held_back")
+                log.warning(
+                    "delivery.held",
+                    delivery_id=delivery.id,
+                    alert_id=delivery.alert_id,
+                    recipient=recipient.name,
+                    reason="rate limit; will be summarised",
+                    summary_in_s=self.settings.summary_after_s,
+                )
+                return lambda: self.store.hold(delivery.id, now)
+        message = self._message(delivery, recipient, notifier)
         try:
             provider_id = notifier.send(message)
-        except DeliveryError as err:
-            return self._failed(delivery, str(err), err.retryable, now)
-        except Exception as err:  # a notifier bug must not lose the alert: retry
+        except Exception as err:  # a notifier bug must not lose the alert either: retry
+            if ledger is not None:
+                self.store.rate_release(ledger)
+            if isinstance(err, DeliveryError):
+                return self._failed(delivery, str(err), err.retryable, now)
             return self._failed(delivery, f"{type(err).__name__}: {err}", True, now)
         sent_at = self.clock()
-        self.limiter.record(recipient.name, now)
         self.counters.inc("sent")
         log.info(
             "alert.sent",
@@ -154,16 +164,23 @@ class Dispatcher:
             self.on_sent(message)
         return lambda: self.store.mark_sent(delivery.id, sent_at, provider_id)
 
-    def _message(self, delivery: Delivery, recipient: Recipient) -> Outgoing:
+    def _message(self, delivery: Delivery, recipient: Recipient, notifier: Notifier) -> Outgoing:
         alert = self.store.get_alert(delivery.alert_id)
+        if alert is None:
+            raise RuntimeError(f"alert {delivery.alert_id} of delivery {delivery.id} is missing")
         details = self.directory.lookup(alert.person_id)
-        url = review_link(self.review_url, alert.id)
+        url = self.settings.link(alert.id)
         text = alert_text(alert, details, url)
-        return Outgoing(delivery.id, recipient.name, recipient.address, text, alert_document(alert, details, text, url))
+        crop = None
+        if getattr(notifier, "include_crop", False) and alert.has_crop:
+            jpeg = self.store.crop(alert.id)  # present only where the device's policy allowed crops
+            crop = base64.b64encode(jpeg).decode("ascii") if jpeg else None
+        document = alert_document(alert, details, text, url, crop)
+        return Outgoing(delivery.id, recipient.name, recipient.address, text, document)
 
     def _failed(self, delivery: Delivery, error: str, retryable: bool, now: float) -> Callable[[], None]:
         self.counters.inc("failures")
-        too_old = now - delivery.created_at >= self.retry.give_up_after_s
+        too_old = now - delivery.created_at >= self.settings.retry.give_up_after_s
         if not retryable or too_old:
             self.counters.inc("gave_up")
             log.error(
@@ -175,7 +192,7 @@ class Dispatcher:
                 permanent=not retryable,
             )
             return lambda: self.store.mark_failed(delivery.id, error)
-        delay = backoff_s(delivery.attempts, self.retry)
+        delay = backoff_s(delivery.attempts, self.settings.retry)
         log.warning(
             "delivery.retry",
             delivery_id=delivery.id,
@@ -188,30 +205,30 @@ class Dispatcher:
         return lambda: self.store.mark_retry(delivery.id, now + delay, error)
 
     def _summarise_held(self, now: float) -> None:
-        for name in self.store.held_recipients():
-            if now < self._summary_not_before.get(name, 0.0) or not self.limiter.allows(name, now):
-                continue
-            self._send_summary(name, now)
+        s = self.settings
+        with self.store.claim_held(now, s.summary_after_s, s.owner, s.lease_s) as held:
+            for name, deliveries in held.items():
+                if now >= self._summary_not_before.get(name, 0.0):
+                    self._send_summary(name, deliveries, now)
 
-    def _send_summary(self, name: str, now: float) -> None:
-        held = self.store.held_for(name)
+    def _send_summary(self, name: str, held: list[Delivery], now: float) -> None:
         target = self._target(held[0])
         if target is None:
             for d in held[1:]:
                 self.store.mark_failed(d.id, f"recipient {name!r} is no longer configured")
             return
         recipient, notifier = target
-        alerts = [self.store.get_alert(d.alert_id) for d in held]
+        alerts = [a for a in (self.store.get_alert(d.alert_id) for d in held) if a is not None]
         text = summary_text(alerts, min(d.created_at for d in held))
         doc = {"type": "lookout.summary", "alert_ids": [a.id for a in alerts], "text": text}
         try:
             provider_id = notifier.send(Outgoing(held[0].id, name, recipient.address, text, doc))
         except Exception as err:
             self.counters.inc("failures")
-            self._summary_not_before[name] = now + backoff_s(1, self.retry)
+            self._summary_not_before[name] = now + backoff_s(1, self.settings.retry)
             log.warning("summary.retry", recipient=name, held=len(held), error=str(err))
             return
-        self.limiter.record(name, now)
+        self.store.rate_record(name, now)
         self.store.mark_summarised([d.id for d in held], now, provider_id)
         self.counters.inc("summaries")
         log.info("summary.sent", recipient=name, held=len(held), alerts=[a.id for a in alerts][:20])

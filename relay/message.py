@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lookout.relay.directory import PersonDetails
-from lookout.relay.store import Alert
+from lookout.relay.records import Alert
 
 SMS_MAX = 480  # three concatenated GSM-7 segments
 
@@ -50,7 +50,10 @@ def _where(alert: Alert) -> str:
     return place
 
 
-def review_link(template: str | None, alert_id: int) -> str | None:
+def alert_link(console_url: str | None, template: str | None, alert_id: int) -> str | None:
+    """The alert's page: ``<console_url>/alerts/<id>`` (the web console), else the legacy template."""
+    if console_url:
+        return f"{console_url.rstrip('/')}/alerts/{alert_id}"
     return template.format(alert_id=alert_id) if template else None
 
 
@@ -72,9 +75,13 @@ def alert_text(alert: Alert, details: PersonDetails | None, review_url: str | No
     return text if len(text) <= SMS_MAX else text[: SMS_MAX - 1] + "…"
 
 
-def alert_document(alert: Alert, details: PersonDetails | None, text: str, review_url: str | None) -> dict[str, Any]:
-    """The webhook JSON: the alert, the first match event, the person details, and the text."""
-    return {
+def alert_document(
+    alert: Alert, details: PersonDetails | None, text: str, url: str | None, crop_b64: str | None = None
+) -> dict[str, Any]:
+    """The webhook JSON: the alert, the first match event, the person details, the text, the link to the
+    alert in the console, and (only where given: the device's policy allowed it and the webhook asks for
+    it) the sighting crop as base64 JPEG."""
+    doc: dict[str, Any] = {
         "type": "lookout.alert",
         "alert_id": alert.id,
         "gallery_id": alert.gallery_id,
@@ -94,9 +101,13 @@ def alert_document(alert: Alert, details: PersonDetails | None, text: str, revie
         "best_score": alert.best_score,
         "stale": alert.stale,
         "event": alert.event.model_dump(mode="json", exclude_none=True),
-        "review_url": review_url,
+        "alert_url": url,
+        "review_url": url,
         "text": text,
     }
+    if crop_b64:
+        doc["crop_jpeg_b64"] = crop_b64
+    return doc
 
 
 def summary_text(alerts: list[Alert], since: float) -> str:

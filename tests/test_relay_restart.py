@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lookout.relay.store import SqliteStore
+from lookout.relay.sqlite_store import SqliteStore
 from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
 
 pytestmark = pytest.mark.broker

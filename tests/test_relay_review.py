@@ -55,7 +55,7 @@ def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):
     sent = wait_for(lambda: _sent(outbox), timeout=5)
     assert len(sent) == 1 and sent[0]["alert"]["person_id"] == "p-5"
     alert = service.intake_store.get_alert(1)
-    assert (alert.status, alert.reviewed_by) == ("open", "officer-a")
+    assert (alert.status, alert.reviewed_by) == ("confirmed", "officer-a")
     assert _review(config, "confirm", "1") == 2  # already decided: a clear error, not a second send
     assert "not awaiting review" in capsys.readouterr().err
 

@@ -17,12 +17,12 @@ from lookout.events import utc_now
 from lookout.metrics_server import MetricsServer
 from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.relay.config import Limit, Recipient, RetrySettings, load_config
-from lookout.relay.dedup import AlertPlan, Outcome, ingest
 from lookout.relay.directory import NoDirectory, SqliteDirectory
-from lookout.relay.dispatch import Dispatcher, backoff_s
+from lookout.relay.dispatch import Dispatcher, DispatchSettings, backoff_s
 from lookout.relay.metrics import Counters
-from lookout.relay.ratelimit import RateLimiter, Window
-from lookout.relay.store import SqliteStore
+from lookout.relay.ratelimit import Limits, Window
+from lookout.relay.records import AlertPlan, Intake, Outcome
+from lookout.relay.store import open_store
 from lookout.topics import Topics, shared
 from tests.test_relay_fixtures import make_event, write_gallery
 
@@ -50,15 +50,15 @@ class Recorder:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(tmp_path / "relay.sqlite")
+def store(store_settings):
+    s = open_store(store_settings)
     yield s
     s.close()
 
 
 def _ingest(store, event, now=None, window=60.0, review=False):
     now = now if now is not None else event.seen_at.timestamp()
-    return ingest(store, event, received_at=now, window_s=window, plan=lambda e: AlertPlan(review, ["desk"]))
+    return store.ingest([Intake(event, AlertPlan(review, ["desk"]))], now, window)[0]
 
 
 # --- dedup --------------------------------------------------------------------------------------
@@ -79,7 +79,18 @@ def test_dedup_window_across_devices_and_idempotency(store):
     assert _ingest(store, other_gallery).outcome is Outcome.NEW_ALERT
     alert = store.get_alert(1)
     assert (alert.sightings, alert.devices) == (2, ["cam-1", "cam-2"])
-    assert len(store.due_deliveries(time.time() + 120, 100)) == 4
+    with store.claim_due(time.time() + 120, 100, "test", 60) as due:
+        assert len(due) == 4
+
+
+def test_a_batch_is_decided_in_order_in_one_transaction(store):
+    t0 = utc_now()
+    first = make_event(person_id="p", seen_at=t0)
+    batch = [first, make_event(person_id="p", device_id="cam-2", seen_at=t0 + timedelta(seconds=5)), first]
+    plan = AlertPlan(False, ["desk"])
+    outcomes = [r.outcome for r in store.ingest([Intake(e, plan) for e in batch], time.time(), 60)]
+    assert outcomes == [Outcome.NEW_ALERT, Outcome.FOLLOW_UP, Outcome.DUPLICATE]
+    assert [s.outcome for s in store.sightings(1)] == ["alert", "followup"]
 
 
 def test_event_arriving_after_expiry_is_marked_late(store):
@@ -112,33 +123,28 @@ def test_retention_purges_old_rows_but_keeps_undelivered(store):
 # --- dispatch: rate limits, summaries, backoff --------------------------------------------------
 
 
-def _dispatcher(store, notifier, clock, per_recipient=None, overall=None):
-    limiter = RateLimiter(per_recipient, overall)
+def _dispatcher(store, notifier, clock, per_recipient=None, overall=None, summary_after_s=60.0):
     recipients = [Recipient(name="desk", notifier="rec", address="+15555550123")]
-    return Dispatcher(
-        store,
-        {"rec": notifier},
-        recipients,
-        NoDirectory(),
-        limiter,
-        RetrySettings(initial_s=1, max_s=8),
-        Counters(),
-        None,
-        clock,
+    settings = DispatchSettings(
+        RetrySettings(initial_s=1, max_s=8), Limits(per_recipient, overall), summary_after_s=summary_after_s
     )
+    return Dispatcher(store, {"rec": notifier}, recipients, NoDirectory(), settings, Counters(), clock)
 
 
-def test_rate_limit_holds_then_summarises_nothing_dropped(store):
+def test_rate_limit_holds_then_summarises_within_a_minute_nothing_dropped(store):
     clock = Clock(time.time())
     for i in range(5):
         _ingest(store, make_event(person_id=f"p{i}"), now=clock.t)
     rec = Recorder()
-    dispatcher = _dispatcher(store, rec, clock, per_recipient=Window(2, 60))
+    dispatcher = _dispatcher(store, rec, clock, per_recipient=Window(2, 3600), summary_after_s=60)
     dispatcher.step()
     assert len(rec.sent) == 2
     assert dispatcher.counters.snapshot()["held_back"] == 3
-    clock.t += 61
+    clock.t += 30
     dispatcher.step()
+    assert len(rec.sent) == 2  # not yet: held alerts are gathered for a minute
+    clock.t += 31
+    dispatcher.step()  # the hour-long window is still full: the summary goes anyway
     assert len(rec.sent) == 3
     summary = rec.sent[-1]
     assert summary.document["type"] == "lookout.summary" and summary.document["alert_ids"] == [3, 4, 5]
@@ -146,13 +152,37 @@ def test_rate_limit_holds_then_summarises_nothing_dropped(store):
     assert store.counts() == {"sent": 2, "summarised": 3}
 
 
-def test_overall_limit_applies_across_recipients():
-    limiter = RateLimiter(None, Window(2, 10))
-    assert limiter.allows("a", 0)
-    limiter.record("a", 0)
-    limiter.record("b", 1)
-    assert not limiter.allows("c", 5)
-    assert limiter.allows("c", 10.5)
+def test_rate_limits_are_one_ledger_for_every_relay(store):
+    other = store.sibling()  # a second relay on the same store
+    try:
+        limits = Limits(Window(2, 60), Window(3, 60))
+        assert store.rate_take("a", 100.0, limits) is not None
+        assert other.rate_take("a", 101.0, limits) is not None
+        assert store.rate_take("a", 102.0, limits) is None  # per recipient: 2 a minute, whichever relay sent
+        assert other.rate_take("b", 103.0, limits) is not None
+        assert store.rate_take("c", 104.0, limits) is None  # overall: 3 a minute
+        assert store.rate_take("c", 160.5, limits) is not None  # the first send left the window
+        ledger = other.rate_take("b", 170.0, limits)
+        other.rate_release(ledger)  # a failed send gives its place back
+        assert store.rate_take("b", 170.0, limits) is not None
+    finally:
+        other.close()
+
+
+def test_default_limits_never_hold_a_busy_day_after_a_restart(store):
+    """Issue 12 item 14: 10 alerts sent before a restart, then 40 more people within five minutes."""
+    cfg = load_config(None, {})
+    limits = Limits(*(Window(w.count, w.per_s) for w in (cfg.rate_limits.per_recipient, cfg.rate_limits.overall)))
+    t = 1_000_000.0
+    for i in range(10):
+        assert store.rate_take("duty", t + i, limits) is not None
+    restarted = store.sibling()
+    try:
+        held = [i for i in range(40) if restarted.rate_take("duty", t + 60 + i * 7, limits) is None]
+    finally:
+        restarted.close()
+    assert held == []
+    assert cfg.rate_limits.summary_after_s <= 120
 
 
 def test_failed_send_is_retried_with_backoff_then_given_up(store):
@@ -166,7 +196,7 @@ def test_failed_send_is_retried_with_backoff_then_given_up(store):
             raise DeliveryError("rec", "HTTP 503", retryable=True)
 
     dispatcher = _dispatcher(store, Failing(), clock)
-    dispatcher.retry = RetrySettings(initial_s=1, max_s=8, give_up_after_s=100)
+    dispatcher.settings = DispatchSettings(RetrySettings(initial_s=1, max_s=8, give_up_after_s=100), Limits(None, None))
     dispatcher.step()
     (d,) = store.deliveries_of(1)
     assert d.status == "pending" and d.attempts == 1 and 0.8 <= d.next_attempt_at - clock.t <= 1.2

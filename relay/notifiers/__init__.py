@@ -16,7 +16,7 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
     if isinstance(settings, cfg.ConsoleNotifier):
         return ConsoleNotifier(name, settings.path)
     if isinstance(settings, cfg.WebhookNotifier):
-        return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s)
+        return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s, settings.include_crop)
     if isinstance(settings, cfg.TwilioNotifier):
         return TwilioNotifier(
             name,
@@ -27,7 +27,6 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
             settings.base_url,
             settings.timeout_s,
         )
-
     return SnsNotifier(
         name,
         region=settings.region,

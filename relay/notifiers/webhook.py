@@ -76,8 +76,11 @@ def check_url(url: str, what: str) -> str:
 
 
 class WebhookNotifier:
-    def __init__(self, name: str, url: str, secret_env: str | None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, name: str, url: str, secret_env: str | None, timeout_s: float = 5.0, include_crop: bool = False
+    ) -> None:
         self.name = name
+        self.include_crop = include_crop  # the dispatcher adds the crop to the document only if this is set
         self.url = check_url(url, f"notifiers.{name}.url")
         self.timeout_s = timeout_s
         self._secret: bytes | None = None

@@ -23,7 +23,7 @@ from lookout.console.app import Services
 from lookout.console.config import ConsoleConfig, load_config
 from lookout.events import MatchEvent
 from lookout.gallery.keys import generate_keys
-from lookout.relay.dedup import AlertPlan, ingest
+from lookout.relay.records import AlertPlan, Intake
 from lookout.relay.store import SqliteStore
 from lookout.sync.build import build_gallery_from_folders
 from lookout.sync.publish import publish
@@ -50,6 +50,12 @@ class ConsoleEnv:
 
     def alert(self, person_id: str, device_id: str = "cam-1", score: float = 0.95, seen_at: float | None = None) -> int:
         """A match event through the relay's own ingest, as a relay would store it; returns the alert id."""
+        result = self.ingest(person_id, device_id, score, seen_at)
+        assert result.alert_id is not None
+        return result.alert_id
+
+    def ingest(self, person_id: str, device_id: str = "cam-1", score: float = 0.95, seen_at: float | None = None):
+        """The relay store's verdict on one match event (new alert, follow-up, suppressed...)."""
         from datetime import datetime, timezone
 
         face = cv2.resize(self.grace if person_id == "grace_hopper" else self.eileen, (112, 112))
@@ -72,13 +78,10 @@ class ConsoleEnv:
         )
         store = SqliteStore(self.relay_store)
         try:
-            result = ingest(
-                store, event, received_at=time.time(), window_s=60, plan=lambda e: AlertPlan(True, ["duty-officer"])
-            )
+            (result,) = store.ingest([Intake(event, AlertPlan(True, ["duty-officer"]))], time.time(), 60)
         finally:
             store.close()
-        assert result.alert_id is not None
-        return result.alert_id
+        return result
 
 
 def _people(root: Path, grace: np.ndarray, eileen: np.ndarray) -> Path:

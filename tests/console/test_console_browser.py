@@ -78,7 +78,7 @@ def test_a_reviewer_confirms_and_rejects_alerts_with_the_keyboard(browser, conso
     assert f"Alert {second} rejected" in browser.find_element(By.ID, "notice").text
     store = SqliteStore(console_env.relay_store)
     try:
-        assert store.get_alert(first).status == "open"
+        assert store.get_alert(first).status == "confirmed"
         assert store.get_alert(second).status == "rejected"
         assert store.get_alert(second).review_reason == "not this person: a visitor"
     finally:

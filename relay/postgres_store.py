@@ -1,0 +1,509 @@
+""":class:`RelayStore` on PostgreSQL (psycopg 3 with a connection pool): the store a fleet of relays shares.
+
+Everything that must hold across relays holds in the database:
+
+- idempotency: ``INSERT INTO seen_events ... ON CONFLICT DO NOTHING``;
+- sighting dedup: the batch function ``lookout_ingest`` (schema/postgresql) takes one transaction-scoped
+  advisory lock per (gallery, person), in key order, before it looks for an alert to fold into; one
+  round trip per batch;
+- the delivery outbox: ``SELECT ... FOR UPDATE SKIP LOCKED`` in a transaction held while the claimed
+  deliveries are sent and marked, so relays never send the same delivery concurrently, and a relay
+  that dies (SIGKILL) releases its claims with its connection: another relay resends at most those;
+- rate limits: one ledger (``sends``), counted and written under an advisory lock per recipient;
+- the review queue and the append-only audit log (triggers refuse UPDATE, DELETE and TRUNCATE).
+
+The password never comes from the config file: ``store.password_env`` names an environment variable,
+or libpq finds it in its password file (``passfile=`` in the DSN, ``PGPASSFILE``, ``~/.pgpass``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg  # optional dependency: pip install 'lookout[postgresql]'
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lookout.errors import ConfigError, InputError
+from lookout.events import MatchEvent
+from lookout.log import get_logger
+from lookout.relay.config import StoreSettings
+from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
+from lookout.relay.migrate import VERSION_TABLE, pending
+from lookout.relay.ratelimit import OVERALL, Limits
+from lookout.relay.records import (
+    ALERT_CONFIRMED,
+    ALERT_REJECTED,
+    ALERT_REVIEW,
+    TERMINAL,
+    Alert,
+    AuditEntry,
+    Delivery,
+    Gap,
+    Ingested,
+    Intake,
+    Outcome,
+    Sighting,
+    StoreUnavailable,
+)
+
+log = get_logger(__name__)
+
+MIGRATION_LOCK = 0x6C6F6F6B6F7574  # pg_advisory_lock key held while migrating ("lookout")
+GAP_SCAN_LOCK = MIGRATION_LOCK + 1  # one relay scans for sequence gaps at a time
+_INGEST = (
+    "SELECT r_ord, r_outcome, r_alert_id, r_review FROM lookout_ingest(%s::uuid[], %s::text[], %s::text[],"
+    " %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::bool[], %s::text[], %s::bytea[], %s::bool[],"
+    " %s::text[], %s::text[], %s::int8[], %s, %s)"
+)
+
+
+@dataclass(frozen=True)
+class _Result:
+    rows: list[dict[str, Any]]
+    rowcount: int
+
+    def one(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows else None
+
+
+class PostgresStore:
+    """One instance per thread (it pins a pooled connection during a transaction); :meth:`sibling`
+    makes another on the same pool. ``close`` on the instance from :meth:`open` closes the pool."""
+
+    kind = "postgresql"
+
+    def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool) -> None:
+        self._pool = pool
+        self.where = where
+        self._owns_pool = owns_pool
+        self._conn: psycopg.Connection | None = None
+
+    @classmethod
+    def open(cls, settings: StoreSettings) -> PostgresStore:
+        """Open the pool, wait for the database (``connect_timeout_s``) and migrate the schema."""
+        if psycopg is None:
+            raise ConfigError("store.type postgresql needs psycopg: pip install 'lookout[postgresql]'")
+        if not settings.dsn:
+            raise ConfigError("store.dsn: required when store.type is postgresql")
+        where = f"relay store {_safe_dsn(settings.dsn)}"
+        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row, "application_name": "lookout-relay"}
+        if settings.password_env:
+            password = os.environ.get(settings.password_env)
+            if password is None:
+                raise ConfigError(f"store.password_env: environment variable {settings.password_env} is not set")
+            kwargs["password"] = password
+        pool = ConnectionPool(
+            settings.dsn,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=settings.pool_size,
+            timeout=settings.connect_timeout_s,
+            open=False,
+            check=ConnectionPool.check_connection,
+            name="lookout-relay",
+        )
+        try:
+            pool.open(wait=True, timeout=settings.connect_timeout_s)
+        except PoolTimeout:
+            pool.close()
+            raise InputError(where, f"cannot connect within {settings.connect_timeout_s:g} s") from None
+        store = cls(pool, where, owns_pool=True)
+        try:
+            store._migrate()
+        except BaseException:
+            pool.close()
+            raise
+        return store
+
+    def sibling(self) -> PostgresStore:
+        return PostgresStore(self._pool, self.where, owns_pool=False)
+
+    def _migrate(self) -> None:
+        with self._checkout() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                conn.execute(VERSION_TABLE)
+                applied = {r["version"] for r in conn.execute("SELECT version FROM schema_version").fetchall()}
+                for step in pending("postgresql", applied, self.where):
+                    with conn.transaction():
+                        conn.execute(step.sql.encode())  # no parameters: several statements in one go
+                        conn.execute(
+                            "INSERT INTO schema_version(version, name, applied_at) VALUES (%s,%s,%s)",
+                            (step.version, step.name, time.time()),
+                        )
+                    log.info("store.migrated", store=self.where, version=step.version, name=step.name)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def schema_version(self) -> int:
+        row = self._x("SELECT max(version) AS v FROM schema_version").one()
+        return int(row["v"] or 0) if row else 0
+
+    # --- connections ------------------------------------------------------------------------
+
+    @contextmanager
+    def _checkout(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as err:
+            raise StoreUnavailable(f"{self.where}: no database connection: {err}") from None
+        except psycopg.OperationalError as err:
+            raise StoreUnavailable(f"{self.where}: {err}".strip()) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._conn is not None:  # nested: part of the outer transaction
+            yield
+            return
+        with self._checkout() as conn:
+            self._conn = conn
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._conn = None
+
+    def _x(self, sql: str, args: tuple | list = ()) -> _Result:
+        if self._conn is not None:
+            return _fetch(lambda: self._conn.execute(sql, args), self.where)  # type: ignore[union-attr]
+        with self._checkout() as conn:
+            return _fetch(lambda: conn.execute(sql, args), self.where)
+
+    def ping(self) -> bool:
+        try:
+            self._x("SELECT 1")
+        except (StoreUnavailable, psycopg.Error):
+            return False
+        return True
+
+    # --- intake -----------------------------------------------------------------------------
+
+    def ingest(self, items: list[Intake], received_at: float, window_s: float) -> list[Ingested]:
+        """The batch in one call of ``lookout_ingest`` (one transaction, one round trip)."""
+        if not items:
+            return []
+        events = [i.event for i in items]
+        args = (
+            [str(e.event_id) for e in events],
+            [e.device_id for e in events],
+            [e.person_id for e in events],
+            [i.gallery_id for i in items],
+            [e.seen_at.timestamp() for e in events],
+            [e.score for e in events],
+            [e.margin for e in events],
+            [i.stale_at(received_at) for i in items],
+            [i.slim_json() for i in items],
+            [e.crop_jpeg() for e in events],
+            [i.plan.review for i in items],
+            [json.dumps(i.plan.recipients) for i in items],
+            [e.seq.stream if e.seq else None for e in events],
+            [e.seq.n if e.seq else None for e in events],
+            received_at,
+            window_s,
+        )
+        with self.transaction():
+            rows = self._x(_INGEST, args).rows
+        out: list[Ingested] = [Ingested(Outcome.DUPLICATE)] * len(items)
+        for r in rows:
+            out[r["r_ord"] - 1] = Ingested(Outcome(r["r_outcome"]), r["r_alert_id"], bool(r["r_review"]))
+        return out
+
+    # --- delivery outbox --------------------------------------------------------------------
+
+    @contextmanager
+    def claim_due(self, now: float, limit: int, owner: str, lease_s: float) -> Iterator[list[Delivery]]:
+        """Due deliveries locked (SKIP LOCKED) until the block ends: send and mark them inside it."""
+        with self.transaction():
+            rows = self._x(
+                "SELECT * FROM deliveries WHERE status='pending' AND next_attempt_at<=%s"
+                " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (now, limit),
+            ).rows
+            yield [self._delivery(r) for r in rows]
+
+    @contextmanager
+    def claim_held(
+        self, now: float, held_for_s: float, owner: str, lease_s: float
+    ) -> Iterator[dict[str, list[Delivery]]]:
+        with self.transaction():
+            rows = self._x(
+                "SELECT * FROM deliveries WHERE status='held' AND recipient IN (SELECT recipient FROM deliveries"
+                " WHERE status='held' GROUP BY recipient HAVING min(held_at)<=%s) ORDER BY id FOR UPDATE SKIP LOCKED",
+                (now - held_for_s,),
+            ).rows
+            out: dict[str, list[Delivery]] = {}
+            for r in rows:
+                out.setdefault(r["recipient"], []).append(self._delivery(r))
+            yield out
+
+    def release_claims(self, owner: str) -> int:
+        return 0  # claims are row locks: they end with the connection that held them
+
+    def next_due_at(self) -> float | None:
+        row = self._x("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status='pending'").one()
+        return row["t"] if row else None
+
+    def mark_sent(self, delivery_id: int, now: float, provider_id: str) -> None:
+        self._x(
+            "UPDATE deliveries SET status='sent', sent_at=%s, provider_id=%s, attempts=attempts+1 WHERE id=%s",
+            (now, provider_id, delivery_id),
+        )
+
+    def mark_retry(self, delivery_id: int, next_at: float, error: str) -> None:
+        self._x(
+            "UPDATE deliveries SET attempts=attempts+1, next_attempt_at=%s, last_error=%s WHERE id=%s",
+            (next_at, error[:500], delivery_id),
+        )
+
+    def mark_failed(self, delivery_id: int, error: str) -> None:
+        self._x(
+            "UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=%s WHERE id=%s",
+            (error[:500], delivery_id),
+        )
+
+    def hold(self, delivery_id: int, now: float) -> None:
+        self._x("UPDATE deliveries SET status='held', held_at=%s WHERE id=%s", (now, delivery_id))
+
+    def mark_summarised(self, delivery_ids: list[int], now: float, provider_id: str) -> None:
+        self._x(
+            "UPDATE deliveries SET status='summarised', sent_at=%s, provider_id=%s WHERE id = ANY(%s)",
+            (now, provider_id, delivery_ids),
+        )
+
+    # --- shared rate limits (own short transactions, so other relays see each send at once) ---
+
+    def rate_take(self, recipient: str, now: float, limits: Limits) -> int | None:
+        with self._checkout() as conn, conn.transaction():
+            for key, window in ((recipient, limits.per_recipient), (OVERALL, limits.overall)):
+                if window is None:
+                    continue
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("rate\x1f" + key,))
+                if key == OVERALL:
+                    row = conn.execute("SELECT count(*) AS n FROM sends WHERE at>%s", (now - window.per_s,)).fetchone()
+                else:
+                    row = conn.execute(
+                        "SELECT count(*) AS n FROM sends WHERE recipient=%s AND at>%s", (key, now - window.per_s)
+                    ).fetchone()
+                if row is not None and row["n"] >= window.count:
+                    return None
+            row = conn.execute(
+                "INSERT INTO sends(recipient, at) VALUES (%s,%s) RETURNING id", (recipient, now)
+            ).fetchone()
+            return int(row["id"]) if row else None
+
+    def rate_release(self, ledger_id: int) -> None:
+        with self._checkout() as conn:
+            conn.execute("DELETE FROM sends WHERE id=%s", (ledger_id,))
+
+    def rate_record(self, recipient: str, now: float) -> None:
+        with self._checkout() as conn:
+            conn.execute("INSERT INTO sends(recipient, at) VALUES (%s,%s)", (recipient, now))
+
+    # --- review -----------------------------------------------------------------------------
+
+    def get_alert(self, alert_id: int) -> Alert | None:
+        row = self._x("SELECT * FROM alerts WHERE id=%s", (alert_id,)).one()
+        return self._alert(row) if row else None
+
+    def alerts(self, status: str | None, limit: int) -> list[Alert]:
+        if status:
+            rows = self._x("SELECT * FROM alerts WHERE status=%s ORDER BY id LIMIT %s", (status, limit)).rows
+        else:
+            rows = self._x("SELECT * FROM alerts ORDER BY id DESC LIMIT %s", (limit,)).rows
+        return [self._alert(r) for r in rows]
+
+    def crop(self, alert_id: int) -> bytes | None:
+        row = self._x("SELECT crop FROM alerts WHERE id=%s", (alert_id,)).one()
+        return bytes(row["crop"]) if row and row["crop"] is not None else None
+
+    def sightings(self, alert_id: int) -> list[Sighting]:
+        rows = self._x(
+            "SELECT event_id::text AS event_id, device_id, person_id, score, margin, seen_at, received_at, outcome,"
+            " alert_id FROM history WHERE alert_id=%s ORDER BY seen_at, id",
+            (alert_id,),
+        ).rows
+        return [Sighting(**r) for r in rows]
+
+    def deliveries_of(self, alert_id: int) -> list[Delivery]:
+        rows = self._x("SELECT * FROM deliveries WHERE alert_id=%s ORDER BY id", (alert_id,)).rows
+        return [self._delivery(r) for r in rows]
+
+    def _decide(self, alert_id: int, status: str, by: str, reason: str | None, now: float) -> None:
+        done = self._x(
+            "UPDATE alerts SET status=%s, reviewed_by=%s, reviewed_at=%s, review_reason=%s WHERE id=%s AND status=%s",
+            (status, by, now, reason, alert_id, ALERT_REVIEW),
+        )
+        if done.rowcount != 1:
+            alert = self.get_alert(alert_id)
+            why = "no such alert" if alert is None else f"it is not awaiting review (status {alert.status})"
+            raise InputError(f"alert {alert_id}", why)
+
+    def confirm(self, alert_id: int, by: str, now: float, reason: str | None = None) -> int:
+        with self.transaction():
+            self._decide(alert_id, ALERT_CONFIRMED, by, reason, now)
+            released = self._x(
+                "UPDATE deliveries SET status='pending', next_attempt_at=%s WHERE alert_id=%s AND status='waiting'",
+                (now, alert_id),
+            ).rowcount
+            self.audit(by, "review.confirm", f"alert:{alert_id}", reason, {"released": released}, now)
+        return released
+
+    def reject(self, alert_id: int, by: str, reason: str, now: float, suppress_until: float | None) -> int:
+        with self.transaction():
+            self._decide(alert_id, ALERT_REJECTED, by, reason, now)
+            cancelled = self._x(
+                "UPDATE deliveries SET status='cancelled' WHERE alert_id=%s AND status='waiting'", (alert_id,)
+            ).rowcount
+            alert = self.get_alert(alert_id)
+            devices = alert.devices if alert and suppress_until is not None else []
+            for device in devices:
+                self._x(
+                    "INSERT INTO suppressions(person_id, device_id, until, alert_id, reason) VALUES (%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (person_id, device_id) DO UPDATE SET until=excluded.until,"
+                    " alert_id=excluded.alert_id, reason=excluded.reason",
+                    (alert.person_id if alert else "", device, suppress_until, alert_id, reason),
+                )
+            details = {"cancelled": cancelled, "suppressed_devices": devices, "suppressed_until": suppress_until}
+            self.audit(by, "review.reject", f"alert:{alert_id}", reason, details, now)
+        return cancelled
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        reason: str | None = None,
+        details: dict[str, object] | None = None,
+        now: float | None = None,
+    ) -> int:
+        row = self._x(
+            "INSERT INTO audit(at, actor, action, subject, reason, details) VALUES (%s,%s,%s,%s,%s,%s) RETURNING id",
+            (now if now is not None else time.time(), actor, action, subject, reason, Jsonb(details or {})),
+        ).one()
+        return int(row["id"]) if row else 0
+
+    def audit_log(
+        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        rows = self._x(
+            "SELECT * FROM audit WHERE at>=%s AND (%s::text IS NULL OR actor=%s)"
+            " AND (%s::text IS NULL OR starts_with(action, %s)) ORDER BY id DESC LIMIT %s",
+            (since or 0.0, actor, actor, action, action, limit),
+        ).rows
+        return [
+            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], r["details"]) for r in rows
+        ]
+
+    # --- sequence gaps ----------------------------------------------------------------------
+
+    def find_gaps(self, now: float, grace_s: float, since: float) -> list[Gap]:
+        with self.transaction():
+            got = self._x("SELECT pg_try_advisory_xact_lock(%s) AS ok", (GAP_SCAN_LOCK,)).one()
+            if not got or not got["ok"]:
+                return []  # another relay is scanning
+            self._x(NEW_STREAMS.format(p="%s"), (since,))
+            rows = [(r["device_id"], r["stream"], r["n"], r["received_at"]) for r in self._x(TAIL).rows]
+            gaps, checked = walk(rows, now - grace_s)
+            for (device, stream), n in checked.items():
+                self._x("UPDATE seq_scan SET checked_n=%s WHERE device_id=%s AND stream=%s", (n, device, stream))
+            for gap in gaps:
+                self._x(
+                    "INSERT INTO seq_gaps(device_id, stream, first_n, last_n, reported_at) VALUES (%s,%s,%s,%s,%s)"
+                    " ON CONFLICT DO NOTHING",
+                    (gap.device_id, gap.stream, gap.first, gap.last, now),
+                )
+        return gaps
+
+    # --- retention --------------------------------------------------------------------------
+
+    def purge(self, now: float, retention_s: float, seen_ids_s: float, sends_s: float = 86400.0) -> dict[str, int]:
+        cutoff = now - retention_s
+        with self.transaction():
+            counts = {
+                "seen_events": self._x("DELETE FROM seen_events WHERE received_at<%s", (now - seen_ids_s,)).rowcount,
+                "history": self._x("DELETE FROM history WHERE received_at<%s", (cutoff,)).rowcount,
+                "suppressions": self._x("DELETE FROM suppressions WHERE until<%s", (now,)).rowcount,
+                "sends": self._x("DELETE FROM sends WHERE at<%s", (now - sends_s,)).rowcount,
+                "device_seq": self._x("DELETE FROM device_seq WHERE received_at<%s", (now - seen_ids_s,)).rowcount,
+            }
+            counts["alerts"] = self._x(
+                "DELETE FROM alerts a WHERE created_at<%s AND status<>%s AND NOT EXISTS (SELECT 1 FROM deliveries d"
+                " WHERE d.alert_id=a.id AND NOT (d.status = ANY(%s)))",
+                (cutoff, ALERT_REVIEW, list(TERMINAL)),
+            ).rowcount
+        return counts
+
+    def counts(self) -> dict[str, int]:
+        rows = self._x("SELECT status, count(*) AS n FROM deliveries GROUP BY status").rows
+        return {r["status"]: r["n"] for r in rows}
+
+    def close(self) -> None:
+        if self._owns_pool:
+            self._pool.close()
+
+    # --- rows -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _alert(row: dict[str, Any]) -> Alert:
+        return Alert(
+            id=row["id"],
+            gallery_id=row["gallery_id"],
+            person_id=row["person_id"],
+            status=row["status"],
+            first_seen_at=row["first_seen_at"],
+            last_seen_at=row["last_seen_at"],
+            created_at=row["created_at"],
+            sightings=row["sightings"],
+            devices=list(row["devices"]),
+            best_score=row["best_score"],
+            stale=bool(row["stale"]),
+            event=MatchEvent.model_validate_json(row["event"]),
+            has_crop=row["crop"] is not None,
+            reviewed_by=row["reviewed_by"],
+            reviewed_at=row["reviewed_at"],
+            review_reason=row["review_reason"],
+        )
+
+    @staticmethod
+    def _delivery(row: dict[str, Any]) -> Delivery:
+        return Delivery(
+            id=row["id"],
+            alert_id=row["alert_id"],
+            recipient=row["recipient"],
+            status=row["status"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+        )
+
+
+def _fetch(run: Callable[[], psycopg.Cursor], where: str) -> _Result:
+    try:
+        cur = run()
+        rows = cur.fetchall() if cur.description else []
+        return _Result(rows, cur.rowcount)
+    except psycopg.OperationalError as err:
+        raise StoreUnavailable(f"{where}: {err}".strip()) from None
+
+
+def _safe_dsn(dsn: str) -> str:
+    """The DSN for messages: host, port and database only."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(unparseable DSN)"
+    host = parts.get("host") or "localhost"
+    return f"postgresql://{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"

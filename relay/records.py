@@ -1,0 +1,138 @@
+"""What the relay stores and decides, independent of the storage engine.
+
+Alert statuses: ``review`` (waiting for a person) → ``confirmed`` or ``rejected``;
+``open`` (sent without review). Delivery states: ``waiting`` (alert in review) →
+``pending`` → ``sent``; or ``held`` (rate limit) → ``summarised``; ``failed`` (gave up),
+``cancelled`` (alert rejected). Times are UNIX seconds (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from lookout.errors import LookoutError
+from lookout.events import MatchEvent
+
+ALERT_REVIEW, ALERT_OPEN, ALERT_CONFIRMED, ALERT_REJECTED = "review", "open", "confirmed", "rejected"
+TERMINAL = ("sent", "failed", "cancelled", "summarised")
+
+
+class StoreUnavailable(LookoutError):
+    """The store cannot be reached or written now (connection lost, locked, disk full): not the data's
+    fault. The work is retried; messages stay unacknowledged meanwhile."""
+
+
+class Outcome(str, Enum):
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+    FOLLOW_UP = "followup"
+    NEW_ALERT = "alert"
+
+
+@dataclass(frozen=True)
+class Ingested:
+    outcome: Outcome
+    alert_id: int | None = None
+    review: bool = False
+
+
+@dataclass(frozen=True)
+class AlertPlan:
+    """What a new alert needs from configuration: review or not, and who gets it."""
+
+    review: bool
+    recipients: list[str]
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One validated event ready for the store, with the plan its alert would get."""
+
+    event: MatchEvent
+    plan: AlertPlan
+
+    @property
+    def gallery_id(self) -> str:
+        return self.event.gallery_id or "default"
+
+    def stale_at(self, received_at: float) -> bool:
+        return received_at >= self.event.expires_at.timestamp()
+
+    def slim_json(self) -> str:
+        """The event as kept with the alert: without the crop (stored once, beside it)."""
+        return self.event.model_copy(update={"crop_jpeg_b64": None}).model_dump_json(exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    gallery_id: str
+    person_id: str
+    status: str
+    first_seen_at: float
+    last_seen_at: float
+    created_at: float
+    sightings: int
+    devices: list[str]
+    best_score: float
+    stale: bool
+    event: MatchEvent
+    has_crop: bool
+    reviewed_by: str | None = None
+    reviewed_at: float | None = None
+    review_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One accepted event as recorded in history (the alert's first one and those folded into it)."""
+
+    event_id: str
+    device_id: str
+    person_id: str
+    score: float
+    margin: float | None
+    seen_at: float
+    received_at: float
+    outcome: str
+    alert_id: int | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    alert_id: int
+    recipient: str
+    status: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the append-only audit log: who did what to which subject, when and why."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    subject: str
+    reason: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Sequence numbers of one device's stream that never reached the relay."""
+
+    device_id: str
+    stream: str
+    first: int
+    last: int
+
+    @property
+    def missing(self) -> int:
+        return self.last - self.first + 1
