@@ -41,6 +41,8 @@ LAZY_ALLOWED = {
     "skimage": "the demo's built-in faces when faces-dev is absent: dev dependency only",
     "boto3": "AWS SNS: heavy import (~0.4 s), only relays configured with an SNS notifier need it",
     "botocore": "comes with boto3 (see boto3)",
+    "gi": "GStreamer's RTSP server (lookout/rtsp_gst_server.py): a system library under the system Python only, "
+    "absent from the virtualenv that imports the module for its stamp layout",
     # The console's web stack (starlette, jinja2, uvicorn, python-multipart, argon2) is the optional extra `console`:
     # ~20 MB and 0.25 s at import, which every `lookout` command (the device's `lookout run` too) would pay if the
     # CLI imported it. These two console modules are what `lookout console` and `lookout demo --console` start.
