@@ -269,11 +269,11 @@ class GalleryDesk:
 
     def _records(self, gid: str, work: Path) -> list[PhotoRecord]:
         s = self._settings(gid)
-        records = list(open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config))
+        records = open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config)
         withdrawn = self.ledger.items(gid, "photo")
-        # A withdrawn photo is left out of the source's records: update_gallery removes a photo that is no longer
-        # listed, and the delta carries the removal (issue 12 item 8 will also report it as withdrawn).
-        return [r for r in records if r.key not in withdrawn]
+        # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when
+        # its file or path changed (update_gallery's `withdraw` alone removes it only from the previous version).
+        return [r.model_copy(update={"use_for_recognition": False}) if r.key in withdrawn else r for r in records]
 
     def _new_version(self, gid: str, actor: str) -> BuildReport:
         why_not = self.can_change(gid)
@@ -296,6 +296,7 @@ class GalleryDesk:
                 self.policy,
                 public_key=s.public_key,
                 remove=sorted(self.ledger.items(gid, "person")),
+                withdraw=sorted(self.ledger.items(gid, "photo")),  # every withdrawal so far: none comes back
                 work_dir=work,
                 report_path=folder / f"v{base.version + 1}.report.json",
                 progress=False,

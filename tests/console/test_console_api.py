@@ -239,8 +239,9 @@ def _png_header(width: int, height: int) -> bytes:
     [
         (b"%PDF-1.7 not an image", "not a JPEG, PNG or WebP image"),
         (b"", "the file is empty"),
-        (_png_header(60_000, 60_000) + b"\x00" * 100, "the limit is 40 megapixels"),
-        (b"\xff\xd8\xff\xe0" + b"\x00" * 64, "header is damaged"),
+        (_png_header(60_000, 60_000) + b"\x00" * 100, "more than the 40 allowed (refused before decoding)"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 64, "JPEG header is truncated or damaged"),
+        (b"GIF89a" + b"\x10\x00\x10\x00" + b"\x00" * 32, "not a JPEG, PNG or WebP image"),
     ],
 )
 def test_hostile_uploads_get_one_clear_message(client, data, message):
@@ -340,6 +341,8 @@ def test_withdrawing_a_photo_makes_a_signed_published_version_without_it(client,
     assert r.status_code == 200
     assert "version 2 signed and published" in r.text
     assert "Current version <strong>v2</strong>" in r.text
+    report = r.text.split('id="report"')[1].split("</details>")[0]
+    assert "grace_hopper/2.jpg" in report and "withdrawn" in report  # the report says what left and why
     v2 = console_env.published / "v" / "2"
     assert (v2 / "delta" / "delta.json").is_file()
     conn = metadata.connect_readonly(v2 / "gallery.sqlite")
