@@ -22,6 +22,7 @@ import numpy as np
 import openvino as ov
 
 from lookout.errors import InputError, ModelError
+from lookout.face.embedder import FaceEmbedder
 from lookout.face.engine import InferenceEngine
 from lookout.face.pipeline import FacePipeline
 from lookout.log import get_logger
@@ -46,10 +47,10 @@ BATCH = 8
 
 @dataclass
 class Variant:
-    """One way of running a model: a precision, the IR it runs, compiled."""
+    """One way of running a model: a precision and the embedder stage running it (as the device would)."""
 
     precision: str
-    compiled: ov.CompiledModel
+    embedder: FaceEmbedder
 
 
 def variants(store: ModelStore, name: str, engine: InferenceEngine, hint: str = "LATENCY") -> tuple[list, list]:
@@ -68,7 +69,8 @@ def variants(store: ModelStore, name: str, engine: InferenceEngine, hint: str = 
                 skipped.append((precision, found))
                 continue
             ir = found
-        usable.append(Variant(precision, engine.compile(ir, hint, precision)))
+        stage = FaceEmbedder(ir, manifest, engine, hint=hint, max_batch=BATCH, jobs=1, precision=precision)
+        usable.append(Variant(precision, stage))
     return usable, skipped
 
 
@@ -110,15 +112,6 @@ def real_face_chips(pipeline: FacePipeline, images: list[Path]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(chips))
 
 
-def _embed(compiled: ov.CompiledModel, chips: np.ndarray) -> np.ndarray:
-    request = compiled.create_infer_request()
-    parts = []
-    for i in range(0, len(chips), BATCH):
-        request.infer({0: chips[i : i + BATCH]})
-        parts.append(request.get_output_tensor(0).data.copy())
-    return np.concatenate(parts).astype(np.float64)
-
-
 def _median_ms(run: Callable[[], object], repeats: int) -> float:
     for _ in range(3):
         run()
@@ -149,12 +142,12 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
 
 
 def measure_embedder(variants_: list[Variant], chips: np.ndarray, repeats: int, rounds: int) -> list[Candidate]:
-    outputs = {v.precision: _embed(v.compiled, chips) for v in variants_}
+    outputs = {v.precision: v.embedder.embed(chips).astype(np.float64) for v in variants_}
     reference = outputs["fp32"]
-    requests = {v.precision: v.compiled.create_infer_request() for v in variants_}
+    stages = {v.precision: v.embedder for v in variants_}
     one, eight = chips[:1], chips[:BATCH]
-    batch1 = interleaved_ms({p: (lambda r=r: r.infer({0: one})) for p, r in requests.items()}, repeats, rounds)
-    batch8 = interleaved_ms({p: (lambda r=r: r.infer({0: eight})) for p, r in requests.items()}, repeats, rounds)
+    batch1 = interleaved_ms({p: (lambda e=e: e.embed(one)) for p, e in stages.items()}, repeats, rounds)
+    batch8 = interleaved_ms({p: (lambda e=e: e.embed(eight)) for p, e in stages.items()}, repeats, rounds)
     candidates = []
     for v in variants_:
         deviation, min_cos = agreement(reference, outputs[v.precision])
