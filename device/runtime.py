@@ -35,7 +35,7 @@ from lookout.device.gallery_swap import GallerySwap
 from lookout.device.homeassistant import HomeAssistantDiscovery
 from lookout.device.outbox import Outbox, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
-from lookout.device.sources import FrameGrabber, open_source
+from lookout.device.sources import FrameGrabber, FrameSource, open_source
 from lookout.device.status import Metrics, StatusReporter, last_will
 from lookout.device.tuning import Tuning
 from lookout.errors import LookoutError
@@ -98,8 +98,10 @@ class Runtime:
         publisher: EventPublisher | None = None,
         pipeline: FacePipeline | None = None,
         on_ready: Callable[[Runtime], None] | None = None,
+        source: FrameSource | None = None,
     ) -> None:
-        """``publisher``/``pipeline``: given ones instead of MQTT and the configured models (tests, bench).
+        """``publisher``/``pipeline``/``source``: given ones instead of MQTT, the configured models and the
+        configured source (tests, bench: a camera whose frames tell their capture time).
         ``on_ready`` is called once, from the loop's thread, when frames are being processed with the
         models loaded and (if recognition is on) a gallery in use: what a supervisor waits for."""
         self.cfg = cfg
@@ -128,6 +130,7 @@ class Runtime:
         self.metrics_server: MetricsServer | None = None  # /metrics, /healthz, /readyz (status.metrics_port)
         self._publisher = publisher
         self._pipeline = pipeline
+        self._source = source
         self._on_ready = on_ready
         self._old_handlers: dict[int, Any] = {}
 
@@ -240,7 +243,9 @@ class Runtime:
 
     def _open_source(self) -> FrameGrabber:
         src = self.cfg.source
-        source = open_source(src.url, src.kind, fps=src.fps, loop=src.loop, width=src.width, height=src.height)
+        source = self._source or open_source(
+            src.url, src.kind, fps=src.fps, loop=src.loop, width=src.width, height=src.height
+        )
         return FrameGrabber(
             source,
             realtime=True if src.realtime is None else src.realtime,
