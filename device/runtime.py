@@ -244,7 +244,13 @@ class Runtime:
     def _open_source(self) -> FrameGrabber:
         src = self.cfg.source
         source = self._source or open_source(
-            src.url, src.kind, fps=src.fps, loop=src.loop, width=src.width, height=src.height
+            src.url,
+            src.kind,
+            fps=src.fps,
+            loop=src.loop,
+            width=src.width,
+            height=src.height,
+            max_pixels=src.max_pixels,
         )
         return FrameGrabber(
             source,

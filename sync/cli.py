@@ -27,10 +27,10 @@ from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
 from lookout.sync.bench import run_index_bench
-from lookout.sync.build import build_gallery, update_gallery
+from lookout.sync.build import build_gallery, check_output_dir, update_gallery
 from lookout.sync.enrol import PhotoResult
 from lookout.sync.publish import publish
-from lookout.sync.report import summarise, summary_line
+from lookout.sync.report import count, summarise, summary_line
 from lookout.sync.sources import open_source
 
 
@@ -78,6 +78,11 @@ def _add_source(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="with a folder source: CSV/JSON of person details by person_id (name, jurisdiction, department, ...)",
+    )
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of a CSV/JSON manifest or --people file (default UTF-8; e.g. cp1252, latin-1)",
     )
     p.add_argument(
         "--policy", type=Path, metavar="FILE", help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL)"
@@ -142,6 +147,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     update.add_argument(
         "--remove", action="append", default=[], metavar="PERSON_ID", help="remove this person (repeatable)"
     )
+    update.add_argument(
+        "--withdraw",
+        action="append",
+        default=[],
+        metavar="PHOTO_ID",
+        help="consent withdrawn for this photo: remove it, and keep it out of later updates (repeatable)",
+    )
+    update.add_argument(
+        "--reinstate",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="lift an earlier --withdraw (photo id) or --remove (person id): the source may enrol it again",
+    )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
     update.set_defaults(func=_gallery_update)
 
@@ -165,7 +184,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("bundle", type=Path, metavar="DIR")
     verify.add_argument("--public-key", type=Path, required=True, metavar="FILE")
     verify.add_argument("--model-digest", help="the device's embedder digest")
-    verify.add_argument("--policy", type=Path, metavar="FILE", help="the device's policy (default: the bundle's)")
+    verify.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+    )
     verify.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     verify.set_defaults(func=_gallery_verify)
 
@@ -203,15 +227,41 @@ def register(commands: argparse._SubParsersAction) -> None:
     pull.add_argument("--model-digest", help="refuse bundles built for another embedder digest")
     pull.add_argument("--embedder", help="like --model-digest, read from this model's manifest in the model cache")
     add_model_dir(pull)
-    pull.add_argument("--policy", type=Path, metavar="FILE", help="the device's policy (default: the bundle's)")
+    pull.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+    )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
     pull.set_defaults(func=_sync_pull)
+
+    rollback = ssub.add_parser(
+        "rollback",
+        help="make the previous bundle current again, and pin it: pulls install nothing newer until `sync unpin`",
+    )
+    rollback.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    rollback.add_argument("--reason", default="rollback by an operator", help="recorded with the pin")
+    rollback.set_defaults(func=_sync_rollback)
+    unpin = ssub.add_parser("unpin", help="lift the pin a rollback set: the next pull installs the newest version")
+    unpin.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    unpin.set_defaults(func=_sync_unpin)
+    status = ssub.add_parser("status", help="the store's current and previous bundles, its pin, its last pull")
+    status.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_sync_status)
 
     search = commands.add_parser("search", help="who is this? search the faces of a photo in a gallery bundle")
     search.add_argument("image", type=Path, metavar="IMAGE")
     search.add_argument(
         "--gallery", type=Path, required=True, metavar="DIR", help="a bundle folder (or a sync store with current/)"
+    )
+    search.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="jurisdiction policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
     )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box")
     search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
@@ -261,13 +311,16 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def _records(args: argparse.Namespace, work: Path):
 
-    return open_source(args.source, work_dir=work, people=args.people, api_config=args.api_config)
+    return open_source(
+        args.source, work_dir=work, people=args.people, api_config=args.api_config, encoding=args.encoding
+    )
 
 
 def _gallery_build(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     policy = _policy(args) or Policy.default()
+    check_output_dir(args.out)  # before walking a source or downloading a photo
     records = list(_records(args, work))
     report = build_gallery(
         records,
@@ -282,10 +335,12 @@ def _gallery_build(args: argparse.Namespace) -> int:
         report_path=args.report,
         version=args.bundle_version,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     m = report.manifest
     print(
-        f"{args.out}: version {m.version}, {m.counts['persons']} people, {m.counts['photos']} photos, model "
+        f"{args.out}: version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
+        f"{count(m.counts['photos'], 'photo')}, model "
         f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
     )
     print(report.summary_line)
@@ -303,6 +358,7 @@ def _say_calibration(manifest) -> None:
 def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
+    check_output_dir(args.out)
     records = list(_records(args, work))
     report = update_gallery(
         args.gallery,
@@ -314,17 +370,20 @@ def _gallery_update(args: argparse.Namespace) -> int:
         public_key=args.public_key,
         only_listed=args.only_listed,
         remove=args.remove,
+        withdraw=args.withdraw,
+        reinstate=args.reinstate,
         threshold=args.threshold,
         work_dir=work,
         report_path=args.report,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     m = report.manifest
     delta = sum(e.size for e in m.delta.files.values())
     full = sum(e.size for e in m.files.values())
     print(
         f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
-        f"{m.counts['persons']} people, {m.counts['photos']} photos"
+        f"{count(m.counts['persons'], 'person', 'people')}, {count(m.counts['photos'], 'photo')}"
     )
     print(report.summary_line)
     _say_calibration(m)
@@ -352,8 +411,9 @@ def _gallery_delta(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         print(
-            f"{args.bundle}: version {info['from_version']} -> {info['version']}: {info['persons_upserted']} people added "
-            f"or updated, {info['persons_removed']} removed; {info['photos_added']} photos added, "
+            f"{args.bundle}: version {info['from_version']} -> {info['version']}: "
+            f"{count(info['persons_upserted'], 'person', 'people')} added "
+            f"or updated, {info['persons_removed']} removed; {count(info['photos_added'], 'photo')} added, "
             f"{info['photos_removed']} removed; delta {info['delta_bytes']} bytes vs full {info['full_bytes']} bytes"
         )
     return 0
@@ -401,8 +461,8 @@ def _gallery_verify(args: argparse.Namespace) -> int:
 
     manifest, policy = verify_bundle(args.bundle, args.public_key, args.model_digest, _policy(args), args.location)
     print(
-        f"{args.bundle}: OK: version {manifest.version}, {manifest.counts['persons']} people, "
-        f"{manifest.counts['photos']} photos, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}"
+        f"{args.bundle}: OK: version {manifest.version}, {count(manifest.counts['persons'], 'person', 'people')}, "
+        f"{count(manifest.counts['photos'], 'photo')}, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}"
     )
     return 0
 
@@ -447,7 +507,75 @@ def _sync_pull(args: argparse.Namespace) -> int:
         return 0
     swapped = puller.pull_once(raise_errors=True)
     current = store.current_dir()
-    print(f"{'installed new bundle' if swapped else 'up to date'}: {current}")
+    pin = store.pinned()
+    installed = store.current_manifest()
+    offered = puller.published_version
+    if swapped:
+        print(f"installed new bundle: version {installed.version if installed else '?'} in {current}")
+    elif pin is not None and installed is not None and offered is not None and offered > installed.version:
+        print(
+            f"pinned at version {installed.version} ({pin.get('reason')}, {pin.get('at')}): version {offered} is "
+            f"published and was not installed; `lookout sync unpin --into {args.into}` to resume updates"
+        )
+    else:
+        print(f"up to date: version {installed.version if installed else '?'} in {current}")
+    return 0
+
+
+def _sync_rollback(args: argparse.Namespace) -> int:
+    store = BundleStore(args.into)
+    was = store.current_manifest()
+    if store.rollback(args.reason) is None:
+        raise InputError(str(args.into), "no previous bundle to roll back to")
+    now = store.current_manifest()
+    print(
+        f"rolled back to version {now.version if now else '?'} (was {was.version if was else '?'}); pinned: "
+        f"pulls install nothing newer until `lookout sync unpin --into {args.into}`"
+    )
+    return 0
+
+
+def _sync_unpin(args: argparse.Namespace) -> int:
+    pin = BundleStore(args.into).unpin()
+    print(f"unpinned (was pinned at version {pin.get('version')})" if pin else "not pinned")
+    return 0
+
+
+def _sync_status(args: argparse.Namespace) -> int:
+    if not (args.into / "versions").is_dir():
+        raise InputError(str(args.into), "not a bundle store (no versions/ folder)")
+    status = BundleStore(args.into).status()
+    if args.json:
+        print(json.dumps(status))
+        return 0
+
+    def line(info: dict | None) -> str:
+        if info is None:
+            return "none"
+        if "error" in info:
+            return info["error"]
+        return (
+            f"version {info['version']} ({count(info['persons'] or 0, 'person', 'people')}, "
+            f"built {info['created']}) in {info['dir']}"
+        )
+
+    print(f"store {status['store']}")
+    print(f"  current:  {line(status['current'])}")
+    print(f"  previous: {line(status['previous'])}")
+    pin = status["pinned"]
+    if pin:
+        print(
+            f"  PINNED at version {pin.get('version')} since {pin.get('at')} ({pin.get('reason')}; was "
+            f"{pin.get('from_version')}): pulls install nothing newer until `lookout sync unpin --into {args.into}`"
+        )
+    else:
+        print("  not pinned")
+    last = status["last_pull"]
+    if last.get("url"):
+        print(
+            f"  last pull: {last['url']} offered version {last.get('published_version', '?')} "
+            f"at {last.get('checked_at', '?')}"
+        )
     return 0
 
 
@@ -459,9 +587,9 @@ def _search(args: argparse.Namespace) -> int:
     bundle = args.gallery
     if (bundle / "current").is_symlink():
         bundle = (bundle / "current").resolve()
-    image = read_image(args.image)
+    image = read_image(args.image, args.max_pixels)
     pipeline = _pipeline(args)
-    gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, None)
+    gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, _policy(args))  # None: built-in
     results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)
     threshold = gallery.threshold if args.threshold is None else args.threshold
     if args.json:
