@@ -188,7 +188,7 @@ class ConsoleApp:
     async def review_queue(self, request: Request) -> Response:
         session = self.pages.require(request, "review")
         queue = self._desk().pending()
-        if queue and "notice" not in request.query_params:
+        if queue:
             return redirect(f"/review/{queue[0].id}")
         recent = self._desk().recent(20)
         return self.pages.render(request, "review.html", session, queue=queue, alert=None, recent=recent)
@@ -253,9 +253,9 @@ class ConsoleApp:
             else:
                 raise HTTPException(404, "No such decision.")
         except LookoutError as err:
-            return redirect(f"/review/{alert_id}", str(err))
+            return self.pages.redirect(session, f"/review/{alert_id}", str(err))
         nxt = desk.pending(1)
-        return redirect(f"/review/{nxt[0].id}" if nxt else "/review", notice)
+        return self.pages.redirect(session, f"/review/{nxt[0].id}" if nxt else "/review", notice)
 
     async def alert_crop(self, request: Request) -> Response:
         self.pages.require(request, "review")
@@ -335,9 +335,10 @@ class ConsoleApp:
             else:
                 raise HTTPException(404, "No such change.")
         except LookoutError as err:
-            return redirect(f"/galleries/{gid}", str(err))
+            return self.pages.redirect(session, f"/galleries/{gid}", str(err))
         m = report.manifest
-        return redirect(
+        return self.pages.redirect(
+            session,
             f"/galleries/{gid}",
             f"{what}: version {m.version} signed and published with its delta; devices drop it at their next pull.",
         )
@@ -513,8 +514,8 @@ class ConsoleApp:
             else:
                 raise HTTPException(404, "No such change.")
         except LookoutError as err:
-            return redirect("/accounts", str(err))
-        return redirect("/accounts", notice)
+            return self.pages.redirect(session, "/accounts", str(err))
+        return self.pages.redirect(session, "/accounts", notice)
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -502,3 +502,13 @@ def test_the_console_serves_tls_with_a_secure_cookie(console_env, tmp_path):
             httpx.get(server.url.replace("https://", "http://") + "/login", timeout=5)
     finally:
         server.stop()
+
+
+def test_messages_are_never_taken_from_the_url(client, console_env):
+    """A crafted link cannot put words on a reviewer's page; a message after a change is shown once."""
+    alert_id = console_env.alert("grace_hopper")
+    csrf = _user(client, "rita")
+    assert "Call this number" not in client.get(f"/review/{alert_id}?notice=Call+this+number").text
+    page = client.post(f"/review/{alert_id}/confirm", data={"csrf": csrf}, follow_redirects=True).text
+    assert f"Alert {alert_id} confirmed" in page
+    assert f"Alert {alert_id} confirmed" not in client.get("/review").text  # once
