@@ -284,10 +284,11 @@ class ConsoleApp:
         desk = self.s.galleries
         if gid not in desk.settings:
             raise HTTPException(404, f"No gallery {gid!r}.")
-        people, error, manifest = [], None, None
+        people, error, manifest, withdrawals = [], None, None, []
         try:
             manifest = desk.manifest(gid)
             people = desk.people(gid)
+            withdrawals = desk.withdrawals(gid)
         except LookoutError as err:
             error = str(err)
         return self.pages.render(
@@ -298,6 +299,7 @@ class ConsoleApp:
             versions=desk.versions(gid),
             manifest=manifest,
             people=people,
+            withdrawals=withdrawals,
             error=error,
             report=desk.report(gid),
             read_only=desk.can_change(gid),
@@ -332,6 +334,10 @@ class ConsoleApp:
                 item = str(form.get("person_id") or "")
                 report = await run_in_threadpool(desk.remove_person, gid, item, session.user.username, reason)
                 what = f"Person {item} removed"
+            elif action == "reinstate":
+                item = str(form.get("item") or "")
+                report = await run_in_threadpool(desk.reinstate, gid, item, session.user.username, reason)
+                what = f"{item} reinstated (may be enrolled again)"
             else:
                 raise HTTPException(404, "No such change.")
         except LookoutError as err:
@@ -340,7 +346,7 @@ class ConsoleApp:
         return self.pages.redirect(
             session,
             f"/galleries/{gid}",
-            f"{what}: version {m.version} signed and published with its delta; devices drop it at their next pull.",
+            f"{what}: version {m.version} signed and published with its delta; devices have it at their next pull.",
         )
 
     # -- search ------------------------------------------------------------------------------
