@@ -28,7 +28,7 @@ from lookout.console.alerts import ReviewDesk, open_relay_store
 from lookout.console.audit import AuditFilter, AuditLog, RelayAuditLog, SqliteAuditLog, to_csv
 from lookout.console.config import ConsoleConfig
 from lookout.console.fleet import FleetWatcher
-from lookout.console.galleries import GalleryDesk
+from lookout.console.galleries import PEOPLE_PAGE, GalleryDesk
 from lookout.console.searching import SearchDesk
 from lookout.console.uploads import read_upload
 from lookout.console.web import (
@@ -191,7 +191,19 @@ class ConsoleApp:
         if queue:
             return redirect(f"/review/{queue[0].id}")
         recent = self._desk().recent(20)
-        return self.pages.render(request, "review.html", session, queue=queue, alert=None, recent=recent)
+        return self.pages.render(
+            request, "review.html", session, queue=queue, alert=None, recent=recent, names=self._names(recent)
+        )
+
+    def _names(self, alerts: list[Any]) -> dict[str, str]:
+        """person id -> name for the alerts on a page, from each alert's gallery (ids where unknown)."""
+        names: dict[str, str] = {}
+        for gid in {a.gallery_id for a in alerts} & set(self.s.galleries.settings):
+            try:
+                names.update(self.s.galleries.names(gid, [a.person_id for a in alerts if a.gallery_id == gid]))
+            except LookoutError:
+                continue
+        return names
 
     async def review_alert(self, request: Request) -> Response:
         session = self.pages.require(request, "review")
@@ -205,6 +217,7 @@ class ConsoleApp:
         ids = [a.id for a in queue]
         position = ids.index(alert.id) if alert.id in ids else None
         person, photos, gallery_note = self._person_evidence(alert.gallery_id, alert.person_id)
+        names = self._names(queue)
         return self.pages.render(
             request,
             "review.html",
@@ -218,6 +231,7 @@ class ConsoleApp:
             previous_id=ids[position - 1] if position else None,
             next_id=ids[position + 1] if position is not None and position + 1 < len(ids) else None,
             recent=[],
+            names=names,
         )
 
     def _person_evidence(self, gallery_id: str, person_id: str) -> tuple[Any, list[dict], str | None]:
@@ -284,10 +298,13 @@ class ConsoleApp:
         desk = self.s.galleries
         if gid not in desk.settings:
             raise HTTPException(404, f"No gallery {gid!r}.")
-        people, error, manifest, withdrawals = [], None, None, []
+        query = request.query_params.get("q", "")[:100]
+        page = max(1, _int(request.query_params.get("page"), 1))
+        people: list[Any] = []
+        error, manifest, withdrawals, total = None, None, [], 0
         try:
             manifest = desk.manifest(gid)
-            people = desk.people(gid)
+            people, total = desk.people(gid, query, (page - 1) * PEOPLE_PAGE, PEOPLE_PAGE)
             withdrawals = desk.withdrawals(gid)
         except LookoutError as err:
             error = str(err)
@@ -299,6 +316,10 @@ class ConsoleApp:
             versions=desk.versions(gid),
             manifest=manifest,
             people=people,
+            total=total,
+            query=query,
+            page=page,
+            pages=max(1, math.ceil(total / PEOPLE_PAGE)),
             withdrawals=withdrawals,
             error=error,
             report=desk.report(gid),
@@ -466,7 +487,7 @@ class ConsoleApp:
     async def audit(self, request: Request) -> Response:
         session = self.pages.require(request, "audit")
         flt = self._audit_filter(request)
-        page = max(1, int(request.query_params.get("page") or 1))
+        page = max(1, _int(request.query_params.get("page"), 1))
         total = self.s.audit.count(flt)
         entries = self.s.audit.entries(flt, AUDIT_PAGE, (page - 1) * AUDIT_PAGE)
         pages = max(1, math.ceil(total / AUDIT_PAGE))
@@ -523,6 +544,23 @@ class ConsoleApp:
             return self.pages.redirect(session, "/accounts", str(err))
         return self.pages.redirect(session, "/accounts", notice)
 
+    async def own_account(self, request: Request) -> Response:
+        session = self.pages.session(request)
+        return self.pages.render(request, "account.html", session)
+
+    async def own_password(self, request: Request) -> Response:
+        session = self.pages.session(request)
+        form = await self.pages.form(request, session)
+        new, again = str(form.get("new") or ""), str(form.get("again") or "")
+        try:
+            if new != again:
+                raise LookoutError("the two new passwords differ")
+            await run_in_threadpool(self.s.accounts.change_password, session, str(form.get("current") or ""), new)
+        except LookoutError as err:
+            return self.pages.redirect(session, "/account", str(err))
+        self.pages.audit(session, "account.password", f"user {session.user.username}", None, {})
+        return self.pages.redirect(session, "/account", "Password changed; your other sessions have ended.")
+
     # -- errors ------------------------------------------------------------------------------
 
     async def not_logged_in(self, request: Request, exc: Exception) -> Response:
@@ -559,6 +597,13 @@ def _box(form) -> tuple[float, float, float, float] | None:
     return (x1, y1, x2, y2)
 
 
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
 def _day(text: str | None, end: bool = False) -> float | None:
     if not text:
         return None
@@ -590,6 +635,8 @@ def create_app(services: Services) -> Starlette:
         Route("/fleet", c.fleet),
         Route("/audit", c.audit),
         Route("/audit.csv", c.audit_csv),
+        Route("/account", c.own_account, methods=["GET"]),
+        Route("/account", c.own_password, methods=["POST"]),
         Route("/accounts", c.accounts),
         Route("/accounts/{action}", c.accounts_change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),

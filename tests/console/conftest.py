@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
+from lookout.console.accounts import Accounts
 from lookout.console.app import Services
 from lookout.console.config import ConsoleConfig, load_config
 from lookout.events import MatchEvent
@@ -139,6 +140,12 @@ def console_template(tmp_path_factory, pipeline, model_store, grace_hopper, astr
         "fleet": {"enabled": False},
     }
     (root / "console.yaml").write_text(yaml.safe_dump(config))
+    accounts = Accounts(load_config(root / "console.yaml").database)  # one account per role, hashed once
+    try:
+        for name, role in USERS.items():
+            accounts.add_user(name, role, PASSWORD)
+    finally:
+        accounts.close()
     return ConsoleEnv(
         root,
         root / "console.yaml",
@@ -167,12 +174,6 @@ def console_env(console_template: ConsoleEnv, tmp_path: Path) -> ConsoleEnv:
         console_template.grace,
         console_template.eileen,
     )
-    services = Services.open(env.config(), start_fleet=False)
-    try:
-        for name, role in USERS.items():
-            services.accounts.add_user(name, role, PASSWORD)
-    finally:
-        services.close()
     return env
 
 

@@ -525,3 +525,32 @@ def test_messages_are_never_taken_from_the_url(client, console_env):
     page = client.post(f"/review/{alert_id}/confirm", data={"csrf": csrf}, follow_redirects=True).text
     assert f"Alert {alert_id} confirmed" in page
     assert f"Alert {alert_id} confirmed" not in client.get("/review").text  # once
+
+
+def test_a_user_changes_their_own_password_and_other_sessions_end(console_env, services):
+    app = create_app(services)
+    with TestClient(app, base_url="http://127.0.0.1") as one, TestClient(app, base_url="http://127.0.0.1") as two:
+        _user(one, "rita")
+        _user(two, "rita")
+        csrf = _csrf(one.get("/account").text)
+        wrong = one.post("/account", data={"csrf": csrf, "current": "nope", "new": "x" * 12, "again": "x" * 12})
+        assert "current password: is not right" in wrong.text
+        r = one.post(
+            "/account",
+            data={"csrf": csrf, "current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret"},
+        )
+        assert "Password changed" in r.text
+        assert one.get("/review", follow_redirects=False).status_code == 200  # this session goes on
+        assert two.get("/review", follow_redirects=False).status_code == 303  # the other one ended
+        one.cookies.clear()
+        assert login(one, "rita").status_code == 401
+        assert login(one, "rita", "a brand new secret").status_code == 303
+
+
+def test_the_gallery_page_finds_people_by_name_and_pages_them(client):
+    _user(client, "gus")
+    page = client.get("/galleries/default?q=eileen").text
+    people = page.split("People (")[1]
+    assert people.startswith("1 matching") and "Eileen Collins" in people and "Grace Hopper" not in people
+    assert client.get("/galleries/default?page=not-a-number").status_code == 200
+    assert "Grace Hopper" not in client.get("/galleries/default?page=2").text.split("People (")[1]
