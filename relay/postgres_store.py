@@ -33,7 +33,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lookout.errors import ConfigError, InputError
-from lookout.events import MatchEvent
 from lookout.log import get_logger
 from lookout.relay.config import StoreSettings
 from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
@@ -47,6 +46,7 @@ from lookout.relay.records import (
     Alert,
     AuditEntry,
     Delivery,
+    DeliveryResult,
     Gap,
     Ingested,
     Intake,
@@ -248,6 +248,34 @@ class PostgresStore:
 
     def release_claims(self, owner: str) -> int:
         return 0  # claims are row locks: they end with the connection that held them
+
+    def alerts_by_id(self, ids: list[int]) -> dict[int, Alert]:
+        if not ids:
+            return {}
+        rows = self._x("SELECT * FROM alerts WHERE id = ANY(%s)", (ids,)).rows
+        return {r["id"]: self._alert(r) for r in rows}
+
+    def record(self, results: list[DeliveryResult]) -> None:
+        """Write a batch's delivery results: one statement per kind, in the claim's transaction."""
+        statements = {
+            "sent": ("UPDATE deliveries SET status='sent', sent_at=%s, provider_id=%s, attempts=attempts+1 WHERE id=%s", lambda r: (r.at, r.provider_id, r.delivery_id)),
+            "retry": ("UPDATE deliveries SET attempts=attempts+1, next_attempt_at=%s, last_error=%s WHERE id=%s", lambda r: (r.at, r.error[:500], r.delivery_id)),
+            "failed": ("UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=%s WHERE id=%s", lambda r: (r.error[:500], r.delivery_id)),
+            "held": ("UPDATE deliveries SET status='held', held_at=%s WHERE id=%s", lambda r: (r.at, r.delivery_id)),
+        }  # fmt: skip
+        by_kind: dict[str, list[DeliveryResult]] = {}
+        for r in results:
+            by_kind.setdefault(r.kind, []).append(r)
+        with self.transaction():
+            conn = self._conn
+            assert conn is not None
+            try:
+                for kind, rows in by_kind.items():
+                    sql, args = statements[kind]
+                    with conn.cursor() as cur:
+                        cur.executemany(sql, [args(r) for r in rows])
+            except psycopg.OperationalError as err:
+                raise StoreUnavailable(f"{self.where}: {err}".strip()) from None
 
     def next_due_at(self) -> float | None:
         row = self._x("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status='pending'").one()
@@ -469,7 +497,7 @@ class PostgresStore:
             devices=list(row["devices"]),
             best_score=row["best_score"],
             stale=bool(row["stale"]),
-            event=MatchEvent.model_validate_json(row["event"]),
+            event_json=row["event"],
             has_crop=row["crop"] is not None,
             reviewed_by=row["reviewed_by"],
             reviewed_at=row["reviewed_at"],

@@ -8,8 +8,11 @@ Alert statuses: ``review`` (waiting for a person) → ``confirmed`` or ``rejecte
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from typing import Any
 
 from lookout.errors import LookoutError
 from lookout.events import MatchEvent
@@ -51,16 +54,24 @@ class Intake:
 
     event: MatchEvent
     plan: AlertPlan
+    payload: bytes | None = None  # the event as received, when it is valid JSON of exactly this event
 
     @property
     def gallery_id(self) -> str:
         return self.event.gallery_id or "default"
 
+    @cached_property
+    def event_id(self) -> str:
+        return str(self.event.event_id)
+
     def stale_at(self, received_at: float) -> bool:
         return received_at >= self.event.expires_at.timestamp()
 
     def slim_json(self) -> str:
-        """The event as kept with the alert: without the crop (stored once, beside it)."""
+        """The event as kept with the alert: without the crop (stored once, beside it). The payload as
+        received when it has no crop (no second serialisation)."""
+        if self.payload is not None and self.event.crop_jpeg_b64 is None:
+            return self.payload.decode("utf-8")
         return self.event.model_copy(update={"crop_jpeg_b64": None}).model_dump_json(exclude_none=True)
 
 
@@ -77,11 +88,21 @@ class Alert:
     devices: list[str]
     best_score: float
     stale: bool
-    event: MatchEvent
+    event_json: str  # the alert's first event as stored (without its crop)
     has_crop: bool
     reviewed_by: str | None = None
     reviewed_at: float | None = None
     review_reason: str | None = None
+
+    @cached_property
+    def event(self) -> MatchEvent:
+        """The first event, validated (parsed on first use: messages need only :attr:`event_doc`)."""
+        return MatchEvent.model_validate_json(self.event_json)
+
+    @cached_property
+    def event_doc(self) -> dict[str, Any]:
+        """The first event as plain JSON data, for messages."""
+        return dict(json.loads(self.event_json))
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,20 @@ class Delivery:
     created_at: float
     next_attempt_at: float
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What became of one delivery attempt, written with the others of its batch in one transaction.
+
+    ``kind``: ``sent`` (at, provider_id), ``retry`` (at = next attempt, error), ``failed`` (error),
+    ``held`` (at)."""
+
+    kind: str
+    delivery_id: int
+    at: float = 0.0
+    provider_id: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,7 @@ class RelayService:
         now = self.clock()
         parsed = [self._parse_message(m) for m in batch]
         valid = [(m, e) for m, e, _ in parsed if e is not None]
-        results = self._store([e for _, e in valid], now)
+        results = self._store([Intake(e, self._plan(e), m.payload) for m, e in valid], now)
         if results is None:
             return  # stopping while the store is down: unacknowledged, the broker redelivers
         outcome = {id(m): r for (m, _), r in zip(valid, results)}
@@ -315,10 +315,9 @@ class RelayService:
         except InputError as err:
             return message, None, err.reason
 
-    def _store(self, events: list[MatchEvent], now: float) -> list[Ingested | str] | None:
+    def _store(self, items: list[Intake], now: float) -> list[Ingested | str] | None:
         """Ingest the batch, retrying while the store is unavailable; a message that breaks the store's
         code (not the store) is isolated and returned as its dead-letter reason. None if stopping."""
-        items = [Intake(e, self._plan(e)) for e in events]
         delay = 0.1
         while True:
             try:
@@ -357,7 +356,7 @@ class RelayService:
         except InputError as err:
             self._dead_letter(topic, payload, err.reason, now)
             return None
-        result = (self._store([event], now) or ["stopped"])[0]
+        result = (self._store([Intake(event, self._plan(event), payload)], now) or ["stopped"])[0]
         if isinstance(result, str):
             self._dead_letter(topic, payload, result, now)
             return None
