@@ -95,7 +95,7 @@ def test_a_store_newer_than_the_relay_is_refused(tmp_path):
 def test_relays_starting_together_migrate_once(pg_store_settings):
     stores = _run_together(4, lambda i: open_store(pg_store_settings))
     try:
-        rows = stores[0]._x("SELECT version, count(*) AS n FROM schema_version GROUP BY version").rows
+        rows = stores[0]._x("SELECT version, count(*) AS n FROM schema_version GROUP BY version ORDER BY version").rows
         assert [(r["version"], r["n"]) for r in rows] == [(s.version, 1) for s in steps("postgresql")]
     finally:
         for s in stores:
