@@ -45,6 +45,7 @@ from lookout.relay.records import (
     TERMINAL,
     Alert,
     AuditEntry,
+    AuditFilter,
     Delivery,
     DeliveryResult,
     Gap,
@@ -59,6 +60,9 @@ log = get_logger(__name__)
 
 MIGRATION_LOCK = 0x6C6F6F6B6F7574  # pg_advisory_lock key held while migrating ("lookout")
 GAP_SCAN_LOCK = MIGRATION_LOCK + 1  # one relay scans for sequence gaps at a time
+LAST_MATCH_SQL = (
+    "SELECT DISTINCT ON (device_id) device_id, seen_at, person_id FROM history ORDER BY device_id, seen_at DESC"
+)
 _INGEST = (
     "SELECT r_ord, r_outcome, r_alert_id, r_review FROM lookout_ingest(%s::uuid[], %s::text[], %s::text[],"
     " %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::bool[], %s::text[], %s::bytea[], %s::bool[],"
@@ -423,16 +427,42 @@ class PostgresStore:
         return int(row["id"]) if row else 0
 
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]:
+        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
+        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
         rows = self._x(
-            "SELECT * FROM audit WHERE at>=%s AND (%s::text IS NULL OR actor=%s)"
-            " AND (%s::text IS NULL OR starts_with(action, %s)) ORDER BY id DESC LIMIT %s",
-            (since or 0.0, actor, actor, action, action, limit),
+            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s", (*args, limit, offset)
         ).rows
         return [
             AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], r["details"]) for r in rows
         ]
+
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
+        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).one()
+        return int(row["n"]) if row else 0
+
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
+        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
+        rows = self._x(LAST_MATCH_SQL).rows
+        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
 
     # --- sequence gaps ----------------------------------------------------------------------
 

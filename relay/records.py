@@ -160,6 +160,39 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class AuditFilter:
+    """Which audit rows to read: a time range, one actor, an action prefix (``review.``), and a text
+    that must occur (case-insensitively) in the subject, the reason or the details."""
+
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None
+    action: str | None = None
+    text: str | None = None
+
+    def clauses(self, mark: str, find: str) -> tuple[str, list[object]]:
+        """A WHERE clause for the audit table, with ``mark`` as the parameter placeholder and ``find`` the
+        engine's substring function (``instr``, ``strpos``), and its values."""
+        where, args = ["1=1"], []
+        if self.since is not None:
+            where.append(f"at >= {mark}")
+            args.append(self.since)
+        if self.until is not None:
+            where.append(f"at < {mark}")
+            args.append(self.until)
+        if self.actor:
+            where.append(f"actor = {mark}")
+            args.append(self.actor)
+        if self.action:
+            where.append(f"substr(action, 1, {mark}) = {mark}")
+            args += [len(self.action), self.action]
+        if self.text:
+            where.append(f"{find}(lower(subject || ' ' || coalesce(reason, '') || ' ' || details), {mark}) > 0")
+            args.append(self.text.lower())
+        return " AND ".join(where), args
+
+
+@dataclass(frozen=True)
 class Gap:
     """Sequence numbers of one device's stream that never reached the relay."""
 

@@ -28,6 +28,7 @@ from lookout.relay.records import (
     TERMINAL,
     Alert,
     AuditEntry,
+    AuditFilter,
     Delivery,
     DeliveryResult,
     Gap,
@@ -39,6 +40,9 @@ from lookout.relay.records import (
 from lookout.relay.sqlite_ingest import SqliteBatch
 
 log = get_logger(__name__)
+
+# SQLite returns the other columns from the row holding the max().
+LAST_MATCH_SQL = "SELECT device_id, max(seen_at) AS seen_at, person_id FROM history GROUP BY device_id"
 
 
 def split_statements(script: str) -> list[str]:
@@ -365,18 +369,43 @@ class SqliteStore:
         return int(cur.lastrowid or 0)
 
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        """Newest first, filtered by time, actor and action (a prefix such as ``review.``)."""
+        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
+        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
         rows = self._x(
-            "SELECT * FROM audit WHERE at>=? AND (? IS NULL OR actor=?) AND (? IS NULL OR action LIKE ? || '%')"
-            " ORDER BY id DESC LIMIT ?",
-            (since or 0.0, actor, actor, action, action, limit),
+            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
         ).fetchall()
         return [
             AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], json.loads(r["details"]))
             for r in rows
         ]
+
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
+        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).fetchone()
+        return int(row["n"]) if row else 0
+
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
+        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
+        rows = self._x(LAST_MATCH_SQL).fetchall()
+        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
 
     # --- sequence gaps ----------------------------------------------------------------------
 

@@ -87,8 +87,26 @@ class RelayStore(Protocol):
         now: float | None = None,
     ) -> int: ...
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]: ...
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int: ...
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]: ...
     def find_gaps(self, now: float, grace_s: float, since: float) -> list[Gap]: ...
     def purge(self, now: float, retention_s: float, seen_ids_s: float, sends_s: float = 86400.0) -> dict[str, int]: ...
     def counts(self) -> dict[str, int]: ...
