@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lookout.config_file import load_settings
 from lookout.errors import InputError
+from lookout.face.quality import QualityConfig
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
@@ -74,11 +75,22 @@ class ModelsConfig(_Section):
 
 
 class QualitySettings(_Section):
-    min_size_px: float = Field(40.0, ge=0)
-    min_blur: float = Field(15.0, ge=0)
+    """The quality gates (lookout.face.quality.QualityConfig) as a device sets them; only the
+    yaw gate differs from a photo's: a camera sees the same person again, turned less."""
+
+    min_size_px: float = Field(QualityConfig.min_size_px, ge=0)
+    min_blur: float = Field(QualityConfig.min_blur, ge=0)
     max_abs_yaw: float = Field(0.6, gt=0)
-    pitch_min: float = 0.45
-    pitch_max: float = 2.5
+    pitch_min: float = QualityConfig.pitch_range[0]
+    pitch_max: float = QualityConfig.pitch_range[1]
+
+    def gates(self) -> QualityConfig:
+        return QualityConfig(
+            min_size_px=self.min_size_px,
+            min_blur=self.min_blur,
+            max_abs_yaw=self.max_abs_yaw,
+            pitch_range=(self.pitch_min, self.pitch_max),
+        )
 
 
 class TrackingConfig(_Section):

@@ -65,6 +65,11 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 (optional hook: most sources hold nothing to release)
         """Release the camera or file; sources that hold nothing keep this no-op."""
 
+    def frame_age_s(self, image: np.ndarray) -> float:
+        """How long before it was read this image was captured, where the source can tell (a test
+        camera stamping its frames); 0 otherwise. Frame latencies are counted from capture."""
+        return 0.0
+
 
 class VideoFileSource(FrameSource):
     def __init__(self, path: Path, fps: float | None = None, loop: bool = False) -> None:
@@ -153,25 +158,51 @@ class FolderSource(FrameSource):
             return image, pts
 
 
+# FFmpeg options for network streams (OpenCV reads them from this variable; an operator's own value wins):
+# RTSP over TCP (no lost packets, no reordering buffer), no input buffering, low-delay decoding.
+FFMPEG_STREAM_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
+
+
 class CaptureSource(FrameSource):
-    """A USB camera (by index) or a network stream: live, reopened when it fails."""
+    """A USB camera (by index) or a network stream: live, reopened when it fails.
+
+    Streams are opened with bounded waits (``timeout_s`` to connect and for each frame, so a
+    camera that hangs is noticed and reopened rather than waited on for ever) and decoded in
+    ``decode_threads`` threads: FFmpeg's frame threading holds back one frame per extra
+    thread (measured: 40 ms at 25 fps for each), so one thread unless the stream is too
+    big for one core."""
 
     live = True
 
-    def __init__(self, target: int | str, width: int | None = None, height: int | None = None) -> None:
+    def __init__(
+        self,
+        target: int | str,
+        width: int | None = None,
+        height: int | None = None,
+        *,
+        timeout_s: float = 10.0,
+        decode_threads: int = 1,
+    ) -> None:
         super().__init__(f"camera {target}" if isinstance(target, int) else _redact(target))
         self.target = target
         self.width, self.height = width, height
+        self.timeout_s = timeout_s
+        self.decode_threads = decode_threads
         self._cap: cv2.VideoCapture | None = None
         self._t0 = 0.0
-        self._failures = 0
+
+    def _capture(self) -> cv2.VideoCapture:
+        if isinstance(self.target, int):
+            return cv2.VideoCapture(self.target)
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", FFMPEG_STREAM_OPTIONS)
+        timeout_ms = int(self.timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        if self.decode_threads:
+            params += [cv2.CAP_PROP_N_THREADS, self.decode_threads]
+        return cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
 
     def open(self) -> None:
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000")
-        if isinstance(self.target, int):
-            cap = cv2.VideoCapture(self.target)
-        else:
-            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        cap = self._capture()
         if not cap.isOpened():
             cap.release()
             what = (
@@ -189,7 +220,6 @@ class CaptureSource(FrameSource):
         self.nominal_fps = fps if 0 < fps < 1000 else None
         self._cap = cap
         self._t0 = time.monotonic()
-        self._failures = 0
 
     def read(self) -> tuple[np.ndarray, float] | None:
         assert self._cap is not None
@@ -421,7 +451,7 @@ class FrameGrabber:
                     delay = start + pts - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                frame = Frame(image, index, time.monotonic(), pts)
+                frame = Frame(image, index, time.monotonic() - self.source.frame_age_s(image), pts)
                 index += 1
                 self.frames = index
                 if not self._put(frame):

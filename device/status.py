@@ -113,6 +113,19 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def status_payload(device_id: str, state: str, bundle_version: str | None) -> bytes:
+    """The retained status message (``online`` or ``offline``)."""
+    status = DeviceStatus(
+        device_id=device_id, state=state, at=utc_now(), version=__version__, bundle_version=bundle_version
+    )
+    return status.model_dump_json(exclude_none=True).encode()
+
+
+def last_will(device_id: str, status_topic: str, metrics: Metrics) -> tuple[str, bytes, int, bool]:
+    """(topic, payload, qos, retain) the broker publishes for the device when its connection dies."""
+    return status_topic, status_payload(device_id, "offline", metrics.bundle_version), 1, True
+
+
 class StatusReporter:
     """Retained online/offline status and the periodic heartbeat."""
 
@@ -136,20 +149,7 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
 
     def status_payload(self, state: str) -> bytes:
-        return (
-            DeviceStatus(
-                device_id=self.device_id,
-                state=state,
-                at=utc_now(),
-                version=__version__,
-                bundle_version=self.metrics.bundle_version,
-            )
-            .model_dump_json(exclude_none=True)
-            .encode()
-        )
-
-    def last_will(self) -> tuple[str, bytes, int, bool]:
-        return self.status_topic, self.status_payload("offline"), 1, True
+        return status_payload(self.device_id, state, self.metrics.bundle_version)
 
     def online(self) -> None:
         self.publisher.publish(self.status_topic, self.status_payload("online"), qos=1, retain=True)

@@ -13,7 +13,7 @@ import numpy as np
 from lookout.errors import InputError
 from lookout.evaluation.bundles import apply_calibration, bundle_vectors
 from lookout.evaluation.calibration import calibrate, operator_view, write_calibration
-from lookout.evaluation.datasets import _Embedder, aligned_chips, embed_protocol, folder_protocol, image_files
+from lookout.evaluation.datasets import PhotoCapture, aligned_chips, embed_protocol, folder_protocol, image_files
 from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR, calibrate_on, run_evaluation
 from lookout.evaluation.openset import OpenSet, person_scores
 from lookout.evaluation.report import summary_lines, write_comparison, write_report
@@ -175,7 +175,7 @@ def run_pairs(pairs_file: Path, pipeline, n_boot: int) -> dict:
     """1:1 verification figures for a pairs file; each image's largest face."""
 
     pairs = read_pairs(pairs_file)
-    worker = _Embedder(pipeline, quality_gate=False)
+    worker = PhotoCapture(pipeline, quality_gate=False)
     vectors: dict[Path, np.ndarray | None] = {}
     for image in {p for pair in pairs for p in (pair.image_a, pair.image_b)}:
         chip = worker.capture(image, "", image.name)[1]
@@ -231,7 +231,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                 f"built with {manifest.model.name} {manifest.model.digest[:12]}, "
                 f"the local model is {pipeline.embedder.digest[:12]}",
             )
-        worker = _Embedder(pipeline, quality_gate=True)
+        worker = PhotoCapture(pipeline, quality_gate=True)
         chips = [c for c in (worker.capture(p, "", p.name)[1] for p in image_files(args.nonmated)) if c is not None]
         if not chips:
             raise InputError(str(args.nonmated), "no usable face in any photo")

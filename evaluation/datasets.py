@@ -26,17 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from lookout.errors import InputError
-from lookout.evaluation.enrolment import MULTIPLE_FACES, NO_FACE, UNREADABLE, Capture
+from lookout.evaluation.enrolment import UNREADABLE, Capture
 from lookout.face.image_io import read_image
 from lookout.face.pipeline import FacePipeline
-from lookout.face.quality import assess
+from lookout.face.subject import NO_FACE, Box, SubjectRule
 from lookout.face.types import Face
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 GROUPS_FILE = "groups.csv"
 HELD_OUT, GROUP_PHOTO, STRANGER = "held-out photo", "group photo", "stranger photo"
-MIN_BOX_IOU = 0.3  # a detection counts as a labelled face when it overlaps the label's box this much
-DOMINANT_AREA = 2.0  # an enrolment photo with several faces is usable when the largest is this much larger
 
 
 @dataclass(frozen=True)
@@ -164,40 +162,18 @@ class Embedded:
         return np.asarray([index.get(p.person, -1) if p.person else -1 for p in self.probes], np.int64)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+# A probe is a search, not an enrolment: without a labelled box, its largest face is the one searched.
+PROBE_RULE = SubjectRule(several_faces="largest")
 
 
-def _pick_whole_image(faces: list[Face], enrolment: bool) -> tuple[Face | None, str | None]:
-    if not faces:
-        return None, NO_FACE
-    by_area = sorted(faces, key=lambda f: f.width * float(f.box[3] - f.box[1]), reverse=True)
-    if enrolment and len(by_area) > 1:
-        a0 = by_area[0].width * float(by_area[0].box[3] - by_area[0].box[1])
-        a1 = by_area[1].width * float(by_area[1].box[3] - by_area[1].box[1])
-        if a0 < DOMINANT_AREA * a1:
-            return None, MULTIPLE_FACES
-    return by_area[0], None
+class PhotoCapture:
+    """Detects once per image, picks the subject (the enrolment rule for gallery photos, the largest
+    face for probes), gates on quality, and embeds in batches: the gallery build's steps, measured."""
 
-
-def _pick_box(faces: list[Face], box: tuple[float, ...]) -> tuple[Face | None, str | None]:
-    target = np.asarray(box, np.float64)
-    best = max(faces, key=lambda f: iou(f.box, target), default=None)
-    if best is None or iou(best.box, target) < MIN_BOX_IOU:
-        return None, NO_FACE
-    return best, None
-
-
-class _Embedder:
-    """Detects once per image, aligns, gates on quality, embeds in batches."""
-
-    def __init__(self, pipeline: FacePipeline, quality_gate: bool) -> None:
+    def __init__(self, pipeline: FacePipeline, quality_gate: bool, enrolment_rule: SubjectRule | None = None) -> None:
         self.pipeline = pipeline
         self.quality_gate = quality_gate
+        self.enrolment_rule = enrolment_rule or SubjectRule()
         self._faces: dict[Path, tuple[np.ndarray | None, list[Face]]] = {}
 
     def faces(self, image: Path) -> tuple[np.ndarray | None, list[Face]]:
@@ -211,19 +187,18 @@ class _Embedder:
         return self._faces[image]
 
     def capture(
-        self, image: Path, person: str, item: str, box=None, enrolment: bool = False
+        self, image: Path, person: str, item: str, box: Box | None = None, enrolment: bool = False
     ) -> tuple[Capture, np.ndarray | None]:
         pixels, faces = self.faces(image)
         if pixels is None:
             return Capture(item, person, (UNREADABLE,)), None
-        face, reason = _pick_box(faces, box) if box is not None else _pick_whole_image(faces, enrolment)
-        if face is None:
-            return Capture(item, person, (reason,)), None
-        chip = self.pipeline.align(pixels, [face])
-        quality = assess(face, chip[0], self.pipeline.quality_config)
-        if self.quality_gate and not quality.ok:
-            return Capture(item, person, quality.reasons), None
-        return Capture(item, person), chip[0]
+        rule = self.enrolment_rule if enrolment else PROBE_RULE
+        subject = self.pipeline.subject(pixels, box, rule, faces=faces)
+        if subject.face is None or subject.chip is None or subject.quality is None:
+            return Capture(item, person, (subject.reason or NO_FACE,)), None
+        if self.quality_gate and not subject.quality.ok:
+            return Capture(item, person, subject.quality.reasons), None
+        return Capture(item, person), subject.chip
 
     def embed(self, chips: list[np.ndarray | None]) -> np.ndarray:
         dim = self.pipeline.embedder.dim
@@ -234,9 +209,12 @@ class _Embedder:
         return out
 
 
-def embed_protocol(protocol: Protocol, pipeline: FacePipeline, quality_gate: bool = True) -> Embedded:
-    """Enrol the gallery and search nothing yet: every photo and labelled face turned into a vector."""
-    worker = _Embedder(pipeline, quality_gate)
+def embed_protocol(
+    protocol: Protocol, pipeline: FacePipeline, quality_gate: bool = True, enrolment_rule: SubjectRule | None = None
+) -> Embedded:
+    """Enrol the gallery and search nothing yet: every photo and labelled face turned into a vector.
+    Gallery photos go through the build's enrolment rule (``enrolment_rule``, default: the build's)."""
+    worker = PhotoCapture(pipeline, quality_gate, enrolment_rule)
     persons = sorted(protocol.gallery)
     enrolment, chips, owner = [], [], []
     for i, person in enumerate(persons):
@@ -269,7 +247,7 @@ def embed_protocol(protocol: Protocol, pipeline: FacePipeline, quality_gate: boo
 
 def aligned_chips(images: list[Path], pipeline: FacePipeline) -> np.ndarray:
     """The largest face of each image, aligned for the pipeline's embedder (for quantisation)."""
-    worker = _Embedder(pipeline, quality_gate=False)
+    worker = PhotoCapture(pipeline, quality_gate=False)
     chips = [c for c in (worker.capture(p, "", p.name)[1] for p in images) if c is not None]
     if not chips:
         raise InputError("calibration images", "no face found in any of them")

@@ -8,9 +8,10 @@
   that yields no usable face. The device skips such faces, so for a mated
   probe it is a miss; the open-set FNIR counts it as one.
 
-Reason codes are the pipeline's own: ``no_face``, ``multiple_faces``,
-``unreadable`` and the quality reasons (``too_small``, ``too_blurred``,
-``pose_yaw``, ``pose_pitch``).
+Reason codes are the pipeline's own: the enrolment rule's (``no_face``,
+``no_face_in_box``, ``several_faces``: lookout.face.subject, the same rule as the
+gallery build), ``unreadable`` and the quality reasons (``too_small``,
+``too_blurred``, ``pose_yaw``, ``pose_pitch``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NO_FACE = "no_face"
-MULTIPLE_FACES = "multiple_faces"
 UNREADABLE = "unreadable"
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
 from lookout.face.pipeline import FacePipeline
+from lookout.face.subject import SubjectRule
 from lookout.gallery import metadata
 from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
@@ -28,13 +29,13 @@ from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.gallery.verify import check_files, read_manifest
 from lookout.log import get_logger
+from lookout.progress import Progress
 from lookout.sync.enrol import (
     ENROLLED,
     EnrolCache,
     Enroller,
     PhotoFetcher,
     PhotoResult,
-    Progress,
     mark_duplicates,
 )
 from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
@@ -83,10 +84,11 @@ def _enrol_all(
     work_dir: Path | None,
     progress: bool,
     skip: set[tuple[str, str]] = frozenset(),
+    rule: SubjectRule | None = None,
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
-    enroller = Enroller(pipeline, policy, purpose, fetcher, cache)
+    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, rule)
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
     results = []
@@ -142,12 +144,13 @@ def build_gallery(
     report_path: Path | None = None,
     version: int = 1,
     progress: bool = True,
+    subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty)."""
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     persons = group_persons(records)
-    results, enroller = _enrol_all(persons, pipeline, policy, purpose, work_dir, progress)
+    results, enroller = _enrol_all(persons, pipeline, policy, purpose, work_dir, progress, rule=subject_rule)
     enrolled = [r for r in results if r.status == ENROLLED]
     tmp = _tmp_dir(out_dir)
     try:
@@ -218,6 +221,7 @@ def update_gallery(
     work_dir: Path | None = None,
     report_path: Path | None = None,
     progress: bool = True,
+    subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove. Only new or
@@ -245,7 +249,9 @@ def update_gallery(
         persons.pop(pid, None)
     keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
     # photos of people the policy now denies must go, and never be re-embedded
-    results, enroller = _enrol_all(persons, pipeline, policy, base.purpose, work_dir, progress, skip=keep_unchanged)
+    results, enroller = _enrol_all(
+        persons, pipeline, policy, base.purpose, work_dir, progress, skip=keep_unchanged, rule=subject_rule
+    )
     denied = {pid for pid, person in persons.items() if not policy.allows(person.jurisdiction, base.purpose)}
     for pid in denied:
         for rec in persons[pid].photos:

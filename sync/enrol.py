@@ -14,19 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
-from lookout.face.detector import iou
 from lookout.face.image_io import decode_image
 from lookout.face.pipeline import FacePipeline
-from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL, assess
+from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL
+from lookout.face.subject import SubjectRule
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
@@ -37,15 +35,11 @@ log = get_logger(__name__)
 ENROLLED, FAILED, EXCLUDED = "enrolled", "failed", "excluded"
 UNREADABLE = "unreadable"
 DOWNLOAD_FAILED = "download_failed"
-NO_FACE = "no_face"
-SEVERAL_FACES = "several_faces"
-NO_FACE_IN_BOX = "no_face_in_box"
 POSE = "pose"
 DUPLICATE = "duplicate"
 POLICY_EXCLUDED = "policy_excluded"
 NOT_FOR_RECOGNITION = "not_for_recognition"
 QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
-BOX_MIN_IOU = 0.3
 
 
 @dataclass
@@ -95,8 +89,9 @@ class EnrolCache:
         self.conn.execute("CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, doc TEXT NOT NULL, vector BLOB)")
 
     @staticmethod
-    def key(model_digest: str, rec: PhotoRecord) -> str:
-        return sha256_bytes(json.dumps([model_digest, rec.photo_id, rec.photo, rec.box]).encode())
+    def key(settings: str, rec: PhotoRecord) -> str:
+        """One result per photo and settings (model digest, enrolment rule, quality gates)."""
+        return sha256_bytes(json.dumps([settings, rec.photo_id, rec.photo, rec.box]).encode())
 
     def get(self, key: str) -> PhotoResult | None:
         row = self.conn.execute("SELECT doc, vector FROM results WHERE key = ?", (key,)).fetchone()
@@ -119,35 +114,6 @@ class EnrolCache:
         self.conn.close()
 
 
-class Progress:
-    """A one-line progress bar on a terminal, occasional log lines otherwise."""
-
-    def __init__(self, total: int, what: str = "photos", enabled: bool = True) -> None:
-        self.total, self.what, self.done = total, what, 0
-        self.tty = enabled and sys.stderr.isatty()
-        self.enabled = enabled
-        self.t0 = self._last = time.monotonic()
-
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not self.enabled or (now - self._last < 0.2 and self.done < self.total):
-            return
-        self._last = now
-        rate = self.done / max(now - self.t0, 1e-6)
-        if self.tty:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what} {rate:.1f}/s "
-            )
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif now - self.t0 > 5 and (self.done % 100 == 0 or self.done >= self.total):
-            log.info("progress", done=self.done, total=self.total, what=self.what, per_s=round(rate, 1))
-
-
 class Enroller:
     def __init__(
         self,
@@ -156,8 +122,11 @@ class Enroller:
         purpose: str = DEFAULT_PURPOSE,
         fetcher: PhotoFetcher | None = None,
         cache: EnrolCache | None = None,
+        rule: SubjectRule | None = None,
     ) -> None:
+        """``rule``: which face of a photo is its subject (default: refuse photos with several faces)."""
         self.pipeline = pipeline
+        self.rule = rule or SubjectRule()
         self.policy = policy
         self.purpose = purpose
         self.fetcher = fetcher or PhotoFetcher()
@@ -173,13 +142,19 @@ class Enroller:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"
             )
-        key = EnrolCache.key(self.pipeline.embedder.digest, rec) if self.cache else None
+        key = EnrolCache.key(self._settings(), rec) if self.cache else None
         if key is not None and (hit := self.cache.get(key)) is not None:
             return hit
         result = self._enrol(rec, base)
         if key is not None and result.reason != DOWNLOAD_FAILED:
             self.cache.put(key, result)
         return result
+
+    def _settings(self) -> str:
+        """What makes a cached result valid: the model, the enrolment rule and the quality gates."""
+        return json.dumps(
+            [self.pipeline.embedder.digest, asdict(self.rule), asdict(self.pipeline.quality_config)], sort_keys=True
+        )
 
     def _enrol(self, rec: PhotoRecord, base: dict) -> PhotoResult:
         try:
@@ -193,33 +168,10 @@ class Enroller:
             image = decode_image(data, rec.photo)
         except InputError as err:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason, sha256=digest)
-        faces = self.pipeline.detect(image)
-        if not faces:
-            return PhotoResult(**base, status=FAILED, reason=NO_FACE, detail="no face detected", sha256=digest)
-        if rec.box is not None:
-            overlaps = iou(np.asarray(rec.box, np.float32), np.stack([f.box for f in faces]))
-            best = int(np.argmax(overlaps))
-            if overlaps[best] < BOX_MIN_IOU:
-                return PhotoResult(
-                    **base,
-                    status=FAILED,
-                    reason=NO_FACE_IN_BOX,
-                    sha256=digest,
-                    detail=f"{len(faces)} face(s) found, none overlaps the record's box (best IoU {overlaps[best]:.2f})",
-                )
-            face = faces[best]
-        elif len(faces) > 1:
-            return PhotoResult(
-                **base,
-                status=FAILED,
-                reason=SEVERAL_FACES,
-                sha256=digest,
-                detail=f"{len(faces)} faces and no box in the record to say which",
-            )
-        else:
-            face = faces[0]
-        chip = self.pipeline.align(image, [face])
-        quality = assess(face, chip[0], self.pipeline.quality_config)
+        subject = self.pipeline.subject(image, rec.box, self.rule)
+        if subject.face is None or subject.chip is None or subject.quality is None:
+            return PhotoResult(**base, status=FAILED, reason=subject.reason, detail=subject.detail, sha256=digest)
+        face, quality = subject.face, subject.quality
         box = [round(float(v), 1) for v in face.box]
         if not quality.ok:
             reason = QUALITY_REASONS.get(quality.reasons[0], quality.reasons[0])
@@ -232,7 +184,7 @@ class Enroller:
                 quality=quality.to_dict(),
                 sha256=digest,
             )
-        vector = self.pipeline.embed(chip)[0]
+        vector = self.pipeline.embed(subject.chip[None])[0]
         self.embedded += 1
         return PhotoResult(**base, status=ENROLLED, embedding=vector, box=box, quality=quality.to_dict(), sha256=digest)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 import time
 
@@ -12,14 +13,15 @@ import pytest
 from lookout.device.config import load_config
 from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider, Observation
+from lookout.device.emitter import encode_crop
 from lookout.device.outbox import Outbox, OutboxSender
 from lookout.device.publisher import MemoryPublisher
-from lookout.device.runtime import encode_crop
 from lookout.device.sources import CaptureSource, FolderSource, FrameGrabber, SourceUnavailable, open_source
 from lookout.device.tracker import IouTracker
 from lookout.device.videomaker import corrupt_video
 from lookout.errors import ConfigError, InputError
 from lookout.face.types import Quality
+from tests.conftest import PROJECT_ROOT
 
 BASE = """
 device_id: cam-1
@@ -373,3 +375,34 @@ def test_http_stream_that_drops_is_reopened():
     finally:
         grabber.stop()
         server.shutdown()
+
+
+def test_runtime_units_set_every_attribute_in_init():
+    """A reader of Runtime, FrameLoop, GallerySwap or EventEmitter finds all their state in __init__."""
+    late = []
+    for name in ("runtime", "frame_loop", "gallery_swap", "emitter", "status"):
+        path = PROJECT_ROOT / "device" / f"{name}.py"
+        for cls in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)):
+            methods = [m for m in cls.body if isinstance(m, ast.FunctionDef)]
+
+            def assigned(fn: ast.FunctionDef) -> dict[str, int]:
+                out = {}
+                for node in ast.walk(fn):
+                    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                    for t in targets:
+                        for el in t.elts if isinstance(t, ast.Tuple) else [t]:
+                            if (
+                                isinstance(el, ast.Attribute)
+                                and isinstance(el.value, ast.Name)
+                                and el.value.id == "self"
+                            ):
+                                out[el.attr] = el.lineno
+                return out
+
+            init = next((assigned(m) for m in methods if m.name == "__init__"), {})
+            for m in methods:
+                if m.name != "__init__":
+                    late += [
+                        f"{name}.py:{line} {cls.name}.{attr}" for attr, line in assigned(m).items() if attr not in init
+                    ]
+    assert not late, late

@@ -35,16 +35,11 @@ def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def _detect_once(det, frame: np.ndarray) -> list:
-    tensor, letterbox = det.prepare(frame)
-    return det.decode(det.infer(tensor), letterbox)
-
-
 def run_model_bench(pipeline: FacePipeline, runs: int) -> None:
     det, emb = pipeline.detector, pipeline.embedder
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load {os.getloadavg()[0]:.2f}; device {det.compiled.get_property('EXECUTION_DEVICES')}"
+        f"load {os.getloadavg()[0]:.2f}; device {','.join(det.execution_devices)}"
     )
     print(
         f"detector {det.manifest.name} ({det.size}x{det.size}), embedder {emb.name} "
@@ -53,7 +48,7 @@ def run_model_bench(pipeline: FacePipeline, runs: int) -> None:
     for width, height in FRAME_SIZES:
         frame = synthetic_frame(width, height)
         # One model pass per frame (the device path): letterbox + inference + decode, no padded retry.
-        ms = timings_ms(lambda frame=frame: _detect_once(det, frame), runs)
+        ms = timings_ms(lambda frame=frame: det.run(frame), runs)
         print(describe(f"detect {width}x{height}", ms))
     for batch in (1, 8):
         chips = np.random.default_rng(1).integers(

@@ -11,8 +11,8 @@ Two options extend what a 192x192 model sees:
 - ``tile``: small faces in big frames (1080p, faces ~40 px) vanish at 192 px,
   so overlapping tiles of ``tile`` pixels are searched as well.
 
-``prepare``/``decode`` are public so the device can run the request itself
-(asynchronously) while ``detect`` stays the one-call form.
+The detector is a ``Stage`` (lookout.face.stage): ``run``/``detect`` for photos,
+``submit``/``collect`` for a stream's frames.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import openvino as ov
 
 from lookout.face.anchors import anchor_centres
 from lookout.face.engine import InferenceEngine
+from lookout.face.stage import Outputs, Stage
 from lookout.face.types import Face
 from lookout.model_store.manifest import ModelManifest
 
@@ -61,51 +62,69 @@ class Letterbox:
         return xy
 
 
-class FaceDetector:
+@dataclass(frozen=True)
+class PaddedImage:
+    """An image looked at again shrunk inside a wide black border (``pad``: each side, as a share of
+    its longer side), for a face that fills the whole image and is too large for the model."""
+
+    image: np.ndarray
+    pad: float
+
+
+DetectorInput = np.ndarray | PaddedImage
+
+
+class FaceDetector(Stage[DetectorInput, list[Face], Letterbox]):
+    """BlazeFace as a stage: an image (and its tiles) in, faces in image pixels out."""
+
     def __init__(
-        self, model: ov.Model, manifest: ModelManifest, engine: InferenceEngine, config: DetectorConfig | None = None
+        self,
+        model: ov.Model,
+        manifest: ModelManifest,
+        engine: InferenceEngine,
+        config: DetectorConfig | None = None,
+        jobs: int = 2,
     ) -> None:
+        super().__init__(engine.compile(model, "LATENCY"), jobs)
         self.manifest = manifest
         self.config = config or DetectorConfig()
         self.size = manifest.input_size[0]
         self.anchors = anchor_centres(manifest.extra["anchors"])
         self.threshold = self.config.score_threshold or float(manifest.extra["score_threshold"])
-        self.compiled = engine.compile(model, "LATENCY")
-        self._request = self.compiled.create_infer_request()
 
-    # -- one-call form -------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in a BGR uint8 image, best first."""
-        faces = self._detect_regions(image)
+        """All faces in a BGR uint8 image, best first; with ``retry_padded``, a photo where nothing is
+        found is looked at again inside a border (a stream's frames go through ``submit``: no retry)."""
+        faces = self.run(image)
         for pad in PAD_FRACTIONS if self.config.retry_padded else ():
             if faces:
                 break
-            faces = self._detect_padded(image, pad)
+            faces = self.run(PaddedImage(image, pad))
         return faces
 
     def regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """The (x, y, w, h) parts of a frame that get a model pass: the whole frame, plus tiles if configured."""
         return [(0, 0, width, height), *tile_regions(width, height, self.config.tile)]
 
-    def _detect_regions(self, image: np.ndarray) -> list[Face]:
+    def prepare(self, item: DetectorInput) -> list[tuple[np.ndarray, Letterbox]]:
+        if isinstance(item, PaddedImage):
+            border = int(item.pad * max(item.image.shape[:2]))
+            padded = cv2.copyMakeBorder(
+                item.image, border, border, border, border, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+            )
+            return [self.letterbox(padded, offset=(-border, -border), exact=True)]
+        return [
+            self.letterbox(item[y : y + h, x : x + w], offset=(x, y))
+            for x, y, w, h in self.regions(item.shape[1], item.shape[0])
+        ]
+
+    def decode(self, outputs: list[Outputs], contexts: list[Letterbox]) -> list[Face]:
         found: list[Face] = []
-        for x, y, w, h in self.regions(image.shape[1], image.shape[0]):
-            tensor, box = self.prepare(image[y : y + h, x : x + w], offset=(x, y))
-            found += self.decode(self.infer(tensor), box, merge=False)
+        for (regressors, logits), box in zip(outputs, contexts):
+            found += self._faces(regressors, logits, box)
         return merge_faces(found, self.config.nms_iou, self.config.max_faces)
 
-    def _detect_padded(self, image: np.ndarray, pad: float) -> list[Face]:
-        border = int(pad * max(image.shape[:2]))
-        padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        tensor, box = self.prepare(padded, offset=(-border, -border), exact=True)
-        return self.decode(self.infer(tensor), box)
-
-    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._request.infer({0: tensor})
-        return self._request.get_output_tensor(0).data.copy(), self._request.get_output_tensor(1).data.copy()
-
-    # -- split form, for asynchronous callers ------------------------------------------
-    def prepare(
+    def letterbox(
         self, image: np.ndarray, offset: tuple[float, float] = (0, 0), exact: bool = False
     ) -> tuple[np.ndarray, Letterbox]:
         """Letterbox a BGR image into a (1, S, S, 3) uint8 tensor.
@@ -121,9 +140,9 @@ class FaceDetector:
         tensor[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
         return tensor, Letterbox(scale, pad_x, pad_y, offset[0], offset[1])
 
-    def decode(self, outputs: tuple[np.ndarray, np.ndarray], box: Letterbox, merge: bool = True) -> list[Face]:
-        """Turn raw (regressors, scores) into faces in image pixels."""
-        regressors, logits = outputs[0].reshape(-1, 16), outputs[1].reshape(-1)
+    def _faces(self, regressors: np.ndarray, logits: np.ndarray, box: Letterbox) -> list[Face]:
+        """Raw (regressors, scores) of one request -> faces in image pixels (not yet merged)."""
+        regressors, logits = regressors.reshape(-1, 16), logits.reshape(-1)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))  # float32-safe clip
         keep = np.flatnonzero(scores >= self.threshold)
         if keep.size == 0:
@@ -133,11 +152,10 @@ class FaceDetector:
         half = raw[:, 2:4] / 2
         corners = box.to_image(np.stack([centre - half, centre + half], axis=1), self.size).reshape(-1, 4)
         keypoints = box.to_image(raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :], self.size)
-        faces = [
+        return [
             Face(corners[i].astype(np.float32), float(scores[k]), keypoints[i].astype(np.float32))
             for i, k in enumerate(keep)
         ]
-        return merge_faces(faces, self.config.nms_iou, self.config.max_faces) if merge else faces
 
 
 def shrink(image: np.ndarray, size: tuple[int, int], exact: bool = False) -> np.ndarray:

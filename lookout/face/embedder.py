@@ -3,7 +3,7 @@
 Any model whose IR follows the embedder contract (input "chips" [N,H,W,3]
 uint8 RGB, output "embedding" [N,D] unit vectors; see lookout.models.convert)
 works here unchanged; the alignment template and chip size come from its
-manifest, so a new embedder is a new registry entry, not new code.
+manifest, so a new embedder is a new catalog entry, not new code.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import numpy as np
 import openvino as ov
 
 from lookout.face.engine import InferenceEngine
+from lookout.face.stage import Outputs, Stage
 from lookout.model_store.manifest import ModelManifest
 
 
-class FaceEmbedder:
+class FaceEmbedder(Stage[np.ndarray, np.ndarray, int]):
+    """An embedder as a stage: a stack of chips in, batches of at most ``max_batch`` per request."""
+
     def __init__(
         self,
         model: ov.Model,
@@ -23,7 +26,9 @@ class FaceEmbedder:
         engine: InferenceEngine,
         hint: str = "LATENCY",
         max_batch: int = 16,
+        jobs: int = 2,
     ) -> None:
+        super().__init__(engine.compile(model, hint), jobs)
         self.manifest = manifest
         self.name = manifest.name
         self.digest = manifest.digest
@@ -31,16 +36,15 @@ class FaceEmbedder:
         self.chip_size = (manifest.input_size[0], manifest.input_size[1])
         self.template = np.asarray(manifest.alignment_template, np.float32)
         self.max_batch = max_batch
-        self.compiled = engine.compile(model, hint)
-        self._request = self.compiled.create_infer_request()
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        """(N, h, w, 3) uint8 RGB chips -> (N, dim) unit vectors. Batches of at most ``max_batch``."""
-        if len(chips) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        parts = [self._infer(chips[i : i + self.max_batch]) for i in range(0, len(chips), self.max_batch)]
-        return np.concatenate(parts)
+        """(N, h, w, 3) uint8 RGB chips -> (N, dim) unit vectors."""
+        return self.run(chips)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(batch)})
-        return self._request.get_output_tensor(0).data.copy()
+    def prepare(self, item: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        return [(item[i : i + self.max_batch], i) for i in range(0, len(item), self.max_batch)]
+
+    def decode(self, outputs: list[Outputs], contexts: list[int]) -> np.ndarray:
+        if not outputs:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate([out[0] for out in outputs]).astype(np.float32, copy=False)

@@ -1,0 +1,142 @@
+"""The gallery the device searches: loaded and verified at start, swapped between frames.
+
+A new bundle arrives from the puller (``gallery.pull``) or, without one, is noticed in
+the store (``lookout sync pull`` run beside the device moves its ``current`` link). It is
+verified and loaded in that thread; the frame loop takes it at its next frame
+(``take``), so a frame is searched against one gallery from start to end. A bundle that
+fails any check is refused with one log line, and the device keeps the one it has.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lookout.device.config import DeviceConfig
+from lookout.device.status import Metrics
+from lookout.errors import ConfigError, LookoutError
+from lookout.gallery.policy import Policy
+from lookout.gallery.pull import BundlePuller
+from lookout.gallery.reader import GalleryReader, load_bundle
+from lookout.gallery.store import BundleStore
+from lookout.log import get_logger
+
+log = get_logger(__name__)
+
+STORE_WATCH_S = 5.0
+
+
+class GallerySwap:
+    def __init__(self, cfg: DeviceConfig, policy: Policy, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.metrics = metrics
+        self._stopped = threading.Event()
+        self.current: GalleryReader | None = None
+        self.bundle_dir: Path | None = None
+        self.store: BundleStore | None = None  # opened with the gallery (it creates its folders)
+        self._embedder_digest: str | None = None
+        self._next: GalleryReader | None = None
+        self._lock = threading.Lock()
+        self._puller: BundlePuller | None = None
+        self._watcher: threading.Thread | None = None
+
+    # -- start and stop ------------------------------------------------------------------
+    def open(self, embedder_digest: str) -> None:
+        """Load the configured bundle (or the store's current one); the embedder's digest must match it."""
+        self._embedder_digest = embedder_digest
+        g = self.cfg.gallery
+        if g.bundle_dir is not None:
+            if not g.bundle_dir.is_dir():
+                raise ConfigError(f"gallery.bundle_dir: {g.bundle_dir} is not a folder")
+            self._use(self._load(g.bundle_dir), g.bundle_dir)
+            return
+        if g.store_dir is None:
+            raise ConfigError("gallery: set bundle_dir or store_dir")
+        self.store = BundleStore(g.store_dir)
+        current = self.store.current_dir()
+        if current is None:
+            if g.pull is None:
+                raise ConfigError(
+                    f"gallery.store_dir: {g.store_dir} holds no bundle yet (run `lookout sync pull`, "
+                    f"or configure gallery.pull)"
+                )
+            log.warning(
+                "gallery.none_yet", store=str(g.store_dir), hint="recognition starts when the first bundle arrives"
+            )
+            return
+        self._use(self._load(current), current)
+
+    def start(self) -> None:
+        """Watch for new bundles: the puller when configured, else the store's ``current`` link."""
+        g = self.cfg.gallery
+        if self.store is None:
+            return
+        if g.pull is not None:
+            self._puller = BundlePuller(
+                g.pull.url,
+                self.store,
+                g.public_key,
+                self._embedder_digest,
+                self.policy,
+                g.pull.interval_s,
+                on_swap=self.on_swap,
+                location=self.cfg.location.jurisdiction,
+            )
+            self._puller.start()
+        else:
+            self._watcher = threading.Thread(target=self._watch_store, name="bundle-watch", daemon=True)
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._puller is not None:
+            self._puller.stop()
+        if self._watcher is not None:
+            self._watcher.join(timeout=STORE_WATCH_S + 1)
+
+    # -- swapping ------------------------------------------------------------------------
+    def on_swap(self, bundle_dir: Path) -> None:
+        """A new bundle is installed (puller thread, or the store watcher): load it, swap at the next frame."""
+        try:
+            gallery = self._load(Path(bundle_dir))
+        except LookoutError as err:
+            log.error(
+                "gallery.swap_refused", bundle=str(bundle_dir), error=str(err), keeping=self.metrics.bundle_version
+            )
+            return
+        with self._lock:
+            self._next = gallery
+            self.bundle_dir = Path(bundle_dir)
+
+    def take(self) -> GalleryReader | None:
+        """The gallery for the next frame: a newly arrived one if there is one, else the current one."""
+        with self._lock:
+            new, self._next = self._next, None
+        if new is not None:
+            old = self.metrics.bundle_version
+            self._use(new, self.bundle_dir)
+            log.info("gallery.swapped", old=old, new=new.version, persons=new.count_persons)
+        return self.current
+
+    def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:
+        self.current = gallery
+        self.bundle_dir = bundle_dir
+        self.metrics.bundle_version = str(gallery.version)
+
+    def _load(self, bundle_dir: Path) -> GalleryReader:
+        return load_bundle(
+            bundle_dir,
+            self.cfg.gallery.public_key,
+            self._embedder_digest,
+            self.policy,
+            location=self.cfg.location.jurisdiction,
+        )
+
+    def _watch_store(self) -> None:
+        """Without a puller, notice bundles installed by `lookout sync pull` (the store's current link)."""
+        assert self.store is not None
+        while not self._stopped.wait(STORE_WATCH_S):
+            current = self.store.current_dir()
+            if current is not None and current != self.bundle_dir:
+                self.on_swap(current)
