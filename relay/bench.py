@@ -50,6 +50,7 @@ from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres
 from lookout.topics import Topics
 
 STORES = ("sqlite", "postgresql")
+EXTRA_STORES = ("sqlite-normal",)  # SQLite with synchronous=normal: beside "sqlite" it shows what fsync costs
 _TEMPLATE = (
     '{{"schema_version":"1","event_id":"{eid}","device_id":"bench-{dev}","seen_at":"{seen}",'
     '"expires_at":"{seen}","person_id":"p-{n}","score":0.81,"margin":0.2,"track_length":7,'

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from lookout.errors import InputError
-from lookout.relay.bench import STORES, print_figures, run_bench
+from lookout.relay.bench import EXTRA_STORES, STORES, print_figures, run_bench
 from lookout.relay.config import RelayConfig, load_config
 from lookout.relay.example import EXAMPLE_CONFIG
 from lookout.relay.review import ReviewQueue, format_alert, format_audit, format_detail
@@ -82,7 +82,11 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each latency run")
     bench.add_argument("--runs", type=int, default=3, help="latency runs per setup")
     bench.add_argument(
-        "--store", choices=STORES, action="append", help="store(s) to run (repeatable; default: both, side by side)"
+        "--store",
+        choices=STORES + EXTRA_STORES,
+        action="append",
+        help="store(s) to run (repeatable; default: sqlite and postgresql side by side; sqlite-normal is SQLite"
+        " with synchronous=normal, to show what fsync costs)",
     )
     bench.add_argument(
         "--relays", type=int, action="append", help="relay processes (repeatable; default: 1 and 2, side by side)"
