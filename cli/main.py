@@ -28,8 +28,17 @@ from lookout.relay import cli as relay
 from lookout.sync import cli as sync
 
 
+class Parser(argparse.ArgumentParser):
+    """No abbreviated options, here and in every subcommand (subparsers are made of this class):
+    ``lookout run --device CPU`` was once taken as ``--device-id CPU``. A misspelt option is an error."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lookout",
         description="Edge-first face recognition: recognise enrolled people on the device, send only matches.",
     )

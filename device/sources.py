@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from lookout.errors import InputError
+from lookout.face.image_io import MAX_PIXELS, read_image
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -124,14 +125,19 @@ class VideoFileSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    def __init__(self, path: Path, fps: float | None = None, loop: bool = False) -> None:
+    """Images in a folder, in name order. An image that cannot be used (unreadable, or larger than
+    ``max_pixels`` by its header: a decompression bomb) is skipped with one log line naming it."""
+
+    def __init__(self, path: Path, fps: float | None = None, loop: bool = False, max_pixels: int = MAX_PIXELS) -> None:
         super().__init__(str(path))
         self.path = Path(path)
+        self.max_pixels = max_pixels
         self.nominal_fps = fps or 2.0
         self.loop = loop
         self._files: list[Path] = []
         self._i = 0
         self._n = 0
+        self.skipped = 0
 
     def open(self) -> None:
         if not self.path.is_dir():
@@ -149,9 +155,13 @@ class FolderSource(FrameSource):
                 self._i = 0
             path = self._files[self._i]
             self._i += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("source.unreadable_image", path=str(path))
+            try:
+                image = read_image(path, self.max_pixels)
+            except InputError as err:
+                log.warning("source.unreadable_image", path=str(path), reason=err.reason)
+                self.skipped += 1
+                if self.skipped >= len(self._files) and not self._n:
+                    return None  # nothing in the folder can be read: end rather than spin
                 continue
             pts = self._n / self.nominal_fps
             self._n += 1
@@ -252,6 +262,7 @@ def open_source(
     loop: bool = False,
     width: int | None = None,
     height: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> FrameSource:
     """The right FrameSource for a config's ``source.url`` / ``source.kind`` (not yet opened)."""
     if kind == "auto":
@@ -270,7 +281,7 @@ def open_source(
     if kind == "stream":
         return CaptureSource(url, width, height)
     if kind == "folder":
-        return FolderSource(Path(url), fps, loop)
+        return FolderSource(Path(url), fps, loop, max_pixels)
     return VideoFileSource(Path(url), fps, loop)
 
 
