@@ -159,7 +159,7 @@ def _pg_commits(pg: LocalPostgres, seconds: float) -> float:
 class _Relays:
     """N ``lookout relay`` processes with console notifiers writing JSON lines to files."""
 
-    def __init__(self, folder: Path, broker_port: int, store: dict, count: int) -> None:
+    def __init__(self, folder: Path, broker_port: int, store: dict, count: int, env: dict[str, str]) -> None:
         self.folder = folder
         self.outputs: list[Path] = []
         self.ports: list[int] = []
@@ -187,6 +187,7 @@ class _Relays:
                         [sys.executable, "-m", "lookout", "--log-level", "warning", "relay", "--config", str(config)],
                         stdout=subprocess.DEVNULL,
                         stderr=log,
+                        env={**os.environ, **env},
                     )
                 )
 
@@ -260,9 +261,9 @@ def _run(relays: _Relays, port: int, count: int, rate: float, offset: int) -> Ru
 
 
 @contextmanager
-def _setup(folder: Path, store: dict, count: int) -> Iterator[tuple[_Relays, int]]:
+def _setup(folder: Path, store: dict, count: int, env: dict[str, str]) -> Iterator[tuple[_Relays, int]]:
     with LocalMosquitto(workdir=folder / "broker") as broker:
-        relays = _Relays(folder, broker.port, store, count)
+        relays = _Relays(folder, broker.port, store, count, env)
         try:
             relays.wait_ready()
             yield relays, broker.port
@@ -271,10 +272,17 @@ def _setup(folder: Path, store: dict, count: int) -> Iterator[tuple[_Relays, int
 
 
 def run_setup(
-    folder: Path, store_name: str, store: dict, count: int, events: int, rate: float, seconds: float, runs: int
+    folder: Path,
+    store_name: str,
+    store: dict,
+    count: int,
+    load: tuple[int, float, float, int],
+    env: dict[str, str],
 ) -> SetupFigures:
+    """``load``: (flood events, latency rate, seconds per latency run, latency runs)."""
+    events, rate, seconds, runs = load
     folder.mkdir(parents=True)
-    with _setup(folder, store, count) as (relays, port):
+    with _setup(folder, store, count, env) as (relays, port):
         flood = _run(relays, port, events, 0, 0)
         figures = SetupFigures(store_name, count, flood)
         offset = events
@@ -298,8 +306,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="lookout-bench-relay-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         pg = stack.enter_context(LocalPostgres()) if "postgresql" in stores else None
-        if pg is not None:
-            os.environ[PASSWORD_ENV] = pg.password  # the relay processes read it from there
+        env = {PASSWORD_ENV: pg.password} if pg is not None else {}  # the relay processes read it from there
         disk = commit_rates(work, pg)
         results = []
         for store_name in stores:
@@ -313,7 +320,7 @@ def run_bench(
                     }
                 else:
                     store = {"type": "sqlite", "path": str(work / name / "relay.sqlite")}
-                results.append(run_setup(work / name, store_name, store, count, events, rate, seconds, runs))
+                results.append(run_setup(work / name, store_name, store, count, (events, rate, seconds, runs), env))
     return {
         "machine": {"cpus": os.cpu_count()},
         "rate": rate,

@@ -105,6 +105,7 @@ class PostgresStore:
             if password is None:
                 raise ConfigError(f"store.password_env: environment variable {settings.password_env} is not set")
             kwargs["password"] = password
+        _try_connect(settings, kwargs, where)  # says why (password, host, database) instead of timing out
         pool = ConnectionPool(
             settings.dsn,
             kwargs=kwargs,
@@ -555,6 +556,15 @@ def _fetch(run: Callable[[], psycopg.Cursor], where: str) -> _Result:
         return _Result(rows, cur.rowcount)
     except psycopg.OperationalError as err:
         raise StoreUnavailable(f"{where}: {err}".strip()) from None
+
+
+def _try_connect(settings: StoreSettings, kwargs: dict[str, Any], where: str) -> None:
+    try:
+        with psycopg.connect(settings.dsn or "", connect_timeout=max(1, int(settings.connect_timeout_s)), **kwargs):
+            pass
+    except psycopg.OperationalError as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "unknown error")
+        raise InputError(where, f"cannot connect: {reason}") from None
 
 
 def _safe_dsn(dsn: str) -> str:

@@ -28,7 +28,7 @@ from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
 from lookout.relay.config import Limit, RelayConfig
 from lookout.relay.directory import PersonDirectory, open_directory
-from lookout.relay.dispatch import Dispatcher, DispatchSettings
+from lookout.relay.dispatch import CLAIM_BATCH, Dispatcher, DispatchSettings
 from lookout.relay.message import Outgoing, alert_link
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers import Notifier, build_all
@@ -73,6 +73,12 @@ def owner_id(config: RelayConfig) -> str:
     return config.mqtt.client_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
+def claim_lease_s(config: RelayConfig) -> float:
+    """A SQLite claim must outlast sending its whole batch, even if every send times out."""
+    timeouts = [getattr(n, "timeout_s", 0.0) for n in config.notifiers.values()]
+    return max(config.store.claim_lease_s, CLAIM_BATCH * max(timeouts, default=0.0) + 30.0)
+
+
 # (message, event or None, dead-letter reason or None)
 Parsed = tuple[paho.MQTTMessage, MatchEvent | None, str | None]
 
@@ -104,7 +110,7 @@ class RelayService:
             limits=Limits(_window(limits.per_recipient), _window(limits.overall)),
             summary_after_s=limits.summary_after_s,
             owner=self.owner,
-            lease_s=config.store.claim_lease_s,
+            lease_s=claim_lease_s(config),
             link=lambda alert_id: alert_link(config.console_url, config.review.url_template, alert_id),
         )
         self.dispatcher = Dispatcher(

@@ -249,7 +249,9 @@ def test_postgresql_needs_a_dsn_and_names_the_missing_variable(tmp_path):
 def test_wrong_password_fails_with_one_clear_line(pg_store_settings, monkeypatch):
     monkeypatch.setenv("LOOKOUT_WRONG_PW", "not-the-password")
     settings = pg_store_settings.model_copy(update={"password_env": "LOOKOUT_WRONG_PW", "connect_timeout_s": 2})
-    with pytest.raises(InputError, match=r"relay store postgresql://127\.0\.0\.1:\d+/test_\w+: cannot connect"):
+    with pytest.raises(
+        InputError, match=r"relay store postgresql://127\.0\.0\.1:\d+/test_\w+: cannot connect: .*password"
+    ):
         open_store(settings)
 
 
