@@ -456,6 +456,8 @@ def test_rules_by_department_or_jurisdiction_or_both():
         }
     )
     assert not policy.allows("US-OR", department="springfield  police department")  # case and blanks
+    assert not policy.allows("US-OR", department="Spring\u200bfield Police Department")  # zero-width space
+    assert not policy.allows("US-OR", department="Springfield P\u043elice Department")  # Cyrillic o
     assert not policy.allows(None, department="Springfield Police Department")  # no jurisdiction: still denied
     assert "opted out" in policy.decide("US-OR", department="Springfield Police Department").reason
     assert not policy.allows("US-CA", department="Oakland PD") and policy.allows("US-NY", department="Oakland PD")
