@@ -338,6 +338,11 @@ def test_http_client_caps_size_and_total_time(server):
     with pytest.raises(FetchError, match="within 2 s"):
         client.get(server.url + "/trickle")  # 8 bytes every 0.8 s for 40 s
     assert time.monotonic() - t0 < 4.0
+    patient = HttpClient(retries=3, backoff_s=0.01, timeout_s=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"within 1\.5 s"):
+        patient.get(server.url + "/trickle")  # a trickling body is not retried: it would trickle again
+    assert time.monotonic() - t0 < 3.5 and server.paths.count("/trickle") == 2
 
 
 def test_building_into_a_full_out_folder_refuses_before_walking_the_api(server, tmp_path, keys, capsys):
@@ -630,3 +635,24 @@ def test_summary_counts_read_as_english():
     assert one.startswith("enrolled 1 of 1 photo (100.0%) and 1 of 1 person (100.0%)")
     assert "0 photos of 0 people excluded" in one
     assert summary_line(summarise([])).startswith("no photo to enrol (nothing new or changed)")
+
+
+def test_json_nested_too_deeply_is_one_clear_refusal(tmp_path, server):
+    """``[[[[...`` 60,000 deep raises RecursionError in json.loads: a hostile device could take the relay's
+    message thread down with it, a hostile API or publish server the gallery build or the puller."""
+    from lookout.events import parse_match_event
+    from lookout.gallery.format import BundleError, parse_manifest
+
+    deep = b"[" * 60_000
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse_match_event(deep, "message on dt/lookout/x/match")
+    with pytest.raises(BundleError, match="not JSON"):
+        parse_manifest(deep, "publish")
+    (tmp_path / "m.json").write_bytes(deep)
+    with pytest.raises(InputError, match="nested too deeply"):
+        read_manifest_file(tmp_path / "m.json")
+    server.photos["deep.json?1"] = deep
+    source = _api_source(server, tmp_path / "work")
+    source.config = source.config.model_copy(update={"url_template": server.url + "/img/deep.json?{id}"})
+    with pytest.raises(FetchError, match="nested too deeply"):
+        source.fetch(1)
