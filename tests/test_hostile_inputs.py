@@ -656,3 +656,14 @@ def test_json_nested_too_deeply_is_one_clear_refusal(tmp_path, server):
     source.config = source.config.model_copy(update={"url_template": server.url + "/img/deep.json?{id}"})
     with pytest.raises(FetchError, match="nested too deeply"):
         source.fetch(1)
+
+
+def test_withdrawing_an_unknown_photo_id_is_refused_not_ignored(consent_v1, pipeline, keys, tmp_path):
+    """A typo in the photo id would leave in place the photo whose consent was withdrawn: refuse, say which."""
+    from lookout.sync.build import update_gallery
+
+    root, _rows = consent_v1
+    with pytest.raises(InputError, match=r"'grace/g1\.jpeg'.*nothing was changed"):
+        update_gallery(root / "v1", read_manifest_file(root / "v1.csv"), tmp_path / "v2", keys[0], pipeline,
+                       withdraw=["grace/g1.jpeg"], progress=False)  # fmt: skip
+    assert not (tmp_path / "v2").exists()
