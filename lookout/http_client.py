@@ -121,7 +121,7 @@ class HttpClient:
         parts = urllib.parse.urlsplit(url)
         path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
-        conn = kind(parts.hostname, parts.port, timeout=self._remaining(url, deadline))
+        conn = kind(parts.hostname or "", parts.port, timeout=self._remaining(url, deadline))
         try:
             conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": accept})
             sock = conn.sock  # getresponse() lets go of it when the server will close (HTTP/1.0)
