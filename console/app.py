@@ -188,7 +188,7 @@ class ConsoleApp:
     async def review_queue(self, request: Request) -> Response:
         session = self.pages.require(request, "review")
         queue = self._desk().pending()
-        if queue and "notice" not in request.query_params:
+        if queue:
             return redirect(f"/review/{queue[0].id}")
         recent = self._desk().recent(20)
         return self.pages.render(request, "review.html", session, queue=queue, alert=None, recent=recent)
@@ -253,9 +253,9 @@ class ConsoleApp:
             else:
                 raise HTTPException(404, "No such decision.")
         except LookoutError as err:
-            return redirect(f"/review/{alert_id}", str(err))
+            return self.pages.redirect(session, f"/review/{alert_id}", str(err))
         nxt = desk.pending(1)
-        return redirect(f"/review/{nxt[0].id}" if nxt else "/review", notice)
+        return self.pages.redirect(session, f"/review/{nxt[0].id}" if nxt else "/review", notice)
 
     async def alert_crop(self, request: Request) -> Response:
         self.pages.require(request, "review")
@@ -284,10 +284,11 @@ class ConsoleApp:
         desk = self.s.galleries
         if gid not in desk.settings:
             raise HTTPException(404, f"No gallery {gid!r}.")
-        people, error, manifest = [], None, None
+        people, error, manifest, withdrawals = [], None, None, []
         try:
             manifest = desk.manifest(gid)
             people = desk.people(gid)
+            withdrawals = desk.withdrawals(gid)
         except LookoutError as err:
             error = str(err)
         return self.pages.render(
@@ -298,6 +299,7 @@ class ConsoleApp:
             versions=desk.versions(gid),
             manifest=manifest,
             people=people,
+            withdrawals=withdrawals,
             error=error,
             report=desk.report(gid),
             read_only=desk.can_change(gid),
@@ -332,14 +334,19 @@ class ConsoleApp:
                 item = str(form.get("person_id") or "")
                 report = await run_in_threadpool(desk.remove_person, gid, item, session.user.username, reason)
                 what = f"Person {item} removed"
+            elif action == "reinstate":
+                item = str(form.get("item") or "")
+                report = await run_in_threadpool(desk.reinstate, gid, item, session.user.username, reason)
+                what = f"{item} reinstated (may be enrolled again)"
             else:
                 raise HTTPException(404, "No such change.")
         except LookoutError as err:
-            return redirect(f"/galleries/{gid}", str(err))
+            return self.pages.redirect(session, f"/galleries/{gid}", str(err))
         m = report.manifest
-        return redirect(
+        return self.pages.redirect(
+            session,
             f"/galleries/{gid}",
-            f"{what}: version {m.version} signed and published with its delta; devices drop it at their next pull.",
+            f"{what}: version {m.version} signed and published with its delta; devices have it at their next pull.",
         )
 
     # -- search ------------------------------------------------------------------------------
@@ -513,8 +520,8 @@ class ConsoleApp:
             else:
                 raise HTTPException(404, "No such change.")
         except LookoutError as err:
-            return redirect("/accounts", str(err))
-        return redirect("/accounts", notice)
+            return self.pages.redirect(session, "/accounts", str(err))
+        return self.pages.redirect(session, "/accounts", notice)
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -63,7 +63,8 @@ class AuditFilter:
     until: float | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        parts, args = [], []
+        parts: list[str] = []
+        args: list[Any] = []
         if self.actor:
             parts.append("actor = ?")
             args.append(self.actor)

@@ -214,6 +214,8 @@ def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(source, f"not JSON: {err}") from None
+    except RecursionError:  # "[[[[..." 64 KB deep: a hostile publisher must not take the relay's thread down
+        raise InputError(source, "JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")

@@ -360,9 +360,22 @@ def test_withdrawing_a_photo_makes_a_signed_published_version_without_it(client,
     conn = metadata.connect_readonly(console_env.published / "v" / "3" / "gallery.sqlite")
     assert {p["photo_id"] for p in metadata.photos(conn)} == {"grace_hopper/1.jpg"}
     conn.close()
+    withdrawn = r.text.split('id="withdrawn"')[1].split("</details>")[0]
+    assert "grace_hopper/2.jpg" in withdrawn and "eileen_collins" in withdrawn  # the bundle's ledger
+    # consent given again: reinstated, enrolled again in version 4
+    r = client.post(
+        "/galleries/default/reinstate",
+        data={"csrf": csrf, "item": "grace_hopper/2.jpg", "reason": "consent given again in writing"},
+        follow_redirects=True,
+    )
+    assert "version 4 signed and published" in r.text
+    conn = metadata.connect_readonly(console_env.published / "v" / "4" / "gallery.sqlite")
+    assert {p["photo_id"] for p in metadata.photos(conn)} == {"grace_hopper/1.jpg", "grace_hopper/2.jpg"}
+    conn.close()
     client.cookies.clear()
     _user(client, "admin")
     audit = client.get("/audit?action=gallery").text
+    assert "gallery.reinstate" in audit and "consent given again in writing" in audit
     assert (
         "gallery.withdraw_photo" in audit and "consent withdrawn by email" in audit and "gallery.remove_person" in audit
     )
@@ -502,3 +515,13 @@ def test_the_console_serves_tls_with_a_secure_cookie(console_env, tmp_path):
             httpx.get(server.url.replace("https://", "http://") + "/login", timeout=5)
     finally:
         server.stop()
+
+
+def test_messages_are_never_taken_from_the_url(client, console_env):
+    """A crafted link cannot put words on a reviewer's page; a message after a change is shown once."""
+    alert_id = console_env.alert("grace_hopper")
+    csrf = _user(client, "rita")
+    assert "Call this number" not in client.get(f"/review/{alert_id}?notice=Call+this+number").text
+    page = client.post(f"/review/{alert_id}/confirm", data={"csrf": csrf}, follow_redirects=True).text
+    assert f"Alert {alert_id} confirmed" in page
+    assert f"Alert {alert_id} confirmed" not in client.get("/review").text  # once
