@@ -8,11 +8,13 @@ galleries, the search desk, the fleet watcher and the audit log. ``create_app(se
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from python_multipart.exceptions import MultipartParseError
 from starlette.applications import Starlette
@@ -51,6 +53,7 @@ log = get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 AUDIT_PAGE = 50
+INTERNAL_PATH = re.compile(r"/[A-Za-z0-9/_.-]*")
 MAX_REASON = 500
 
 
@@ -136,14 +139,15 @@ class ConsoleApp:
     # -- login -------------------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
+        after = _internal_path(request.query_params.get("next"))
         if self.s.accounts.session(request.cookies.get(SESSION_COOKIE)):
-            return redirect("/")
-        return self._login_form(request, None)
+            return redirect(after)
+        return self._login_form(request, None, after=after)
 
-    def _login_form(self, request: Request, error: str | None, status: int = 200) -> Response:
+    def _login_form(self, request: Request, error: str | None, status: int = 200, after: str = "/") -> Response:
         response = HTMLResponse("")
         token = self.pages.login_cookie(response)
-        page = self.pages.render(request, "login.html", None, status=status, error=error, login_csrf=token)
+        page = self.pages.render(request, "login.html", None, status=status, error=error, login_csrf=token, after=after)
         page.raw_headers += [h for h in response.raw_headers if h[0] == b"set-cookie"]
         return page
 
@@ -152,12 +156,13 @@ class ConsoleApp:
             form = await self.pages.form(request, None)
         except HTTPException as err:
             return self._login_form(request, err.detail, 403)
+        after = _internal_path(str(form.get("next") or ""))
         username, password = str(form.get("username") or "")[:64], str(form.get("password") or "")[:1024]
         try:
             token = await run_in_threadpool(self.s.accounts.login, username, password, client_address(request))
         except LoginRefused as err:
-            return self._login_form(request, str(err), 401)
-        response = redirect("/")
+            return self._login_form(request, str(err), 401, after)
+        response = redirect(after)
         self.pages.set_session_cookie(response, token)
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
@@ -270,6 +275,14 @@ class ConsoleApp:
             return self.pages.redirect(session, f"/review/{alert_id}", str(err))
         nxt = desk.pending(1)
         return self.pages.redirect(session, f"/review/{nxt[0].id}" if nxt else "/review", notice)
+
+    async def alert_link(self, request: Request) -> Response:
+        """``<console_url>/alerts/<id>``, the link in the relay's texts and webhooks: the alert's review page
+        (through the login page when there is no session yet)."""
+        target = f"/review/{int(request.path_params['alert_id'])}"
+        if self.s.accounts.session(request.cookies.get(SESSION_COOKIE)) is None:
+            return redirect("/login?" + urlencode({"next": target}))
+        return redirect(target)
 
     async def alert_crop(self, request: Request) -> Response:
         self.pages.require(request, "review")
@@ -597,6 +610,13 @@ def _box(form) -> tuple[float, float, float, float] | None:
     return (x1, y1, x2, y2)
 
 
+def _internal_path(text: str | None) -> str:
+    """Where to go after logging in: a path of this console only (never another site, never a scheme)."""
+    if text and INTERNAL_PATH.fullmatch(text) and "//" not in text:
+        return text
+    return "/"
+
+
 def _int(text: str | None, default: int) -> int:
     try:
         return int(text) if text else default
@@ -624,6 +644,7 @@ def create_app(services: Services) -> Starlette:
         Route("/review", c.review_queue),
         Route("/review/{alert_id:int}", c.review_alert),
         Route("/review/{alert_id:int}/{decision}", c.review_decide, methods=["POST"]),
+        Route("/alerts/{alert_id:int}", c.alert_link),
         Route("/alerts/{alert_id:int}/crop.jpg", c.alert_crop),
         Route("/galleries", c.galleries),
         Route("/galleries/{gid}", c.gallery),

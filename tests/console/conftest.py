@@ -24,8 +24,9 @@ from lookout.console.app import Services
 from lookout.console.config import ConsoleConfig, load_config
 from lookout.events import MatchEvent
 from lookout.gallery.keys import generate_keys
+from lookout.relay.config import StoreSettings
 from lookout.relay.records import AlertPlan, Intake
-from lookout.relay.store import SqliteStore
+from lookout.relay.store import SqliteStore, open_store
 from lookout.sync.build import build_gallery_from_folders
 from lookout.sync.publish import publish
 
@@ -55,8 +56,16 @@ class ConsoleEnv:
         assert result.alert_id is not None
         return result.alert_id
 
-    def ingest(self, person_id: str, device_id: str = "cam-1", score: float = 0.95, seen_at: float | None = None):
-        """The relay store's verdict on one match event (new alert, follow-up, suppressed...)."""
+    def ingest(
+        self,
+        person_id: str,
+        device_id: str = "cam-1",
+        score: float = 0.95,
+        seen_at: float | None = None,
+        store_settings: StoreSettings | None = None,
+    ):
+        """The relay store's verdict on one match event (new alert, follow-up, suppressed...); the test's SQLite
+        store unless ``store_settings`` names another (a PostgreSQL database)."""
         from datetime import datetime, timezone
 
         face = cv2.resize(self.grace if person_id == "grace_hopper" else self.eileen, (112, 112))
@@ -77,7 +86,7 @@ class ConsoleEnv:
             device_name=f"Camera {device_id}",
             crop_jpeg=jpeg.tobytes(),
         )
-        store = SqliteStore(self.relay_store)
+        store = open_store(store_settings or StoreSettings(path=self.relay_store))
         try:
             (result,) = store.ingest([Intake(event, AlertPlan(True, ["duty-officer"]))], time.time(), 60)
         finally:
