@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import paho.mqtt.client as paho
 
@@ -105,7 +106,7 @@ class FleetWatcher:
             current = self.devices.get(device) or DeviceState(device)
             self.devices[device] = replace(current, **fields)
 
-    def _status(self, device: str, payload: bytes) -> None:
+    def _status(self, device: str, payload: bytes | bytearray) -> None:
         if not payload:  # a cleared retained status: the device was retired
             with self._lock:
                 self.devices.pop(device, None)
@@ -113,16 +114,16 @@ class FleetWatcher:
         status = DeviceStatus.model_validate(json.loads(payload), strict=False)
         if status.device_id != device:
             raise ValueError(f"device_id {status.device_id!r} differs from the topic's {device!r}")
-        fields = {"state": status.state, "status_at": status.at.timestamp(), "version": status.version}
+        fields: dict[str, Any] = {"state": status.state, "status_at": status.at.timestamp(), "version": status.version}
         if status.bundle_version:
             fields["bundle_version"] = status.bundle_version
         self._update(device, **fields)
 
-    def _heartbeat(self, device: str, payload: bytes) -> None:
+    def _heartbeat(self, device: str, payload: bytes | bytearray) -> None:
         beat = Heartbeat.model_validate(json.loads(payload), strict=False)
         if beat.device_id != device:
             raise ValueError(f"device_id {beat.device_id!r} differs from the topic's {device!r}")
-        fields = {
+        fields: dict[str, Any] = {
             "heartbeat_at": self.clock(),
             "fps": beat.fps,
             "queue_depth": beat.queue_depth,

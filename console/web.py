@@ -3,17 +3,19 @@
 Rules the pages rely on:
 - nothing but ``/login`` and ``/static`` answers without a live session;
 - every POST carries the session's CSRF token (the login form: a double-submit cookie), compared in constant time;
-- every response says ``no-store`` (pages show faces), forbids framing, and runs no inline script (CSP).
+- every response says ``no-store`` (pages show faces), forbids framing, and runs no inline script (CSP);
+- a message after a change ("alert 12 confirmed") is kept server-side for the session and shown once, never carried
+  in the URL (a crafted link cannot put words on a reviewer's page).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -104,6 +106,8 @@ class Pages:
         self.services = services
         self.env = templates()
         self.secure_cookies = secure_cookies
+        self._notices: dict[str, str] = {}  # session token digest -> the message its next page shows
+        self._notices_lock = threading.Lock()
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -147,11 +151,14 @@ class Pages:
     def render(
         self, request: Request, name: str, session: Session | None, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        notice = request.query_params.get("notice")
+        notice = None
+        if session is not None:
+            with self._notices_lock:
+                notice = self._notices.pop(session.token_sha256, None)
         html = self.env.get_template(name).render(
             user=session.user if session else None,
             csrf=session.csrf if session else "",
-            notice=notice[:300] if notice else None,
+            notice=notice,
             path=request.url.path,
             pending=self._pending(session),
             **context,
@@ -166,11 +173,18 @@ class Pages:
         except Exception:  # the badge must never break a page
             return None
 
+    def redirect(self, session: Session, url: str, notice: str | None = None) -> RedirectResponse:
+        """A redirect after a POST; ``notice`` is shown once on the next page of this session."""
+        if notice:
+            with self._notices_lock:
+                if len(self._notices) > 10_000:  # sessions that never came back
+                    self._notices.clear()
+                self._notices[session.token_sha256] = notice[:500]
+        return RedirectResponse(url, status_code=303)
+
     def audit(self, session: Session, action: str, target: str, reason: str | None, detail: dict) -> None:
         self.services.audit.record(AuditEntry(time.time(), session.user.username, action, target, reason, detail))
 
 
-def redirect(url: str, notice: str | None = None) -> RedirectResponse:
-    if notice:
-        url += ("&" if "?" in url else "?") + "notice=" + quote(notice[:300])
+def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
