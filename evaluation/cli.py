@@ -381,7 +381,10 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     print("\n".join(table(figures)))
     print(
         "* threshold beyond the model's measured FMR (extrapolated). + no different-person pair of this set "
-        "reached it: FPIR from the model's calibration tail. FPIR at N = 1 - (1 - FMR)^photos. FP32 on CPU."
+        "reached it: FPIR from the model's calibration tail. FPIR at N = 1 - (1 - FMR)^photos. Own-score rule at N: "
+        "the threshold a gallery of N people like this set's would choose from its own scores (bound, safety "
+        "factor), projected from every subject face of the set; > it rests on less than one photo of the set "
+        "(a lower bound). FP32 on CPU."
     )
     if args.json:
         args.json.write_text(json.dumps([asdict(f) for f in figures], indent=1))

@@ -13,11 +13,16 @@ A mated probe is a miss unless its person comes first at or above the
 threshold; people who failed to enrol count as misses.
 
 Figures per embedder: rank-1; FTE; the threshold ``gallery build`` would pick
-for each split's gallery (lookout.gallery.threshold) with the FPIR and FNIR measured at it;
-the threshold that measured FPIR meets the target on the strangers and the FNIR
-there; the FMR from every different-person pair of subject faces; and, for a
-stated gallery size N, the threshold the build rule picks, the FPIR extrapolated
-from this data's own FMR at it (1 - (1 - FMR)^photos) and the FNIR measured at it.
+for each split's gallery (lookout.gallery.threshold, with the gallery's own
+scores as a build has them) with the FPIR and FNIR measured at it; the
+threshold that measured FPIR meets the target on the strangers and the FNIR
+there; how optimistic the gallery's own leave-one-person-out share is against
+strangers (the safety factor must cover it); the FMR from every
+different-person pair of subject faces; and, for a stated gallery size N: the
+model table's threshold with the FPIR extrapolated from this data's own FMR at
+it (1 - (1 - FMR)^photos), the threshold the gallery's own-score rule would
+pick for a gallery of N people like this set's (projected from every subject
+face of the set enrolled), and the FNIR measured at each.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from lookout.face.image_io import read_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.subject import SubjectRule, choose_subject
-from lookout.gallery.threshold import choose_threshold
+from lookout.gallery.threshold import (
+    OWN_CONFIDENCE,
+    UNMEASURED_SAFETY_FACTOR,
+    GalleryScores,
+    choose_threshold,
+    model_calibration,
+    most_allowed,
+)
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -133,6 +145,7 @@ class Split:
     enrol_photos: int
     enrolled_photos: int
     persons: int
+    own: GalleryScores | None = None  # the gallery's own leave-one-person-out scores, as a build computes them
 
 
 def run_split(data: FaceSet, seed: int, k: int, stranger_share: float) -> Split:
@@ -170,7 +183,8 @@ def run_split(data: FaceSet, seed: int, k: int, stranger_share: float) -> Split:
         return out
 
     truth = np.asarray([column[int(data.photo_person[p])] for p in mated_photos])
-    return Split(rows(mated_photos), truth, rows(nonmated_photos), tried, len(gallery), len(set(owner)))
+    own = GalleryScores.from_vectors(vectors, owners) if len(vectors) else None
+    return Split(rows(mated_photos), truth, rows(nonmated_photos), tried, len(gallery), len(set(owner)), own)
 
 
 def fnir(split: Split, threshold: float) -> float:
@@ -198,6 +212,39 @@ def impostor_scores(data: FaceSet) -> np.ndarray:
     return np.sort(scores[upper][person[upper[0]] != person[upper[1]]])
 
 
+def own_scores_of_everyone(data: FaceSet) -> GalleryScores:
+    """The set's own leave-one-person-out scores with every subject face enrolled: the largest gallery it allows."""
+    photos = np.flatnonzero(data.subject >= 0)
+    return GalleryScores.from_vectors(data.vectors[data.subject[photos]], data.photo_person[photos])
+
+
+def projected_own_threshold(
+    everyone: GalleryScores, photos_n: int, target: float, safety: float = UNMEASURED_SAFETY_FACTOR
+) -> tuple[float, float]:
+    """(threshold, photos needed) the gallery's own rule would pick at ``photos_n`` photos for a population like
+    this set's. The rule allows the share a = most_allowed(photos_n) / photos_n; a gallery M times this one's
+    size is taken as M independent copies, so this set needs the share 1 - (1 - a)^(1/M) (cautious: strangers
+    who resemble many people make the true share grow more slowly). Fewer than one photo needed: the threshold
+    lies beyond this set (returned as just above its highest score)."""
+    m0 = len(everyone.best_other)
+    allowed = max(most_allowed(photos_n, target / safety, OWN_CONFIDENCE), 0) / photos_n
+    needed = (1 - (1 - allowed) ** (m0 / photos_n)) * m0
+    ordered = np.sort(everyone.best_other)[::-1]
+    return float(np.nextafter(np.float32(ordered[min(math.floor(needed), m0 - 1)]), np.float32(np.inf))), needed
+
+
+def strangers_to_own_ratio(runs: list[Split], target: float) -> float:
+    """Strangers' FPIR over the gallery's own share at the threshold where the pooled own share is the target
+    (pooled over splits): how optimistic the own estimate is on this set (the safety factor covers it)."""
+    own = np.concatenate([r.own.best_other for r in runs if r.own is not None])
+    strangers = np.concatenate([r.nonmated.max(1) for r in runs])
+    if not len(own) or not len(strangers):
+        return math.nan
+    t = float(np.sort(own)[::-1][math.floor(target * len(own))])
+    share = float(np.mean(own > t))
+    return float(np.mean(strangers > t)) / share if share else math.nan
+
+
 @dataclass
 class Figures:
     embedder: str
@@ -213,6 +260,7 @@ class Figures:
     measured_threshold: float
     fnir_at_measured: float
     impostor_pairs: int
+    strangers_to_own: float = math.nan  # strangers' FPIR / the gallery's own share at the same threshold
     fmr_points: list[tuple[float, float]] = field(default_factory=list)  # (FMR, threshold)
     at_n: dict = field(default_factory=dict)
 
@@ -229,7 +277,7 @@ def measure(
     stranger_share: float = 1 / 3,
 ) -> Figures:
     runs = [run_split(data, seed, k, stranger_share) for seed in range(splits)]
-    build = [choose_threshold(name, extra, r.persons, r.enrolled_photos, None, target)[0] for r in runs]
+    build = [choose_threshold(name, extra, r.persons, r.enrolled_photos, r.own, target)[0] for r in runs]
     measured = [threshold_for_fpir(r, target) for r in runs]
     impostors = impostor_scores(data)
     photos_n = round(gallery_size * photos_per_person)
@@ -238,6 +286,9 @@ def measure(
     # This data's own FMR at t_n when pairs reach it; else (no pair among them) the calibration's tail.
     fmr_n = reached / len(impostors) if reached else 1 - (1 - basis["predicted_fpir"]) ** (1 / photos_n)
     ranked = [r for r in runs if len(r.mated)]
+    calibration = model_calibration(name, extra)
+    safety = calibration.own_safety_factor if calibration else UNMEASURED_SAFETY_FACTOR
+    t_own, needed = projected_own_threshold(own_scores_of_everyone(data), photos_n, target, safety)
     points = []
     for rate in (1e-3, 1e-4, 1e-5):
         allowed = math.floor(rate * len(impostors))
@@ -257,6 +308,7 @@ def measure(
         measured_threshold=float(np.mean(measured)),
         fnir_at_measured=float(np.mean([fnir(r, t) for r, t in zip(runs, measured)])),
         impostor_pairs=len(impostors),
+        strangers_to_own=strangers_to_own_ratio(runs, target),
         fmr_points=points,
         at_n={
             "persons": gallery_size,
@@ -268,6 +320,9 @@ def measure(
             "fmr_from": "this data's different-person pairs" if reached else "the model's calibration tail",
             "fpir_extrapolated": 1 - (1 - fmr_n) ** photos_n,
             "fnir_measured": float(np.mean([fnir(r, t_n) for r in runs])),
+            "own_rule_threshold": t_own,
+            "own_rule_photos_needed": needed,
+            "own_rule_fnir_measured": float(np.mean([fnir(r, t_own) for r in runs])),
         },
     )
 
@@ -284,14 +339,18 @@ def table(figures: list[Figures]) -> list[str]:
         ("  FNIR there (FTE as misses)", lambda f: f"{f.fnir_at_build:.3f}"),
         ("threshold for measured FPIR <= target", lambda f: f"{f.measured_threshold:.3f}"),
         ("  FNIR there", lambda f: f"{f.fnir_at_measured:.3f}"),
+        ("strangers' FPIR / gallery's own share", lambda f: f"{f.strangers_to_own:.2f}"),
         *[
             (f"t at FMR {rate:.0e} (all diff-person pairs)", lambda f, i=i: f"{f.fmr_points[i][1]:.3f}")
             for i, rate in enumerate((1e-3, 1e-4, 1e-5))
         ],
-        ("at N: threshold build picks", lambda f: f"{f.at_n['threshold']:.3f}" + ("*" if f.at_n["threshold_extrapolated"] else "")),
+        ("at N: threshold of the model's table", lambda f: f"{f.at_n['threshold']:.3f}" + ("*" if f.at_n["threshold_extrapolated"] else "")),
         ("  pairs of this set at or above it", lambda f: str(f.at_n["pairs_reaching_it"])),
         ("  FPIR extrapolated to N", lambda f: f"{f.at_n['fpir_extrapolated']:.3f}" + ("" if f.at_n["pairs_reaching_it"] else "+")),
         ("  FNIR measured there", lambda f: f"{f.at_n['fnir_measured']:.3f}"),
+        ("at N: own-score rule, this set's people", lambda f: (">" if f.at_n["own_rule_photos_needed"] < 1 else "") + f"{f.at_n['own_rule_threshold']:.3f}"),
+        ("  photos of this set it rests on", lambda f: f"{f.at_n['own_rule_photos_needed']:.1f}"),
+        ("  FNIR measured there", lambda f: (">" if f.at_n["own_rule_photos_needed"] < 1 else "") + f"{f.at_n['own_rule_fnir_measured']:.3f}"),
     ]  # fmt: skip
     width = max(18, *(len(f.embedder) for f in figures))
     head = f"{'':40s}" + "".join(f"{f.embedder:>{width + 2}s}" for f in figures)

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from lookout.cli import main
-from lookout.evaluation.scale import FaceSet, Split, fnir, fpir, impostor_scores, threshold_for_fpir
+from lookout.evaluation.scale import (
+    FaceSet,
+    Split,
+    fnir,
+    fpir,
+    impostor_scores,
+    projected_own_threshold,
+    threshold_for_fpir,
+)
+from lookout.gallery.threshold import GalleryScores
 
 pytestmark = pytest.mark.shared
 
@@ -22,13 +31,15 @@ def test_bench_accuracy_prints_embedders_side_by_side(faces_dev, model_store, tm
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "face-reidentification-retail-0095" in line)
     assert "dlib-resnet" in header
-    for row in ("rank-1", "threshold build picks", "FNIR there (FTE as misses)", "FPIR extrapolated to N"):
+    rows = ("rank-1", "threshold build picks", "FNIR there (FTE as misses)", "FPIR extrapolated to N")
+    for row in (*rows, "at N: own-score rule", "strangers' FPIR / gallery's own share"):
         assert row in out, row
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [f["embedder"] for f in figures] == embedders.split(",")
     for f in figures:
         assert f["rank1"] >= 0.8 and f["fte"] == 0.0  # faces-dev: 40 clean identity photos
         assert f["at_n"]["persons"] == 14_400 and f["at_n"]["threshold"] > f["build_threshold"]
+        assert f["at_n"]["own_rule_photos_needed"] < 1  # 40 photos cannot speak for 24,600: said, not hidden
     assert len(list((tmp_path / "cache").glob("faces-*.npz"))) == 2  # each embedder's faces embedded once
 
 
@@ -53,3 +64,13 @@ def test_impostor_scores_are_every_different_person_pair_of_subject_faces() -> N
     data = FaceSet(["a", "b", "c"], np.array([0, 0, 1, 2]), np.arange(4), np.array([0, 1, 2, -1]), vectors)
     scores = impostor_scores(data)
     assert len(scores) == 2  # (0,2) and (1,2); photo 3 failed to enrol
+
+
+def test_the_own_rule_projected_to_a_bigger_gallery_needs_a_smaller_share_of_this_one() -> None:
+    """A gallery 10x this set's size allows ~0.6% of its photos; this set then needs ~1/10 of that."""
+    scores = GalleryScores(best_other=np.linspace(0.0, 1.0, 10_000, dtype=np.float32), best_mate=np.zeros(0))
+    t, needed = projected_own_threshold(scores, 100_000, 0.01, safety=1.5)
+    assert 5 < needed < 7  # 0.6% of 10,000 photos / 10
+    assert np.sum(scores.best_other >= t) == int(needed)
+    t_small, needed_small = projected_own_threshold(scores, 10_000, 0.01, safety=1.5)
+    assert needed_small > 50 and t_small < t

@@ -124,11 +124,13 @@ CALIBRATION_SET = (
 )
 
 
-def _calibration(points: tuple[tuple[float, float, float], ...]) -> dict:
+def _calibration(points: tuple[tuple[float, float, float], ...], own_safety_factor: float) -> dict:
     """Calibration figures (not data): at each threshold, the face-pair false-match rate (FMR) and the
     genuine pairs' false non-match rate (FNMR) measured on faces-scale; see lookout/gallery/threshold.py and
-    docs/evaluation.md. The last point is the highest threshold with 3 different-person pairs at or above it."""
-    return {"set": CALIBRATION_SET, "points": [list(p) for p in points]}
+    docs/evaluation.md. The last point is the highest threshold with 3 different-person pairs at or above it.
+    ``own_safety_factor``: how much a gallery's own leave-one-person-out share may understate strangers' FPIR
+    with this model (strangers' FPIR / own share measured on faces-scale, with room for its uncertainty)."""
+    return {"set": CALIBRATION_SET, "points": [list(p) for p in points], "own_safety_factor": own_safety_factor}
 
 
 FACENET = ModelSpec(
@@ -165,7 +167,8 @@ FACENET = ModelSpec(
                 (0.8458, 1.02e-05, 0.951),
                 (0.8607, 5.11e-06, 0.969),
                 (0.8718, 2.19e-06, 0.976),
-            )
+            ),
+            own_safety_factor=2.0,
         )
     },
 )
@@ -205,7 +208,8 @@ DLIB_RESNET = ModelSpec(
                 (0.9513, 1.02e-05, 0.525),
                 (0.9545, 5.11e-06, 0.591),
                 (0.9582, 2.19e-06, 0.666),
-            )
+            ),
+            own_safety_factor=1.5,
         )
     },
 )
@@ -265,7 +269,8 @@ OMZ_REID = ModelSpec(
                 (0.4943, 1.02e-05, 0.249),
                 (0.5144, 5.11e-06, 0.274),
                 (0.5404, 2.19e-06, 0.329),
-            )
+            ),
+            own_safety_factor=1.5,
         )
     },
     fallback="dlib-resnet",
