@@ -386,6 +386,7 @@ class Runtime:
             recognition=self.recognition,
             bundle=self.metrics.bundle_version,
             embed=cfg.recognition.embed,
+            precision=s.loop.pipeline.embedder.precision,
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()
