@@ -261,7 +261,7 @@ def load_bundle(
         raise BundleError(bundle_dir, "bad_index", f"{INDEX} cannot be loaded: {err}") from None
     conn = metadata.connect_readonly(bundle_dir / GALLERY)
     try:
-        persons, photos = metadata.persons(conn), metadata.photos(conn)
+        persons, photos = metadata.persons(conn), metadata.photo_owners(conn)
     except sqlite3.DatabaseError as err:
         raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
     finally:
