@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,8 @@ def run_device_bench(
 ) -> dict:
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lookout-bench-"))
-    kwargs = {"embedder": embedder} if embedder else {}
-    pipeline = FacePipeline.open(PipelineConfig(model_dir=model_dir, device=device, **kwargs))
+    config = PipelineConfig(model_dir=model_dir, device=device)
+    pipeline = FacePipeline.open(replace(config, embedder=embedder) if embedder else config)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} "
         f"(1 min avg, before the runs); OpenVINO device {device}"
@@ -103,7 +104,7 @@ def run_device_bench(
             doc = {
                 "device_id": "bench",
                 "source": {"url": str(video.path), "realtime": realtime, "loop": True},
-                "models": {"model_dir": model_dir, "device": device, **kwargs},
+                "models": {"model_dir": model_dir, "device": device, **({"embedder": embedder} if embedder else {})},
                 "gallery": {"bundle_dir": str(bundle), "public_key": str(public)},
                 "recognition": {"embed": embed},
                 "events": {"cooldown_s": cooldown},
@@ -114,9 +115,9 @@ def run_device_bench(
             cfg = DeviceConfig.model_validate(doc)
             runtime = Runtime(cfg, pipeline=pipeline, publisher=None if broker else MemoryPublisher())
             timer = threading.Timer(seconds, runtime.request_stop)
-            warm = {}
+            warm: dict[str, float] = {}
 
-            def mark(warm: dict = warm, runtime: Runtime = runtime) -> None:
+            def mark(warm: dict[str, float] = warm, runtime: Runtime = runtime) -> None:
                 warm["frames"], warm["t"] = runtime.metrics.frames, time.perf_counter()
 
             threading.Timer(min(3.0, seconds / 4), mark).start()
@@ -140,7 +141,7 @@ def run_device_bench(
                 "frame_p50": _pct(m.frame_latency, 50),
                 "frame_p95": _pct(m.frame_latency, 95),
             }
-            stages = "  ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items())
+            stages = "  ".join(f"{k} {v:.1f}" for k, v in m.stage_ms().items())
             print(f"\n[{name}] embed={embed} realtime={realtime} cooldown={cooldown:g}s")
             print(
                 f"  sustained {r['fps']:.1f} fps over {r['frames']} frames, {r['embedded_per_frame']:.2f} faces "

@@ -49,7 +49,12 @@ class Frame:
 
 class FrameSource(ABC):
     live = False  # a camera/stream (reopen on failure) rather than a file/folder
-    nominal_fps: float | None = None
+    nominal_fps: float | None = None  # files and folders always set one
+
+    @property
+    def rate(self) -> float:
+        """Frames per second that timestamps are counted in (a source without its own: 25)."""
+        return self.nominal_fps or 25.0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -96,18 +101,18 @@ class VideoFileSource(FrameSource):
         ok, image = self._cap.read()
         if not ok:
             if self.loop and self._count > 0:
-                self._offset = self._last_pts + 1.0 / self.nominal_fps
+                self._offset = self._last_pts + 1.0 / self.rate
                 self._cap.release()
                 self.open()
                 ok, image = self._cap.read()
             if not ok:
                 return None
         if self.fps_override:
-            pts = self._count / self.nominal_fps
+            pts = self._count / self.rate
         else:
             pts = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if pts <= 0 and self._count:
-                pts = self._count / self.nominal_fps
+                pts = self._count / self.rate
         self._count += 1
         self._last_pts = self._offset + pts
         return image, self._last_pts
@@ -148,7 +153,7 @@ class FolderSource(FrameSource):
             if image is None:
                 log.warning("source.unreadable_image", path=str(path))
                 continue
-            pts = self._n / self.nominal_fps
+            pts = self._n / self.rate
             self._n += 1
             return image, pts
 

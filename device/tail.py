@@ -105,11 +105,11 @@ def tail(
         if count and seen["matches"] >= count:
             done.set()
 
-    warned = []
+    warned: list[bool] = []
 
     def on_connect_fail(client, userdata):
         if not warned:
-            warned.append(1)
+            warned.append(True)
             print(
                 f"lookout: cannot reach the broker at {settings.host}:{settings.port}; retrying",
                 file=sys.stderr,

@@ -58,7 +58,7 @@ class HttpClient:
             try:
                 req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": accept})
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    data = resp.read(self.max_bytes + 1)
+                    data: bytes = resp.read(self.max_bytes + 1)
                 if len(data) > self.max_bytes:
                     raise FetchError(url, f"larger than {self.max_bytes} bytes")
                 return data

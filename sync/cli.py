@@ -55,12 +55,13 @@ def _policy(args: argparse.Namespace):
 
 def _box(text: str) -> tuple[float, float, float, float]:
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        values = ()
+        values = []
     if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
         raise argparse.ArgumentTypeError(f"--box must be x1,y1,x2,y2 with x2>x1 and y2>y1, not {text!r}")
-    return values  # type: ignore[return-value]
+    x1, y1, x2, y2 = values
+    return x1, y1, x2, y2
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
@@ -320,6 +321,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     m = report.manifest
+    assert m.delta is not None  # an update always carries its delta
     delta = sum(e.size for e in m.delta.files.values())
     full = sum(e.size for e in m.files.values())
     print(

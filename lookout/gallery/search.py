@@ -9,6 +9,7 @@ fail the quality gates are still searched, and flagged, since a person asking
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class FaceResult:
     def match(self) -> Candidate | None:
         return self.candidates[0] if self.candidates and self.candidates[0].score >= self.threshold else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "box": [round(float(v), 1) for v in self.face.box],
             "quality": self.quality.to_dict(),

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from lookout.gallery.format import BundleError, Manifest
 from lookout.gallery.verify import read_manifest
@@ -107,13 +108,14 @@ class BundleStore:
     def _state_path(self) -> Path:
         return self.root / "sync-state.json"
 
-    def load_state(self) -> dict:
+    def load_state(self) -> dict[str, Any]:
         try:
-            return json.loads(self._state_path().read_text())
+            state = json.loads(self._state_path().read_text())
+            return state if isinstance(state, dict) else {}
         except (OSError, ValueError):
             return {}
 
-    def save_state(self, state: dict) -> None:
+    def save_state(self, state: dict[str, Any]) -> None:
         tmp = self._state_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._state_path())

@@ -8,6 +8,7 @@ fetch either yields exactly the bytes we tested or fails.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lookout.errors import ModelError
 
@@ -40,7 +41,7 @@ class ModelSpec:
     # Embedders: where the aligned chip puts the BlazeFace keypoints (right eye,
     # left eye, nose tip, mouth centre), in chip pixels.
     alignment_template: tuple[tuple[float, float], ...] = ()
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _blazeface(
