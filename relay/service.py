@@ -300,8 +300,8 @@ class RelayService:
         outcome = {id(m): r for (m, _), r in zip(valid, results)}
         for message, event, reason in parsed:
             result = outcome.get(id(message))
-            if event is None or isinstance(result, str):
-                self._dead_letter(message.topic, message.payload, reason or str(result), now)
+            if event is None or result is None or isinstance(result, str):
+                self._dead_letter(message.topic, bytes(message.payload), reason or str(result), now)
             else:
                 self.counters.inc("received")
                 self._count(event, result)
@@ -311,7 +311,7 @@ class RelayService:
 
     def _parse_message(self, message: paho.MQTTMessage) -> Parsed:
         try:
-            return message, self._parse(message.topic, message.payload), None
+            return message, self._parse(message.topic, bytes(message.payload)), None
         except InputError as err:
             return message, None, err.reason
 

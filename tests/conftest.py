@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,15 +23,12 @@ import pytest
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
-from lookout.mosquitto import LocalMosquitto
+from lookout.mosquitto import LocalMosquitto, free_port, wait_for_port
 from lookout.relay.config import StoreSettings
 from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bin
 from tests.broker import Brokers
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
-FACES_DEV = SHARED_DIR / "data" / "faces-dev"
-STRANGERS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+from tests.helpers import FACES_DEV
+from tests.relay_helpers import MotoSns, WebhookServer
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +179,41 @@ def store_settings(request, tmp_path) -> StoreSettings:
     if request.param == "sqlite":
         return StoreSettings(path=tmp_path / "relay.sqlite")
     return request.getfixturevalue("pg_store_settings")
+
+
+# -- relay: a local AWS endpoint (moto) and a webhook receiver --------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_sns() -> Iterator[MotoSns]:
+    binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not os.access(binary, os.X_OK):
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if not wait_for_port("127.0.0.1", port, 20):
+            pytest.fail("moto_server did not start within 20 s")
+        yield MotoSns(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch) -> None:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    yield server
+    server.close()

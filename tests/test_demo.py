@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from tests.broker import require_mosquitto
-from tests.conftest import FACES_DEV, STRANGERS
+from tests.helpers import FACES_DEV, STRANGERS
 
 
 def _run_demo(*extra: str) -> str:

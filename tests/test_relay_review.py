@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from lookout.cli import main
 from lookout.relay.config import load_config
 from lookout.relay.service import RelayService
-from tests.test_relay_fixtures import make_event, publish_event, wait_for, write_config
+from tests.helpers import wait_for
+from tests.relay_helpers import make_event, publish_event, write_config
 
 pytestmark = pytest.mark.broker
 
@@ -43,7 +43,7 @@ def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):
     service, config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-5", gallery_id="city-pd"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 1)
-    time.sleep(0.4)
+    assert [d.status for d in service.intake_store.deliveries_of(1)] == ["waiting"]  # held for a person
     assert _sent(outbox) == []
 
     assert _review(config, "list") == 0
@@ -74,7 +74,7 @@ def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsy
     wait_for(lambda: service.counters.snapshot()["suppressed"] == 1)
     publish_event(mosquitto.port, make_event(person_id="p-6", gallery_id="city-pd", device_id="cam-9"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 2)  # another camera: reviewed afresh
-    time.sleep(0.4)
+    assert [d.status for d in service.intake_store.deliveries_of(2)] == ["waiting"]
     assert _sent(outbox) == []
     assert _review(config, "list") == 0
     assert "#2" in capsys.readouterr().out
