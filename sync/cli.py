@@ -11,10 +11,8 @@ from pathlib import Path
 
 from lookout.errors import ConfigError, InputError
 from lookout.evaluation.bundles import calibration_problems
-from lookout.face.detector import DetectorConfig
 from lookout.face.image_io import read_image
-from lookout.face.options import add_model_dir, add_pipeline_options
-from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
 from lookout.gallery.delta import read_delta
 from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys
@@ -32,20 +30,6 @@ from lookout.sync.enrol import PhotoResult
 from lookout.sync.publish import publish
 from lookout.sync.report import summarise, summary_line
 from lookout.sync.sources import open_source
-
-
-def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
-
-    return FacePipeline.open(
-        PipelineConfig(
-            model_dir=args.model_dir,
-            device=args.device,
-            detector=args.detector,
-            embedder=args.embedder,
-            detection=DetectorConfig(tile=args.tile),
-            embedder_hint=hint,
-        )
-    )
 
 
 def _policy(args: argparse.Namespace):
@@ -274,7 +258,7 @@ def _gallery_build(args: argparse.Namespace) -> int:
         records,
         args.out,
         args.key,
-        _pipeline(args, "THROUGHPUT"),
+        open_pipeline(args, hint="THROUGHPUT"),
         policy,
         purpose=args.purpose,
         threshold=args.threshold,
@@ -310,7 +294,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         records,
         args.out,
         args.key,
-        _pipeline(args, "THROUGHPUT"),
+        open_pipeline(args, hint="THROUGHPUT"),
         _policy(args),
         public_key=args.public_key,
         only_listed=args.only_listed,
@@ -462,7 +446,7 @@ def _search(args: argparse.Namespace) -> int:
     if (bundle / "current").is_symlink():
         bundle = (bundle / "current").resolve()
     image = read_image(args.image)
-    pipeline = _pipeline(args)
+    pipeline = open_pipeline(args)
     gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, None)
     results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)
     threshold = gallery.threshold if args.threshold is None else args.threshold

@@ -173,7 +173,7 @@ def pg_store_settings(pg_cluster: LocalPostgres) -> StoreSettings:
     return StoreSettings(type="postgresql", dsn=dsn, password_env=PASSWORD_ENV, connect_timeout_s=10)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def store_settings(request, tmp_path) -> StoreSettings:
     """A relay ``store`` section for each engine: a SQLite file in tmp_path, and a PostgreSQL database."""
     if request.param == "sqlite":
@@ -217,3 +217,23 @@ def webhook() -> Iterator[WebhookServer]:
     server = WebhookServer()
     yield server
     server.close()
+
+
+# -- markers from fixtures: a test that uses a broker, the shared data or PostgreSQL says so -----------------
+
+FIXTURE_MARKERS = {
+    "mosquitto": ("broker",),
+    "mosquitto_persistent": ("broker",),
+    "mosquitto_factory": ("broker",),
+    "faces_dev": ("shared",),
+    "pg_cluster": ("postgres", "slow"),  # a real cluster: initdb and start take seconds
+    "pg_store_settings": ("postgres", "slow"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in FIXTURE_MARKERS.get(fixture, ()):
+                if marker not in item.keywords:
+                    item.add_marker(marker)

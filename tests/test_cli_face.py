@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
+
+pytestmark = pytest.mark.slow  # see README, Tests
 
 
 def lookout(*args: str, model_dir: Path) -> subprocess.CompletedProcess:

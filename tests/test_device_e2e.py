@@ -33,6 +33,8 @@ from lookout.mosquitto import free_port
 from lookout.mqtt import MqttSettings, make_client
 from tests.helpers import PROJECT_ROOT, OutputReader, Subscriber, wait_for
 
+pytestmark = pytest.mark.slow  # see README, Tests
+
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "match-event.v1.json").read_text())
 PYTHON = sys.executable
 

@@ -33,6 +33,8 @@ from lookout.greengrass.recipe import (
 from tests.helpers import Subscriber
 from tests.test_greengrass_recipe import validate_against_schema
 
+pytestmark = pytest.mark.slow  # see README, Tests
+
 PROJECT = Path(__file__).resolve().parents[1]
 THING = "gg-core-test-1"
 

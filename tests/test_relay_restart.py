@@ -20,7 +20,7 @@ from lookout.relay.sqlite_store import SqliteStore
 from tests.helpers import wait_for
 from tests.relay_helpers import make_event, publish_event, write_config
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 class RelayProcess:

@@ -12,7 +12,7 @@ from lookout.relay.service import RelayService
 from tests.helpers import Subscriber, wait_for
 from tests.relay_helpers import PHONE, make_event, publish, publish_event, write_config, write_gallery
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture
