@@ -45,12 +45,12 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_bench)
 
 
-def _each_image(paths: list[Path]):
+def _each_image(paths: list[Path], max_pixels: int):
     """Yield (path, image) for readable images; report unreadable ones on stderr and count them."""
     failures = 0
     for path in paths:
         try:
-            yield path, read_image(path)
+            yield path, read_image(path, max_pixels)
         except InputError as err:
             failures += 1
             print(f"lookout: {err}", file=sys.stderr)
@@ -60,7 +60,7 @@ def _each_image(paths: list[Path]):
 def _run(args: argparse.Namespace, embed: str, show) -> int:
     pipeline = open_pipeline(args)
     many = len(args.images) > 1
-    for path, image in _each_image(args.images):
+    for path, image in _each_image(args.images, args.max_pixels):
         faces = pipeline.analyze(image, embed=embed)
         show(path, image, faces)
         if getattr(args, "annotate", None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lookout import __version__
 from lookout.cli import face
@@ -28,8 +29,17 @@ from lookout.relay import cli as relay
 from lookout.sync import cli as sync
 
 
+class Parser(argparse.ArgumentParser):
+    """No abbreviated options, here and in every subcommand (subparsers are made of this class):
+    ``lookout run --device CPU`` was once taken as ``--device-id CPU``. A misspelt option is an error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lookout",
         description="Edge-first face recognition: recognise enrolled people on the device, send only matches.",
     )

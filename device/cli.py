@@ -35,6 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--source", help="shortcut for --set source.url=...")
     run.add_argument("--device-id", help="shortcut for --set device_id=...")
+    run.add_argument("--device", help="OpenVINO device (AUTO, CPU, GPU, NPU): shortcut for --set models.device=...")
     run.add_argument("--mqtt-host", help="shortcut for --set mqtt.host=...")
     run.add_argument("--mqtt-port", help="shortcut for --set mqtt.port=...")
     run.set_defaults(func=_run)
@@ -46,7 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     tail.add_argument("--port", type=int, default=1883)
     tail.add_argument("--config", "-c", type=Path, help="take broker settings and prefix from a device config")
     tail.add_argument("--prefix", default=None, help=f"topic prefix (default {DEFAULT_PREFIX})")
-    tail.add_argument("--device", help="only this device id")
+    tail.add_argument("--device-id", help="only this device id")
     tail.add_argument("--json", action="store_true", help="JSON lines instead of text")
     tail.add_argument("--heartbeats", action="store_true", help="also print heartbeats")
     tail.add_argument("--count", type=int, default=0, help="exit after this many match events")
@@ -74,6 +75,7 @@ def _load(args: argparse.Namespace) -> DeviceConfig:
     for flag, key in (
         ("source", "source.url"),
         ("device_id", "device_id"),
+        ("device", "models.device"),
         ("mqtt_host", "mqtt.host"),
         ("mqtt_port", "mqtt.port"),
     ):
@@ -108,7 +110,7 @@ def _tail(args: argparse.Namespace) -> int:
     tail(
         settings,
         prefix=prefix,
-        device=args.device,
+        device=args.device_id,
         as_json=args.json,
         heartbeats=args.heartbeats,
         count=args.count,

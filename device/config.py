@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lookout.config_file import load_settings
 from lookout.errors import InputError
 from lookout.face.quality import QualityConfig
+from lookout.gallery.jurisdiction import normalise_jurisdiction
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
@@ -38,6 +39,18 @@ class LocationConfig(_Section):
     jurisdiction: str | None = Field(None, description="ISO 3166-2 code (e.g. GB, US-IL) checked against the policy")
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _jurisdiction(cls, value: str | None) -> str | None:
+        """Brought to its ISO code (``Illinois`` -> ``US-IL``) so the policy sees what the operator meant;
+        a value that cannot be read is a configuration error (fail closed: the device does not start)."""
+        if value is None or not value.strip():
+            return None
+        try:
+            return normalise_jurisdiction(value)
+        except InputError as err:
+            raise ValueError(err.reason) from None
 
 
 class BackoffConfig(_Section):

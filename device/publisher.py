@@ -13,11 +13,15 @@ Greengrass IPC, where the nucleus owns the MQTT connection) is one more class:
   runtime publishes its retained online status there);
 - ``owns_connection``: True when this process owns the MQTT connection and can set a
   last will (paho); False under Greengrass (status is then published on start and on
-  clean stop only).
+  clean stop only);
+- ``subscribe(topic, on_message) -> bool``: receive messages on a topic, kept across
+  reconnections (Home Assistant's birth message); False where the transport cannot.
 """
 
 from __future__ import annotations
 
+import ssl
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,6 +35,7 @@ from lookout.mqtt import MqttSettings, connect, make_client
 log = get_logger(__name__)
 
 AckCallback = Callable[..., None]  # (ok: bool, reason: str = "")
+MessageCallback = Callable[[bytes], None]  # (payload)
 
 
 class EventPublisher(ABC):
@@ -52,6 +57,10 @@ class EventPublisher(ABC):
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_ack: AckCallback | None = None
     ) -> bool: ...
 
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        """Receive messages on ``topic`` (QoS 1) for as long as the publisher runs; False: not supported."""
+        return False
+
 
 class PahoPublisher(EventPublisher):
     """MQTT v5 over paho-mqtt 2.x (VERSION2 callbacks), reconnecting by itself with backoff."""
@@ -68,13 +77,18 @@ class PahoPublisher(EventPublisher):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_log = self._on_log
+        self._socket_error = ""
         self._last_fail_log = float("-inf")
+        self._last_tls_failure = ""
+        self.last_failure = ""  # why the last connection attempt failed, for logs and readiness
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._pending: dict[int, AckCallback | None] = {}
         self._early: dict[int, tuple[bool, str]] = {}  # acks that came before publish() returned the mid
         self.disconnects = 0
         self._stopping = False
+        self._subscriptions: dict[str, MessageCallback] = {}
 
     def start(self) -> None:
         connect(self.client, self.settings, blocking=False)
@@ -109,6 +123,20 @@ class PahoPublisher(EventPublisher):
             on_ack(*early)
         return True
 
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        """Subscribed now if connected, and again after every reconnection (sessions may be clean)."""
+        self._subscriptions[topic] = on_message
+        self.client.message_callback_add(topic, lambda client, userdata, msg: self._deliver(on_message, msg))
+        if self.connected:
+            self.client.subscribe(topic, qos=1)
+        return True
+
+    def _deliver(self, on_message: MessageCallback, msg: paho.MQTTMessage) -> None:
+        try:
+            on_message(bytes(msg.payload))
+        except Exception as err:  # a subscriber's bug must not take the network thread down
+            log.error("mqtt.on_message_failed", topic=msg.topic, error=repr(err))
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
         try:
@@ -126,6 +154,8 @@ class PahoPublisher(EventPublisher):
             return
         self._connected.set()
         log.info("mqtt.connected", host=self.settings.host, port=self.settings.port)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
         if self.on_connect:
             try:
                 self.on_connect()
@@ -133,22 +163,50 @@ class PahoPublisher(EventPublisher):
                 log.error("mqtt.on_connect_failed", error=repr(err))
 
     def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its ``except OSError`` block: the exception in hand says why.
+        error = sys.exc_info()[1]
+        self._refused(str(error) if error is not None else "unknown", tls=isinstance(error, ssl.SSLError))
+
+    def _on_log(self, client, userdata, level: int, message: str) -> None:
+        """Keep paho's socket errors: a broker refusing our certificate shows only here (TLS 1.3 alerts
+        arrive after the handshake, as a failed read and a disconnect)."""
+        if level == paho.MQTT_LOG_ERR and message.startswith("failed to receive on socket"):
+            self._socket_error = message.split(": ", 1)[-1]
+
+    def _refused(self, reason: str, *, tls: bool) -> None:
+        """A connection attempt failed: TLS refusals once per distinct reason (retrying does not heal
+        them), anything else at most every 30 s."""
+        self.last_failure = reason
         now = time.monotonic()
-        if now - self._last_fail_log >= 30:
+        if tls and reason != self._last_tls_failure:
+            self._last_tls_failure = reason
+            log.error(
+                "mqtt.tls_failed",
+                host=self.settings.host,
+                port=self.settings.port,
+                reason=reason,
+                hint="check mqtt.tls.ca_file (the broker's CA) and the client certificate and key; retrying with backoff",
+            )
+        elif not tls and now - self._last_fail_log >= 30:
             self._last_fail_log = now
             log.warning(
                 "mqtt.unreachable",
                 host=self.settings.host,
                 port=self.settings.port,
+                reason=reason,
                 hint="events wait in the outbox; retrying with backoff",
             )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        socket_error, self._socket_error = self._socket_error, ""
         if was and not self._stopping:
             self.disconnects += 1
-            log.warning("mqtt.disconnected", reason=str(reason_code), will_retry=True)
+            log.warning("mqtt.disconnected", reason=socket_error or str(reason_code), will_retry=True)
+        elif not was and not self._stopping:  # dropped before the broker accepted us
+            reason = socket_error or str(reason_code)
+            self._refused(reason, tls="SSL" in reason or "alert" in reason)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         ok = not reason_code.is_failure
@@ -170,8 +228,13 @@ class MemoryPublisher(EventPublisher):
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.subscriptions: dict[str, MessageCallback] = {}
         self._connected = False
         self._lock = threading.Lock()
+
+    def subscribe(self, topic: str, on_message: MessageCallback) -> bool:
+        self.subscriptions[topic] = on_message
+        return True
 
     def start(self) -> None:
         self._connected = True

@@ -150,7 +150,9 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lookout.greengrass.launch", description="Run the Lookout device as a Greengrass component."
+        allow_abbrev=False,
+        prog="python -m lookout.greengrass.launch",
+        description="Run the Lookout device as a Greengrass component.",
     )
     parser.add_argument("--ready-file", help="written once the device is ready (the Startup step waits for it)")
     parser.add_argument("--pid-file", help="this process's id, for the Shutdown step")

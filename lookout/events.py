@@ -25,6 +25,7 @@ SCHEMA_VERSION: Final = "1"
 MAX_CROP_BYTES = 32 * 1024  # decoded JPEG bytes
 MAX_CROP_B64 = 4 * ((MAX_CROP_BYTES + 2) // 3)
 MAX_PAYLOAD_BYTES = 64 * 1024
+TEXT_MAX_CHARS = 128  # the schema's "text": person_id, gallery_id, versions (lookout.identifiers holds ids to it)
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 UTC_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
 CROP_PATTERN = r"^/9j/[A-Za-z0-9+/]*={0,2}$"  # base64 of a JPEG: starts FF D8 FF
@@ -69,7 +70,7 @@ def _json_int(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_json_int)]
 EventId = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
 UtcTime = Annotated[datetime, BeforeValidator(_utc_text)]
-Text = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
 
 
 def utc_now() -> datetime:

@@ -1,29 +1,61 @@
-"""HTTP GET with retries, backoff and a polite rate limit, for sources and photo downloads."""
+"""HTTP GET with retries, backoff and a polite rate limit, for sources and photo downloads; bounded.
+
+What a hostile or broken server cannot do to a gallery build:
+
+- make it read anything but http(s): other schemes (``file:``, ``ftp:``, a bare path) are
+  refused, and so is a redirect to one (at most ``MAX_REDIRECTS`` redirects are followed);
+- fill its memory: a body larger than ``max_bytes`` is cut off (a ``Content-Length`` over
+  it is refused before the body is read);
+- hold it forever: ``timeout_s`` is a deadline for the whole request, connection, headers
+  and body together; a server trickling a few bytes at a time is cut off when it passes.
+"""
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 from lookout.log import get_logger
 
 log = get_logger(__name__)
 
 USER_AGENT = "lookout-gallery/1 (+https://github.com/lookout)"
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+SCHEMES = ("http", "https")
 
 
 class FetchError(Exception):
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+    def __init__(self, url: str, reason: str, status: int | None = None, retry: bool = False) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
         self.status = status
+        self.retry = retry
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute http(s) URL this client will fetch, or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as err:
+        return f"not a URL ({err})"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"only http and https URLs are fetched, not {parts.scheme + ':' if parts.scheme else 'a local path'}"
+    if not parts.hostname:
+        return "URL has no host"
+    if any(c in url for c in "\r\n\x00 "):
+        return "URL holds blanks or control characters"
+    return None
 
 
 class HttpClient:
-    """GETs at most one request per ``min_interval_s``; retries 5xx, 429 and timeouts with exponential backoff."""
+    """GETs at most one request per ``min_interval_s``; retries 5xx, 429 and timeouts with exponential backoff.
+    Each attempt has ``timeout_s`` in all and may bring back at most ``max_bytes``."""
 
     def __init__(
         self,
@@ -51,26 +83,88 @@ class HttpClient:
 
     def get(self, url: str, accept: str = "*/*") -> bytes:
         """The body, or FetchError (status 404 etc. without retry; 5xx/timeouts after ``retries`` retries)."""
+        problem = http_url_problem(url)
+        if problem:
+            raise FetchError(url, problem)
         attempt = 0
         while True:
             self._wait_turn()
             self.requests += 1
             try:
-                req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": accept})
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    data: bytes = resp.read(self.max_bytes + 1)
-                if len(data) > self.max_bytes:
-                    raise FetchError(url, f"larger than {self.max_bytes} bytes")
-                return data
-            except urllib.error.HTTPError as err:
-                retry = err.code >= 500 or err.code == 429
-                reason, status = f"HTTP {err.code}", err.code
-            except (urllib.error.URLError, TimeoutError, OSError) as err:
-                retry, status = True, None
-                reason = str(getattr(err, "reason", err)) or type(err).__name__
-            if not retry or attempt >= self.retries:
-                raise FetchError(url, reason + (f" after {attempt + 1} attempts" if attempt else ""), status)
+                return self._get_once(url, accept, time.monotonic() + self.timeout_s)
+            except FetchError as err:
+                if not err.retry or attempt >= self.retries:
+                    suffix = f" after {attempt + 1} attempts" if attempt else ""
+                    raise FetchError(err.url, err.reason + suffix, err.status) from None
+                reason = err.reason
             delay = self.backoff_s * 2**attempt
             log.info("http.retry", url=url, reason=reason, attempt=attempt + 1, wait_s=delay)
             time.sleep(delay)
             attempt += 1
+
+    def _get_once(self, url: str, accept: str, deadline: float) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            status, location, body = self._request(url, accept, deadline)
+            if location is None:
+                if status >= 400:
+                    raise FetchError(url, f"HTTP {status}", status, retry=status >= 500 or status == 429)
+                return body
+            target = urllib.parse.urljoin(url, location)
+            problem = http_url_problem(target)
+            if problem:
+                raise FetchError(url, f"redirect to {target!r} refused: {problem}", status)
+            url = target
+        raise FetchError(url, f"more than {MAX_REDIRECTS} redirects", None)
+
+    def _request(self, url: str, accept: str, deadline: float) -> tuple[int, str | None, bytes]:
+        """(status, redirect location or None, body) of one GET; FetchError on a network problem."""
+        parts = urllib.parse.urlsplit(url)
+        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        kind = http.client.HTTPSConnection if parts.scheme.lower() == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname or "", parts.port, timeout=self._remaining(url, deadline))
+        try:
+            conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": accept})
+            sock = conn.sock  # getresponse() lets go of it when the server will close (HTTP/1.0)
+            if sock is not None:
+                sock.settimeout(self._remaining(url, deadline))
+            resp = conn.getresponse()
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                return resp.status, resp.getheader("Location"), b""
+            declared = resp.getheader("Content-Length")
+            if declared and declared.strip().isdigit() and int(declared) > self.max_bytes:
+                raise FetchError(url, f"larger than {self.max_bytes} bytes (Content-Length {declared.strip()})")
+            return resp.status, None, self._read_body(sock, resp, url, deadline)
+        except FetchError:
+            raise
+        except TimeoutError:
+            raise FetchError(url, f"no complete answer within {self.timeout_s:g} s", retry=True) from None
+        except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as err:
+            raise FetchError(url, str(err) or type(err).__name__, retry=True) from None
+        finally:
+            conn.close()
+
+    def _read_body(
+        self, sock: socket.socket | None, resp: http.client.HTTPResponse, url: str, deadline: float
+    ) -> bytes:
+        """The body in chunks, each read given only the time left before the deadline."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = self._remaining(url, deadline)
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = resp.read1(CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise FetchError(url, f"larger than {self.max_bytes} bytes")
+            chunks.append(chunk)
+
+    def _remaining(self, url: str, deadline: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError(
+                url, f"no complete answer within {self.timeout_s:g} s (deadline for the whole request)", retry=True
+            )
+        return left

@@ -21,6 +21,7 @@ import numpy as np
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
+from lookout.face.image_io import MAX_PIXELS
 from lookout.face.pipeline import FacePipeline
 from lookout.face.subject import SubjectRule
 from lookout.gallery import metadata
@@ -85,11 +86,12 @@ def _enrol_all(
     work_dir: Path | None,
     progress: bool,
     skip: Set[tuple[str, str]] = frozenset(),
+    max_pixels: int = MAX_PIXELS,
     rule: SubjectRule | None = None,
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
-    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, rule)
+    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels, rule=rule)
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
     results = []
@@ -112,11 +114,17 @@ def _finish_dir(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an output folder that exists and is not empty, before any photo is fetched or embedded."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InputError(str(out_dir), "output folder exists and is not empty")
+
+
 def _tmp_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise InputError(str(out_dir), "output folder exists and is not empty")
+    check_output_dir(out_dir)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
 
 
@@ -153,13 +161,17 @@ def build_gallery(
     report_path: Path | None = None,
     version: int = 1,
     progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
     subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty)."""
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
+    check_output_dir(out_dir)
     persons = group_persons(records)
-    results, enroller = _enrol_all(persons, pipeline, policy, purpose, work_dir, progress, rule=subject_rule)
+    results, enroller = _enrol_all(
+        persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels, rule=subject_rule
+    )
     enrolled = [r for r in results if r.status == ENROLLED]
     tmp = _tmp_dir(out_dir)
     try:
@@ -230,12 +242,21 @@ def update_gallery(
     work_dir: Path | None = None,
     report_path: Path | None = None,
     progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
+    withdraw: Iterable[str] = (),
     subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
-    from it are removed, unless ``only_listed``); ``remove`` names people to remove. Only new or
-    changed photos are enrolled. Writes the full new bundle plus its delta to ``out_dir``."""
+    from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
+    photo ids whose consent is withdrawn (as a record saying ``use_for_recognition: false`` does). Only
+    new or changed photos are enrolled. Writes the full new bundle plus its delta to ``out_dir``.
+
+    Consent withdrawn, a person gone from the source, a person now in a jurisdiction (or department)
+    the policy denies, a person named in ``remove``: their photos leave the bundle, the delta carries
+    the removal to devices, and the report lists each removed photo (status ``removed``) with its reason
+    (``withdrawn``, ``left_source``, ``policy_excluded``, ``removed_by_operator``)."""
     base_dir, out_dir = Path(base_dir), Path(out_dir)
+    check_output_dir(out_dir)
     base, base_bytes = read_manifest(base_dir, public_key)
     check_files(base_dir, base.files)
     if base.model.digest != pipeline.embedder.digest:
@@ -259,29 +280,46 @@ def update_gallery(
     keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
     # photos of people the policy now denies must go, and never be re-embedded
     results, enroller = _enrol_all(
-        persons, pipeline, policy, base.purpose, work_dir, progress, skip=keep_unchanged, rule=subject_rule
+        persons,
+        pipeline,
+        policy,
+        base.purpose,
+        work_dir,
+        progress,
+        skip=keep_unchanged,
+        max_pixels=max_pixels,
+        rule=subject_rule,
     )
-    denied = {pid for pid, person in persons.items() if not policy.allows(person.jurisdiction, base.purpose)}
-    for pid in denied:
-        for rec in persons[pid].photos:
-            if (rec.key, rec.photo) in keep_unchanged:
-                results.append(Enroller(pipeline, policy, base.purpose).enrol(rec))  # an exclusion, computes nothing
-
+    denied = {
+        pid
+        for pid, person in persons.items()
+        if not policy.allows(person.jurisdiction, base.purpose, person.department)
+    }
+    withdrawn = set(withdraw) | {
+        rec.key for person in persons.values() for rec in person.photos if not rec.use_for_recognition
+    }
     new_ok = {r.photo_id: r for r in results if r.status == ENROLLED}
     listed = {(rec.key, rec.photo) for person in persons.values() for rec in person.photos}
     remove_persons = {
         pid for pid in old_persons if pid in remove or pid in denied or (not only_listed and pid not in persons)
     }
     remove_photos: list[dict] = []
+    removals: list[PhotoResult] = []
     kept = 0
     for pid, photos in old_by_person.items():
         for p in photos:
-            if pid in remove_persons:
-                remove_photos.append(p)
-            elif pid in persons and ((p["photo_id"], p["source"]) not in listed or p["photo_id"] in new_ok):
-                remove_photos.append(p)  # dropped from the record, or replaced by a new file
-            else:
+            why = _removal_reason(
+                p, pid, remove, denied, remove_persons, withdrawn, persons, listed, new_ok, policy, base.purpose
+            )
+            if why is None:
                 kept += 1
+                continue
+            remove_photos.append(p)
+            if why[0] != "replaced":
+                removals.append(
+                    PhotoResult(p["photo_id"], pid, p["source"] or "", REMOVED, reason=why[0], detail=why[1])
+                )
+    results.extend(removals)
     live_after: dict[str, int] = {}
     removed_ids = {p["photo_id"] for p in remove_photos}
     for p in old_photos:
@@ -351,6 +389,39 @@ def update_gallery(
         full_bytes=sum(e.size for e in manifest.files.values()),
     )
     return report
+
+
+REMOVED = "removed"
+
+
+def _removal_reason(
+    photo: dict,
+    pid: str,
+    remove: set[str],
+    denied: set[str],
+    remove_persons: set[str],
+    withdrawn: set[str],
+    persons: dict[str, PersonRecord],
+    listed: set[tuple[str, str]],
+    new_ok: dict[str, PhotoResult],
+    policy: Policy,
+    purpose: str,
+) -> tuple[str, str] | None:
+    """(reason code, detail) when a photo of the previous version must leave the bundle, else None."""
+    if pid in remove:
+        return "removed_by_operator", f"person {pid!r} named for removal"
+    if pid in denied:
+        person = persons[pid]
+        return "policy_excluded", policy.decide(person.jurisdiction, purpose, person.department).reason
+    if photo["photo_id"] in withdrawn:
+        return "withdrawn", "consent withdrawn: use_for_recognition is false"
+    if pid in remove_persons:
+        return "left_source", f"person {pid!r} is no longer in the source"
+    if pid in persons and (photo["photo_id"], photo["source"]) not in listed:
+        return "left_source", "photo no longer in the person's record"
+    if photo["photo_id"] in new_ok:
+        return "replaced", "a new file under the same photo id"
+    return None
 
 
 def _summarise_and_report(results, report_path) -> dict:

@@ -25,10 +25,10 @@ from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
 from lookout.sync.bench import run_index_bench
-from lookout.sync.build import build_gallery, update_gallery
+from lookout.sync.build import build_gallery, check_output_dir, update_gallery
 from lookout.sync.enrol import PhotoResult
 from lookout.sync.publish import publish
-from lookout.sync.report import summarise, summary_line
+from lookout.sync.report import count, summarise, summary_line
 from lookout.sync.sources import open_source
 
 
@@ -63,6 +63,11 @@ def _add_source(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="with a folder source: CSV/JSON of person details by person_id (name, jurisdiction, department, ...)",
+    )
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of a CSV/JSON manifest or --people file (default UTF-8; e.g. cp1252, latin-1)",
     )
     p.add_argument(
         "--policy", type=Path, metavar="FILE", help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL)"
@@ -126,6 +131,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     update.add_argument(
         "--remove", action="append", default=[], metavar="PERSON_ID", help="remove this person (repeatable)"
+    )
+    update.add_argument(
+        "--withdraw",
+        action="append",
+        default=[],
+        metavar="PHOTO_ID",
+        help="consent withdrawn for this photo: remove it (repeatable; as use_for_recognition: false in the source)",
     )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
     update.set_defaults(func=_gallery_update)
@@ -246,13 +258,16 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 
 def _records(args: argparse.Namespace, work: Path):
 
-    return open_source(args.source, work_dir=work, people=args.people, api_config=args.api_config)
+    return open_source(
+        args.source, work_dir=work, people=args.people, api_config=args.api_config, encoding=args.encoding
+    )
 
 
 def _gallery_build(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
     policy = _policy(args) or Policy.default()
+    check_output_dir(args.out)  # before walking a source or downloading a photo
     records = list(_records(args, work))
     report = build_gallery(
         records,
@@ -267,10 +282,12 @@ def _gallery_build(args: argparse.Namespace) -> int:
         report_path=args.report,
         version=args.bundle_version,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     m = report.manifest
     print(
-        f"{args.out}: version {m.version}, {m.counts['persons']} people, {m.counts['photos']} photos, model "
+        f"{args.out}: version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
+        f"{count(m.counts['photos'], 'photo')}, model "
         f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
     )
     print(report.summary_line)
@@ -288,6 +305,7 @@ def _say_calibration(manifest) -> None:
 def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
+    check_output_dir(args.out)
     records = list(_records(args, work))
     report = update_gallery(
         args.gallery,
@@ -299,10 +317,12 @@ def _gallery_update(args: argparse.Namespace) -> int:
         public_key=args.public_key,
         only_listed=args.only_listed,
         remove=args.remove,
+        withdraw=args.withdraw,
         threshold=args.threshold,
         work_dir=work,
         report_path=args.report,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     m = report.manifest
     assert m.delta is not None  # an update always carries its delta
@@ -310,7 +330,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
     full = sum(e.size for e in m.files.values())
     print(
         f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
-        f"{m.counts['persons']} people, {m.counts['photos']} photos"
+        f"{count(m.counts['persons'], 'person', 'people')}, {count(m.counts['photos'], 'photo')}"
     )
     print(report.summary_line)
     _say_calibration(m)
@@ -338,8 +358,9 @@ def _gallery_delta(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         print(
-            f"{args.bundle}: version {info['from_version']} -> {info['version']}: {info['persons_upserted']} people added "
-            f"or updated, {info['persons_removed']} removed; {info['photos_added']} photos added, "
+            f"{args.bundle}: version {info['from_version']} -> {info['version']}: "
+            f"{count(info['persons_upserted'], 'person', 'people')} added "
+            f"or updated, {info['persons_removed']} removed; {count(info['photos_added'], 'photo')} added, "
             f"{info['photos_removed']} removed; delta {info['delta_bytes']} bytes vs full {info['full_bytes']} bytes"
         )
     return 0
@@ -387,8 +408,8 @@ def _gallery_verify(args: argparse.Namespace) -> int:
 
     manifest, policy = verify_bundle(args.bundle, args.public_key, args.model_digest, _policy(args), args.location)
     print(
-        f"{args.bundle}: OK: version {manifest.version}, {manifest.counts['persons']} people, "
-        f"{manifest.counts['photos']} photos, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}"
+        f"{args.bundle}: OK: version {manifest.version}, {count(manifest.counts['persons'], 'person', 'people')}, "
+        f"{count(manifest.counts['photos'], 'photo')}, model {manifest.model.name}, policy {policy.version}, key {manifest.key_id}"
     )
     return 0
 
@@ -445,7 +466,7 @@ def _search(args: argparse.Namespace) -> int:
     bundle = args.gallery
     if (bundle / "current").is_symlink():
         bundle = (bundle / "current").resolve()
-    image = read_image(args.image)
+    image = read_image(args.image, args.max_pixels)
     pipeline = open_pipeline(args)
     gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, None)
     results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)

@@ -22,7 +22,7 @@ import numpy as np
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
-from lookout.face.image_io import decode_image
+from lookout.face.image_io import MAX_PIXELS, decode_image, read_file_bytes
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL
 from lookout.face.subject import SubjectRule
@@ -77,10 +77,7 @@ class PhotoFetcher:
                 tmp.write_bytes(data)
                 tmp.replace(cached)
             return data
-        try:
-            return Path(source).read_bytes()
-        except OSError as err:
-            raise InputError(source, err.strerror or str(err)) from None
+        return read_file_bytes(source)  # regular files only, size-capped: never /dev/zero or a pipe
 
 
 class EnrolCache:
@@ -124,10 +121,12 @@ class Enroller:
         fetcher: PhotoFetcher | None = None,
         cache: EnrolCache | None = None,
         rule: SubjectRule | None = None,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
         """``rule``: which face of a photo is its subject (default: refuse photos with several faces)."""
         self.pipeline = pipeline
         self.rule = rule or SubjectRule()
+        self.max_pixels = max_pixels
         self.policy = policy
         self.purpose = purpose
         self.fetcher = fetcher or PhotoFetcher()
@@ -136,7 +135,10 @@ class Enroller:
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
         base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
-        decision = self.policy.decide(rec.jurisdiction, self.purpose)
+        problem = rec.problem()  # an id no event can carry, a record contradicting an earlier one
+        if problem is not None:
+            return PhotoResult(**base, status=FAILED, reason=problem[0], detail=problem[1])
+        decision = self.policy.decide(rec.jurisdiction, self.purpose, rec.department)
         if not decision.allowed:
             return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=decision.reason)
         if not rec.use_for_recognition:
@@ -168,7 +170,7 @@ class Enroller:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
         digest = sha256_bytes(data)
         try:
-            image = decode_image(data, rec.photo)
+            image = decode_image(data, rec.photo, self.max_pixels)
         except InputError as err:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason, sha256=digest)
         subject = self.pipeline.subject(image, rec.box, self.rule)

@@ -1,7 +1,14 @@
 """What sources yield: one ``PhotoRecord`` per photo; ``PersonRecord`` groups them by person.
 
 Person-level fields (name, jurisdiction, department, attributes) are taken from
-a person's first record; later records may add attributes but not change them.
+a person's first record; later records may add attributes but not change them. A
+later record that names the same ``person_id`` with another name, jurisdiction or
+department is a conflict (two people under one id, or a typo): it is refused
+(``PhotoRecord.refusal`` says why) and appears in the failure-to-enrol report.
+
+Jurisdictions are brought to their canonical ISO code when they can be read
+(``Illinois`` -> ``US-IL``); one that cannot be read is kept as given, and the
+policy denies it, naming it.
 """
 
 from __future__ import annotations
@@ -10,6 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lookout.gallery.jurisdiction import clean_text, jurisdiction_or_raw
+from lookout.identifiers import PHOTO_ID_MAX_CHARS, identifier_problem
 
 
 class PhotoRecord(BaseModel):
@@ -25,6 +35,7 @@ class PhotoRecord(BaseModel):
     box: tuple[float, float, float, float] | None = None  # which face, when the photo has several
     attributes: dict[str, Any] = Field(default_factory=dict)
     origin: str = ""  # where the record came from (file:line, URL), for messages
+    refusal: tuple[str, str] | None = None  # (reason code, detail): a source or group_persons refused it
 
     @field_validator("person_id", "name", "photo")
     @classmethod
@@ -34,11 +45,25 @@ class PhotoRecord(BaseModel):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("jurisdiction", "department")
+    @field_validator("jurisdiction")
     @classmethod
-    def _blank_none(cls, value: str | None) -> str | None:
-        value = (value or "").strip()
-        return value or None
+    def _jurisdiction(cls, value: str | None) -> str | None:
+        return jurisdiction_or_raw(value)
+
+    @field_validator("department")
+    @classmethod
+    def _department(cls, value: str | None) -> str | None:
+        return clean_text(str(value)) or None if value is not None else None
+
+    def problem(self) -> tuple[str, str] | None:
+        """(reason code, detail) when this record must not be enrolled whatever its photo holds."""
+        bad_id = identifier_problem(self.person_id)
+        if bad_id:
+            return "bad_identifier", f"person_id {bad_id}"
+        bad_photo_id = identifier_problem(self.key, PHOTO_ID_MAX_CHARS)
+        if bad_photo_id:
+            return "bad_identifier", f"photo_id {bad_photo_id}"
+        return self.refusal
 
     @property
     def key(self) -> str:
@@ -57,12 +82,28 @@ class PersonRecord(BaseModel):
     photos: list[PhotoRecord] = Field(default_factory=list)
 
 
+def _same(a: str | None, b: str | None) -> bool:
+    return " ".join((a or "").casefold().split()) == " ".join((b or "").casefold().split())
+
+
+def conflict_with(person: PersonRecord, rec: PhotoRecord) -> str | None:
+    """Why ``rec`` contradicts what earlier records said about ``person``, or None."""
+    for field in ("name", "jurisdiction", "department"):
+        earlier, later = getattr(person, field), getattr(rec, field)
+        if not _same(earlier, later):
+            first = person.photos[0].origin if person.photos and person.photos[0].origin else "an earlier record"
+            return f"person_id {rec.person_id!r} has {field} {later!r} here but {earlier!r} in {first}: record refused"
+    return None
+
+
 def group_persons(records: Iterable[PhotoRecord]) -> dict[str, PersonRecord]:
-    """Group photo records by person, in first-seen order; photo ids made unique per gallery."""
+    """Group photo records by person, in first-seen order; photo ids made unique per gallery.
+    A record contradicting the person's first one is kept with ``refusal`` set (and then refused)."""
     persons: dict[str, PersonRecord] = {}
     seen: set[str] = set()
     for rec in records:
         person = persons.get(rec.person_id)
+        conflict = None
         if person is None:
             person = persons[rec.person_id] = PersonRecord(
                 person_id=rec.person_id,
@@ -71,12 +112,15 @@ def group_persons(records: Iterable[PhotoRecord]) -> dict[str, PersonRecord]:
                 department=rec.department,
                 attributes=dict(rec.attributes),
             )
-        else:
+        elif (conflict := conflict_with(person, rec)) is None:
             for k, v in rec.attributes.items():
                 person.attributes.setdefault(k, v)
         key, n = rec.key, 2
         while key in seen:
             key, n = f"{rec.key}#{n}", n + 1
         seen.add(key)
-        person.photos.append(rec.model_copy(update={"photo_id": key}))
+        update: dict = {"photo_id": key}
+        if conflict is not None:
+            update["refusal"] = ("conflicting_record", conflict)
+        person.photos.append(rec.model_copy(update=update))
     return persons

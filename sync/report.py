@@ -1,10 +1,14 @@
 """The failure-to-enrol report: one row per photo with a reason code, and a summary line.
 
 Statuses: ``enrolled``; ``failed`` (unreadable, download_failed, no_face,
-several_faces, no_face_in_box, too_small, too_blurred, pose, duplicate);
-``excluded`` (policy_excluded: the record's jurisdiction is denied;
-not_for_recognition: the record says use_for_recognition false). Excluded
-photos were never read, let alone embedded.
+several_faces, no_face_in_box, too_small, too_blurred, pose, duplicate;
+bad_identifier: an id no match event can carry; conflicting_record: the same
+person_id with another name, jurisdiction or department; bad_photo_url: an API
+named something other than an http(s) photo); ``excluded`` (policy_excluded: the
+record's jurisdiction or department is denied; not_for_recognition: the record
+says use_for_recognition false). Excluded photos were never read, let alone
+embedded. Updates add ``removed``: a photo of the previous version taken out
+(withdrawn, left_source, policy_excluded, removed_by_operator).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ FIELDS = ("photo_id", "person_id", "status", "reason", "detail", "source", "near
 
 
 def summarise(results) -> dict:
+    removed = [r for r in results if r.status == "removed"]  # photos an update took out of the bundle
+    results = [r for r in results if r.status != "removed"]
     people: dict[str, bool] = {}
     excluded_people: set[str] = set()
     for r in results:
@@ -40,18 +46,37 @@ def summarise(results) -> dict:
         "people_enrol_rate": round(sum(people.values()) / len(people_considered), 4) if people_considered else 0.0,
         "reasons": dict(sorted(reasons.items())),
         "near_duplicates": sum(1 for r in results if r.near_duplicate_of),
+        "photos_removed": len(removed),
+        "removed_reasons": dict(sorted(Counter(r.reason for r in removed).items())),
     }
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """``1 person``, ``2 people``, ``0 photos``: a number with its noun in the right number."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def summary_line(summary: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
-    return (
-        f"enrolled {summary['photos_enrolled']} of {summary['photos_enrolled'] + summary['photos_failed']} photos "
-        f"({summary['photo_enrol_rate']:.1%}) and {summary['people_enrolled']} of "
-        f"{summary['people'] - summary['people_excluded']} people ({summary['people_enrol_rate']:.1%}); "
-        f"{summary['photos_excluded']} photos of {summary['people_excluded']} people excluded by policy or record; "
-        f"reasons: {reasons}"
+    tried = summary["photos_enrolled"] + summary["photos_failed"]
+    people = summary["people"] - summary["people_excluded"]
+    if tried:
+        enrolled = (
+            f"enrolled {summary['photos_enrolled']} of {count(tried, 'photo')} ({summary['photo_enrol_rate']:.1%}) "
+            f"and {summary['people_enrolled']} of {count(people, 'person', 'people')} "
+            f"({summary['people_enrol_rate']:.1%})"
+        )
+    else:
+        enrolled = "no photo to enrol" + (" (nothing new or changed)" if not summary["photos"] else "")
+    excluded = (
+        f"{count(summary['photos_excluded'], 'photo')} of {count(summary['people_excluded'], 'person', 'people')} "
+        "excluded by policy or record"
     )
+    line = f"{enrolled}; {excluded}; reasons: {reasons}"
+    if summary.get("photos_removed"):
+        why = ", ".join(f"{k} {v}" for k, v in summary["removed_reasons"].items())
+        line += f"; {count(summary['photos_removed'], 'photo')} removed from the gallery ({why})"
+    return line
 
 
 def write_report(results, path: Path, summary: dict | None = None) -> None:

@@ -26,10 +26,13 @@ class Brokers:
         self.workdir = workdir
         self.brokers: list[LocalMosquitto] = []
 
-    def make(self, port: int | None = None, *, persistence: bool = False) -> LocalMosquitto:
+    def make(self, port: int | None = None, *, persistence: bool = False, extra_config: str = "") -> LocalMosquitto:
+        """A started broker; ``extra_config`` adds listener settings (TLS, see tests/pki.py)."""
         workdir = self.workdir / f"mosquitto-{len(self.brokers)}"
         workdir.mkdir(parents=True)
-        broker = LocalMosquitto(port, persistence=persistence, workdir=workdir, binary=self.binary)
+        broker = LocalMosquitto(
+            port, persistence=persistence, workdir=workdir, binary=self.binary, extra_config=extra_config
+        )
         self.brokers.append(broker)
         return broker.start()
 

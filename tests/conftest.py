@@ -15,19 +15,24 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
 from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.gallery.keys import generate_keys
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
 from lookout.mosquitto import LocalMosquitto, free_port, wait_for_port
 from lookout.relay.config import StoreSettings
 from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bin
+from lookout.rtsp_server import RtspCamera, RtspUnavailable, gst_python
+from lookout.sync.build import build_gallery_from_folders
 from tests.broker import Brokers
-from tests.helpers import FACES_DEV
+from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS  # noqa: F401 (older imports)
+from tests.pki import make_pki
 from tests.relay_helpers import MotoSns, WebhookServer
 
 
@@ -74,6 +79,17 @@ def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
 
 def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
+    """A signed gallery bundle of faces-dev's identity folders (built once a session) and its key:
+    ``.bundle``, ``.public``, ``.private``, ``.faces_dev``. The device tests run against it."""
+    root = tmp_path_factory.mktemp("faces-dev-gallery")
+    private, public = generate_keys(root / "keys")
+    bundle = root / "bundle"
+    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False)
+    return SimpleNamespace(bundle=bundle, public=public, private=private, faces_dev=faces_dev)
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +154,46 @@ def mosquitto_persistent(tmp_path) -> Iterator[LocalMosquitto]:
     brokers = Brokers(tmp_path)
     yield brokers.make(persistence=True)
     brokers.close()
+
+
+# -- TLS: a throwaway CA with a broker (127.0.0.1, localhost) and a client certificate -----------
+#   pki["ca"], pki["server"], pki["server_key"], pki["client"], pki["client_key"]: PEM files.
+#   tests.pki.make_pki(folder, name) makes another, unrelated one (a wrong CA).
+
+
+@pytest.fixture
+def pki(tmp_path) -> dict[str, Path]:
+    return make_pki(tmp_path / "pki")
+
+
+# -- a real RTSP camera: GStreamer's RTSP server on loopback (lookout.rtsp_server) ------------------
+#   rtsp_camera            a started 1280x720 25 fps H.264 camera of a grey picture, stamped frames
+#   rtsp_camera_factory    call it (frames=, hold=, fps=, width=, height=) for cameras of other pictures
+#   camera.stop() / camera.start(): the camera reboots, same port. Skips, saying what to install, where
+#   no Python with GStreamer's RTSP server exists.
+
+
+@pytest.fixture
+def rtsp_camera_factory() -> Iterator[Callable[..., RtspCamera]]:
+    try:
+        python = gst_python()
+    except RtspUnavailable as err:
+        pytest.skip(f"RTSP tests need GStreamer's RTSP server: {err}")
+    cameras: list[RtspCamera] = []
+
+    def make(**kwargs: object) -> RtspCamera:
+        camera = RtspCamera(python=python, **kwargs)  # type: ignore[arg-type]
+        cameras.append(camera)
+        return camera.start()
+
+    yield make
+    for camera in cameras:
+        camera.stop()
+
+
+@pytest.fixture
+def rtsp_camera(rtsp_camera_factory) -> RtspCamera:
+    return rtsp_camera_factory()
 
 
 # --- PostgreSQL: one cluster per session (initdb/pg_ctl on a free loopback port, as an unprivileged

@@ -41,6 +41,8 @@ LAZY_ALLOWED = {
     "skimage": "the demo's built-in faces when faces-dev is absent: dev dependency only",
     "boto3": "AWS SNS: heavy import (~0.4 s), only relays configured with an SNS notifier need it",
     "botocore": "comes with boto3 (see boto3)",
+    "gi": "GStreamer's RTSP server (lookout/rtsp_gst_server.py): a system library under the system Python only, "
+    "absent from the virtualenv that imports the module for its stamp layout",
 }
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lookout.face.detector import DetectorConfig
+from lookout.face.image_io import MAX_PIXELS
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 
@@ -30,6 +31,18 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PX",
         help="also detect in overlapping square tiles of PX pixels, for small faces in large frames",
+    )
+    add_image_limit(parser)
+
+
+def add_image_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images larger than this many pixels, read from the file header before decoding "
+        f"(default {MAX_PIXELS:,})",
     )
 
 

@@ -1,7 +1,7 @@
-"""Jurisdiction policy: where face recognition is allowed, per purpose.
+"""Jurisdiction policy: where face recognition is allowed, per purpose and per department.
 
 A policy file (YAML or JSON) is an ordered list of rules; the first rule that
-matches a (jurisdiction, purpose) pair decides, otherwise ``default`` does::
+matches a (jurisdiction, department, purpose) decides, otherwise ``default`` does::
 
     version: "2025-01-01"
     default: allow            # for jurisdictions no rule matches
@@ -14,14 +14,24 @@ matches a (jurisdiction, purpose) pair decides, otherwise ``default`` does::
         purposes: [commercial]  # only for these purposes; omitted = every purpose
         decision: deny
         reason: Texas CUBI
+      - department: Springfield Police Department   # a department that opted out, wherever it is
+        decision: deny
+      - jurisdiction: US-CA
+        department: Oakland Police Department       # both: that department, there
+        decision: deny
       - jurisdiction: DE
         decision: allow
         crops: false          # recognition allowed, but no face image leaves the device
 
 ``crops`` (per rule, or for the whole policy; default true) says whether a
 device may attach a small JPEG of a matched face to its event.
-Jurisdiction codes are ISO 3166-2 style (``US-IL``), compared case-insensitively;
-a rule for ``US`` covers every ``US-*``, ``*`` covers everything.
+
+Jurisdictions are ISO 3166 codes, normalised by ``lookout.gallery.jurisdiction``
+(``Illinois``, ``USA-IL``, ``us il`` all read ``US-IL``); a rule for ``US`` covers every
+``US-*``, ``*`` covers everything. A jurisdiction that cannot be read is denied,
+saying why; one with several readings (``IL``: Israel, or Illinois by its USPS code)
+is denied when any reading is. Departments are compared without case, accents or
+extra blanks.
 
 The gallery builder never embeds a photo whose record is denied; the bundle
 carries the policy it was built with; the device refuses a bundle holding a
@@ -35,11 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lookout.config_file import read_mapping
 from lookout.digest import sha256_bytes
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
+from lookout.gallery.jurisdiction import _key as department_key
+from lookout.gallery.jurisdiction import parse_jurisdiction
+from lookout.identifiers import VERSION_MAX_CHARS, identifier_problem
 
 ANY_PURPOSE = "*"
 DEFAULT_PURPOSE = "identification"
@@ -54,7 +67,8 @@ DEFAULT_DENY = (
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    jurisdiction: str
+    jurisdiction: str | None = None  # None: any jurisdiction (a department rule)
+    department: str | None = None  # None: any department
     decision: Literal["allow", "deny"]
     purposes: list[str] | None = None  # None: every purpose
     reason: str = ""
@@ -62,20 +76,47 @@ class Rule(BaseModel):
 
     @field_validator("jurisdiction")
     @classmethod
-    def _norm(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not value:
-            raise ValueError("empty jurisdiction")
-        return value
+    def _norm(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.strip() == "*":
+            return "*"
+        try:
+            return parse_jurisdiction(value).code
+        except InputError as err:
+            raise ValueError(str(err)) from None
 
-    def matches(self, jurisdiction: str, purpose: str) -> bool:
+    @field_validator("department")
+    @classmethod
+    def _department(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not department_key(value):
+            raise ValueError("empty department")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _says_where(self) -> Rule:
+        if self.jurisdiction is None and self.department is None:
+            raise ValueError("a rule needs a jurisdiction, a department, or both")
+        return self
+
+    @property
+    def label(self) -> str:
+        parts = [p for p in (self.jurisdiction, self.department and f"department {self.department!r}") if p]
+        return " ".join(parts)
+
+    def matches(self, code: str | None, department: str | None, purpose: str) -> bool:
+        """Does this rule speak for this (canonical code or None, department or None, purpose)?"""
         if self.purposes is not None and ANY_PURPOSE not in self.purposes and purpose not in self.purposes:
             return False
-        return (
-            self.jurisdiction == "*"
-            or jurisdiction == self.jurisdiction
-            or jurisdiction.startswith(self.jurisdiction + "-")
-        )
+        if self.department is not None and (
+            department is None or department_key(department) != department_key(self.department)
+        ):
+            return False
+        if self.jurisdiction is None or self.jurisdiction == "*":
+            return self.jurisdiction is None or code is not None
+        return code is not None and (code == self.jurisdiction or code.startswith(self.jurisdiction + "-"))
 
 
 class PolicyDoc(BaseModel):
@@ -86,6 +127,16 @@ class PolicyDoc(BaseModel):
     unknown_jurisdiction: Literal["allow", "deny"] = "allow"
     crops: bool = True
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> str:
+        """Every match event carries the policy version: it must fit there (``lookout.identifiers``)."""
+        value = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        problem = identifier_problem(value, VERSION_MAX_CHARS)
+        if problem:
+            raise ValueError(f"version {problem}")
+        return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -129,27 +180,64 @@ class Policy:
     def version(self) -> str:
         return self.doc.version
 
-    def decide(self, jurisdiction: str | None, purpose: str | None = None) -> Decision:
+    def decide(self, jurisdiction: str | None, purpose: str | None = None, department: str | None = None) -> Decision:
+        """Is face recognition allowed for someone (or a device) in ``jurisdiction`` and ``department``?
+
+        Fail closed: a jurisdiction that cannot be read is denied; one with several readings
+        is denied when any reading is; a missing one follows ``unknown_jurisdiction`` (and is
+        denied as well when a rule for its department denies)."""
         purpose = purpose or DEFAULT_PURPOSE
-        if not jurisdiction or not jurisdiction.strip():
-            ok = self.doc.unknown_jurisdiction == "allow"
-            return Decision(ok, f"no jurisdiction: policy {self.version} says {self.doc.unknown_jurisdiction}")
-        code = jurisdiction.strip().upper()
+        if jurisdiction is None or not str(jurisdiction).strip():
+            return self._decide_missing(purpose, department)
+        try:
+            parsed = parse_jurisdiction(str(jurisdiction))
+        except InputError as err:
+            return Decision(False, f"{err.source}: {err.reason}: denied (fail closed) by policy {self.version}")
+        decisions = [self._decide_code(code, purpose, department) for code in parsed.readings]
+        denied = [d for d in decisions if not d.allowed]
+        if not denied:
+            return decisions[0]
+        if parsed.ambiguous:
+            readings = " or ".join(parsed.readings)
+            return Decision(False, f"{jurisdiction!r} may mean {readings}; {denied[0].reason}")
+        return denied[0]
+
+    def _decide_code(self, code: str, purpose: str, department: str | None) -> Decision:
         for rule in self.doc.rules:
-            if rule.matches(code, purpose):
-                why = f"{code} {rule.decision} by policy {self.version} rule {rule.jurisdiction}"
+            if rule.matches(code, department, purpose):
+                why = f"{code} {rule.decision} by policy {self.version} rule {rule.label}"
                 return Decision(rule.decision == "allow", why + (f" ({rule.reason})" if rule.reason else ""))
         return Decision(self.doc.default == "allow", f"{code}: policy {self.version} default {self.doc.default}")
 
-    def allows(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
-        return self.decide(jurisdiction, purpose).allowed
+    def _decide_missing(self, purpose: str, department: str | None) -> Decision:
+        ok = self.doc.unknown_jurisdiction == "allow"
+        decision = Decision(ok, f"no jurisdiction: policy {self.version} says {self.doc.unknown_jurisdiction}")
+        for rule in self.doc.rules:
+            if rule.jurisdiction is None and rule.matches(None, department, purpose):
+                if rule.decision == "deny":
+                    why = f"department {department!r} denied by policy {self.version} rule {rule.label}"
+                    return Decision(False, why + (f" ({rule.reason})" if rule.reason else ""))
+                break
+        return decision
+
+    def allows(self, jurisdiction: str | None, purpose: str | None = None, department: str | None = None) -> bool:
+        return self.decide(jurisdiction, purpose, department).allowed
 
     def crops_allowed(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
-        """May a device there attach a face crop to a match event? The first matching rule that says, else the policy."""
-        code = (jurisdiction or "").strip().upper()
+        """May a device there attach a face crop to a match event? The first matching rule that says, else the
+        policy, for the jurisdiction's canonical code (``DE`` is Germany). One that cannot be read gets no crops."""
         purpose = purpose or DEFAULT_PURPOSE
+        if jurisdiction is None or not str(jurisdiction).strip():
+            return self.doc.crops
+        try:
+            code = parse_jurisdiction(str(jurisdiction)).code
+        except InputError:
+            return False
+        return self._crops_for(code, purpose)
+
+    def _crops_for(self, code: str, purpose: str) -> bool:
         for rule in self.doc.rules:
-            if code and rule.matches(code, purpose) and rule.crops is not None:
+            if rule.jurisdiction is not None and rule.matches(code, None, purpose) and rule.crops is not None:
                 return rule.crops
         return self.doc.crops
 

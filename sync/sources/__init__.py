@@ -20,7 +20,11 @@ from lookout.sync.sources.http_api import HttpApiSource
 
 
 def open_source(
-    spec: str, work_dir: Path | None = None, people: Path | None = None, api_config: Path | None = None
+    spec: str,
+    work_dir: Path | None = None,
+    people: Path | None = None,
+    api_config: Path | None = None,
+    encoding: str | None = None,
 ) -> Iterator[PhotoRecord]:
     """A folder -> identity folders; .csv/.json -> manifest; http(s) URL template or --api-config -> HTTP API."""
     if api_config is not None or spec.startswith(("http://", "https://")):
@@ -29,9 +33,9 @@ def open_source(
         ).records()
     path = Path(spec)
     if path.is_dir():
-        return iter(read_folders(path, people=people))
+        return iter(read_folders(path, people=people, encoding=encoding))
     if path.suffix.lower() in (".csv", ".json", ".jsonl"):
-        return iter(read_manifest_file(path))
+        return iter(read_manifest_file(path, encoding))
     if not path.exists():
         raise InputError(spec, "no such file or folder")
     raise InputError(spec, "not a folder of identity folders, a .csv/.json manifest, or an http(s) URL")

@@ -10,6 +10,7 @@ also be an object. JSON is a list of rows, ``{"photos": [...]}``, or JSON lines 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from pathlib import Path
@@ -87,19 +88,50 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
         raise InputError(where, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def read_manifest_file(path: Path) -> list[PhotoRecord]:
+DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without the byte-order mark spreadsheets write
+
+
+def read_text(path: Path, encoding: str | None = None) -> str:
+    """A text file decoded with ``encoding`` (default UTF-8); InputError naming the file, the line and
+    the byte when it is not in that encoding, or when the encoding is unknown."""
+    encoding = encoding or DEFAULT_ENCODING
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(str(path), f"unknown text encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(str(path), err.strerror or str(err)) from None
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise InputError(str(path), f"{encoding!r} is not a text encoding (e.g. utf-8, cp1252, latin-1)") from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(
+            f"{path}:{line}",
+            f"not valid {encoding} text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            f"give the file's encoding with --encoding (e.g. cp1252 or latin-1)",
+        ) from None
+
+
+def read_manifest_file(path: Path, encoding: str | None = None) -> list[PhotoRecord]:
     """All rows of a manifest; a bad row stops the read with its line (fix the manifest and rerun)."""
     path = Path(path)
     base = path.parent
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError(str(path), err.strerror or str(err)) from None
+    text = read_text(path, encoding)
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames or not {"person_id", "name", "photo"} <= {f.strip() for f in reader.fieldnames}:
             raise InputError(str(path), "CSV header must have person_id, name and photo columns")
-        return [row_to_record(row, base, f"{path}:{i}") for i, row in enumerate(reader, start=2)]
+        records = []
+        try:
+            for row in reader:
+                records.append(row_to_record(row, base, f"{path}:{reader.line_num}"))
+        except csv.Error as err:
+            raise InputError(f"{path}:{reader.line_num}", f"not valid CSV ({err})") from None
+        return records
     if path.suffix.lower() == ".jsonl":
         rows = []
         for i, line in enumerate(text.splitlines(), start=1):

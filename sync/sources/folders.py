@@ -16,21 +16,18 @@ from typing import Any
 
 from lookout.errors import InputError
 from lookout.sync.records import PhotoRecord
-from lookout.sync.sources.csv_json import row_to_record
+from lookout.sync.sources.csv_json import read_text, row_to_record
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def load_people(source: Path | dict | None) -> dict[str, dict]:
+def load_people(source: Path | dict | None, encoding: str | None = None) -> dict[str, dict]:
     if source is None:
         return {}
     if isinstance(source, dict):
         return {str(k): dict(v) for k, v in source.items()}
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError(str(path), err.strerror or str(err)) from None
+    text = read_text(path, encoding)
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
     else:
@@ -47,19 +44,19 @@ def load_people(source: Path | dict | None) -> dict[str, dict]:
     return out
 
 
-def read_folders(root: Path, people: Path | dict | None = None) -> list[PhotoRecord]:
+def read_folders(root: Path, people: Path | dict | None = None, encoding: str | None = None) -> list[PhotoRecord]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(str(root), "not a folder")
-    extra = load_people(people)
+    extra = load_people(people, encoding)
     records = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         details: dict[str, Any] = {}
         side = folder / "person.json"
         if side.is_file():
             try:
-                details.update(json.loads(side.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as err:
+                details.update(json.loads(read_text(side, encoding)))
+            except json.JSONDecodeError as err:
                 raise InputError(str(side), f"unreadable ({err})") from None
         details.update(extra.get(folder.name, {}))
         photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lookout.errors import ConfigError, InputError
-from lookout.http_client import FetchError, HttpClient
+from lookout.http_client import FetchError, HttpClient, http_url_problem
 from lookout.log import get_logger
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources.csv_json import row_to_record
@@ -92,6 +93,9 @@ class HttpApiSource:
     def __init__(self, config: ApiConfig, state_dir: Path | None = None, client: HttpClient | None = None) -> None:
         if "{id}" not in config.url_template:
             raise ConfigError(f"url_template {config.url_template!r} has no {{id}} placeholder")
+        problem = http_url_problem(config.url_template.replace("{id}", "1"))
+        if problem:
+            raise ConfigError(f"url_template {config.url_template!r}: {problem}")
         self.config = config
         self.client = client or HttpClient(config.min_interval_s, config.retries, config.backoff_s, config.timeout_s)
         tag = hashlib.sha256(config.url_template.encode()).hexdigest()[:12]
@@ -229,14 +233,30 @@ class HttpApiSource:
         for case_id, doc in sorted(self.walk(limit).items()):
             yield from self.to_records(case_id, doc)
 
+    @staticmethod
+    def photo_url(record_url: str, raw: object) -> tuple[str, str | None]:
+        """A photo reference from the API, resolved against the record's URL (``/img/1.jpg`` and
+        ``../img/1.jpg`` are on the API's host); (url, None) when it is http(s), else (text, why not).
+        An API never names a local file: ``/dev/zero`` means that path on the API's host."""
+        if not isinstance(raw, str) or not raw.strip():
+            return str(raw or ""), f"photo reference {raw!r} is not a URL"
+        text = raw.strip()
+        try:
+            url = urllib.parse.urljoin(record_url, text)
+        except ValueError as err:
+            return text, f"photo URL {text[:200]!r} cannot be read ({err})"
+        problem = http_url_problem(url)
+        return (url, None) if problem is None else (text, f"photo URL {text[:200]!r} refused: {problem}")
+
     def to_records(self, case_id: int, doc: dict) -> list[PhotoRecord]:
         f, where = self.config.fields, self.config.url_template.format(id=case_id)
         pid = dig(doc, f.person_id)
         names = [f.name] if isinstance(f.name, str) else f.name
         name = " ".join(str(v) for v in (dig(doc, p) for p in names) if v not in (None, ""))
         jurisdiction = dig(doc, f.jurisdiction)
-        if jurisdiction:
-            jurisdiction = self.config.jurisdiction_prefix + str(jurisdiction)
+        prefix = self.config.jurisdiction_prefix
+        if jurisdiction and not str(jurisdiction).strip().upper().startswith(prefix.upper()):
+            jurisdiction = prefix + str(jurisdiction).strip()
         attributes = {k: v for k, v in ((k, dig(doc, p)) for k, p in f.attributes.items()) if v not in (None, "")}
         attributes.setdefault("source_id", case_id)
         photos = dig(doc, f.photos) or []
@@ -244,7 +264,8 @@ class HttpApiSource:
             photos = [photos]
         out = []
         for i, item in enumerate(photos):
-            url = item.get(f.photo_url) if isinstance(item, dict) else item
+            raw = item.get(f.photo_url) if isinstance(item, dict) else item
+            url, refusal = self.photo_url(where, raw)
             use = item.get(f.use_for_recognition, True) if isinstance(item, dict) and f.use_for_recognition else True
             row = {
                 "person_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}",
@@ -257,7 +278,11 @@ class HttpApiSource:
                 "photo_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}/{i}",
             }
             try:
-                out.append(row_to_record(row, None, f"{where} photo {i}"))
+                record = row_to_record(row, None, f"{where} photo {i}")
+                if refusal is not None:
+                    log.warning("source.http.bad_photo_url", id=case_id, photo=i, url=str(raw)[:200], why=refusal)
+                    record = record.model_copy(update={"refusal": ("bad_photo_url", refusal)})
+                out.append(record)
             except InputError as err:
                 log.warning("source.http.bad_record", id=case_id, error=str(err))
         if not photos:
