@@ -10,7 +10,7 @@ import pytest
 from lookout.device.sources import CaptureSource, FrameGrabber, open_source
 from lookout.rtsp_server import read_stamp, write_i420_frames
 
-pytestmark = pytest.mark.rtsp
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
 
 
 def _frames(grabber: FrameGrabber, count: int, timeout: float, *, newer_than: float = 0.0) -> list:

@@ -327,6 +327,7 @@ def test_http_client_refuses_other_schemes_and_bad_redirects(server):
         client.get(server.url + "/loop")
 
 
+@pytest.mark.slow
 def test_http_client_caps_size_and_total_time(server):
     client = HttpClient(retries=0, timeout_s=2.0, max_bytes=1 << 20)
     with pytest.raises(FetchError, match="larger than 1048576 bytes"):

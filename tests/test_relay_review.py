@@ -80,6 +80,7 @@ def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsy
     assert "#2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_missing_persons_gallery_sends_without_review(setup, mosquitto):
     _service, _config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-7"))
