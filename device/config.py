@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lookout.config_file import load_settings
 from lookout.errors import InputError
+from lookout.face.image_io import MAX_PIXELS
 from lookout.face.quality import QualityConfig
 from lookout.gallery.jurisdiction import normalise_jurisdiction
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
@@ -63,6 +64,9 @@ class SourceConfig(_Section):
         ..., min_length=1, description="video file, image folder, USB camera index (0), rtsp:// or http(s):// URL"
     )
     kind: Literal["auto", "file", "folder", "usb", "stream"] = "auto"
+    max_pixels: int = Field(
+        MAX_PIXELS, gt=0, description="folder sources: skip images larger than this (read from the header)"
+    )
     realtime: bool | None = Field(
         None,
         description="files/folders: play at their own rate and drop frames when behind (default true); "
@@ -284,26 +288,54 @@ def example_config() -> str:
 
 
 EXAMPLE = """\
-# Lookout device configuration (YAML; TOML with the same keys works too). See docs/device.md.
+# Lookout device configuration: `lookout run --config device.yaml`.
+# YAML (TOML with the same keys works too). Every key is in docs/device.md; any key can be
+# overridden with LOOKOUT_DEVICE__<SECTION>__<KEY>=value or --set section.key=value.
+# Relative paths are relative to this file. Check it with: lookout run --config device.yaml --check-config
+
+# The topic level for this device (dt/lookout/<device_id>/match): letters, digits, '.', '_', '-'.
 device_id: cam-lobby-01
-device_name: Lobby camera
-location: {name: Head office lobby, jurisdiction: GB}
+device_name: Lobby camera            # sent in events, shown in alerts
+
+location:
+  name: Head office lobby            # sent in events
+  # ISO 3166-2 code checked against the jurisdiction policy. Recognition does not start where
+  # the policy denies it (the built-in policy denies US-IL, Illinois' BIPA). "Illinois" or
+  # "US IL" is read as US-IL; a value that cannot be read makes this file invalid.
+  jurisdiction: GB
+
 source:
-  url: rtsp://192.168.1.20:554/stream1   # or a video file, an image folder, a USB index like 0
+  # A video file, a folder of images, a USB camera index (0) or an rtsp:// / http(s):// stream.
+  url: rtsp://192.168.1.20:554/stream1
+  # reopen: {initial_s: 1, max_s: 30}   # camera reconnect backoff, doubling, with jitter
+
 gallery:
+  # Where verified bundles are kept (`lookout sync pull --into` the same folder), or
+  # bundle_dir: for one fixed bundle.
   store_dir: /var/lib/lookout/bundles
-  public_key: /etc/lookout/bundle-signing.pub.pem
-  # pull: {url: https://example.com/galleries/lobby, interval_s: 300}
+  public_key: /etc/lookout/bundle-signing.pub.pem   # Ed25519 key the gallery builder signs with
+  # policy: /etc/lookout/policy.yaml   # unset: the built-in policy (deny US-IL)
+  # pull: {url: https://example.com/galleries/lobby, interval_s: 300}   # keep store_dir current
+
+# models: {device: AUTO}              # OpenVINO device: AUTO, CPU, GPU, NPU (`lookout run --device CPU`)
+
+# recognition: {k: 3, n: 5, min_margin: 0.05}   # votes among a track's last n frames; threshold: the gallery's
+
 mqtt:
   host: 127.0.0.1
   port: 1883
-  client_id: cam-lobby-01
+  client_id: cam-lobby-01            # default lookout-<device_id>; one broker session per device
+  # password_env: LOOKOUT_MQTT_PASSWORD   # the NAME of the variable holding the password, never the password
   # tls: {ca_file: AmazonRootCA1.pem, cert_file: device.pem.crt, key_file: private.pem.key}
+
 outbox:
-  path: /var/lib/lookout/outbox.sqlite
+  path: /var/lib/lookout/outbox.sqlite   # events wait here (on disk) until the broker has them
+
 events:
-  cooldown_s: 60
+  cooldown_s: 60                     # at most one event per person per minute from this device
+  # crop: true                       # a small JPEG of the face in each event (the policy may forbid it)
+
 status:
   heartbeat_s: 10
-  # metrics_port: 9108
+  # metrics_port: 9108               # Prometheus text on 127.0.0.1
 """

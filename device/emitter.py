@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 from lookout.device.config import DeviceConfig
 from lookout.device.decision import Decision
@@ -22,6 +23,7 @@ from lookout.device.tuning import Tuning
 from lookout.events import Location, MatchEvent, ModelRef
 from lookout.face.types import Face
 from lookout.gallery.reader import GalleryReader
+from lookout.identifiers import shorten
 from lookout.log import get_logger
 from lookout.topics import Topics
 
@@ -112,22 +114,20 @@ class EventEmitter:
     def emit(self, decision: Decision, gallery: GalleryReader, seen_at: float, captured: float) -> None:
         """``seen_at``: the frame's time (epoch seconds); ``captured``: when it was grabbed (monotonic)."""
         cfg = self.cfg
-        event = MatchEvent.create(
-            ttl=timedelta(seconds=cfg.events.ttl_s),
-            crop_jpeg=self._crop(decision),
-            seen_at=datetime.fromtimestamp(seen_at, timezone.utc),
-            device_id=cfg.device_id,
-            person_id=decision.person_id,
-            score=float(np.clip(decision.score, -1, 1)),
-            margin=decision.margin,
-            track_length=max(1, decision.track_length),
-            model=ModelRef(name=gallery.model_name, digest=gallery.model_digest),
-            bundle_version=str(gallery.version),
-            policy_version=str(gallery.policy_version),
-            box=decision.box,
-            device_name=cfg.device_name,
-            location=self._location(),
-        )
+        try:
+            event = self._event(decision, gallery, seen_at)
+        except ValidationError as err:
+            # A gallery from an older builder may hold an id no event can carry (issue 12 item 1). The match
+            # cannot be sent; the device must not die at every sighting of that person either.
+            self.metrics.events_unencodable += 1
+            log.error(
+                "event.unencodable",
+                person_id=shorten(decision.person_id),
+                bundle=str(gallery.version),
+                reason="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3]),
+                effect="match not sent; the device goes on (rebuild the gallery: the builder now refuses such ids)",
+            )
+            return
         event_id = str(event.event_id)
         self.outbox.add(
             event_id, self.topics.match(cfg.device_id), event.to_json(), event.expires_at.timestamp(), time.time()
@@ -149,6 +149,25 @@ class EventEmitter:
             track=decision.track_id,
             track_length=decision.track_length,
             ms=round(latency, 1),
+        )
+
+    def _event(self, decision: Decision, gallery: GalleryReader, seen_at: float) -> MatchEvent:
+        cfg = self.cfg
+        return MatchEvent.create(
+            ttl=timedelta(seconds=cfg.events.ttl_s),
+            crop_jpeg=self._crop(decision),
+            seen_at=datetime.fromtimestamp(seen_at, timezone.utc),
+            device_id=cfg.device_id,
+            person_id=decision.person_id,
+            score=float(np.clip(decision.score, -1, 1)),
+            margin=decision.margin,
+            track_length=max(1, decision.track_length),
+            model=ModelRef(name=gallery.model_name, digest=gallery.model_digest),
+            bundle_version=str(gallery.version),
+            policy_version=str(gallery.policy_version),
+            box=decision.box,
+            device_name=cfg.device_name,
+            location=self._location(),
         )
 
     def _crop(self, decision: Decision) -> bytes | None:

@@ -226,7 +226,15 @@ class Runtime:
 
     def _open_source(self) -> FrameGrabber:
         src = self.cfg.source
-        source = open_source(src.url, src.kind, fps=src.fps, loop=src.loop, width=src.width, height=src.height)
+        source = open_source(
+            src.url,
+            src.kind,
+            fps=src.fps,
+            loop=src.loop,
+            width=src.width,
+            height=src.height,
+            max_pixels=src.max_pixels,
+        )
         return FrameGrabber(
             source,
             realtime=True if src.realtime is None else src.realtime,

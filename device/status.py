@@ -41,6 +41,7 @@ class Metrics:
         self.embedded = 0
         self.decisions = 0
         self.events_delivered = 0
+        self.events_unencodable = 0  # matches the event schema refused (e.g. an over-long person id)
         self.tracks_active = 0
         self.dropped_frames = 0
         self.outbox_depth = 0
@@ -94,6 +95,9 @@ class Metrics:
             f"lookout_matches_total{{{lab}}} {self.decisions}",
             "# TYPE lookout_events_delivered_total counter",
             f"lookout_events_delivered_total{{{lab}}} {self.events_delivered}",
+            "# HELP lookout_events_unencodable_total Matches not sent: the event schema refused them (see the log).",
+            "# TYPE lookout_events_unencodable_total counter",
+            f"lookout_events_unencodable_total{{{lab}}} {self.events_unencodable}",
             "# TYPE lookout_fps gauge",
             f"lookout_fps{{{lab}}} {self.fps():.2f}",
             "# TYPE lookout_tracks_active gauge",

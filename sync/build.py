@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,7 @@ def update_gallery(
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
     withdraw: Iterable[str] = (),
+    reinstate: Iterable[str] = (),
     subject_rule: SubjectRule | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
@@ -254,7 +256,11 @@ def update_gallery(
     Consent withdrawn, a person gone from the source, a person now in a jurisdiction (or department)
     the policy denies, a person named in ``remove``: their photos leave the bundle, the delta carries
     the removal to devices, and the report lists each removed photo (status ``removed``) with its reason
-    (``withdrawn``, ``left_source``, ``policy_excluded``, ``removed_by_operator``)."""
+    (``withdrawn``, ``left_source``, ``policy_excluded``, ``removed_by_operator``).
+
+    Withdrawals and removals made here (``withdraw``, ``remove``) are kept in the bundle's withdrawal
+    ledger: later updates never re-enrol those photos or people, whatever the source says, until
+    ``reinstate`` names them (photo ids or person ids)."""
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     check_output_dir(out_dir)
     base, base_bytes = read_manifest(base_dir, public_key)
@@ -268,15 +274,20 @@ def update_gallery(
     policy = policy or Policy.from_dict(json.loads((base_dir / "policy.json").read_bytes()))
     conn = metadata.connect_readonly(base_dir / GALLERY)
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
+    old_ledger = metadata.withdrawn(conn)
     conn.close()
+    ledger_add, ledger_drop, withdraw, remove = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate))
     old_by_person: dict[str, list[dict]] = {}
     for p in old_photos:
         old_by_person.setdefault(p["person_id"], []).append(p)
 
     persons = group_persons(records)
-    remove = set(remove)
     for pid in remove:
         persons.pop(pid, None)
+    for person in persons.values():  # a withdrawn photo is never enrolled again, even if the source offers it
+        person.photos = [
+            r.model_copy(update={"use_for_recognition": False}) if r.key in withdraw else r for r in person.photos
+        ]
     keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
     # photos of people the policy now denies must go, and never be re-embedded
     results, enroller = _enrol_all(
@@ -295,7 +306,7 @@ def update_gallery(
         for pid, person in persons.items()
         if not policy.allows(person.jurisdiction, base.purpose, person.department)
     }
-    withdrawn = set(withdraw) | {
+    withdrawn = withdraw | {
         rec.key for person in persons.values() for rec in person.photos if not rec.use_for_recognition
     }
     new_ok = {r.photo_id: r for r in results if r.status == ENROLLED}
@@ -349,6 +360,8 @@ def update_gallery(
         remove_labels=sorted(int(p["label"]) for p in remove_photos),
         upsert_persons=upserts,
         add_photos=[_photo_row(r, next_label + i) for i, r in enumerate(added)],
+        withdraw=ledger_add,
+        reinstate=ledger_drop,
     )
     vectors = _vectors(added, base.model.dim)
     tmp = _tmp_dir(out_dir)
@@ -392,6 +405,21 @@ def update_gallery(
 
 
 REMOVED = "removed"
+
+
+def _ledger(
+    old: dict[tuple[str, str], tuple[str, str]], withdraw: set[str], remove: set[str], reinstate: set[str]
+) -> tuple[list[list[str]], list[list[str]], set[str], set[str]]:
+    """The withdrawal ledger's rows to add and to lift, and the photo ids withdrawn and person ids removed
+    in this update (this update's own and the ledger's, less those reinstated)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    drop = [[kind, ident] for kind, ident in old if ident in reinstate]
+    kept = {key for key in old if key[1] not in reinstate}
+    add = [["photo", p, "consent withdrawn by an operator", at] for p in sorted(withdraw) if ("photo", p) not in kept]
+    add += [["person", p, "removed by an operator", at] for p in sorted(remove) if ("person", p) not in kept]
+    photos = withdraw | {ident for kind, ident in kept if kind == "photo"}
+    persons = remove | {ident for kind, ident in kept if kind == "person"}
+    return add, drop, photos - reinstate, persons - reinstate
 
 
 def _removal_reason(

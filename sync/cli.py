@@ -137,7 +137,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="PHOTO_ID",
-        help="consent withdrawn for this photo: remove it (repeatable; as use_for_recognition: false in the source)",
+        help="consent withdrawn for this photo: remove it, and keep it out of later updates (repeatable)",
+    )
+    update.add_argument(
+        "--reinstate",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="lift an earlier --withdraw (photo id) or --remove (person id): the source may enrol it again",
     )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
     update.set_defaults(func=_gallery_update)
@@ -162,7 +169,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("bundle", type=Path, metavar="DIR")
     verify.add_argument("--public-key", type=Path, required=True, metavar="FILE")
     verify.add_argument("--model-digest", help="the device's embedder digest")
-    verify.add_argument("--policy", type=Path, metavar="FILE", help="the device's policy (default: the bundle's)")
+    verify.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+    )
     verify.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     verify.set_defaults(func=_gallery_verify)
 
@@ -200,15 +212,41 @@ def register(commands: argparse._SubParsersAction) -> None:
     pull.add_argument("--model-digest", help="refuse bundles built for another embedder digest")
     pull.add_argument("--embedder", help="like --model-digest, read from this model's manifest in the model cache")
     add_model_dir(pull)
-    pull.add_argument("--policy", type=Path, metavar="FILE", help="the device's policy (default: the bundle's)")
+    pull.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+    )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
     pull.set_defaults(func=_sync_pull)
+
+    rollback = ssub.add_parser(
+        "rollback",
+        help="make the previous bundle current again, and pin it: pulls install nothing newer until `sync unpin`",
+    )
+    rollback.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    rollback.add_argument("--reason", default="rollback by an operator", help="recorded with the pin")
+    rollback.set_defaults(func=_sync_rollback)
+    unpin = ssub.add_parser("unpin", help="lift the pin a rollback set: the next pull installs the newest version")
+    unpin.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    unpin.set_defaults(func=_sync_unpin)
+    status = ssub.add_parser("status", help="the store's current and previous bundles, its pin, its last pull")
+    status.add_argument("--into", type=Path, required=True, metavar="DIR", help="device bundle store")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_sync_status)
 
     search = commands.add_parser("search", help="who is this? search the faces of a photo in a gallery bundle")
     search.add_argument("image", type=Path, metavar="IMAGE")
     search.add_argument(
         "--gallery", type=Path, required=True, metavar="DIR", help="a bundle folder (or a sync store with current/)"
+    )
+    search.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="jurisdiction policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
     )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box")
     search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
@@ -318,6 +356,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         only_listed=args.only_listed,
         remove=args.remove,
         withdraw=args.withdraw,
+        reinstate=args.reinstate,
         threshold=args.threshold,
         work_dir=work,
         report_path=args.report,
@@ -454,7 +493,75 @@ def _sync_pull(args: argparse.Namespace) -> int:
         return 0
     swapped = puller.pull_once(raise_errors=True)
     current = store.current_dir()
-    print(f"{'installed new bundle' if swapped else 'up to date'}: {current}")
+    pin = store.pinned()
+    installed = store.current_manifest()
+    offered = puller.published_version
+    if swapped:
+        print(f"installed new bundle: version {installed.version if installed else '?'} in {current}")
+    elif pin is not None and installed is not None and offered is not None and offered > installed.version:
+        print(
+            f"pinned at version {installed.version} ({pin.get('reason')}, {pin.get('at')}): version {offered} is "
+            f"published and was not installed; `lookout sync unpin --into {args.into}` to resume updates"
+        )
+    else:
+        print(f"up to date: version {installed.version if installed else '?'} in {current}")
+    return 0
+
+
+def _sync_rollback(args: argparse.Namespace) -> int:
+    store = BundleStore(args.into)
+    was = store.current_manifest()
+    if store.rollback(args.reason) is None:
+        raise InputError(str(args.into), "no previous bundle to roll back to")
+    now = store.current_manifest()
+    print(
+        f"rolled back to version {now.version if now else '?'} (was {was.version if was else '?'}); pinned: "
+        f"pulls install nothing newer until `lookout sync unpin --into {args.into}`"
+    )
+    return 0
+
+
+def _sync_unpin(args: argparse.Namespace) -> int:
+    pin = BundleStore(args.into).unpin()
+    print(f"unpinned (was pinned at version {pin.get('version')})" if pin else "not pinned")
+    return 0
+
+
+def _sync_status(args: argparse.Namespace) -> int:
+    if not (args.into / "versions").is_dir():
+        raise InputError(str(args.into), "not a bundle store (no versions/ folder)")
+    status = BundleStore(args.into).status()
+    if args.json:
+        print(json.dumps(status))
+        return 0
+
+    def line(info: dict | None) -> str:
+        if info is None:
+            return "none"
+        if "error" in info:
+            return info["error"]
+        return (
+            f"version {info['version']} ({count(info['persons'] or 0, 'person', 'people')}, "
+            f"built {info['created']}) in {info['dir']}"
+        )
+
+    print(f"store {status['store']}")
+    print(f"  current:  {line(status['current'])}")
+    print(f"  previous: {line(status['previous'])}")
+    pin = status["pinned"]
+    if pin:
+        print(
+            f"  PINNED at version {pin.get('version')} since {pin.get('at')} ({pin.get('reason')}; was "
+            f"{pin.get('from_version')}): pulls install nothing newer until `lookout sync unpin --into {args.into}`"
+        )
+    else:
+        print("  not pinned")
+    last = status["last_pull"]
+    if last.get("url"):
+        print(
+            f"  last pull: {last['url']} offered version {last.get('published_version', '?')} "
+            f"at {last.get('checked_at', '?')}"
+        )
     return 0
 
 
@@ -468,7 +575,7 @@ def _search(args: argparse.Namespace) -> int:
         bundle = (bundle / "current").resolve()
     image = read_image(args.image, args.max_pixels)
     pipeline = open_pipeline(args)
-    gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, None)
+    gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, _policy(args))  # None: built-in
     results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)
     threshold = gallery.threshold if args.threshold is None else args.threshold
     if args.json:

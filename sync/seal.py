@@ -102,6 +102,8 @@ def write_delta(bundle_dir: Path, doc: DeltaDoc, vectors: np.ndarray) -> None:
     """``delta/delta.json`` and ``delta/vectors.npy`` (the added photos' embeddings, in ``add_photos`` order)."""
     out = Path(bundle_dir) / DELTA_DIR
     out.mkdir(parents=True, exist_ok=True)
-    (Path(bundle_dir) / DELTA_DOC).write_bytes(json.dumps(doc.model_dump(mode="json"), sort_keys=True).encode())
+    empty_new_fields = {name for name in ("withdraw", "reinstate") if not getattr(doc, name)}
+    data = doc.model_dump(mode="json", exclude=empty_new_fields)
+    (Path(bundle_dir) / DELTA_DOC).write_bytes(json.dumps(data, sort_keys=True).encode())
     with open(Path(bundle_dir) / DELTA_VECTORS, "wb") as f:
         np.save(f, np.ascontiguousarray(vectors, np.float32), allow_pickle=False)

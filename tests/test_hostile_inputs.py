@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import struct
 import threading
 import time
@@ -534,6 +535,35 @@ def test_withdraw_by_photo_id_as_the_console_does(consent_v1, pipeline, keys, tm
     )  # fmt: skip
     assert [(r.photo_id, r.reason) for r in report.results if r.status == "removed"] == [("mirror/m.jpg", "withdrawn")]
     assert report.changes["persons_removed"] == 1 and report.manifest.counts["persons"] == 2
+
+
+def test_a_withdrawal_survives_the_next_update_from_an_unchanged_source(consent_v1, pipeline, keys, tmp_path):
+    """The console's withdraw button: the source still lists the photo; the bundle remembers it is withdrawn."""
+    from lookout.gallery import metadata
+    from lookout.gallery.delta import apply_delta, read_delta
+    from lookout.gallery.verify import check_files, read_manifest
+    from lookout.sync.build import update_gallery
+
+    root, _rows = consent_v1
+    records = read_manifest_file(root / "v1.csv")
+    update_gallery(root / "v1", records, tmp_path / "v2", keys[0], pipeline, withdraw=["grace/g1.jpg"],
+                   remove=["mirror"], progress=False)  # fmt: skip
+    doc, vectors = read_delta(tmp_path / "v2")
+    assert [row[:2] for row in doc.withdraw] == [["photo", "grace/g1.jpg"], ["person", "mirror"]]
+    # a device applying the delta rebuilds the published files byte for byte, ledger included
+    applied = tmp_path / "applied"
+    apply_delta(root / "v1", read_manifest(root / "v1")[0], doc, vectors, applied)
+    shutil.copyfile(tmp_path / "v2" / "policy.json", applied / "policy.json")
+    check_files(applied, read_manifest(tmp_path / "v2")[0].files)
+    v3 = update_gallery(tmp_path / "v2", records, tmp_path / "v3", keys[0], pipeline, progress=False)
+    assert v3.embedded == 0 and v3.changes["photos_added"] == 0 and v3.changes["persons_added"] == 0
+    conn = metadata.connect_readonly(tmp_path / "v3" / "gallery.sqlite")
+    assert {p["photo_id"] for p in metadata.photos(conn)} == {"grace/g2.jpg", "eileen/e.jpg"}
+    assert set(metadata.withdrawn(conn)) == {("photo", "grace/g1.jpg"), ("person", "mirror")}
+    conn.close()
+    v4 = update_gallery(tmp_path / "v3", records, tmp_path / "v4", keys[0], pipeline, reinstate=["mirror"],
+                        progress=False)  # fmt: skip
+    assert v4.changes["persons_added"] == 1 and v4.manifest.counts["persons"] == 3
 
 
 # -- 12. CSV encodings and conflicting records -------------------------------------------------------

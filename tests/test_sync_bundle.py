@@ -164,10 +164,11 @@ def test_device_refuses_bundle_with_denied_person(people_dir, keys, pipeline, tm
         if r.person_id != "mirror"
     ]
     build_gallery(records, tmp_path / "b", keys[0], pipeline, permissive, progress=False)
-    assert load_bundle(tmp_path / "b", keys[1], None, None).person("grace")["jurisdiction"] == "US-IL"
-    with pytest.raises(BundleError) as err:
-        load_bundle(tmp_path / "b", keys[1], None, Policy.default())
-    assert err.value.reason == "policy" and "US-IL" in str(err.value)
+    assert load_bundle(tmp_path / "b", keys[1], None, permissive).person("grace")["jurisdiction"] == "US-IL"
+    for device_policy in (Policy.default(), None):  # no device policy: the built-in one, not the bundle's
+        with pytest.raises(BundleError) as err:
+            load_bundle(tmp_path / "b", keys[1], None, device_policy)
+        assert err.value.reason == "policy" and "US-IL" in str(err.value)
 
 
 def test_pull_full_then_delta_then_unchanged(versions, served, keys, pipeline, tmp_path):

@@ -31,6 +31,10 @@ class DeltaDoc(BaseModel):
     remove_labels: list[int] = Field(default_factory=list)
     upsert_persons: list[list[Any]] = Field(default_factory=list)  # persons rows
     add_photos: list[list[Any]] = Field(default_factory=list)  # photos rows, vectors.npy in this order
+    # the withdrawal ledger (metadata.withdrawn): rows added (kind, id, reason, at) and (kind, id) lifted.
+    # Left out of delta.json when empty, so devices from before the ledger still read such deltas.
+    withdraw: list[list[str]] = Field(default_factory=list)
+    reinstate: list[list[str]] = Field(default_factory=list)
 
 
 def read_delta(delta_root: Path) -> tuple[DeltaDoc, np.ndarray]:
@@ -61,6 +65,7 @@ def apply_delta(
             metadata.delete_persons(conn, doc.remove_persons)
             metadata.upsert_persons(conn, [tuple(r) for r in doc.upsert_persons])
             metadata.insert_photos(conn, [tuple(r) for r in doc.add_photos])
+            metadata.change_withdrawn(conn, doc.withdraw, doc.reinstate)
         conn.execute("VACUUM")
     finally:
         conn.close()

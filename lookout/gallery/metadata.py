@@ -97,6 +97,33 @@ def delete_photos(conn: sqlite3.Connection, photo_ids: Iterable[str]) -> None:
     conn.executemany("DELETE FROM photos WHERE photo_id = ?", [(p,) for p in photo_ids])
 
 
+# The withdrawal ledger: photos whose consent an operator withdrew, people an operator removed. It travels
+# in the bundle so the next update never re-enrols them from an unchanged source. Created only when used,
+# so bundles without withdrawals keep the schema above.
+WITHDRAWN_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS withdrawn(kind TEXT NOT NULL, id TEXT NOT NULL, reason TEXT, at TEXT, "
+    "PRIMARY KEY(kind, id))"
+)
+
+
+def withdrawn(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]]:
+    """(kind "photo"|"person", id) -> (reason, at); empty for bundles that never had a withdrawal."""
+    try:
+        rows = conn.execute("SELECT kind, id, reason, at FROM withdrawn").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {(r[0], r[1]): (r[2] or "", r[3] or "") for r in rows}
+
+
+def change_withdrawn(conn: sqlite3.Connection, add: Iterable[Iterable[str]], drop: Iterable[Iterable[str]]) -> None:
+    added, dropped = [tuple(r) for r in add], [tuple(r) for r in drop]
+    if not added and not dropped:
+        return
+    conn.execute(WITHDRAWN_SCHEMA)
+    conn.executemany("INSERT OR REPLACE INTO withdrawn(kind, id, reason, at) VALUES (?,?,?,?)", added)
+    conn.executemany("DELETE FROM withdrawn WHERE kind = ? AND id = ?", dropped)
+
+
 def delete_persons(conn: sqlite3.Connection, person_ids: Iterable[str]) -> None:
     ids = [(p,) for p in person_ids]
     conn.executemany("DELETE FROM photos WHERE person_id = ?", ids)
@@ -130,6 +157,11 @@ def find_person(conn: sqlite3.Connection, person_id: str) -> tuple[Any, ...] | N
 def photos(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     cols = ", ".join(PHOTO_COLUMNS)
     return [dict(zip(PHOTO_COLUMNS, row)) for row in conn.execute(f"SELECT {cols} FROM photos ORDER BY label")]
+
+
+def places(conn: sqlite3.Connection) -> list[tuple[str | None, str | None]]:
+    """Every distinct (jurisdiction, department) of the people in the gallery: what a policy decides on."""
+    return [(r[0] or None, r[1] or None) for r in conn.execute("SELECT DISTINCT jurisdiction, department FROM persons")]
 
 
 def jurisdictions(conn: sqlite3.Connection) -> list[str]:

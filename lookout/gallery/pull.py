@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -56,6 +57,10 @@ class SyncError(LookoutError):
     """The publish server could not be reached or answered wrongly."""
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _join(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
@@ -85,6 +90,7 @@ class BundlePuller:
         self.location = location
         self.timeout_s = timeout_s
         self.last_error: str | None = None
+        self.published_version: int | None = None  # the version the publish URL offered at the last pull
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -182,7 +188,22 @@ class BundlePuller:
         except (ValueError, KeyError, TypeError):
             raise BundleError(url, "bad_manifest", "top-level manifest.json has no integer version") from None
 
+        self.published_version = version
+        state = {"url": self.url, **validators, "published_version": version, "checked_at": _now()}
+        pin = self.store.pinned()
         current = self.store.current_manifest()
+        if pin is not None and current is not None:
+            if version > current.version:
+                log.warning(
+                    "sync.pinned",
+                    url=self.url,
+                    offered=version,
+                    current=current.version,
+                    pinned_since=pin.get("at"),
+                    why=f"pinned by {pin.get('reason') or 'an operator'}: `lookout sync unpin` to install newer versions",
+                )
+            self.store.save_state({**state, "etag": None, "last_modified": None})
+            return False
         if current is not None and version <= current.version:
             if version < current.version:
                 log.warning(
@@ -192,7 +213,7 @@ class BundlePuller:
                     current=current.version,
                     why="refusing to go back a version",
                 )
-            self.store.save_state({"url": self.url, **validators})
+            self.store.save_state(state)
             return False
 
         manifest, data, sig = self._signed_manifest(version, top)
@@ -212,7 +233,7 @@ class BundlePuller:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         final = self.store.install(staged, manifest.version)
-        self.store.save_state({"url": self.url, **validators})
+        self.store.save_state(state)
         log.info(
             "sync.swapped",
             url=self.url,

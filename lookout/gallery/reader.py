@@ -203,7 +203,8 @@ class Gallery:
         return results
 
     def _allowed(self, person_id: str) -> bool:
-        return self.policy.allows(self._persons[person_id].get("jurisdiction"), self.purpose)
+        person = self._persons[person_id]
+        return self.policy.allows(person.get("jurisdiction"), self.purpose, person.get("department"))
 
 
 def load_bundle(
@@ -217,7 +218,7 @@ def load_bundle(
 
     ``public_key``: PEM path or bytes (None skips the signature check, with a warning: tests only).
     ``expected_model_digest``: the device's embedder digest (None skips the check).
-    ``policy``: the device's policy (None: the bundle's own). ``location``: the device's
+    ``policy``: the device's policy (None: the built-in one; the bundle's own applies too). ``location``: the device's
     jurisdiction; refused if the policy denies recognition there.
     """
     bundle_dir = Path(bundle_dir)

@@ -5,10 +5,15 @@ symlinks, ``current`` and ``previous``, each replaced with ``os.replace`` (an
 atomic rename), so a reader sees the old or the new bundle, never half of one.
 The puller (``lookout.gallery.pull``) stages and verifies; the store installs,
 keeps the last good one and rolls back.
+
+A rollback pins the version it goes back to (``pin.json``): the puller then installs
+nothing newer until the operator unpins (``lookout sync unpin``). Without the pin the
+next pull would bring back the very version that was rolled back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,7 +59,7 @@ class BundleStore:
         if current is None:
             return None
         try:
-            return read_manifest(current)[0]
+            return read_manifest(current, check_signature_now=False)[0]  # verified when installed
         except BundleError as err:
             log.warning("sync.current_unreadable", bundle=str(current), error=str(err))
             return None
@@ -86,15 +91,83 @@ class BundleStore:
             self._prune()
             return final
 
-    def rollback(self) -> Path | None:
-        """Make the previous bundle current again (and the current one previous)."""
+    def rollback(self, reason: str = "rollback") -> Path | None:
+        """Make the previous bundle current again (and the current one previous), and pin it there:
+        pulls install nothing newer until :meth:`unpin`. None when there is no previous bundle."""
         with self._lock:
             prev, cur = self.previous_dir(), self.current_dir()
             if prev is None:
                 return None
             self._set("current", prev)
             self._set("previous", cur)
-            return prev
+        manifest = self.current_manifest()
+        from_version = None
+        if cur is not None:
+            with contextlib.suppress(BundleError):
+                from_version = read_manifest(cur, check_signature_now=False)[0].version
+        self.pin(manifest.version if manifest else None, reason, from_version)
+        state = self.load_state()
+        for key in ("etag", "last_modified"):  # the next unpinned pull must look at the manifest again
+            state.pop(key, None)
+        self.save_state(state)
+        log.warning("sync.rolled_back", version=manifest.version if manifest else None, was=from_version)
+        return prev
+
+    # -- pin -----------------------------------------------------------------------------
+    def _pin_path(self) -> Path:
+        return self.root / "pin.json"
+
+    def pin(self, version: int | None, reason: str, from_version: int | None = None) -> None:
+        doc = {
+            "version": version,
+            "reason": reason,
+            "from_version": from_version,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        tmp = self._pin_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self._pin_path())
+
+    def pinned(self) -> dict[str, Any] | None:
+        """The pin (version, reason, from_version, at) or None."""
+        try:
+            doc = json.loads(self._pin_path().read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def unpin(self) -> dict[str, Any] | None:
+        """Lift the pin; returns it (None when there was none). The next pull installs the newest version."""
+        pin = self.pinned()
+        with contextlib.suppress(FileNotFoundError):
+            self._pin_path().unlink()
+        return pin
+
+    def status(self) -> dict[str, Any]:
+        """What ``lookout sync status`` shows: current and previous versions, the pin, the last pull."""
+
+        def describe(path: Path | None) -> dict[str, Any] | None:
+            if path is None:
+                return None
+            try:
+                manifest = read_manifest(path, check_signature_now=False)[0]
+            except BundleError as err:
+                return {"dir": str(path), "error": str(err)}
+            return {
+                "dir": str(path),
+                "version": manifest.version,
+                "created": manifest.created,
+                "persons": manifest.counts.get("persons"),
+                "photos": manifest.counts.get("photos"),
+            }
+
+        return {
+            "store": str(self.root),
+            "current": describe(self.current_dir()),
+            "previous": describe(self.previous_dir()),
+            "pinned": self.pinned(),
+            "last_pull": {k: v for k, v in self.load_state().items() if k not in ("etag", "last_modified")},
+        }
 
     def _prune(self) -> None:
         keep = {self.current_dir(), self.previous_dir()}

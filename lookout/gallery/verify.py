@@ -85,8 +85,12 @@ def check_model(manifest: Manifest, expected_model_digest: str | None, where: st
 
 def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, location: str | None) -> Policy:
     """The bundle's own policy must be the one in the manifest; every person must be allowed by the
-    device's policy (or the bundle's, when the device has none); recognition must be allowed where the device is.
-    Returns the policy in force."""
+    device's policy and by the bundle's own; recognition must be allowed where the device is.
+    Returns the policy in force.
+
+    Defence in depth: with no device policy, the built-in one (``Policy.default()``, deny US-IL)
+    is the device's, never the bundle's alone: a bundle signed with an allow-all policy and holding
+    someone in Illinois is refused by pull, search and run alike."""
     try:
         bundle_policy = Policy.from_dict(json.loads((bundle_dir / POLICY).read_bytes()), str(bundle_dir / POLICY))
     except (LookoutError, ValueError) as err:
@@ -95,20 +99,22 @@ def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, lo
         raise BundleError(
             bundle_dir, "bad_policy", f"{POLICY} version {bundle_policy.version} != manifest {manifest.policy.version}"
         )
-    active = policy or bundle_policy
+    active = policy or Policy.default()
     conn = metadata.connect_readonly(bundle_dir / GALLERY)
     try:
-        found = metadata.jurisdictions(conn)
+        found = metadata.places(conn)
     except sqlite3.DatabaseError as err:
         raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
     finally:
         conn.close()
-    for jurisdiction in found:
+    for jurisdiction, department in found:
         for p in {id(active): active, id(bundle_policy): bundle_policy}.values():
-            decision = p.decide(jurisdiction or None, manifest.purpose)
+            decision = p.decide(jurisdiction, manifest.purpose, department)
             if not decision.allowed:
                 raise BundleError(
-                    bundle_dir, "policy", f"holds people from a jurisdiction the policy denies: {decision.reason}"
+                    bundle_dir,
+                    "policy",
+                    f"holds people from a jurisdiction or department the policy denies: {decision.reason}",
                 )
     if location is not None:
         decision = active.decide(location, manifest.purpose)
@@ -121,15 +127,20 @@ def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, lo
     return active
 
 
-def read_manifest(bundle_dir: Path, public_key: PublicKeySource | None = None) -> tuple[Manifest, bytes]:
-    """The manifest and its exact bytes, after checking its signature (files are not checked here)."""
+def read_manifest(
+    bundle_dir: Path, public_key: PublicKeySource | None = None, *, check_signature_now: bool = True
+) -> tuple[Manifest, bytes]:
+    """The manifest and its exact bytes, after checking its signature (files are not checked here).
+    ``check_signature_now=False`` reads a bundle verified earlier (the store's installed ones) without
+    a check, and without the "no public key configured" warning that a check without a key logs."""
     bundle_dir = Path(bundle_dir)
     try:
         data = (bundle_dir / MANIFEST).read_bytes()
     except OSError:
         raise BundleError(bundle_dir, "missing_file", f"no {MANIFEST}") from None
     signature = (bundle_dir / SIGNATURE).read_bytes() if (bundle_dir / SIGNATURE).is_file() else None
-    check_signature(data, signature, public_key, bundle_dir)
+    if check_signature_now:
+        check_signature(data, signature, public_key, bundle_dir)
     return parse_manifest(data, bundle_dir), data
 
 
