@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lookout.config_file import load_settings
+from lookout.device.homeassistant import HomeAssistantConfig
 from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS
 from lookout.face.quality import QualityConfig
@@ -89,6 +90,11 @@ class ModelsConfig(_Section):
     embedder: str = DEFAULT_EMBEDDER
     detection_threshold: float | None = Field(None, gt=0, lt=1, description="detector score; default from its manifest")
     tile: int = Field(0, ge=0, description="also detect in square tiles of this many pixels (small faces); 0 off")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="the embedder's number format: auto = what `lookout models precision` measured best on this "
+        "device (FP32 until measured); fp32, bf16 or int8 to force one",
+    )
 
 
 class QualitySettings(_Section):
@@ -218,6 +224,7 @@ class DeviceConfig(_Section):
     mqtt: DeviceMqttConfig = DeviceMqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     status: StatusConfig = StatusConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     debug: DebugConfig = DebugConfig()
     clock: Literal["wall", "video"] = Field(
         "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)"

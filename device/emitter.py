@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from lookout.device.config import DeviceConfig
 from lookout.device.decision import Decision
+from lookout.device.homeassistant import OUTBOX_ID_PREFIX, HomeAssistantDiscovery
 from lookout.device.outbox import Outbox, OutboxRow
 from lookout.device.status import Metrics
 from lookout.device.tuning import Tuning
@@ -71,6 +72,8 @@ class Deliveries:
 
     def delivered(self, row: OutboxRow, ack_time: float) -> None:
         """The outbox sender's callback: the broker has the event."""
+        if row.event_id.startswith(OUTBOX_ID_PREFIX):  # Home Assistant's copy of a match: not an event of its own
+            return
         self.metrics.events_delivered += 1
         with self._lock:
             captured = self._captured.pop(row.event_id, None)
@@ -96,8 +99,12 @@ class EventEmitter:
         wake_sender: Callable[[], None],
         tuning: Tuning,
         crops_allowed: bool,
+        homeassistant: HomeAssistantDiscovery | None = None,
     ) -> None:
+        """``homeassistant``: when discovery is on, each match also goes out as a Home Assistant event
+        (through the outbox, so it survives an outage too, and expires with the match)."""
         self.cfg = cfg
+        self.homeassistant = homeassistant
         self.topics = topics
         self.metrics = metrics
         self.outbox = outbox
@@ -132,6 +139,17 @@ class EventEmitter:
         self.outbox.add(
             event_id, self.topics.match(cfg.device_id), event.to_json(), event.expires_at.timestamp(), time.time()
         )
+        if self.homeassistant is not None:
+            payload = self.homeassistant.event_payload(
+                event_id=event_id,
+                person_id=decision.person_id,
+                name=decision.name,
+                score=event.score,
+                seen_at=event.seen_at,
+                location=cfg.location.name,
+            )
+            expires = event.expires_at.timestamp()
+            self.outbox.add(OUTBOX_ID_PREFIX + event_id, self.homeassistant.event_topic, payload, expires, time.time())
         self.deliveries.queued(event_id, captured)
         self.wake_sender()
         latency = (time.monotonic() - captured) * 1000

@@ -40,6 +40,7 @@ from lookout.topics import check_prefix
 log = get_logger(__name__)
 
 EVENT_TYPE = "match"
+OUTBOX_ID_PREFIX = "ha-"  # outbox rows of Home Assistant events: "ha-<match event id>"
 SUPPORT_URL = "https://github.com/lookout-project/lookout"
 _NOT_ID = re.compile(r"[^a-zA-Z0-9_-]")
 

@@ -32,9 +32,10 @@ from lookout.device.decision import Decider
 from lookout.device.emitter import Deliveries, EventEmitter
 from lookout.device.frame_loop import Clock, FrameLoop
 from lookout.device.gallery_swap import GallerySwap
+from lookout.device.homeassistant import HomeAssistantDiscovery
 from lookout.device.outbox import Outbox, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
-from lookout.device.sources import FrameGrabber, open_source
+from lookout.device.sources import FrameGrabber, FrameSource, open_source
 from lookout.device.status import Metrics, StatusReporter, last_will
 from lookout.device.tuning import Tuning
 from lookout.errors import LookoutError
@@ -86,6 +87,7 @@ class Session:
     emitter: EventEmitter
     loop: FrameLoop
     metrics_server: MetricsServer | None
+    homeassistant: HomeAssistantDiscovery | None = None
 
 
 class Runtime:
@@ -96,8 +98,10 @@ class Runtime:
         publisher: EventPublisher | None = None,
         pipeline: FacePipeline | None = None,
         on_ready: Callable[[Runtime], None] | None = None,
+        source: FrameSource | None = None,
     ) -> None:
-        """``publisher``/``pipeline``: given ones instead of MQTT and the configured models (tests, bench).
+        """``publisher``/``pipeline``/``source``: given ones instead of MQTT, the configured models and the
+        configured source (tests, bench: a camera whose frames tell their capture time).
         ``on_ready`` is called once, from the loop's thread, when frames are being processed with the
         models loaded and (if recognition is on) a gallery in use: what a supervisor waits for."""
         self.cfg = cfg
@@ -122,8 +126,11 @@ class Runtime:
         self._stop = threading.Event()
         self.galleries = GallerySwap(cfg, self.policy, self.metrics)
         self.session: Session | None = None
+        self.models_loaded = False
+        self.metrics_server: MetricsServer | None = None  # /metrics, /healthz, /readyz (status.metrics_port)
         self._publisher = publisher
         self._pipeline = pipeline
+        self._source = source
         self._on_ready = on_ready
         self._old_handlers: dict[int, Any] = {}
 
@@ -150,10 +157,11 @@ class Runtime:
         self.galleries.on_swap(bundle_dir)
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """For ``/readyz``: frames flowing with the models loaded and, if recognition is on, a gallery in
-        use; events go to the broker (or wait in the outbox while it is away: not ready)."""
+        """For ``/readyz``: models loaded, frames flowing and, if recognition is on, a gallery in use;
+        events go to the broker (or wait in the outbox while it is away: not ready)."""
         publisher = self.session.publisher if self.session else None
         checks: dict[str, object] = {
+            "models": self.models_loaded,
             "processing": self.ready.is_set(),
             "gallery": self.gallery is not None or not self.recognition,
             "broker_connected": bool(publisher is not None and publisher.connected),
@@ -186,11 +194,20 @@ class Runtime:
         self._announce()
         self._check_policy()
         grabber = self._open_source()  # a missing or corrupt file is reported before the models load
-        pipeline = self._open_pipeline()
-        if self.recognition:
-            self.galleries.open(pipeline.embedder.digest)
+        # /healthz answers from here on, /readyz says what is still missing while models and gallery load.
+        metrics_server = self._serve_metrics()
+        try:
+            pipeline = self._open_pipeline()
+            self.models_loaded = True
+            if self.recognition:
+                self.galleries.open(pipeline.embedder.digest)
+                self._note_precision(pipeline)
+        except BaseException:
+            if metrics_server is not None:
+                metrics_server.stop()
+            raise
         self.metrics.recognition = "on" if self.recognition else "off"
-        session = self.session = self._assemble(grabber, pipeline)
+        session = self.session = self._assemble(grabber, pipeline, metrics_server)
         self._install_signals()
         try:
             self._start(session)
@@ -226,7 +243,7 @@ class Runtime:
 
     def _open_source(self) -> FrameGrabber:
         src = self.cfg.source
-        source = open_source(
+        source = self._source or open_source(
             src.url,
             src.kind,
             fps=src.fps,
@@ -255,10 +272,25 @@ class Runtime:
                 detection=DetectorConfig(score_threshold=m.detection_threshold, tile=m.tile, retry_padded=False),
                 quality=self.cfg.quality.gates(),
                 embed_batch=self.cfg.recognition.max_batch,
+                precision=m.precision,
             )
         )
 
-    def _assemble(self, grabber: FrameGrabber, pipeline: FacePipeline) -> Session:
+    def _serve_metrics(self) -> MetricsServer | None:
+        cfg = self.cfg
+        if cfg.status.metrics_port is None:
+            return None
+        server = MetricsServer(
+            lambda: self.metrics.prometheus(cfg.device_id),
+            cfg.status.metrics_host,
+            cfg.status.metrics_port,
+            readiness=self.readiness,
+        )
+        server.start()
+        self.metrics_server = server
+        return server
+
+    def _assemble(self, grabber: FrameGrabber, pipeline: FacePipeline, metrics_server: MetricsServer | None) -> Session:
         """Make this run's parts, each with what it needs, in an order with no cycle."""
         cfg = self.cfg
         outbox = Outbox(cfg.outbox.path, cfg.outbox.max_events)
@@ -279,6 +311,17 @@ class Runtime:
             heartbeat_topic=self.topics.heartbeat(cfg.device_id),
             heartbeat_s=cfg.status.heartbeat_s,
         )
+        homeassistant = None
+        if cfg.homeassistant.enabled:
+            homeassistant = HomeAssistantDiscovery(
+                cfg.homeassistant,
+                device_id=cfg.device_id,
+                device_name=cfg.device_name,
+                area=cfg.location.name,
+                status_topic=status_topic,
+                event_topic=self.topics.homeassistant_event(cfg.device_id),
+                publisher=publisher,
+            )
         deliveries = Deliveries(self.metrics, outbox)
         sender = OutboxSender(
             outbox,
@@ -288,7 +331,15 @@ class Runtime:
             on_delivered=deliveries.delivered,
         )
         emitter = EventEmitter(
-            cfg, self.topics, self.metrics, outbox, deliveries, sender.wake, self.tuning, self.crops_allowed
+            cfg,
+            self.topics,
+            self.metrics,
+            outbox,
+            deliveries,
+            sender.wake,
+            self.tuning,
+            self.crops_allowed,
+            homeassistant,
         )
         loop = FrameLoop(
             cfg,
@@ -303,30 +354,26 @@ class Runtime:
             on_ready=self._frame_ready,
             stop=self._stop,
         )
-        metrics_server = None
-        if cfg.status.metrics_port is not None:
-            metrics_server = MetricsServer(
-                lambda: self.metrics.prometheus(cfg.device_id),
-                cfg.status.metrics_host,
-                cfg.status.metrics_port,
-                readiness=self.readiness,
-            )
-        return Session(grabber, outbox, publisher, reporter, sender, emitter, loop, metrics_server)
+        return Session(grabber, outbox, publisher, reporter, sender, emitter, loop, metrics_server, homeassistant)
 
     def _start(self, s: Session) -> None:
         def connected() -> None:
             s.reporter.online()
+            if s.homeassistant is not None:
+                s.homeassistant.announce()
             s.sender.wake()
 
         s.publisher.on_connect = connected
+        if s.homeassistant is not None:
+            s.homeassistant.start()  # listens for Home Assistant's birth message from the first connection
         s.grabber.start()
         s.publisher.start()
         if not s.publisher.owns_connection:
             s.reporter.online()
+            if s.homeassistant is not None:
+                s.homeassistant.announce()
         s.sender.start()
         s.reporter.start()
-        if s.metrics_server is not None:
-            s.metrics_server.start()
         if self.recognition:
             self.galleries.start()
         cfg = self.cfg
@@ -340,6 +387,16 @@ class Runtime:
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()
+
+    def _note_precision(self, pipeline: FacePipeline) -> None:
+        gallery = self.gallery
+        if gallery is not None and gallery.manifest.model.precision != pipeline.embedder.precision:
+            log.info(
+                "gallery.cross_precision",
+                gallery=gallery.manifest.model.precision,
+                device=pipeline.embedder.precision,
+                note="scores agree with FP32's within the tolerance `lookout models precision` checked",
+            )
 
     def _frame_ready(self) -> None:
         if not self.ready.is_set():

@@ -79,6 +79,10 @@ class Topics:
     def heartbeat(self, device_id: str) -> str:
         return f"{self.prefix}/{check_device_id(device_id)}/heartbeat"
 
+    def homeassistant_event(self, device_id: str) -> str:
+        """Home Assistant's view of a match (ids and score, no image), when discovery is on."""
+        return f"{self.prefix}/{check_device_id(device_id)}/homeassistant/match"
+
     def deadletter(self) -> str:
         return f"{self.prefix}/{RELAY_SEGMENT}/deadletter"
 

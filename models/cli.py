@@ -1,17 +1,24 @@
-"""`lookout models fetch|list|verify|describe`."""
+"""`lookout models fetch|list|verify|describe|precision`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 
+from lookout.errors import InputError
+from lookout.face.engine import InferenceEngine
 from lookout.face.options import add_model_dir
+from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR
+from lookout.model_store.precision import MIN_SPEEDUP, SCORE_TOLERANCE, records
 from lookout.model_store.store import ModelStore
+from lookout.models import precision
 from lookout.models.install import install
 
 DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
+DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 
 
 def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -34,6 +41,31 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
         p = sub.add_parser(name, help=helptext)
         add_model_dir(p)
         p.set_defaults(func=func)
+
+    prec = sub.add_parser(
+        "precision",
+        help="measure each embedder at FP32, BF16 and INT8 on real faces; record the fastest that agrees with FP32",
+        description=f"Runs each embedder at every precision this device offers (FP32; BF16 where the device computes "
+        f"it; INT8 where a <name>-int8 model exists) on the faces of the photos given, and records in the model's "
+        f"manifest the fastest precision whose similarity scores stay within {SCORE_TOLERANCE} of FP32's for every "
+        f"pair of faces (and at least {MIN_SPEEDUP:.2f}x faster than FP32). Models opened with precision 'auto' "
+        f"(the default) use it on this device.",
+    )
+    prec.add_argument("names", nargs="*", help="embedders (default: every embedder fetched)")
+    prec.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
+    prec.add_argument(
+        "--faces",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="photos of real faces, searched recursively (default: ../shared/data/faces-dev beside the project)",
+    )
+    prec.add_argument("--rounds", type=int, default=3, help="timing rounds, every precision in turn (default 3)")
+    prec.add_argument("--repeats", type=int, default=20, help="timed runs per round (default 20)")
+    prec.add_argument("--dry-run", action="store_true", help="measure and print, record nothing")
+    add_model_dir(prec)
+    prec.set_defaults(func=_precision)
 
     describe = sub.add_parser("describe", help="print a model's manifest as JSON")
     describe.add_argument("name", help=f"a model name ({', '.join(ALL_MODELS)}) or a derived one (e.g. facenet-int8)")
@@ -68,7 +100,34 @@ def _list(args: argparse.Namespace) -> int:
                 manifest.kind,
                 f"{manifest.description} (made here from {manifest.extra['derived_from']})",
             )
-        print(f"  {status.name:16s} {kind:9s} {state:8s} {description}")
+        chosen = (
+            ", ".join(f"{r.chosen} on {d}" for d, r in records(store.manifest(status.name)).items())
+            if status.ok
+            else ""
+        )
+        print(f"  {status.name:16s} {kind:9s} {state:8s} {description}" + (f" [precision: {chosen}]" if chosen else ""))
+    return 0
+
+
+def _precision(args: argparse.Namespace) -> int:
+    store = ModelStore(args.model_dir)
+    names = args.names or [n for n, spec in ALL_MODELS.items() if spec.kind == "embedder" and store.status(n).ok]
+    folders = args.faces or [DEFAULT_FACES]
+    if not args.faces and not DEFAULT_FACES.is_dir():
+        raise InputError("--faces", f"not given, and no faces-dev at {DEFAULT_FACES}: give folders of face photos")
+    images = precision.image_files(folders)
+    source = ", ".join(str(f) for f in folders) + f" ({len(images)} photos)"
+    engine = InferenceEngine(args.device)
+    for name in names:
+        pipeline = FacePipeline.open(PipelineConfig(model_dir=store.root, device=args.device, embedder=name))
+        chips = precision.real_face_chips(pipeline, images)
+        result = precision.measure(
+            store, name, engine, chips, faces_source=source, repeats=args.repeats, rounds=args.rounds
+        )
+        print("\n".join(precision.table(name, result)))
+        if not args.dry_run:
+            precision.record(store, name, result)
+            print(f"  recorded in {store.folder(name) / 'manifest.json'}")
     return 0
 
 

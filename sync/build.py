@@ -69,7 +69,8 @@ class BuildReport:
 
 
 def _model_info(pipeline: FacePipeline) -> ModelInfo:
-    return ModelInfo(name=pipeline.embedder.name, digest=pipeline.embedder.digest, dim=pipeline.embedder.dim)
+    embedder = pipeline.embedder
+    return ModelInfo(name=embedder.name, digest=embedder.digest, dim=embedder.dim, precision=embedder.precision)
 
 
 def _threshold(value: float | None, pipeline: FacePipeline) -> ThresholdInfo:

@@ -82,12 +82,12 @@ def _discovery(publisher, **settings) -> HomeAssistantDiscovery:
     )
 
 
-def _check_common(config: dict, options: set[str], required: set[str]) -> None:
+def _check_common(config: dict, options: set[str], required: set[str], device_id: str = "cam.lobby-01") -> None:
     assert set(config) <= options, f"undocumented options: {set(config) - options}"
     assert required <= set(config), f"missing required options: {required - set(config)}"
     assert set(config["device"]) <= DEVICE_OPTIONS and config["device"]["identifiers"]
     assert set(config["origin"]) <= ORIGIN_OPTIONS and config["origin"]["name"]
-    assert config["unique_id"].startswith(node_id("cam.lobby-01"))
+    assert config["unique_id"].startswith(node_id(device_id))
     for entry in config.get("availability", []):
         assert set(entry) <= AVAILABILITY_OPTIONS and "topic" in entry
     if "entity_category" in config:
@@ -220,3 +220,52 @@ def test_birth_subscription_survives_a_broker_restart(mosquitto):
         ha.close()
     finally:
         publisher.stop()
+
+
+@pytest.mark.broker
+@pytest.mark.shared
+@pytest.mark.parametrize("names", [False, True])
+def test_running_device_shows_up_in_home_assistant_and_fires_events(
+    tmp_path, mosquitto, faces_dev_gallery, pipeline, names
+):
+    from lookout.device.config import DeviceConfig
+    from lookout.device.runtime import Runtime
+    from lookout.device.videomaker import make_hold_video
+
+    video = make_hold_video(tmp_path / "hold.mp4", faces_dev_gallery.faces_dev, seconds=6, fps=5)
+    ha = Collector(mosquitto.port, ["homeassistant/#", "dt/lookout/+/homeassistant/match", "dt/lookout/+/match"])
+    doc = {
+        "device_id": "cam-ha",
+        "device_name": "Hall camera",
+        "location": {"name": "Hall", "jurisdiction": "GB"},
+        "source": {"url": str(video.path), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(faces_dev_gallery.bundle), "public_key": str(faces_dev_gallery.public)},
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "homeassistant": {"enabled": True, "names": names},
+        "clock": "video",
+    }
+    try:
+        runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline)
+        assert runtime.run() == 0
+        topic = "homeassistant/event/lookout_cam-ha/match/config"
+        ha.wait(lambda: ha.on(topic), 10, "the event entity's config")
+        config = json.loads(ha.on(topic)[0][0])
+        _check_common(config, EVENT_OPTIONS, EVENT_REQUIRED, "cam-ha")
+        assert config["state_topic"] == "dt/lookout/cam-ha/homeassistant/match"
+        assert config["device"]["name"] == "Hall camera" and config["device"]["suggested_area"] == "Hall"
+        sensor = ha.on("homeassistant/binary_sensor/lookout_cam-ha/connectivity/config")
+        assert sensor and json.loads(sensor[0][0])["state_topic"] == "dt/lookout/cam-ha/status"
+        ha.wait(lambda: ha.on(config["state_topic"]), 20, "a Home Assistant event for the match")
+        events = [json.loads(p) for p, _ in ha.on(config["state_topic"])]
+        matches = [json.loads(p) for p, _ in ha.on("dt/lookout/cam-ha/match")]
+        assert {e["event_type"] for e in events} == set(config["event_types"])
+        assert {e["person_id"] for e in events} == {"sheldon"}
+        assert {e["event_id"] for e in events} == {m["event_id"] for m in matches}
+        assert all(("name" in e) == names for e in events)
+        if names:
+            assert events[0]["name"] == "sheldon"
+        assert runtime.metrics.events_delivered == len(matches)  # Home Assistant's copies are not counted twice
+    finally:
+        ha.close()

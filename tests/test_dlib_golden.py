@@ -10,6 +10,10 @@ every descriptor matches dlib to max |diff| <= 3.5e-7 and cosine 1.0000000
 (about 300x the measured error, room for other CPUs' kernels and accumulation
 order) and cosine >= 0.9999. 1e-4 still catches the model being run at bf16,
 OpenVINO's default on CPUs with AVX512-BF16/AMX, which gives max |diff| ~3e-3.
+
+These tolerances are FP32's. Other precisions are held to the score tolerance of
+``lookout.model_store.precision`` against FP32 and against these same descriptors:
+tests/test_precision.py.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import openvino as ov
 import pytest
 
 from lookout.errors import ModelError
+from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.models.dlib_resnet import build_dlib_resnet, read_dlib_net
 from lookout.models.install import install, source_file
 
@@ -154,9 +159,11 @@ def test_trailing_bytes_raise_model_error(dat_path: Path, tmp_path: Path) -> Non
         read_dlib_net(broken)
 
 
-def test_converted_ir_in_the_store_reproduces_normalised_descriptors(golden: dict, pipeline_for) -> None:
-    """The IR `lookout models fetch` writes (uint8 chips in, unit vectors out) matches dlib too."""
-    embedder = pipeline_for("dlib-resnet").embedder
+def test_converted_ir_in_the_store_reproduces_normalised_descriptors(golden: dict, model_store) -> None:
+    """The IR `lookout models fetch` writes (uint8 chips in, unit vectors out), run at FP32, matches dlib too."""
+    config = PipelineConfig(model_dir=model_store.root, device="CPU", embedder="dlib-resnet", precision="fp32")
+    embedder = FacePipeline.open(config).embedder
+    assert embedder.precision == "fp32"
     chips = np.stack([_read_chip(face["chip"]).astype(np.uint8) for face in golden["faces"]])
     vectors = embedder.embed(chips)
     for face, vector in zip(golden["faces"], vectors):

@@ -27,8 +27,12 @@ class FaceEmbedder(Stage[np.ndarray, np.ndarray, int]):
         hint: str = "LATENCY",
         max_batch: int = 16,
         jobs: int = 2,
+        precision: str = "fp32",
     ) -> None:
-        super().__init__(engine.compile(model, hint), jobs)
+        """``manifest`` is the model's identity (digest, template); ``model`` the IR run at ``precision``
+        (for int8, the quantised IR standing in for the manifest's model)."""
+        super().__init__(engine.compile(model, hint, precision), jobs)
+        self.precision = precision
         self.manifest = manifest
         self.name = manifest.name
         self.digest = manifest.digest

@@ -26,6 +26,13 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"detector model (default {DEFAULT_DETECTOR})")
     parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help=f"embedder model (default {DEFAULT_EMBEDDER})")
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "int8"),
+        default="auto",
+        help="the embedder's number format: auto (default) = what `lookout models precision` measured best on this "
+        "device, FP32 until measured",
+    )
+    parser.add_argument(
         "--tile",
         type=int,
         default=0,
@@ -56,5 +63,6 @@ def open_pipeline(args: argparse.Namespace, embedder: str | None = None, hint: s
             embedder=embedder or args.embedder,
             detection=DetectorConfig(tile=args.tile),
             embedder_hint=hint,
+            precision=getattr(args, "precision", "auto"),
         )
     )

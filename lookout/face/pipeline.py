@@ -29,8 +29,12 @@ from lookout.face.quality import QualityConfig, assess
 from lookout.face.stage import Pending
 from lookout.face.subject import Box, SubjectRule, choose_subject
 from lookout.face.types import AnalyzedFace, Face, Quality
+from lookout.log import get_logger
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
+from lookout.model_store.precision import device_identity, resolve
 from lookout.model_store.store import ModelStore
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class PipelineConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     embedder_hint: str = "LATENCY"  # THROUGHPUT for bulk enrolment
     embed_batch: int = 16  # faces per embedding request
+    precision: str = "auto"  # the embedder's: auto (measured choice, else fp32), fp32, bf16, int8
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,21 @@ class FacePipeline:
         store = ModelStore(config.model_dir)
         engine = InferenceEngine(config.device)
         det_model, det_manifest = store.read_model(config.detector)
-        emb_model, emb_manifest = store.read_model(config.embedder)
-        return cls(
-            FaceDetector(det_model, det_manifest, engine, config.detection),
-            FaceEmbedder(emb_model, emb_manifest, engine, hint=config.embedder_hint, max_batch=config.embed_batch),
-            config.quality,
+        detector = FaceDetector(det_model, det_manifest, engine, config.detection)
+        del det_model  # compiled: the IR's weights are no longer needed in memory
+        emb = resolve(
+            store, config.embedder, config.precision, config.device, device_identity(engine.core, config.device)
         )
+        log.info("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
+        embedder = FaceEmbedder(
+            emb.model,
+            emb.manifest,
+            engine,
+            hint=config.embedder_hint,
+            max_batch=config.embed_batch,
+            precision=emb.precision,
+        )
+        return cls(detector, embedder, config.quality)
 
     # -- the steps ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Face]:

@@ -67,8 +67,11 @@ class FileEntry(BaseModel):
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    digest: str
+    digest: str  # the FP32 model's, whatever precision embedded the gallery
     dim: int
+    # The number format the gallery was embedded at (lookout.model_store.precision). A device may search it
+    # at another: every precision in use agrees with FP32 within the stated score tolerance.
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
 
 class IndexInfo(BaseModel):
