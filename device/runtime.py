@@ -198,6 +198,7 @@ class Runtime:
         metrics_server = self._serve_metrics()
         try:
             pipeline = self._open_pipeline()
+            self._log_models(pipeline)
             self.models_loaded = True
             if self.recognition:
                 self.galleries.open(pipeline.embedder.digest)
@@ -387,6 +388,10 @@ class Runtime:
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()
+
+    def _log_models(self, pipeline: FacePipeline) -> None:
+        embedder = pipeline.embedder
+        log.info("model.precision", model=embedder.name, precision=embedder.precision, why=pipeline.precision_note)
 
     def _note_precision(self, pipeline: FacePipeline) -> None:
         gallery = self.gallery

@@ -63,10 +63,14 @@ class SubjectFace:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, quality: QualityConfig) -> None:
+    def __init__(
+        self, detector: FaceDetector, embedder: FaceEmbedder, quality: QualityConfig, precision_note: str = ""
+    ) -> None:
+        """``precision_note``: why the embedder runs at its precision (the device logs it at start)."""
         self.detector = detector
         self.embedder = embedder
         self.quality_config = quality
+        self.precision_note = precision_note
 
     @classmethod
     def open(cls, config: PipelineConfig | None = None) -> FacePipeline:
@@ -80,7 +84,8 @@ class FacePipeline:
         emb = resolve(
             store, config.embedder, config.precision, config.device, device_identity(engine.core, config.device)
         )
-        log.info("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
+        # debug: every CLI command opens a pipeline, and its stderr is for what the user must act on
+        log.debug("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
         embedder = FaceEmbedder(
             emb.model,
             emb.manifest,
@@ -89,7 +94,7 @@ class FacePipeline:
             max_batch=config.embed_batch,
             precision=emb.precision,
         )
-        return cls(detector, embedder, config.quality)
+        return cls(detector, embedder, config.quality, emb.why)
 
     # -- the steps ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Face]:
