@@ -17,6 +17,7 @@ from typing import Any
 from lookout import __version__
 from lookout.cli import face
 from lookout.cli.options import add_global_options
+from lookout.console import cli as console
 from lookout.demo import device_bench
 from lookout.demo import run as demo
 from lookout.device import cli as device
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.register(commands)
     evaluation.register(commands)
     greengrass.register(commands)
+    console.register(commands)
     demo.register(commands)
     for register_bench in (
         face.register_bench,

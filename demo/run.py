@@ -27,6 +27,7 @@ import http.server
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,7 @@ import numpy as np
 import paho.mqtt.client as paho
 import yaml
 
+from lookout.console.config import load_config as load_console_config
 from lookout.device.config import load_config
 from lookout.device.runtime import Runtime
 from lookout.device.status import Metrics
@@ -75,6 +77,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--device", default="CPU", help="OpenVINO device for the camera device (default CPU)")
     demo.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (keys, bundle, video, logs)")
     demo.add_argument("--verbose", action="store_true", help="show every part's log lines")
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="hold the alerts for human review, then serve the web console on the demo's data until Ctrl-C",
+    )
     add_model_dir(demo)
     demo.set_defaults(func=_demo)
 
@@ -321,6 +328,8 @@ def _demo(args: argparse.Namespace) -> int:
                 str(keys / "bundle-signing.key.pem"),
                 "--out",
                 str(work / "bundle"),
+                "--report",
+                str(work / "report.json"),
                 "--no-progress",
                 *model_args,
             ],
@@ -361,6 +370,7 @@ def _demo(args: argparse.Namespace) -> int:
                     "mqtt": {"host": broker.host, "port": broker.port, "client_id": "lookout-demo-relay"},
                     "store": {"path": str(work / "relay.sqlite")},
                     "directory": {"path": str(work / "bundle" / "gallery.sqlite")},
+                    "galleries": {"default": {"purpose": "missing-persons", "review": bool(args.console)}},
                     "notifiers": {"sms": {"type": "console", "path": str(sms_file)}},
                     "recipients": [{"name": "duty-officer", "notifier": "sms", "address": "+15555550100"}],
                     "rate_limits": {
@@ -436,14 +446,73 @@ def _demo(args: argparse.Namespace) -> int:
         )
         run = _run_device(device_cfg, broker, say, scene)
 
+        if args.console:
+            say.step("The alerts wait for a person's review (nothing is sent before someone confirms)")
+            texts: list[dict] = []
+            code = _summary(run, texts, scene, say, waiting=relay.alerts)
+            _serve_console(work, broker, scene.people_dir)
+            return code
         say.step("The SMS texts the relay would send")
         texts = _wait_for_sms(sms_file, relay, timeout=30)
         for sms in texts:
             print(f"      --- to {sms['recipient']} {sms['address']}")
             for text in sms["text"].splitlines():
                 print(f"      | {text}")
-        return _summary(run, texts, scene, say)
+        code = _summary(run, texts, scene, say)
+        print(
+            "To review alerts like these with their evidence in the web console: ./run console (lookout demo --console)"
+        )
+        return code
     return 0
+
+
+def _serve_console(work: Path, broker, people: Path) -> None:
+    """The web console on the demo's relay store, gallery and broker, with one admin account, until Ctrl-C."""
+    # the console's web stack (starlette, uvicorn, argon2) is the optional extra `console`: loaded for --console only
+    from lookout.console.accounts import Accounts
+    from lookout.console.server import ConsoleServer
+
+    config_path = work / "console.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"host": "127.0.0.1", "port": 0},
+                "data_dir": "console-data",
+                "relay_config": "relay.yaml",
+                "galleries": {
+                    "default": {
+                        "published": "published",
+                        "source": str(people),
+                        "key": "keys/bundle-signing.key.pem",
+                        "public_key": "keys/bundle-signing.pub.pem",
+                        "report": "report.json",
+                    }
+                },
+                "models": {"device": "CPU"},
+                "mqtt": {"host": broker.host, "port": broker.port},
+            },
+            sort_keys=False,
+        )
+    )
+    config = load_console_config(config_path)
+    password = secrets.token_urlsafe(12)
+    accounts = Accounts(config.database, config.sessions, config.login)
+    accounts.add_user("demo", "admin", password, replace=True)
+    accounts.close()
+    server = ConsoleServer(config).start()
+    if not server.wait_started():
+        raise LookoutError("the console did not start")
+    print("\n" + "=" * 78)
+    print(f"Lookout console: open {server.url} in a browser and log in as  demo  /  {password}")
+    print(f"  (config {config_path}; the device has stopped, so the fleet page shows it offline)")
+    print("  Ctrl-C stops the console, the broker and the relay, and removes the demo's files unless --keep.")
+    print("=" * 78, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -502,7 +571,8 @@ def _wait_for_sms(path: Path, relay: _RelayProcess, timeout: float) -> list[dict
     return texts
 
 
-def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int:
+def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say, waiting: int | None = None) -> int:
+    """``waiting``: alerts held for review (--console) instead of texts sent."""
 
     m = run.metrics
     print("\n" + "=" * 78)
@@ -513,7 +583,10 @@ def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int
     )
     print(f"  faces detected      {m.faces}   embedded {m.embedded}")
     print(f"  match events        {len(run.events)}   (published QoS 1 from the durable outbox)")
-    print(f"  alerts (SMS texts)  {len(texts)}")
+    if waiting is None:
+        print(f"  alerts (SMS texts)  {len(texts)}")
+    else:
+        print(f"  alerts for review   {waiting}   (no SMS before a person confirms)")
     if m.decision_latency:
         print(
             f"  frame → decision    p50 {_pct(m.decision_latency, 50):.0f} ms   p95 {_pct(m.decision_latency, 95):.0f} ms"
@@ -564,5 +637,6 @@ def _summary(run: _DeviceRun, texts: list[dict], scene: Scene, say: _Say) -> int
         f"{sum(1 for s in scene.segments if s.kind == 'stranger' and s.source in found)}"
     )
     print("=" * 78)
-    print("Done. Everything the demo started has been stopped.")
+    if waiting is None:
+        print("Done. Everything the demo started has been stopped.")
     return 0 if wrong == 0 else 1

@@ -1,0 +1,347 @@
+"""Galleries as the console sees and changes them, through sync's own code.
+
+Versions are read from each gallery's publish folder (``ROOT/v/<N>/``, immutable, as ``lookout gallery
+publish`` writes them). The newest is loaded with ``load_bundle`` under the console's jurisdiction policy, so
+a gallery holding someone the policy denies is refused here exactly as on a device or in ``lookout search``.
+
+A change (consent withdrawn for a photo, a person removed) is recorded in the console's consent ledger, then
+made as the CLI makes it: the source is read again, the ledger applied, ``update_gallery`` writes version N+1
+with its delta, signed, and ``publish`` puts it where devices pull from. The ledger is applied to every later
+update the console makes, so a withdrawn photo never comes back from an unchanged source.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lookout.console.audit import AuditEntry, AuditLog
+from lookout.console.config import GallerySettings
+from lookout.errors import InputError, LookoutError
+from lookout.face.image_io import decode_image
+from lookout.gallery import metadata
+from lookout.gallery.format import Manifest
+from lookout.gallery.policy import Policy
+from lookout.gallery.reader import Gallery, load_bundle
+from lookout.gallery.verify import read_manifest
+from lookout.log import get_logger
+from lookout.sync.build import BuildReport, update_gallery
+from lookout.sync.publish import publish
+from lookout.sync.records import PhotoRecord
+from lookout.sync.sources import open_source
+
+log = get_logger(__name__)
+
+THUMB_SIDE = 320
+MAX_PHOTO_BYTES = 25 * 1024 * 1024
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS withdrawals (
+    gallery TEXT NOT NULL,
+    kind TEXT NOT NULL,          -- photo | person
+    item TEXT NOT NULL,          -- photo_id | person_id
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (gallery, kind, item)
+);
+"""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    created: str
+    persons: int
+    photos: int
+    delta_from: int | None
+    path: Path
+
+
+@dataclass
+class PersonView:
+    person_id: str
+    name: str
+    jurisdiction: str | None
+    department: str | None
+    attributes: dict[str, Any]
+    photos: list[dict] = field(default_factory=list)
+
+
+class ConsentLedger:
+    """Which photos and people each gallery must no longer recognise, who said so and why."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._db.executescript(_LEDGER)
+        self._lock = threading.Lock()
+
+    def add(self, gallery: str, kind: str, item: str, actor: str, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO withdrawals(gallery, kind, item, at, actor, reason) VALUES (?,?,?,?,?,?)",
+                (gallery, kind, item, time.time(), actor, reason),
+            )
+
+    def items(self, gallery: str, kind: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT item FROM withdrawals WHERE gallery=? AND kind=?", (gallery, kind))
+            return {r[0] for r in rows.fetchall()}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class GalleryDesk:
+    """Read and change the configured galleries. ``pipeline_factory`` opens the face pipeline when a change needs it."""
+
+    def __init__(
+        self,
+        galleries: dict[str, GallerySettings],
+        policy: Policy,
+        data_dir: Path,
+        audit: AuditLog,
+        pipeline_factory: Callable[[], Any],
+    ) -> None:
+        self.settings = galleries
+        self.policy = policy
+        self.data_dir = data_dir
+        self.audit = audit
+        self.pipeline_factory = pipeline_factory
+        self.ledger = ConsentLedger(data_dir / "console.sqlite")
+        self._loaded: dict[str, Gallery] = {}
+        self._locks = {name: threading.Lock() for name in galleries}
+        self._thumbs: dict[tuple[str, int, str], bytes] = {}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _settings(self, gid: str) -> GallerySettings:
+        if gid not in self.settings:
+            raise InputError(f"gallery {gid!r}", "not configured in this console")
+        return self.settings[gid]
+
+    def versions(self, gid: str) -> list[VersionInfo]:
+        root = self._settings(gid).published / "v"
+        out = []
+        for folder in sorted(root.glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else -1, reverse=True):
+            if not folder.name.isdigit():
+                continue
+            try:
+                m, _ = read_manifest(folder, self._settings(gid).public_key)
+            except LookoutError as err:
+                log.warning("console.version_unreadable", gallery=gid, folder=str(folder), error=str(err))
+                continue
+            out.append(
+                VersionInfo(
+                    m.version,
+                    m.created,
+                    m.counts.get("persons", 0),
+                    m.counts.get("photos", 0),
+                    m.delta.from_version if m.delta else None,
+                    folder,
+                )
+            )
+        return out
+
+    def current(self, gid: str) -> Gallery:
+        """The newest version, verified and loaded under the console's policy (BundleError if refused)."""
+        versions = self.versions(gid)
+        if not versions:
+            raise InputError(f"gallery {gid!r}", f"no published version in {self._settings(gid).published}")
+        newest = versions[0]
+        loaded = self._loaded.get(gid)
+        if loaded is None or loaded.version != newest.version:
+            loaded = load_bundle(newest.path, self._settings(gid).public_key, None, self.policy)
+            self._loaded[gid] = loaded
+        return loaded
+
+    def manifest(self, gid: str) -> Manifest:
+        return self.current(gid).manifest
+
+    def people(self, gid: str) -> list[PersonView]:
+        gallery = self.current(gid)
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            persons, photos = metadata.persons(conn), metadata.photos(conn)
+        finally:
+            conn.close()
+        views = {
+            pid: PersonView(pid, p["name"], p["jurisdiction"], p["department"], p["attributes"])
+            for pid, p in persons.items()
+        }
+        for photo in photos:
+            views[photo["person_id"]].photos.append(photo)
+        return sorted(views.values(), key=lambda v: v.name.lower())
+
+    def person(self, gid: str, person_id: str) -> PersonView | None:
+        return next((p for p in self.people(gid) if p.person_id == person_id), None)
+
+    def photo_source(self, gid: str, photo_id: str) -> str | None:
+        gallery = self.current(gid)
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            row = conn.execute("SELECT source FROM photos WHERE photo_id=?", (photo_id,)).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+    def thumbnail(self, gid: str, photo_id: str) -> bytes | None:
+        """A small JPEG of an enrolled photo (metadata stripped), read only from the gallery's photo folders."""
+        key = (gid, self.current(gid).version, photo_id)  # a photo withdrawn in a newer version is not served
+        if key in self._thumbs:
+            return self._thumbs[key]
+        source = self.photo_source(gid, photo_id)
+        if source is None or "://" in source:
+            return None
+        path = Path(source).resolve()
+        roots = [r.resolve() for r in self._settings(gid).photo_roots]
+        if not any(path.is_relative_to(r) for r in roots) or not path.is_file():
+            return None
+        if path.stat().st_size > MAX_PHOTO_BYTES:
+            return None
+        try:
+            image = decode_image(path.read_bytes(), str(path))
+        except LookoutError:
+            return None
+        data = jpeg_thumbnail(image, THUMB_SIDE)
+        if len(self._thumbs) > 2000:
+            self._thumbs.clear()
+        self._thumbs[key] = data
+        return data
+
+    def report(self, gid: str) -> dict | None:
+        """The newest failure-to-enrol report: the console's own for its versions, else the configured one."""
+        own = sorted(
+            (self.data_dir / "galleries" / gid).glob("v*.report.json"),
+            key=lambda p: int(p.name[1:].split(".")[0]) if p.name[1:].split(".")[0].isdigit() else -1,
+        )
+        path = own[-1] if own else self._settings(gid).report
+        if path is None or not path.is_file():
+            return None
+        return read_report(path)
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def can_change(self, gid: str) -> str | None:
+        """None if changes are possible, else why not (for the page)."""
+        s = self._settings(gid)
+        if s.key is None:
+            return "no signing key configured for this gallery: read-only"
+        if not s.source:
+            return "no source configured for this gallery: read-only"
+        return None
+
+    def withdraw_photo(self, gid: str, photo_id: str, actor: str, reason: str) -> BuildReport:
+        person = self._person_of(gid, photo_id)
+        self.ledger.add(gid, "photo", photo_id, actor, reason)
+        report = self._new_version(gid, actor)
+        self._audit(actor, "gallery.withdraw_photo", gid, f"photo {photo_id}", reason, report, {"person_id": person})
+        return report
+
+    def remove_person(self, gid: str, person_id: str, actor: str, reason: str) -> BuildReport:
+        self.ledger.add(gid, "person", person_id, actor, reason)
+        report = self._new_version(gid, actor)
+        self._audit(actor, "gallery.remove_person", gid, f"person {person_id}", reason, report, {})
+        return report
+
+    def _person_of(self, gid: str, photo_id: str) -> str:
+        gallery = self.current(gid)
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            row = conn.execute("SELECT person_id FROM photos WHERE photo_id=?", (photo_id,)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise InputError(f"photo {photo_id!r}", f"not enrolled in gallery {gid!r}")
+        return str(row[0])
+
+    def _records(self, gid: str, work: Path) -> list[PhotoRecord]:
+        s = self._settings(gid)
+        if not s.source:
+            raise InputError(f"gallery {gid!r}", "no source configured for this gallery: read-only")
+        records = open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config)
+        withdrawn = self.ledger.items(gid, "photo")
+        # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when
+        # its file or path changed (update_gallery's `withdraw` alone removes it only from the previous version).
+        return [r.model_copy(update={"use_for_recognition": False}) if r.key in withdrawn else r for r in records]
+
+    def _new_version(self, gid: str, actor: str) -> BuildReport:
+        why_not = self.can_change(gid)
+        if why_not:
+            raise InputError(f"gallery {gid!r}", why_not)
+        s = self._settings(gid)
+        with self._locks[gid]:
+            base = self.versions(gid)[0]
+            folder = self.data_dir / "galleries" / gid
+            work = folder / "work"
+            out = folder / f"v{base.version + 1}"
+            if out.exists():  # a half-made earlier attempt (its publish never happened): make it again
+                shutil.rmtree(out)
+            report = update_gallery(
+                base.path,
+                self._records(gid, work),
+                out,
+                s.key,
+                self.pipeline_factory(),
+                self.policy,
+                public_key=s.public_key,
+                remove=sorted(self.ledger.items(gid, "person")),
+                withdraw=sorted(self.ledger.items(gid, "photo")),  # every withdrawal so far: none comes back
+                work_dir=work,
+                report_path=folder / f"v{base.version + 1}.report.json",
+                progress=False,
+            )
+            publish(out, s.published, s.public_key)
+            self._loaded.pop(gid, None)
+        log.info("console.gallery_changed", gallery=gid, by=actor, version=report.manifest.version, **report.changes)
+        return report
+
+    def _audit(
+        self, actor: str, action: str, gid: str, target: str, reason: str, report: BuildReport, extra: dict
+    ) -> None:
+        m = report.manifest
+        detail = {"gallery": gid, "version": m.version, "from_version": m.delta.from_version if m.delta else None}
+        detail.update(report.changes)
+        detail.update(extra)
+        self.audit.record(AuditEntry(time.time(), actor, action, f"{gid}: {target}", reason, detail))
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def jpeg_thumbnail(image: np.ndarray, side: int, quality: int = 85) -> bytes:
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InputError("thumbnail", "JPEG encoding failed")
+    return buf.tobytes()
+
+
+def read_report(path: Path) -> dict | None:
+    """A failure-to-enrol report (.json with summary and photos, or .csv) as {"summary_line", "rows"}."""
+    try:
+        if path.suffix.lower() == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            rows, line = doc.get("photos", []), doc.get("summary_line", "")
+        else:
+            rows, line = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines())), ""
+    except (OSError, ValueError) as err:
+        log.warning("console.report_unreadable", path=str(path), error=str(err))
+        return None
+    failed = [r for r in rows if r.get("status") != "enrolled"]
+    return {"path": str(path), "summary_line": line, "rows": failed, "total": len(rows)}
