@@ -4,10 +4,11 @@ Versions are read from each gallery's publish folder (``ROOT/v/<N>/``, immutable
 publish`` writes them). The newest is loaded with ``load_bundle`` under the console's jurisdiction policy, so
 a gallery holding someone the policy denies is refused here exactly as on a device or in ``lookout search``.
 
-A change (consent withdrawn for a photo, a person removed) is recorded in the console's consent ledger, then
-made as the CLI makes it: the source is read again, the ledger applied, ``update_gallery`` writes version N+1
-with its delta, signed, and ``publish`` puts it where devices pull from. The ledger is applied to every later
-update the console makes, so a withdrawn photo never comes back from an unchanged source.
+A change (consent withdrawn for a photo, a person removed, either reinstated) is made as the CLI makes it
+(``gallery update --withdraw / --remove / --reinstate``): the source is read again, ``update_gallery`` writes
+version N+1 with its delta, signed, and ``publish`` puts it where devices pull from. The bundle carries the
+withdrawal ledger, so a withdrawn photo never comes back from an unchanged source in any later version, made here
+or on the command line. Who asked and why is in the audit log.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -44,19 +44,8 @@ from lookout.sync.sources import open_source
 log = get_logger(__name__)
 
 THUMB_SIDE = 320
+PEOPLE_PAGE = 24
 MAX_PHOTO_BYTES = 25 * 1024 * 1024
-
-_LEDGER = """
-CREATE TABLE IF NOT EXISTS withdrawals (
-    gallery TEXT NOT NULL,
-    kind TEXT NOT NULL,          -- photo | person
-    item TEXT NOT NULL,          -- photo_id | person_id
-    at REAL NOT NULL,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (gallery, kind, item)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -79,29 +68,12 @@ class PersonView:
     photos: list[dict] = field(default_factory=list)
 
 
-class ConsentLedger:
-    """Which photos and people each gallery must no longer recognise, who said so and why."""
-
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        self._db.executescript(_LEDGER)
-        self._lock = threading.Lock()
-
-    def add(self, gallery: str, kind: str, item: str, actor: str, reason: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO withdrawals(gallery, kind, item, at, actor, reason) VALUES (?,?,?,?,?,?)",
-                (gallery, kind, item, time.time(), actor, reason),
-            )
-
-    def items(self, gallery: str, kind: str) -> set[str]:
-        with self._lock:
-            rows = self._db.execute("SELECT item FROM withdrawals WHERE gallery=? AND kind=?", (gallery, kind))
-            return {r[0] for r in rows.fetchall()}
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+@dataclass(frozen=True)
+class Withdrawal:
+    kind: str  # photo | person
+    item: str
+    reason: str
+    at: str
 
 
 class GalleryDesk:
@@ -120,7 +92,6 @@ class GalleryDesk:
         self.data_dir = data_dir
         self.audit = audit
         self.pipeline_factory = pipeline_factory
-        self.ledger = ConsentLedger(data_dir / "console.sqlite")
         self._loaded: dict[str, Gallery] = {}
         self._locks = {name: threading.Lock() for name in galleries}
         self._thumbs: dict[tuple[str, int, str], bytes] = {}
@@ -170,23 +141,56 @@ class GalleryDesk:
     def manifest(self, gid: str) -> Manifest:
         return self.current(gid).manifest
 
-    def people(self, gid: str) -> list[PersonView]:
+    def people(
+        self, gid: str, query: str = "", offset: int = 0, limit: int = PEOPLE_PAGE
+    ) -> tuple[list[PersonView], int]:
+        """A page of people (by name, then id) whose name or id contains ``query``, with their photos; and how many
+        match. Paged in SQL: a NamUs-sized gallery (14,400 people) is never loaded whole for a page."""
+        gallery = self.current(gid)
+        like = f"%{query.strip()}%"
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            where = "WHERE name LIKE ? OR person_id LIKE ?"
+            total = int(conn.execute(f"SELECT count(*) FROM persons {where}", (like, like)).fetchone()[0])
+            cols = ", ".join(metadata.PERSON_COLUMNS)
+            rows = conn.execute(
+                f"SELECT {cols} FROM persons {where} ORDER BY lower(name), person_id LIMIT ? OFFSET ?",
+                (like, like, limit, offset),
+            ).fetchall()
+            views = {r[0]: _person_view(r) for r in rows}
+            if views:
+                marks = ",".join("?" * len(views))
+                photo_cols = ", ".join(metadata.PHOTO_COLUMNS)
+                for p in conn.execute(
+                    f"SELECT {photo_cols} FROM photos WHERE person_id IN ({marks}) ORDER BY label", list(views)
+                ):
+                    views[p[1]].photos.append(dict(zip(metadata.PHOTO_COLUMNS, p)))
+        finally:
+            conn.close()
+        return list(views.values()), total
+
+    def person(self, gid: str, person_id: str) -> PersonView | None:
+        """One person and their enrolled photos, read by key (a review page must not load the whole gallery)."""
         gallery = self.current(gid)
         conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
         try:
-            persons, photos = metadata.persons(conn), metadata.photos(conn)
+            row = metadata.find_person(conn, person_id)
+            cols = ", ".join(metadata.PHOTO_COLUMNS)
+            photos = conn.execute(
+                f"SELECT {cols} FROM photos WHERE person_id = ? ORDER BY label", (person_id,)
+            ).fetchall()
         finally:
             conn.close()
-        views = {
-            pid: PersonView(pid, p["name"], p["jurisdiction"], p["department"], p["attributes"])
-            for pid, p in persons.items()
-        }
-        for photo in photos:
-            views[photo["person_id"]].photos.append(photo)
-        return sorted(views.values(), key=lambda v: v.name.lower())
+        if row is None:
+            return None
+        view = _person_view(row)
+        view.photos = [dict(zip(metadata.PHOTO_COLUMNS, p)) for p in photos]
+        return view
 
-    def person(self, gid: str, person_id: str) -> PersonView | None:
-        return next((p for p in self.people(gid) if p.person_id == person_id), None)
+    def names(self, gid: str, person_ids: list[str]) -> dict[str, str]:
+        """Display names for a page's worth of people (the review queue)."""
+        gallery = self.current(gid)
+        return {pid: p["name"] for pid in person_ids if (p := gallery.person(pid)) is not None}
 
     def photo_source(self, gid: str, photo_id: str) -> str | None:
         gallery = self.current(gid)
@@ -245,16 +249,33 @@ class GalleryDesk:
 
     def withdraw_photo(self, gid: str, photo_id: str, actor: str, reason: str) -> BuildReport:
         person = self._person_of(gid, photo_id)
-        self.ledger.add(gid, "photo", photo_id, actor, reason)
-        report = self._new_version(gid, actor)
+        report = self._new_version(gid, actor, withdraw=[photo_id])
         self._audit(actor, "gallery.withdraw_photo", gid, f"photo {photo_id}", reason, report, {"person_id": person})
         return report
 
     def remove_person(self, gid: str, person_id: str, actor: str, reason: str) -> BuildReport:
-        self.ledger.add(gid, "person", person_id, actor, reason)
-        report = self._new_version(gid, actor)
+        report = self._new_version(gid, actor, remove=[person_id])
         self._audit(actor, "gallery.remove_person", gid, f"person {person_id}", reason, report, {})
         return report
+
+    def reinstate(self, gid: str, item: str, actor: str, reason: str) -> BuildReport:
+        """Lift a withdrawal or removal (consent given again): the photo or person may be enrolled again."""
+        known = {w.item: w for w in self.withdrawals(gid)}
+        if item not in known:
+            raise InputError(f"{item!r}", f"not withdrawn from gallery {gid!r}")
+        report = self._new_version(gid, actor, reinstate=[item])
+        self._audit(actor, "gallery.reinstate", gid, f"{known[item].kind} {item}", reason, report, {})
+        return report
+
+    def withdrawals(self, gid: str) -> list[Withdrawal]:
+        """The withdrawal ledger the current version carries: photos and people that must not come back."""
+        gallery = self.current(gid)
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            ledger = metadata.withdrawn(conn)
+        finally:
+            conn.close()
+        return [Withdrawal(kind, item, why, at) for (kind, item), (why, at) in sorted(ledger.items())]
 
     def _person_of(self, gid: str, photo_id: str) -> str:
         gallery = self.current(gid)
@@ -267,17 +288,23 @@ class GalleryDesk:
             raise InputError(f"photo {photo_id!r}", f"not enrolled in gallery {gid!r}")
         return str(row[0])
 
-    def _records(self, gid: str, work: Path) -> list[PhotoRecord]:
+    def _records(self, gid: str, work: Path, withdrawn: set[str]) -> list[PhotoRecord]:
         s = self._settings(gid)
         if not s.source:
             raise InputError(f"gallery {gid!r}", "no source configured for this gallery: read-only")
         records = open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config)
-        withdrawn = self.ledger.items(gid, "photo")
-        # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when
-        # its file or path changed (update_gallery's `withdraw` alone removes it only from the previous version).
+        # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when its
+        # file or path changed (update_gallery's ledger alone removes it only from the previous version).
         return [r.model_copy(update={"use_for_recognition": False}) if r.key in withdrawn else r for r in records]
 
-    def _new_version(self, gid: str, actor: str) -> BuildReport:
+    def _new_version(
+        self,
+        gid: str,
+        actor: str,
+        withdraw: list[str] | None = None,
+        remove: list[str] | None = None,
+        reinstate: list[str] | None = None,
+    ) -> BuildReport:
         why_not = self.can_change(gid)
         if why_not:
             raise InputError(f"gallery {gid!r}", why_not)
@@ -289,16 +316,19 @@ class GalleryDesk:
             out = folder / f"v{base.version + 1}"
             if out.exists():  # a half-made earlier attempt (its publish never happened): make it again
                 shutil.rmtree(out)
+            withdrawn = {w.item for w in self.withdrawals(gid) if w.kind == "photo"} | set(withdraw or ())
+            withdrawn -= set(reinstate or ())
             report = update_gallery(
                 base.path,
-                self._records(gid, work),
+                self._records(gid, work, withdrawn),
                 out,
                 s.key,
                 self.pipeline_factory(),
                 self.policy,
                 public_key=s.public_key,
-                remove=sorted(self.ledger.items(gid, "person")),
-                withdraw=sorted(self.ledger.items(gid, "photo")),  # every withdrawal so far: none comes back
+                remove=remove or (),
+                withdraw=withdraw or (),
+                reinstate=reinstate or (),
                 work_dir=work,
                 report_path=folder / f"v{base.version + 1}.report.json",
                 progress=False,
@@ -318,7 +348,15 @@ class GalleryDesk:
         self.audit.record(AuditEntry(time.time(), actor, action, f"{gid}: {target}", reason, detail))
 
     def close(self) -> None:
-        self.ledger.close()
+        """Nothing held open: bundles are read per request."""
+
+
+def _person_view(row: tuple) -> PersonView:
+    try:
+        attributes = json.loads(row[4]) if row[4] else {}
+    except ValueError:
+        attributes = {}
+    return PersonView(row[0], row[1], row[2], row[3], attributes if isinstance(attributes, dict) else {})
 
 
 def jpeg_thumbnail(image: np.ndarray, side: int, quality: int = 85) -> bytes:

@@ -200,19 +200,26 @@ def _reason(err: ValidationError) -> str:
 
 
 def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent:
-    """Parse and validate a match event, raising InputError naming ``source`` and the reason."""
+    """Parse and validate a match event, raising InputError naming ``source`` and the reason.
+
+    Valid events are parsed once (pydantic's compiled JSON validator); only a payload it refuses is
+    read again with ``json`` to say why in the plainest terms (not JSON, not an object, another version).
+    """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InputError(source, f"payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} allowed")
+    try:
+        return MatchEvent.model_validate_json(payload)
+    except ValidationError as err:
+        problem = err
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(source, f"not JSON: {err}") from None
+    except RecursionError:  # "[[[[..." 64 KB deep: a hostile publisher must not take the relay's thread down
+        raise InputError(source, "JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise InputError(source, f"unsupported schema_version {version!r} (this relay reads {SCHEMA_VERSION!r})")
-    try:
-        return MatchEvent.model_validate_json(payload)
-    except ValidationError as err:
-        raise InputError(source, _reason(err)) from None
+    raise InputError(source, _reason(problem))

@@ -146,14 +146,18 @@ class HttpClient:
     def _read_body(
         self, sock: socket.socket | None, resp: http.client.HTTPResponse, url: str, deadline: float
     ) -> bytes:
-        """The body in chunks, each read given only the time left before the deadline."""
+        """The body in chunks, each read given only the time left before the deadline. A body still
+        coming when the deadline passes (a server trickling bytes) is not retried: it would trickle again."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            remaining = self._remaining(url, deadline)
+            remaining = self._remaining(url, deadline, retry=False)
             if sock is not None:
                 sock.settimeout(remaining)
-            chunk = resp.read1(CHUNK)
+            try:
+                chunk = resp.read1(CHUNK)
+            except TimeoutError:
+                raise FetchError(url, f"body not complete within {self.timeout_s:g} s (deadline)") from None
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -161,10 +165,10 @@ class HttpClient:
                 raise FetchError(url, f"larger than {self.max_bytes} bytes")
             chunks.append(chunk)
 
-    def _remaining(self, url: str, deadline: float) -> float:
+    def _remaining(self, url: str, deadline: float, retry: bool = True) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
             raise FetchError(
-                url, f"no complete answer within {self.timeout_s:g} s (deadline for the whole request)", retry=True
+                url, f"no complete answer within {self.timeout_s:g} s (deadline for the whole request)", retry=retry
             )
         return left

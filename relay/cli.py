@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from lookout.errors import InputError
-from lookout.relay.bench import print_figures, run_bench
+from lookout.relay.bench import EXTRA_STORES, STORES, print_figures, run_bench
 from lookout.relay.config import RelayConfig, load_config
 from lookout.relay.example import EXAMPLE_CONFIG
 from lookout.relay.review import ReviewQueue, format_alert, format_audit, format_detail
@@ -74,10 +74,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def register_bench(benches: argparse._SubParsersAction) -> None:
-    bench = benches.add_parser("relay", help="events/s and event-to-notifier latency through a local broker")
-    bench.add_argument("--events", type=int, default=5000, help="events in the throughput run")
-    bench.add_argument("--rate", type=float, default=1000.0, help="events/s in the latency run")
-    bench.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
+    bench = benches.add_parser(
+        "relay", help="events/s and latency for each store and number of relays, beside the disk's commit rate"
+    )
+    bench.add_argument("--events", type=int, default=5000, help="events in the flood run")
+    bench.add_argument("--rate", type=float, default=1000.0, help="events/s in the latency runs")
+    bench.add_argument("--seconds", type=float, default=5.0, help="length of each latency run")
+    bench.add_argument("--runs", type=int, default=3, help="latency runs per setup")
+    bench.add_argument(
+        "--store",
+        choices=STORES + EXTRA_STORES,
+        action="append",
+        help="store(s) to run (repeatable; default: sqlite and postgresql side by side; sqlite-normal is SQLite"
+        " with synchronous=normal, to show what fsync costs)",
+    )
+    bench.add_argument(
+        "--relays", type=int, action="append", help="relay processes (repeatable; default: 1 and 2, side by side)"
+    )
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(func=cmd_bench)
 
@@ -174,6 +187,13 @@ def cmd_review_audit(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
 
-    figures = run_bench(events=args.events, rate=args.rate, seconds=args.seconds)
+    figures = run_bench(
+        events=args.events,
+        rate=args.rate,
+        seconds=args.seconds,
+        runs=args.runs,
+        stores=tuple(args.store or STORES),
+        relay_counts=tuple(args.relays or (1, 2)),
+    )
     print_figures(figures, as_json=args.json)
     return 0

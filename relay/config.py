@@ -62,7 +62,10 @@ class StoreSettings(_Strict):
     pool_size: int = Field(4, ge=2, le=64, description="postgresql: connections per relay process")
     connect_timeout_s: float = Field(10, gt=0, description="postgresql: wait this long for the database at start")
     claim_lease_s: float = Field(
-        120, gt=0, description="sqlite: a delivery claimed by a relay that died is retried after this"
+        120,
+        gt=0,
+        description="sqlite: a delivery claimed by a relay process that died is retried after this (at least"
+        " 32 notifier timeouts + 30 s, so a slow batch is never sent twice)",
     )
     retention_days: float = Field(30, gt=0, description="history, alerts and reviews older than this are deleted")
     seen_ids_days: float = Field(7, gt=0, description="how long an event id is remembered for idempotency")

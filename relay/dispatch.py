@@ -24,7 +24,7 @@ from lookout.relay.message import Outgoing, alert_document, alert_text, summary_
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers.base import DeliveryError, Notifier
 from lookout.relay.ratelimit import Limits
-from lookout.relay.records import Delivery
+from lookout.relay.records import Alert, Delivery, DeliveryResult
 from lookout.relay.store import RelayStore
 
 log = get_logger(__name__)
@@ -101,31 +101,34 @@ class Dispatcher:
         return float("inf") if nxt is None else max(0.0, nxt - self.clock())
 
     def _deliver_batch(self) -> int:
+        """Claim a batch, send it, and write its results in one statement per kind of result."""
         s = self.settings
         with self.store.claim_due(self.clock(), CLAIM_BATCH, s.owner, s.lease_s) as due:
-            marks = [self._deliver(d, self.clock()) for d in due]
-            with self.store.transaction():
-                for mark in marks:
-                    mark()
+            alerts = self.store.alerts_by_id(sorted({d.alert_id for d in due})) if due else {}
+            results = [self._deliver(d, alerts.get(d.alert_id), self.clock()) for d in due]
+            self.store.record(results)
         return len(due)
 
-    def _target(self, delivery: Delivery) -> tuple[Recipient, Notifier] | None:
+    def _target(self, delivery: Delivery) -> tuple[Recipient, Notifier] | DeliveryResult:
         recipient = self.recipients.get(delivery.recipient)
         notifier = self.notifiers.get(recipient.notifier) if recipient else None
         if recipient is None or notifier is None:
-            self.store.mark_failed(delivery.id, f"recipient {delivery.recipient!r} is no longer configured")
             self.counters.inc("gave_up")
             log.error(
                 "delivery.unroutable", delivery_id=delivery.id, alert_id=delivery.alert_id, recipient=delivery.recipient
             )
-            return None
+            return DeliveryResult(
+                "failed", delivery.id, error=f"recipient {delivery.recipient!r} is no longer configured"
+            )
         return recipient, notifier
 
-    def _deliver(self, delivery: Delivery, now: float) -> Callable[[], None]:
-        """Try one delivery; returns the store update to apply."""
+    def _deliver(self, delivery: Delivery, alert: Alert | None, now: float) -> DeliveryResult:
+        """Try one delivery; returns what to record."""
         target = self._target(delivery)
-        if target is None:
-            return lambda: None
+        if isinstance(target, DeliveryResult):
+            return target
+        if alert is None:
+            return DeliveryResult("failed", delivery.id, error=f"alert {delivery.alert_id} is missing")
         recipient, notifier = target
         ledger = None
         if self.settings.limits.active:
@@ -140,8 +143,8 @@ class Dispatcher:
                     reason="rate limit; will be summarised",
                     summary_in_s=self.settings.summary_after_s,
                 )
-                return lambda: self.store.hold(delivery.id, now)
-        message = self._message(delivery, recipient, notifier)
+                return DeliveryResult("held", delivery.id, at=now)
+        message = self._message(delivery, alert, recipient, notifier)
         try:
             provider_id = notifier.send(message)
         except Exception as err:  # a notifier bug must not lose the alert either: retry
@@ -162,12 +165,9 @@ class Dispatcher:
         )
         if self.on_sent is not None:
             self.on_sent(message)
-        return lambda: self.store.mark_sent(delivery.id, sent_at, provider_id)
+        return DeliveryResult("sent", delivery.id, at=sent_at, provider_id=provider_id)
 
-    def _message(self, delivery: Delivery, recipient: Recipient, notifier: Notifier) -> Outgoing:
-        alert = self.store.get_alert(delivery.alert_id)
-        if alert is None:
-            raise RuntimeError(f"alert {delivery.alert_id} of delivery {delivery.id} is missing")
+    def _message(self, delivery: Delivery, alert: Alert, recipient: Recipient, notifier: Notifier) -> Outgoing:
         details = self.directory.lookup(alert.person_id)
         url = self.settings.link(alert.id)
         text = alert_text(alert, details, url)
@@ -178,7 +178,7 @@ class Dispatcher:
         document = alert_document(alert, details, text, url, crop)
         return Outgoing(delivery.id, recipient.name, recipient.address, text, document)
 
-    def _failed(self, delivery: Delivery, error: str, retryable: bool, now: float) -> Callable[[], None]:
+    def _failed(self, delivery: Delivery, error: str, retryable: bool, now: float) -> DeliveryResult:
         self.counters.inc("failures")
         too_old = now - delivery.created_at >= self.settings.retry.give_up_after_s
         if not retryable or too_old:
@@ -191,7 +191,7 @@ class Dispatcher:
                 error=error,
                 permanent=not retryable,
             )
-            return lambda: self.store.mark_failed(delivery.id, error)
+            return DeliveryResult("failed", delivery.id, error=error)
         delay = backoff_s(delivery.attempts, self.settings.retry)
         log.warning(
             "delivery.retry",
@@ -202,7 +202,7 @@ class Dispatcher:
             retry_in_s=round(delay, 2),
             error=error,
         )
-        return lambda: self.store.mark_retry(delivery.id, now + delay, error)
+        return DeliveryResult("retry", delivery.id, at=now + delay, error=error)
 
     def _summarise_held(self, now: float) -> None:
         s = self.settings
@@ -213,12 +213,12 @@ class Dispatcher:
 
     def _send_summary(self, name: str, held: list[Delivery], now: float) -> None:
         target = self._target(held[0])
-        if target is None:
-            for d in held[1:]:
-                self.store.mark_failed(d.id, f"recipient {name!r} is no longer configured")
+        if isinstance(target, DeliveryResult):
+            self.store.record([DeliveryResult("failed", d.id, error=target.error) for d in held])
             return
         recipient, notifier = target
-        alerts = [a for a in (self.store.get_alert(d.alert_id) for d in held) if a is not None]
+        by_id = self.store.alerts_by_id(sorted({d.alert_id for d in held}))
+        alerts = [by_id[d.alert_id] for d in held if d.alert_id in by_id]
         text = summary_text(alerts, min(d.created_at for d in held))
         doc = {"type": "lookout.summary", "alert_ids": [a.id for a in alerts], "text": text}
         try:

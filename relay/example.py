@@ -32,6 +32,7 @@ store:
   pool_size: 4                   # postgresql only: connections per relay process
   connect_timeout_s: 10          # postgresql only: how long to wait for the database at start
   claim_lease_s: 120             # sqlite only: deliveries claimed by a relay process that died are retried after this
+                                 # (raised to 32 notifier timeouts + 30 s if that is longer)
   retention_days: 30             # history, finished alerts and their crops are deleted after this
   seen_ids_days: 7               # how long an event id is remembered (redeliveries are ignored)
 

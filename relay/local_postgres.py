@@ -121,6 +121,9 @@ class LocalPostgres:
             detail = (err.stderr or err.stdout or "").strip().splitlines()[-3:]
             self.stop()
             raise InputError("postgresql", f"{Path(err.cmd[0]).name} failed: {' '.join(detail)}") from None
+        except BaseException:  # never leave a server running behind a failed start
+            self.stop()
+            raise
         log.debug("postgres.started", port=self.port, data=str(self.data))
         return self
 
@@ -130,7 +133,7 @@ class LocalPostgres:
         return self.dsn(name)
 
     def stop(self) -> None:
-        if self._started:
+        if self._started or (self.data / "postmaster.pid").exists():
             self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
             self._started = False
         shutil.rmtree(self.workdir, ignore_errors=True)

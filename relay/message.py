@@ -43,10 +43,11 @@ def _who(person_id: str, details: PersonDetails | None) -> str:
 
 
 def _where(alert: Alert) -> str:
-    event = alert.event
-    place = event.device_name or event.device_id
-    if event.location and event.location.name:
-        place = f"{event.location.name} ({place})"
+    event = alert.event_doc
+    place = event.get("device_name") or event["device_id"]
+    location = event.get("location") or {}
+    if location.get("name"):
+        place = f"{location['name']} ({place})"
     return place
 
 
@@ -100,7 +101,7 @@ def alert_document(
         "devices": alert.devices,
         "best_score": alert.best_score,
         "stale": alert.stale,
-        "event": alert.event.model_dump(mode="json", exclude_none=True),
+        "event": {k: v for k, v in alert.event_doc.items() if v is not None},
         "alert_url": url,
         "review_url": url,
         "text": text,

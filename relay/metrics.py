@@ -20,6 +20,9 @@ COUNTERS = {
     "gave_up": "deliveries marked failed after the retry limit or a permanent error",
     "held_back": "deliveries held back by a rate limit (summarised later)",
     "summaries": "summary messages sent for held-back deliveries",
+    "seq_gaps": "gaps in devices' sequence numbers (events sent but never received), reported once each",
+    "seq_missing": "events missing in those gaps",
+    "store_errors": "times the store was unavailable to intake (the batch was retried)",
 }
 
 

@@ -33,7 +33,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lookout.errors import ConfigError, InputError
-from lookout.events import MatchEvent
 from lookout.log import get_logger
 from lookout.relay.config import StoreSettings
 from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
@@ -46,7 +45,9 @@ from lookout.relay.records import (
     TERMINAL,
     Alert,
     AuditEntry,
+    AuditFilter,
     Delivery,
+    DeliveryResult,
     Gap,
     Ingested,
     Intake,
@@ -59,6 +60,9 @@ log = get_logger(__name__)
 
 MIGRATION_LOCK = 0x6C6F6F6B6F7574  # pg_advisory_lock key held while migrating ("lookout")
 GAP_SCAN_LOCK = MIGRATION_LOCK + 1  # one relay scans for sequence gaps at a time
+LAST_MATCH_SQL = (
+    "SELECT DISTINCT ON (device_id) device_id, seen_at, person_id FROM history ORDER BY device_id, seen_at DESC"
+)
 _INGEST = (
     "SELECT r_ord, r_outcome, r_alert_id, r_review FROM lookout_ingest(%s::uuid[], %s::text[], %s::text[],"
     " %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::bool[], %s::text[], %s::bytea[], %s::bool[],"
@@ -101,6 +105,7 @@ class PostgresStore:
             if password is None:
                 raise ConfigError(f"store.password_env: environment variable {settings.password_env} is not set")
             kwargs["password"] = password
+        _try_connect(settings, kwargs, where)  # says why (password, host, database) instead of timing out
         pool = ConnectionPool(
             settings.dsn,
             kwargs=kwargs,
@@ -249,6 +254,34 @@ class PostgresStore:
     def release_claims(self, owner: str) -> int:
         return 0  # claims are row locks: they end with the connection that held them
 
+    def alerts_by_id(self, ids: list[int]) -> dict[int, Alert]:
+        if not ids:
+            return {}
+        rows = self._x("SELECT * FROM alerts WHERE id = ANY(%s)", (ids,)).rows
+        return {r["id"]: self._alert(r) for r in rows}
+
+    def record(self, results: list[DeliveryResult]) -> None:
+        """Write a batch's delivery results: one statement per kind, in the claim's transaction."""
+        statements = {
+            "sent": ("UPDATE deliveries SET status='sent', sent_at=%s, provider_id=%s, attempts=attempts+1 WHERE id=%s", lambda r: (r.at, r.provider_id, r.delivery_id)),
+            "retry": ("UPDATE deliveries SET attempts=attempts+1, next_attempt_at=%s, last_error=%s WHERE id=%s", lambda r: (r.at, r.error[:500], r.delivery_id)),
+            "failed": ("UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=%s WHERE id=%s", lambda r: (r.error[:500], r.delivery_id)),
+            "held": ("UPDATE deliveries SET status='held', held_at=%s WHERE id=%s", lambda r: (r.at, r.delivery_id)),
+        }  # fmt: skip
+        by_kind: dict[str, list[DeliveryResult]] = {}
+        for r in results:
+            by_kind.setdefault(r.kind, []).append(r)
+        with self.transaction():
+            conn = self._conn
+            assert conn is not None
+            try:
+                for kind, rows in by_kind.items():
+                    sql, args = statements[kind]
+                    with conn.cursor() as cur:
+                        cur.executemany(sql, [args(r) for r in rows])
+            except psycopg.OperationalError as err:
+                raise StoreUnavailable(f"{self.where}: {err}".strip()) from None
+
     def next_due_at(self) -> float | None:
         row = self._x("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status='pending'").one()
         return row["t"] if row else None
@@ -395,16 +428,42 @@ class PostgresStore:
         return int(row["id"]) if row else 0
 
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]:
+        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
+        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
         rows = self._x(
-            "SELECT * FROM audit WHERE at>=%s AND (%s::text IS NULL OR actor=%s)"
-            " AND (%s::text IS NULL OR starts_with(action, %s)) ORDER BY id DESC LIMIT %s",
-            (since or 0.0, actor, actor, action, action, limit),
+            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s", (*args, limit, offset)
         ).rows
         return [
             AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], r["details"]) for r in rows
         ]
+
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
+        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).one()
+        return int(row["n"]) if row else 0
+
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
+        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
+        rows = self._x(LAST_MATCH_SQL).rows
+        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
 
     # --- sequence gaps ----------------------------------------------------------------------
 
@@ -469,7 +528,7 @@ class PostgresStore:
             devices=list(row["devices"]),
             best_score=row["best_score"],
             stale=bool(row["stale"]),
-            event=MatchEvent.model_validate_json(row["event"]),
+            event_json=row["event"],
             has_crop=row["crop"] is not None,
             reviewed_by=row["reviewed_by"],
             reviewed_at=row["reviewed_at"],
@@ -497,6 +556,15 @@ def _fetch(run: Callable[[], psycopg.Cursor[Any]], where: str) -> _Result:
         return _Result(rows, cur.rowcount)
     except psycopg.OperationalError as err:
         raise StoreUnavailable(f"{where}: {err}".strip()) from None
+
+
+def _try_connect(settings: StoreSettings, kwargs: dict[str, Any], where: str) -> None:
+    try:
+        with psycopg.connect(settings.dsn or "", connect_timeout=max(1, int(settings.connect_timeout_s)), **kwargs):
+            pass
+    except psycopg.OperationalError as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "unknown error")
+        raise InputError(where, f"cannot connect: {reason}") from None
 
 
 def _safe_dsn(dsn: str) -> str:

@@ -8,8 +8,11 @@ Alert statuses: ``review`` (waiting for a person) → ``confirmed`` or ``rejecte
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from typing import Any
 
 from lookout.errors import LookoutError
 from lookout.events import MatchEvent
@@ -51,16 +54,24 @@ class Intake:
 
     event: MatchEvent
     plan: AlertPlan
+    payload: bytes | None = None  # the event as received, when it is valid JSON of exactly this event
 
     @property
     def gallery_id(self) -> str:
         return self.event.gallery_id or "default"
 
+    @cached_property
+    def event_id(self) -> str:
+        return str(self.event.event_id)
+
     def stale_at(self, received_at: float) -> bool:
         return received_at >= self.event.expires_at.timestamp()
 
     def slim_json(self) -> str:
-        """The event as kept with the alert: without the crop (stored once, beside it)."""
+        """The event as kept with the alert: without the crop (stored once, beside it). The payload as
+        received when it has no crop (no second serialisation)."""
+        if self.payload is not None and self.event.crop_jpeg_b64 is None:
+            return self.payload.decode("utf-8")
         return self.event.model_copy(update={"crop_jpeg_b64": None}).model_dump_json(exclude_none=True)
 
 
@@ -77,11 +88,21 @@ class Alert:
     devices: list[str]
     best_score: float
     stale: bool
-    event: MatchEvent
+    event_json: str  # the alert's first event as stored (without its crop)
     has_crop: bool
     reviewed_by: str | None = None
     reviewed_at: float | None = None
     review_reason: str | None = None
+
+    @cached_property
+    def event(self) -> MatchEvent:
+        """The first event, validated (parsed on first use: messages need only :attr:`event_doc`)."""
+        return MatchEvent.model_validate_json(self.event_json)
+
+    @cached_property
+    def event_doc(self) -> dict[str, Any]:
+        """The first event as plain JSON data, for messages."""
+        return dict(json.loads(self.event_json))
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,20 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class DeliveryResult:
+    """What became of one delivery attempt, written with the others of its batch in one transaction.
+
+    ``kind``: ``sent`` (at, provider_id), ``retry`` (at = next attempt, error), ``failed`` (error),
+    ``held`` (at)."""
+
+    kind: str
+    delivery_id: int
+    at: float = 0.0
+    provider_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One row of the append-only audit log: who did what to which subject, when and why."""
 
@@ -122,6 +157,40 @@ class AuditEntry:
     subject: str
     reason: str | None = None
     details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which audit rows to read: a time range, one actor, an action prefix (``review.``), and a text
+    that must occur (case-insensitively) in the subject, the reason or the details."""
+
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None
+    action: str | None = None
+    text: str | None = None
+
+    def clauses(self, mark: str, find: str) -> tuple[str, list[object]]:
+        """A WHERE clause for the audit table, with ``mark`` as the parameter placeholder and ``find`` the
+        engine's substring function (``instr``, ``strpos``), and its values."""
+        where: list[str] = ["1=1"]
+        args: list[object] = []
+        if self.since is not None:
+            where.append(f"at >= {mark}")
+            args.append(self.since)
+        if self.until is not None:
+            where.append(f"at < {mark}")
+            args.append(self.until)
+        if self.actor:
+            where.append(f"actor = {mark}")
+            args.append(self.actor)
+        if self.action:
+            where.append(f"substr(action, 1, {mark}) = {mark}")
+            args += [len(self.action), self.action]
+        if self.text:
+            where.append(f"{find}(lower(subject || ' ' || coalesce(reason, '') || ' ' || details), {mark}) > 0")
+            args.append(self.text.lower())
+        return " AND ".join(where), args
 
 
 @dataclass(frozen=True)

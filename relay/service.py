@@ -28,7 +28,7 @@ from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
 from lookout.relay.config import Limit, RelayConfig
 from lookout.relay.directory import PersonDirectory, open_directory
-from lookout.relay.dispatch import Dispatcher, DispatchSettings
+from lookout.relay.dispatch import CLAIM_BATCH, Dispatcher, DispatchSettings
 from lookout.relay.message import Outgoing, alert_link
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers import Notifier, build_all
@@ -73,6 +73,12 @@ def owner_id(config: RelayConfig) -> str:
     return config.mqtt.client_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
+def claim_lease_s(config: RelayConfig) -> float:
+    """A SQLite claim must outlast sending its whole batch, even if every send times out."""
+    timeouts = [getattr(n, "timeout_s", 0.0) for n in config.notifiers.values()]
+    return max(config.store.claim_lease_s, CLAIM_BATCH * max(timeouts, default=0.0) + 30.0)
+
+
 # (message, event or None, dead-letter reason or None)
 Parsed = tuple[paho.MQTTMessage, MatchEvent | None, str | None]
 
@@ -104,7 +110,7 @@ class RelayService:
             limits=Limits(_window(limits.per_recipient), _window(limits.overall)),
             summary_after_s=limits.summary_after_s,
             owner=self.owner,
-            lease_s=config.store.claim_lease_s,
+            lease_s=claim_lease_s(config),
             link=lambda alert_id: alert_link(config.console_url, config.review.url_template, alert_id),
         )
         self.dispatcher = Dispatcher(
@@ -294,7 +300,7 @@ class RelayService:
         now = self.clock()
         parsed = [self._parse_message(m) for m in batch]
         valid = [(m, e) for m, e, _ in parsed if e is not None]
-        results = self._store([e for _, e in valid], now)
+        results = self._store([Intake(e, self._plan(e), bytes(m.payload)) for m, e in valid], now)
         if results is None:
             return  # stopping while the store is down: unacknowledged, the broker redelivers
         outcome = {id(m): r for (m, _), r in zip(valid, results)}
@@ -315,10 +321,9 @@ class RelayService:
         except InputError as err:
             return message, None, err.reason
 
-    def _store(self, events: list[MatchEvent], now: float) -> list[Ingested | str] | None:
+    def _store(self, items: list[Intake], now: float) -> list[Ingested | str] | None:
         """Ingest the batch, retrying while the store is unavailable; a message that breaks the store's
         code (not the store) is isolated and returned as its dead-letter reason. None if stopping."""
-        items = [Intake(e, self._plan(e)) for e in events]
         delay = 0.1
         while True:
             try:
@@ -357,7 +362,7 @@ class RelayService:
         except InputError as err:
             self._dead_letter(topic, payload, err.reason, now)
             return None
-        result = (self._store([event], now) or ["stopped"])[0]
+        result = (self._store([Intake(event, self._plan(event), payload)], now) or ["stopped"])[0]
         if isinstance(result, str):
             self._dead_letter(topic, payload, result, now)
             return None

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lookout.errors import InputError
-from lookout.events import MatchEvent
 from lookout.log import get_logger
 from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
 from lookout.relay.migrate import VERSION_TABLE, pending
@@ -29,16 +28,21 @@ from lookout.relay.records import (
     TERMINAL,
     Alert,
     AuditEntry,
+    AuditFilter,
     Delivery,
+    DeliveryResult,
     Gap,
     Ingested,
     Intake,
-    Outcome,
     Sighting,
     StoreUnavailable,
 )
+from lookout.relay.sqlite_ingest import SqliteBatch
 
 log = get_logger(__name__)
+
+# SQLite returns the other columns from the row holding the max().
+LAST_MATCH_SQL = "SELECT device_id, max(seen_at) AS seen_at, person_id FROM history GROUP BY device_id"
 
 
 def split_statements(script: str) -> list[str]:
@@ -147,95 +151,11 @@ class SqliteStore:
     # --- intake -----------------------------------------------------------------------------
 
     def ingest(self, items: list[Intake], received_at: float, window_s: float) -> list[Ingested]:
-        """Record a batch of events and decide each one's outcome, atomically (see ``store.decide_sql``)."""
-        with self.transaction():
-            return [self._ingest_one(item, received_at, window_s) for item in items]
-
-    def _ingest_one(self, item: Intake, now: float, window_s: float) -> Ingested:
-        event = item.event
-        if (
-            self._x(
-                "INSERT OR IGNORE INTO seen_events(event_id, received_at) VALUES (?, ?)", (str(event.event_id), now)
-            ).rowcount
-            != 1
-        ):
-            return Ingested(Outcome.DUPLICATE)
-        if event.seq is not None:
-            self._x(
-                "INSERT OR IGNORE INTO device_seq(device_id, stream, n, received_at) VALUES (?,?,?,?)",
-                (event.device_id, event.seq.stream, event.seq.n, now),
-            )
-        if self._x(
-            "SELECT 1 FROM suppressions WHERE person_id=? AND device_id=? AND until>?",
-            (event.person_id, event.device_id, now),
-        ).fetchone():
-            self._history(event, now, Outcome.SUPPRESSED, None)
-            return Ingested(Outcome.SUPPRESSED)
-        seen = event.seen_at.timestamp()
-        row = self._x(
-            "SELECT id, status, devices FROM alerts WHERE gallery_id=? AND person_id=? AND first_seen_at BETWEEN ? AND ?"
-            " AND status != ? ORDER BY abs(first_seen_at - ?) LIMIT 1",
-            (item.gallery_id, event.person_id, seen - window_s, seen + window_s, ALERT_REJECTED, seen),
-        ).fetchone()
-        if row is not None:
-            devices = json.loads(row["devices"])
-            if event.device_id not in devices:
-                devices.append(event.device_id)
-            self._x(
-                "UPDATE alerts SET sightings = sightings + 1, devices=?, last_seen_at=max(last_seen_at, ?),"
-                " first_seen_at=min(first_seen_at, ?), best_score=max(best_score, ?) WHERE id=?",
-                (json.dumps(devices), seen, seen, event.score, row["id"]),
-            )
-            self._history(event, now, Outcome.FOLLOW_UP, row["id"])
-            return Ingested(Outcome.FOLLOW_UP, row["id"], row["status"] == ALERT_REVIEW)
-        alert_id = self._create_alert(item, now)
-        self._history(event, now, Outcome.NEW_ALERT, alert_id)
-        return Ingested(Outcome.NEW_ALERT, alert_id, item.plan.review)
-
-    def _create_alert(self, item: Intake, now: float) -> int:
-        event, seen = item.event, item.event.seen_at.timestamp()
-        cur = self._x(
-            "INSERT INTO alerts(gallery_id, person_id, status, first_seen_at, last_seen_at, created_at,"
-            " devices, best_score, stale, event, crop) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                item.gallery_id,
-                event.person_id,
-                ALERT_REVIEW if item.plan.review else "open",
-                seen,
-                seen,
-                now,
-                json.dumps([event.device_id]),
-                event.score,
-                int(item.stale_at(now)),
-                item.slim_json(),
-                event.crop_jpeg(),
-            ),
-        )
-        alert_id = int(cur.lastrowid or 0)
-        state = "waiting" if item.plan.review else "pending"
-        for name in item.plan.recipients:
-            self._x(
-                "INSERT INTO deliveries(alert_id, recipient, status, created_at, next_attempt_at) VALUES (?,?,?,?,?)",
-                (alert_id, name, state, now, now),
-            )
-        return alert_id
-
-    def _history(self, event: MatchEvent, received_at: float, outcome: Outcome, alert_id: int | None) -> None:
-        self._x(
-            "INSERT INTO history(event_id, device_id, person_id, score, margin, seen_at, received_at, outcome,"
-            " alert_id) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                str(event.event_id),
-                event.device_id,
-                event.person_id,
-                event.score,
-                event.margin,
-                event.seen_at.timestamp(),
-                received_at,
-                outcome.value,
-                alert_id,
-            ),
-        )
+        """Record a batch of events and decide each one's outcome, atomically (rules: ``lookout.relay.store``)."""
+        if not items:
+            return []
+        with self.transaction(), self._lock:
+            return self._guard(lambda: SqliteBatch(self._db, received_at, window_s).run(items))
 
     # --- delivery outbox --------------------------------------------------------------------
 
@@ -270,6 +190,32 @@ class SqliteStore:
         return self._x(
             "UPDATE deliveries SET claimed_by=NULL, claimed_until=NULL WHERE claimed_by=?", (owner,)
         ).rowcount
+
+    def alerts_by_id(self, ids: list[int]) -> dict[int, Alert]:
+        if not ids:
+            return {}
+        rows = self._x(f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(ids))})", tuple(ids)).fetchall()
+        return {r["id"]: self._alert(r) for r in rows}
+
+    def record(self, results: list[DeliveryResult]) -> None:
+        """Write a batch's delivery results (one statement per kind, one transaction); ends their claims."""
+        by_kind: dict[str, list[DeliveryResult]] = {}
+        for r in results:
+            by_kind.setdefault(r.kind, []).append(r)
+        with self.transaction(), self._lock:
+            self._guard(lambda: self._record(by_kind))
+
+    def _record(self, by_kind: dict[str, list[DeliveryResult]]) -> None:
+        free = "claimed_by=NULL, claimed_until=NULL"
+        statements = {
+            "sent": (f"UPDATE deliveries SET status='sent', sent_at=?, provider_id=?, attempts=attempts+1, {free} WHERE id=?", lambda r: (r.at, r.provider_id, r.delivery_id)),
+            "retry": (f"UPDATE deliveries SET attempts=attempts+1, next_attempt_at=?, last_error=?, {free} WHERE id=?", lambda r: (r.at, r.error[:500], r.delivery_id)),
+            "failed": (f"UPDATE deliveries SET status='failed', attempts=attempts+1, last_error=?, {free} WHERE id=?", lambda r: (r.error[:500], r.delivery_id)),
+            "held": (f"UPDATE deliveries SET status='held', held_at=?, {free} WHERE id=?", lambda r: (r.at, r.delivery_id)),
+        }  # fmt: skip
+        for kind, rows in by_kind.items():
+            sql, args = statements[kind]
+            self._db.executemany(sql, [args(r) for r in rows])
 
     def next_due_at(self) -> float | None:
         row = self._x("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status='pending'").fetchone()
@@ -423,18 +369,43 @@ class SqliteStore:
         return int(cur.lastrowid or 0)
 
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        """Newest first, filtered by time, actor and action (a prefix such as ``review.``)."""
+        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
+        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
         rows = self._x(
-            "SELECT * FROM audit WHERE at>=? AND (? IS NULL OR actor=?) AND (? IS NULL OR action LIKE ? || '%')"
-            " ORDER BY id DESC LIMIT ?",
-            (since or 0.0, actor, actor, action, action, limit),
+            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
         ).fetchall()
         return [
             AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], json.loads(r["details"]))
             for r in rows
         ]
+
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
+        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).fetchone()
+        return int(row["n"]) if row else 0
+
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
+        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
+        rows = self._x(LAST_MATCH_SQL).fetchall()
+        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
 
     # --- sequence gaps ----------------------------------------------------------------------
 
@@ -499,7 +470,7 @@ class SqliteStore:
             devices=json.loads(row["devices"]),
             best_score=row["best_score"],
             stale=bool(row["stale"]),
-            event=MatchEvent.model_validate_json(row["event"]),
+            event_json=row["event"],
             has_crop=row["crop"] is not None,
             reviewed_by=row["reviewed_by"],
             reviewed_at=row["reviewed_at"],

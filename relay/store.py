@@ -26,7 +26,17 @@ from typing import Protocol
 from lookout.relay.config import StoreSettings
 from lookout.relay.postgres_store import PostgresStore
 from lookout.relay.ratelimit import Limits
-from lookout.relay.records import Alert, AuditEntry, Delivery, Gap, Ingested, Intake, Sighting, StoreUnavailable
+from lookout.relay.records import (
+    Alert,
+    AuditEntry,
+    Delivery,
+    DeliveryResult,
+    Gap,
+    Ingested,
+    Intake,
+    Sighting,
+    StoreUnavailable,
+)
 from lookout.relay.sqlite_store import SqliteStore
 
 __all__ = ["PostgresStore", "RelayStore", "SqliteStore", "StoreUnavailable", "open_store"]
@@ -49,6 +59,8 @@ class RelayStore(Protocol):
         self, now: float, held_for_s: float, owner: str, lease_s: float
     ) -> AbstractContextManager[dict[str, list[Delivery]]]: ...
     def release_claims(self, owner: str) -> int: ...
+    def alerts_by_id(self, ids: list[int]) -> dict[int, Alert]: ...
+    def record(self, results: list[DeliveryResult]) -> None: ...
     def next_due_at(self) -> float | None: ...
     def mark_sent(self, delivery_id: int, now: float, provider_id: str) -> None: ...
     def mark_retry(self, delivery_id: int, next_at: float, error: str) -> None: ...
@@ -75,8 +87,26 @@ class RelayStore(Protocol):
         now: float | None = None,
     ) -> int: ...
     def audit_log(
-        self, *, since: float | None = None, actor: str | None = None, action: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[AuditEntry]: ...
+    def count_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        text: str | None = None,
+    ) -> int: ...
+    def last_match_by_device(self) -> dict[str, tuple[float, str]]: ...
     def find_gaps(self, now: float, grace_s: float, since: float) -> list[Gap]: ...
     def purge(self, now: float, retention_s: float, seen_ids_s: float, sends_s: float = 86400.0) -> dict[str, int]: ...
     def counts(self) -> dict[str, int]: ...

@@ -277,12 +277,13 @@ def update_gallery(
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
     old_ledger = metadata.withdrawn(conn)
     conn.close()
-    ledger_add, ledger_drop, withdraw, remove = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate))
     old_by_person: dict[str, list[dict]] = {}
     for p in old_photos:
         old_by_person.setdefault(p["person_id"], []).append(p)
 
     persons = group_persons(records)
+    _check_named(set(withdraw), set(remove), old_photos, old_persons, persons, base_dir)
+    ledger_add, ledger_drop, withdraw, remove = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate))
     for pid in remove:
         persons.pop(pid, None)
     for person in persons.values():  # a withdrawn photo is never enrolled again, even if the source offers it
@@ -406,6 +407,26 @@ def update_gallery(
 
 
 REMOVED = "removed"
+
+
+def _check_named(
+    withdraw: set[str],
+    remove: set[str],
+    old_photos: list[dict],
+    old_persons: dict[str, dict],
+    persons: dict[str, PersonRecord],
+    base_dir: Path,
+) -> None:
+    """A photo id to withdraw or a person id to remove that is neither in the gallery nor in the source is a
+    mistake (a typo would leave the photo someone asked to withdraw in place): refuse, naming the ids."""
+    photos = {p["photo_id"] for p in old_photos} | {r.key for person in persons.values() for r in person.photos}
+    unknown = sorted(withdraw - photos) + sorted(remove - set(old_persons) - set(persons))
+    if unknown:
+        raise InputError(
+            str(base_dir),
+            f"not a photo id (--withdraw) or person id (--remove) of this gallery or its source: "
+            f"{', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}; nothing was changed",
+        )
 
 
 def _ledger(

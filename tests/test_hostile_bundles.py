@@ -189,3 +189,10 @@ def test_rollback_without_a_previous_bundle_says_so(two_versions, served, keys, 
     assert main(["sync", "pull", server.url, "--into", str(store), "--public-key", str(keys[1])]) == 0
     assert main(["sync", "rollback", "--into", str(store)]) == 2
     assert "no previous bundle to roll back to" in capsys.readouterr().err
+
+
+def test_a_damaged_pin_file_still_pins(tmp_path):
+    store = BundleStore(tmp_path / "store")
+    (tmp_path / "store" / "pin.json").write_text("{not json")
+    assert "unreadable" in store.pinned()["reason"]
+    assert store.unpin() is not None and store.pinned() is None

@@ -252,7 +252,8 @@ def test_cli_refuses_a_bomb_in_one_line_and_goes_on(tmp_path, command, grace_hop
     code = main([command, str(tmp_path / "bomb.png"), str(tmp_path / "grace.jpg"), "--device", "CPU", "--json"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert err.strip().count("\n") == 0 and "bomb.png: image too large" in err
+    problems = [line for line in err.splitlines() if line.startswith("lookout:")]  # (log lines aside)
+    assert len(problems) == 1 and "bomb.png: image too large" in problems[0] and "Traceback" not in err
     assert json.loads(out.strip().splitlines()[-1])["faces"]  # the good image was still processed
 
 
@@ -339,6 +340,11 @@ def test_http_client_caps_size_and_total_time(server):
     with pytest.raises(FetchError, match="within 2 s"):
         client.get(server.url + "/trickle")  # 8 bytes every 0.8 s for 40 s
     assert time.monotonic() - t0 < 4.0
+    patient = HttpClient(retries=3, backoff_s=0.01, timeout_s=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"within 1\.5 s"):
+        patient.get(server.url + "/trickle")  # a trickling body is not retried: it would trickle again
+    assert time.monotonic() - t0 < 3.5 and server.paths.count("/trickle") == 2
 
 
 def test_building_into_a_full_out_folder_refuses_before_walking_the_api(server, tmp_path, keys, capsys):
@@ -457,6 +463,8 @@ def test_rules_by_department_or_jurisdiction_or_both():
         }
     )
     assert not policy.allows("US-OR", department="springfield  police department")  # case and blanks
+    assert not policy.allows("US-OR", department="Spring\u200bfield Police Department")  # zero-width space
+    assert not policy.allows("US-OR", department="Springfield P\u043elice Department")  # Cyrillic o
     assert not policy.allows(None, department="Springfield Police Department")  # no jurisdiction: still denied
     assert "opted out" in policy.decide("US-OR", department="Springfield Police Department").reason
     assert not policy.allows("US-CA", department="Oakland PD") and policy.allows("US-NY", department="Oakland PD")
@@ -577,7 +585,8 @@ def test_non_utf8_csv_names_file_and_line_and_encoding_option_reads_it(tmp_path,
     assert read_manifest_file(manifest, "cp1252")[1].name == "Zoë Müller"
     code = main(["gallery", "build", str(manifest), "--out", str(tmp_path / "b"), "--key", str(keys[0])])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "people.csv:3" in err and "Traceback" not in err
+    problems = [line for line in err.splitlines() if line.startswith("lookout:")]
+    assert code == 2 and len(problems) == 1 and "people.csv:3" in problems[0] and "Traceback" not in err
     with pytest.raises(InputError, match="unknown text encoding 'klingon'"):
         read_manifest_file(manifest, "klingon")
 
@@ -629,3 +638,35 @@ def test_summary_counts_read_as_english():
     assert one.startswith("enrolled 1 of 1 photo (100.0%) and 1 of 1 person (100.0%)")
     assert "0 photos of 0 people excluded" in one
     assert summary_line(summarise([])).startswith("no photo to enrol (nothing new or changed)")
+
+
+def test_json_nested_too_deeply_is_one_clear_refusal(tmp_path, server):
+    """``[[[[...`` 60,000 deep raises RecursionError in json.loads: a hostile device could take the relay's
+    message thread down with it, a hostile API or publish server the gallery build or the puller."""
+    from lookout.events import parse_match_event
+    from lookout.gallery.format import BundleError, parse_manifest
+
+    deep = b"[" * 60_000
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse_match_event(deep, "message on dt/lookout/x/match")
+    with pytest.raises(BundleError, match="not JSON"):
+        parse_manifest(deep, "publish")
+    (tmp_path / "m.json").write_bytes(deep)
+    with pytest.raises(InputError, match="nested too deeply"):
+        read_manifest_file(tmp_path / "m.json")
+    server.photos["deep.json?1"] = deep
+    source = _api_source(server, tmp_path / "work")
+    source.config = source.config.model_copy(update={"url_template": server.url + "/img/deep.json?{id}"})
+    with pytest.raises(FetchError, match="nested too deeply"):
+        source.fetch(1)
+
+
+def test_withdrawing_an_unknown_photo_id_is_refused_not_ignored(consent_v1, pipeline, keys, tmp_path):
+    """A typo in the photo id would leave in place the photo whose consent was withdrawn: refuse, say which."""
+    from lookout.sync.build import update_gallery
+
+    root, _rows = consent_v1
+    with pytest.raises(InputError, match=r"'grace/g1\.jpeg'.*nothing was changed"):
+        update_gallery(root / "v1", read_manifest_file(root / "v1.csv"), tmp_path / "v2", keys[0], pipeline,
+                       withdraw=["grace/g1.jpeg"], progress=False)  # fmt: skip
+    assert not (tmp_path / "v2").exists()

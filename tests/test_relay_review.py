@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from lookout.cli import main
 from lookout.relay.config import load_config
+from lookout.relay.records import AlertPlan, Intake
 from lookout.relay.service import RelayService
+from lookout.relay.store import open_store
 from tests.helpers import wait_for
 from tests.relay_helpers import make_event, publish_event, write_config
 
@@ -86,3 +89,21 @@ def test_missing_persons_gallery_sends_without_review(setup, mosquitto):
     publish_event(mosquitto.port, make_event(person_id="p-7"))
     sent = wait_for(lambda: _sent(outbox), timeout=5)
     assert sent[0]["alert"]["person_id"] == "p-7"
+
+
+def test_review_commands_work_on_either_store_and_are_audited(tmp_path, store_settings, capsys):
+    config = tmp_path / "relay.yaml"
+    config.write_text(json.dumps({"store": store_settings.model_dump(mode="json", exclude_none=True)}))
+    store = open_store(store_settings)
+    try:
+        store.ingest(
+            [Intake(make_event(person_id="p-9", gallery_id="city-pd"), AlertPlan(True, ["desk"]))], time.time(), 60
+        )
+    finally:
+        store.close()
+    assert _review(config, "list") == 0 and "person=p-9" in capsys.readouterr().out
+    assert _review(config, "confirm", "1", "--by", "officer-c", "--reason", "matches the case photo") == 0
+    capsys.readouterr()
+    assert _review(config, "audit") == 0
+    line = capsys.readouterr().out.strip()
+    assert "officer-c" in line and "review.confirm" in line and "alert:1" in line and "matches the case photo" in line

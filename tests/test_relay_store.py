@@ -95,7 +95,7 @@ def test_a_store_newer_than_the_relay_is_refused(tmp_path):
 def test_relays_starting_together_migrate_once(pg_store_settings):
     stores = _run_together(4, lambda i: open_store(pg_store_settings))
     try:
-        rows = stores[0]._x("SELECT version, count(*) AS n FROM schema_version GROUP BY version").rows
+        rows = stores[0]._x("SELECT version, count(*) AS n FROM schema_version GROUP BY version ORDER BY version").rows
         assert [(r["version"], r["n"]) for r in rows] == [(s.version, 1) for s in steps("postgresql")]
     finally:
         for s in stores:
@@ -249,5 +249,39 @@ def test_postgresql_needs_a_dsn_and_names_the_missing_variable(tmp_path):
 def test_wrong_password_fails_with_one_clear_line(pg_store_settings, monkeypatch):
     monkeypatch.setenv("LOOKOUT_WRONG_PW", "not-the-password")
     settings = pg_store_settings.model_copy(update={"password_env": "LOOKOUT_WRONG_PW", "connect_timeout_s": 2})
-    with pytest.raises(InputError, match=r"relay store postgresql://127\.0\.0\.1:\d+/test_\w+: cannot connect"):
+    with pytest.raises(
+        InputError, match=r"relay store postgresql://127\.0\.0\.1:\d+/test_\w+: cannot connect: .*password"
+    ):
         open_store(settings)
+
+
+def test_audit_is_filtered_paged_and_counted_for_the_console(store):
+    for i in range(7):
+        store.audit(
+            "alice" if i % 2 else "bob",
+            "search.photo" if i < 5 else "gallery.withdraw",
+            f"gallery:g{i}",
+            f"case {i}",
+            {"n": i},
+            now=100.0 + i,
+        )
+    assert store.count_audit() == 7
+    assert store.count_audit(actor="alice") == 3 and store.count_audit(action="search.") == 5
+    assert [e.subject for e in store.audit_log(since=102, until=105)] == ["gallery:g4", "gallery:g3", "gallery:g2"]
+    assert [e.subject for e in store.audit_log(text="CASE 6")] == ["gallery:g6"]
+    assert [e.subject for e in store.audit_log(text='"n": 1')] == ["gallery:g1"]  # details are searchable
+    page = store.audit_log(limit=3, offset=3)
+    assert [e.subject for e in page] == ["gallery:g3", "gallery:g2", "gallery:g1"]
+
+
+def test_last_match_by_device_for_the_fleet_page(store):
+    t0 = utc_now()
+    events = [
+        make_event(person_id="a", device_id="cam-1", seen_at=t0),
+        make_event(person_id="b", device_id="cam-1", seen_at=t0 + timedelta(seconds=5)),
+        make_event(person_id="c", device_id="cam-2", seen_at=t0 - timedelta(seconds=5)),
+    ]
+    store.ingest([Intake(e, PLAN) for e in events], time.time(), 60)
+    last = store.last_match_by_device()
+    assert {d: p for d, (_, p) in last.items()} == {"cam-1": "b", "cam-2": "c"}
+    assert last["cam-1"][0] == pytest.approx((t0 + timedelta(seconds=5)).timestamp())

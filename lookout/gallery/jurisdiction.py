@@ -66,10 +66,18 @@ def clean_text(text: str) -> str:
     return " ".join("".join(out).split())
 
 
+# Cyrillic and Greek letters that look like Latin ones (after casefolding): "Police" spelt with a Cyrillic o
+# must not slip past a department's opt-out.
+_LOOK_ALIKES = str.maketrans(
+    "авеёкмнорстухѕіїјԁԛԝһӏαβεηικνορτυχζμω",
+    "abeekmhopctyxsiijdqwhlabenikvoptuxzmw",
+)
+
+
 def _key(name: str) -> str:
-    """Names compared without case, accents or punctuation."""
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    """Names compared without case, accents, punctuation, invisible characters or look-alike letters."""
+    decomposed = unicodedata.normalize("NFKD", clean_text(name).casefold())
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_LOOK_ALIKES)
     return " ".join(re.sub(r"[^0-9a-z]+", " ", letters).split())
 
 
@@ -147,6 +155,11 @@ def _compound(parts: list[str], text: str) -> tuple[str, ...]:
         if not _LOCAL_PART.match(part):
             raise InputError(f"jurisdiction {text!r}", f"local level {part!r} is not letters and digits; {HINT}")
     return ("-".join([subdivision, *local]),)
+
+
+def department_key(name: str) -> str:
+    """How department names are compared by policy rules (``Springfield  P.D.`` == ``springfield p d``)."""
+    return _key(name)
 
 
 def parse_jurisdiction(text: str) -> Jurisdiction:

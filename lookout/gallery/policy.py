@@ -50,8 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lookout.config_file import read_mapping
 from lookout.digest import sha256_bytes
 from lookout.errors import ConfigError, InputError
-from lookout.gallery.jurisdiction import _key as department_key
-from lookout.gallery.jurisdiction import parse_jurisdiction
+from lookout.gallery.jurisdiction import department_key, parse_jurisdiction
 from lookout.identifiers import VERSION_MAX_CHARS, identifier_problem
 
 ANY_PURPOSE = "*"

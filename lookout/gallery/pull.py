@@ -185,7 +185,7 @@ class BundlePuller:
             raise SyncError(f"{url}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
         try:
             version = int(json.loads(top)["version"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: hostile nesting
             raise BundleError(url, "bad_manifest", "top-level manifest.json has no integer version") from None
 
         self.published_version = version

@@ -129,12 +129,21 @@ class BundleStore:
         os.replace(tmp, self._pin_path())
 
     def pinned(self) -> dict[str, Any] | None:
-        """The pin (version, reason, from_version, at) or None."""
+        """The pin (version, reason, from_version, at) or None. A pin file that exists but cannot be read
+        still pins (fail closed: an operator rolled back for a reason); `unpin` removes it."""
         try:
-            doc = json.loads(self._pin_path().read_text())
-        except (OSError, ValueError):
+            text = self._pin_path().read_text()
+        except FileNotFoundError:
             return None
-        return doc if isinstance(doc, dict) else None
+        except OSError as err:
+            return {"version": None, "reason": f"pin.json unreadable ({err.strerror or err})", "at": None}
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict):
+            return {"version": None, "reason": "pin.json unreadable (not a JSON object)", "at": None}
+        return doc
 
     def unpin(self) -> dict[str, Any] | None:
         """Lift the pin; returns it (None when there was none). The next pull installs the newest version."""

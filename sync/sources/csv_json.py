@@ -140,11 +140,15 @@ def read_manifest_file(path: Path, encoding: str | None = None) -> list[PhotoRec
                     rows.append((json.loads(line), f"{path}:{i}"))
                 except json.JSONDecodeError as err:
                     raise InputError(f"{path}:{i}", f"not JSON ({err.msg})") from None
+                except RecursionError:
+                    raise InputError(f"{path}:{i}", "JSON nested too deeply") from None
         return [row_to_record(r, base, w) for r, w in rows]
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(str(path), f"not JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise InputError(str(path), "JSON nested too deeply") from None
     items = doc.get("photos") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise InputError(str(path), 'JSON manifest must be a list of rows or {"photos": [...]}')

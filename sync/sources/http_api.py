@@ -168,8 +168,8 @@ class HttpApiSource:
             raise
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise FetchError(url, "response is not JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: hostile nesting
+            raise FetchError(url, "response is not JSON (or nested too deeply)") from None
         if not isinstance(doc, dict):
             raise FetchError(url, "response is not a JSON object")
         return doc

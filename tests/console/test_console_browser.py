@@ -218,6 +218,13 @@ def test_docs_screenshots(browser, console_server, console_env, tmp_path):
     browser.find_element(By.ID, "search").click()
     _wait(browser, lambda d: d.find_elements(By.ID, "results"))
     shoot("search")
+    browser.get(console_server.url + f"/review/{first}")  # a morning's work, for the audit page
+    browser.find_element(By.ID, "note").send_keys("same person: scar above the left eye")
+    browser.find_element(By.ID, "confirm").click()
+    _wait(browser, lambda d: d.find_elements(By.ID, "reason"))
+    browser.find_element(By.ID, "reason").send_keys("not this person: a visitor with a similar face")
+    browser.find_element(By.ID, "reject").click()
+    _wait(browser, lambda d: d.find_elements(By.ID, "queue-empty"))
     browser.get(console_server.url + "/audit")
     shoot("audit")
     for name in ("login", "review", "galleries", "accounts", "search", "audit"):
