@@ -139,7 +139,9 @@ def test_auto_takes_the_choice_recorded_for_this_device_only(store, tmp_path):
 @pytest.mark.slow
 def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev, probe_images, tmp_path):
     """Cloud at FP32, device at BF16 or INT8: same people found, scores within the tolerance, or refused."""
-    fp32 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="fp32"))
+    fp32 = FacePipeline.open(
+        PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="fp32")
+    )
     private, public = generate_keys(tmp_path / "keys")
     build_gallery_from_folders(faces_dev, tmp_path / "bundle", private, fp32, progress=False)
     gallery = load_bundle(tmp_path / "bundle", public, fp32.embedder.digest, Policy.default(), location="GB")
@@ -150,7 +152,9 @@ def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev,
     for precision in ("bf16", "int8"):
         if not ENGINE.supports(precision):
             continue
-        device = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision=precision))
+        device = FacePipeline.open(
+            PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision=precision)
+        )
         assert device.embedder.digest == fp32.embedder.digest  # the bundle's model check passes
         load_bundle(tmp_path / "bundle", public, device.embedder.digest, Policy.default(), location="GB")
         results = gallery.search(device.embed(chips), k=2)
@@ -162,7 +166,9 @@ def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev,
     assert checked >= 1
     # A gallery built at bf16 says so in its signed manifest.
     if ENGINE.supports("bf16"):
-        bf16 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="bf16"))
+        bf16 = FacePipeline.open(
+            PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="bf16")
+        )
         report = build_gallery_from_folders(faces_dev, tmp_path / "bundle-bf16", private, bf16, progress=False)
         assert report.manifest.model.precision == "bf16"
         assert report.manifest.model.digest == gallery.manifest.model.digest
