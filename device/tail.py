@@ -77,6 +77,8 @@ def tail(
             client.subscribe([(t, 1) for t in subs])
 
     def on_message(client, userdata, msg):
+        if done.is_set():  # --count reached: what arrives before the disconnect is not printed
+            return
         kind = msg.topic.rsplit("/", 1)[-1]
         if topics.device_of(msg.topic) is None:
             return
