@@ -77,7 +77,8 @@ class Withdrawal:
 
 
 class GalleryDesk:
-    """Read and change the configured galleries. ``pipeline_factory`` opens the face pipeline when a change needs it."""
+    """Read and change the configured galleries. ``pipeline_factory(embedder)`` gives the face pipeline with the
+    embedder a gallery was built with, when a change needs it."""
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class GalleryDesk:
         policy: Policy,
         data_dir: Path,
         audit: AuditLog,
-        pipeline_factory: Callable[[], Any],
+        pipeline_factory: Callable[[str], Any],
     ) -> None:
         self.settings = galleries
         self.policy = policy
@@ -323,7 +324,7 @@ class GalleryDesk:
                 self._records(gid, work, withdrawn),
                 out,
                 s.key,
-                self.pipeline_factory(),
+                self.pipeline_factory(self.current(gid).model_name),
                 self.policy,
                 public_key=s.public_key,
                 remove=remove or (),

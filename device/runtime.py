@@ -44,6 +44,7 @@ from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.gallery.policy import Policy
 from lookout.gallery.reader import GalleryReader
 from lookout.log import get_logger
+from lookout.memory import release_freed_memory
 from lookout.metrics_server import MetricsServer
 from lookout.topics import Topics
 
@@ -198,11 +199,11 @@ class Runtime:
         metrics_server = self._serve_metrics()
         try:
             pipeline = self._open_pipeline()
-            self._log_models(pipeline)
             self.models_loaded = True
             if self.recognition:
                 self.galleries.open(pipeline.embedder.digest)
                 self._note_precision(pipeline)
+            release_freed_memory()  # model weights read and repacked, gallery metadata read and compacted
         except BaseException:
             if metrics_server is not None:
                 metrics_server.stop()
@@ -385,13 +386,11 @@ class Runtime:
             recognition=self.recognition,
             bundle=self.metrics.bundle_version,
             embed=cfg.recognition.embed,
+            precision=s.loop.pipeline.embedder.precision,
+            precision_why=s.loop.pipeline.precision_note,
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()
-
-    def _log_models(self, pipeline: FacePipeline) -> None:
-        embedder = pipeline.embedder
-        log.info("model.precision", model=embedder.name, precision=embedder.precision, why=pipeline.precision_note)
 
     def _note_precision(self, pipeline: FacePipeline) -> None:
         gallery = self.gallery

@@ -84,7 +84,6 @@ class FacePipeline:
         emb = resolve(
             store, config.embedder, config.precision, config.device, device_identity(engine.core, config.device)
         )
-        # debug: every CLI command opens a pipeline, and its stderr is for what the user must act on
         log.debug("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
         embedder = FaceEmbedder(
             emb.model,
