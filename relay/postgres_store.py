@@ -85,10 +85,11 @@ class PostgresStore:
 
     kind = "postgresql"
 
-    def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool) -> None:
+    def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool, durable: bool = True) -> None:
         self._pool = pool
         self.where = where
         self._owns_pool = owns_pool
+        self._durable = durable
         self._conn: psycopg.Connection[DictRow] | None = None
 
     @classmethod
@@ -129,8 +130,11 @@ class PostgresStore:
             raise
         return store
 
-    def sibling(self) -> PostgresStore:
-        return PostgresStore(self._pool, self.where, owns_pool=False)
+    def sibling(self, *, durable: bool = True) -> PostgresStore:
+        """Another instance on the same pool. ``durable=False``: its transactions commit with
+        ``synchronous_commit=off`` (the WAL is flushed within moments, not waited for): for delivery
+        bookkeeping, where a commit lost in a crash means a repeated send, never a lost alert."""
+        return PostgresStore(self._pool, self.where, owns_pool=False, durable=durable)
 
     def _migrate(self) -> None:
         with self._checkout() as conn:
@@ -174,6 +178,8 @@ class PostgresStore:
             self._conn = conn
             try:
                 with conn.transaction():
+                    if not self._durable:
+                        conn.execute("SET LOCAL synchronous_commit = off")
                     yield
             finally:
                 self._conn = None

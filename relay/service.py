@@ -102,7 +102,9 @@ class RelayService:
         self.directory = directory or open_directory(config.directory.path)
         self.notifiers = notifiers if notifiers is not None else build_all(config)
         self.intake_store = store or open_store(config.store)
-        self.delivery_store = self.intake_store.sibling()
+        # Delivery bookkeeping need not wait for the disk: a mark lost in a power cut repeats a send; the
+        # alerts and their deliveries are written durably by intake before the broker is acknowledged.
+        self.delivery_store = self.intake_store.sibling(durable=False)
         self._health_store = self.intake_store.sibling()  # readiness checks come from the HTTP thread
         limits = config.rate_limits
         settings = DispatchSettings(
