@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg  # optional dependency: pip install 'lookout[postgresql]'
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -90,7 +90,7 @@ class PostgresStore:
         self.where = where
         self._owns_pool = owns_pool
         self._durable = durable
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[DictRow] | None = None
 
     @classmethod
     def open(cls, settings: StoreSettings) -> PostgresStore:
@@ -160,10 +160,10 @@ class PostgresStore:
     # --- connections ------------------------------------------------------------------------
 
     @contextmanager
-    def _checkout(self) -> Iterator[psycopg.Connection]:
+    def _checkout(self) -> Iterator[psycopg.Connection[DictRow]]:
         try:
             with self._pool.connection() as conn:
-                yield conn
+                yield cast("psycopg.Connection[DictRow]", conn)  # the pool's connections use dict_row
         except PoolTimeout as err:
             raise StoreUnavailable(f"{self.where}: no database connection: {err}") from None
         except psycopg.OperationalError as err:
@@ -555,7 +555,7 @@ class PostgresStore:
         )
 
 
-def _fetch(run: Callable[[], psycopg.Cursor], where: str) -> _Result:
+def _fetch(run: Callable[[], psycopg.Cursor[Any]], where: str) -> _Result:
     try:
         cur = run()
         rows = cur.fetchall() if cur.description else []

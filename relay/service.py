@@ -302,14 +302,14 @@ class RelayService:
         now = self.clock()
         parsed = [self._parse_message(m) for m in batch]
         valid = [(m, e) for m, e, _ in parsed if e is not None]
-        results = self._store([Intake(e, self._plan(e), m.payload) for m, e in valid], now)
+        results = self._store([Intake(e, self._plan(e), bytes(m.payload)) for m, e in valid], now)
         if results is None:
             return  # stopping while the store is down: unacknowledged, the broker redelivers
         outcome = {id(m): r for (m, _), r in zip(valid, results)}
         for message, event, reason in parsed:
             result = outcome.get(id(message))
-            if event is None or isinstance(result, str):
-                self._dead_letter(message.topic, message.payload, reason or str(result), now)
+            if event is None or result is None or isinstance(result, str):
+                self._dead_letter(message.topic, bytes(message.payload), reason or str(result), now)
             else:
                 self.counters.inc("received")
                 self._count(event, result)
@@ -319,7 +319,7 @@ class RelayService:
 
     def _parse_message(self, message: paho.MQTTMessage) -> Parsed:
         try:
-            return message, self._parse(message.topic, message.payload), None
+            return message, self._parse(message.topic, bytes(message.payload)), None
         except InputError as err:
             return message, None, err.reason
 

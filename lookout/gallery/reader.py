@@ -77,8 +77,8 @@ class Gallery:
         bundle_dir: Path,
         manifest: Manifest,
         index: VectorIndex,
-        persons: dict[str, dict],
-        photos: list[dict],
+        persons: dict[str, dict[str, Any]],
+        photos: list[dict[str, Any]],
         policy: Policy,
     ) -> None:
         """Kept compactly, since a device holds it all the time (25,000 photos: about 20 MB, against 65 MB as
@@ -175,11 +175,11 @@ class Gallery:
         self.policy = policy
 
     # -- lookups -------------------------------------------------------------------
-    def person(self, person_id: str) -> dict | None:
+    def person(self, person_id: str) -> dict[str, Any] | None:
         found = self._persons.get(person_id)
         return dict(found) if found else None
 
-    def persons(self) -> list[dict]:
+    def persons(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._persons.values()]
 
     def photos_by_label(self) -> dict[int, tuple[str, str]]:

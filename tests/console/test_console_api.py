@@ -17,6 +17,8 @@ from lookout.console.app import create_app
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
 
+pytestmark = pytest.mark.slow  # each test starts a console on a fresh copy of its data (~2 s)
+
 PASSWORD = "correct horse battery"  # the accounts made by conftest.console_env
 
 PAGES = ["/review", "/search", "/galleries", "/galleries/default", "/fleet", "/audit", "/accounts"]
