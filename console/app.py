@@ -83,7 +83,16 @@ class Services:
             audit = SqliteAuditLog(config.database)
         pipeline = _LazyPipeline(config)
         galleries = GalleryDesk(config.galleries, policy, config.data_dir, audit, pipeline.get)
-        search = SearchDesk(galleries, policy, config.location, config.purpose, audit, pipeline.get, pipeline.lock)
+        search = SearchDesk(
+            galleries,
+            policy,
+            config.location,
+            config.purpose,
+            audit,
+            pipeline.get,
+            pipeline.lock,
+            config.search.per_user_per_hour,
+        )
         fleet = None
         if config.fleet.enabled:
             fleet = FleetWatcher(config.mqtt, Topics(config.topics.prefix), config.fleet.offline_after_s)
@@ -101,25 +110,27 @@ class Services:
 
 
 class _LazyPipeline:
-    """The face pipeline, opened at first use (search or a gallery change), then shared under one lock."""
+    """Face pipelines, one per embedder, each opened at first use (a search, a gallery change) and kept.
+
+    A gallery is searched and updated with the embedder it was built with (its manifest says which), so
+    galleries built with different models can sit side by side in one console. One lock: the CPU is the limit.
+    """
 
     def __init__(self, config: ConsoleConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
-        self._pipeline: Any = None
+        self._pipelines: dict[str, FacePipeline] = {}
         self._open_lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self, embedder: str) -> FacePipeline:
         with self._open_lock:
-            if self._pipeline is None:
+            if embedder not in self._pipelines:
                 m = self.config.models
-                kwargs: dict[str, Any] = {"model_dir": m.model_dir, "device": m.device}
+                kwargs: dict[str, Any] = {"model_dir": m.model_dir, "device": m.device, "embedder": embedder}
                 if m.detector:
                     kwargs["detector"] = m.detector
-                if m.embedder:
-                    kwargs["embedder"] = m.embedder
-                self._pipeline = FacePipeline.open(PipelineConfig(**kwargs))
-            return self._pipeline
+                self._pipelines[embedder] = FacePipeline.open(PipelineConfig(**kwargs))
+            return self._pipelines[embedder]
 
 
 def _reason(form, field: str = "reason", required: bool = True) -> str:

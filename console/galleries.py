@@ -77,7 +77,8 @@ class Withdrawal:
 
 
 class GalleryDesk:
-    """Read and change the configured galleries. ``pipeline_factory`` opens the face pipeline when a change needs it."""
+    """Read and change the configured galleries. ``pipeline_factory(embedder)`` gives the face pipeline with the
+    embedder a gallery was built with, when a change needs it."""
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class GalleryDesk:
         policy: Policy,
         data_dir: Path,
         audit: AuditLog,
-        pipeline_factory: Callable[[], Any],
+        pipeline_factory: Callable[[str], Any],
     ) -> None:
         self.settings = galleries
         self.policy = policy
@@ -290,6 +291,8 @@ class GalleryDesk:
 
     def _records(self, gid: str, work: Path, withdrawn: set[str]) -> list[PhotoRecord]:
         s = self._settings(gid)
+        if not s.source:
+            raise InputError(f"gallery {gid!r}", "no source configured for this gallery: read-only")
         records = open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config)
         # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when its
         # file or path changed (update_gallery's ledger alone removes it only from the previous version).
@@ -321,7 +324,7 @@ class GalleryDesk:
                 self._records(gid, work, withdrawn),
                 out,
                 s.key,
-                self.pipeline_factory(),
+                self.pipeline_factory(self.current(gid).model_name),
                 self.policy,
                 public_key=s.public_key,
                 remove=remove or (),

@@ -123,6 +123,28 @@ def threshold_meaning(gallery: Gallery) -> str:
     return " ".join(parts)
 
 
+class SearchQuota:
+    """At most ``per_hour`` searches per account in any sliding hour (kept in memory, per console process)."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.time) -> None:
+        self.per_hour = per_hour
+        self.clock = clock
+        self._times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, actor: str) -> float:
+        """0 when a search may go ahead (and counts it), else the seconds until one may."""
+        now = self.clock()
+        with self._lock:
+            recent = [t for t in self._times.get(actor, []) if t > now - 3600]
+            if len(recent) >= self.per_hour:
+                self._times[actor] = recent
+                return recent[0] + 3600 - now
+            recent.append(now)
+            self._times[actor] = recent
+            return 0.0
+
+
 class SearchDesk:
     def __init__(
         self,
@@ -131,8 +153,9 @@ class SearchDesk:
         location: str | None,
         purpose: str | None,
         audit: AuditLog,
-        pipeline: Callable[[], Any],
+        pipeline: Callable[[str], Any],
         pipeline_lock: threading.Lock,
+        per_user_per_hour: int = 120,
     ) -> None:
         self.galleries = galleries
         self.policy = policy
@@ -142,6 +165,7 @@ class SearchDesk:
         self.pipeline = pipeline
         self.pipeline_lock = pipeline_lock
         self.uploads = UploadStore()
+        self.quota = SearchQuota(per_user_per_hour)
 
     def _refuse(self, actor: str, gid: str, why: str, detail: dict) -> InputError:
         self.audit.record(AuditEntry(time.time(), actor, "search.denied", f"gallery {gid}", why, detail))
@@ -158,6 +182,15 @@ class SearchDesk:
             raise
         except Exception as err:  # BundleError (policy, signature, files) and the like: no search at all
             raise self._refuse(actor, gid, f"the gallery cannot be used: {err}", detail) from None
+        wait = self.quota.take(actor)
+        if wait > 0:
+            raise self._refuse(
+                actor,
+                gid,
+                f"{self.quota.per_hour} searches in the last hour is this console's limit per account: "
+                f"try again in {int(wait // 60) + 1} min",
+                detail,
+            )
         purpose = self.purpose or gallery.purpose
         where = self.policy.decide(self.location, purpose)
         if not where.allowed:
@@ -165,7 +198,7 @@ class SearchDesk:
                 actor, gid, f"face recognition is not allowed where this console is: {where.reason}", detail
             )
         with self.pipeline_lock:
-            results = search_image(upload.image, self.pipeline(), gallery, box=box, top=top)
+            results = search_image(upload.image, self.pipeline(gallery.model_name), gallery, box=box, top=top)
         detail.update(
             {
                 "version": gallery.version,

@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ import yaml
 from lookout.console.config import load_config as load_console_config
 from lookout.device.config import load_config
 from lookout.device.runtime import Runtime
+from lookout.device.status import Metrics
 from lookout.device.videomaker import make_scene_video
 from lookout.errors import ConfigError, LookoutError
 from lookout.face.options import add_model_dir
@@ -157,7 +159,10 @@ def _builtin_scene(work: Path) -> Scene:
     import matplotlib
     from skimage import data
 
-    grace = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    grace_path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    grace = cv2.imread(str(grace_path))
+    if grace is None:
+        raise ConfigError(f"{grace_path}: cannot read matplotlib's sample face")
     eileen = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     coffee = cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR)
     people = work / "people"
@@ -165,7 +170,7 @@ def _builtin_scene(work: Path) -> Scene:
         (people / name).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(people / name / f"1.{ext}"), image)
     fps, path = 10.0, work / "scene.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (1280, 720))
     segments, frame_no = [], 0
 
     def put(kind, source, who, frames, render):
@@ -234,7 +239,7 @@ class _RelayProcess:
 
     def _read(self) -> None:
         with open(self.log_path, "w", encoding="utf-8") as log_file:
-            for line in self.proc.stderr:
+            for line in self.proc.stderr or ():
                 log_file.write(line)
                 log_file.flush()
                 try:
@@ -503,17 +508,21 @@ def _serve_console(work: Path, broker, people: Path) -> None:
     print(f"  (config {config_path}; the device has stopped, so the fleet page shows it offline)")
     print("  Ctrl-C stops the console, the broker and the relay, and removes the demo's files unless --keep.")
     print("=" * 78, flush=True)
+    stop = threading.Event()
+    # Ctrl-C or SIGTERM: stop here and let the caller's cleanup stop the relay and the broker. SIGINT is set
+    # explicitly: a shell that starts the demo in the background leaves it ignored.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
 
 
 @dataclass
 class _DeviceRun:
-    metrics: object
+    metrics: Metrics
     events: list  # (received wall time, event dict)
     anchor: float | None
     wall_s: float

@@ -44,6 +44,7 @@ from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.gallery.policy import Policy
 from lookout.gallery.reader import GalleryReader
 from lookout.log import get_logger
+from lookout.memory import release_freed_memory
 from lookout.metrics_server import MetricsServer
 from lookout.topics import Topics
 
@@ -202,6 +203,7 @@ class Runtime:
             if self.recognition:
                 self.galleries.open(pipeline.embedder.digest)
                 self._note_precision(pipeline)
+            release_freed_memory()  # model weights read and repacked, gallery metadata read and compacted
         except BaseException:
             if metrics_server is not None:
                 metrics_server.stop()
@@ -384,6 +386,8 @@ class Runtime:
             recognition=self.recognition,
             bundle=self.metrics.bundle_version,
             embed=cfg.recognition.embed,
+            precision=s.loop.pipeline.embedder.precision,
+            precision_why=s.loop.pipeline.precision_note,
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()

@@ -49,7 +49,7 @@ class AuditReport:
 
 def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: int = 20) -> AuditReport:
     threshold = gallery.threshold if threshold is None else threshold
-    by_label = gallery._by_label
+    by_label = gallery.photos_by_label()
     labels = sorted(by_label)
     report = AuditReport(threshold, persons=gallery.count_persons, photos=len(labels))
     if not labels:
@@ -63,7 +63,8 @@ def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: 
             hit = by_label.get(int(other))
             if hit is None or hit[1] == person_a or score < threshold:
                 continue
-            key = tuple(sorted((person_a, hit[1])))
+            first, second = sorted((person_a, hit[1]))
+            key = (first, second)
             if key not in pairs or score > pairs[key]["score"]:
                 a_first = key[0] == person_a
                 pairs[key] = {

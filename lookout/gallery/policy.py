@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -161,7 +161,7 @@ class Policy:
         return cls(PolicyDoc(version="default-1", rules=rules), "built-in default")
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<memory>") -> Policy:
+    def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> Policy:
         try:
             return cls(PolicyDoc.model_validate(data), source)
         except ValidationError as err:
@@ -241,7 +241,7 @@ class Policy:
         return self.doc.crops
 
     # -- persistence -----------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return self.doc.model_dump(mode="json", exclude_none=True)
 
     def to_json(self) -> bytes:
