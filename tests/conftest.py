@@ -34,6 +34,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 FACES_DEV = SHARED_DIR / "data" / "faces-dev"
 STRANGERS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+# Where the test galleries' people and the test devices are. Every gallery record and every device needs a
+# jurisdiction (an unknown one is denied: fail closed); the built-in policy allows this one. Tests take it from
+# the `jurisdiction` fixture and pass it where a gallery is built (`jurisdiction=`, `--jurisdiction`) or a device
+# configured (`location.jurisdiction`).
+TEST_JURISDICTION = "US-CA"
+
+
+@pytest.fixture(scope="session")
+def jurisdiction() -> str:
+    """The test galleries' and devices' jurisdiction (``TEST_JURISDICTION``)."""
+    return TEST_JURISDICTION
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +99,7 @@ def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("faces-dev-gallery")
     private, public = generate_keys(root / "keys")
     bundle = root / "bundle"
-    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False)
+    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False, jurisdiction=TEST_JURISDICTION)
     return SimpleNamespace(bundle=bundle, public=public, private=private, faces_dev=faces_dev)
 
 
