@@ -12,9 +12,15 @@ import cv2
 from lookout.errors import InputError
 from lookout.face.annotate import draw_faces
 from lookout.face.bench import run_model_bench
+from lookout.face.engine import InferenceEngine
 from lookout.face.image_io import read_image
 from lookout.face.options import add_pipeline_options, open_pipeline
 from lookout.face.types import AnalyzedFace
+from lookout.model_store.catalog import ALL_MODELS
+from lookout.model_store.precision import records
+from lookout.model_store.store import ModelStore
+from lookout.models import precision
+from lookout.models.cli import DEFAULT_FACES
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,6 +46,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 def register_bench(benches: argparse._SubParsersAction) -> None:
     bench = benches.add_parser("models", help="detection and embedding speed on this machine")
     bench.add_argument("--runs", type=int, default=100, help="timed runs per case (after warm-up)")
+    bench.add_argument(
+        "--faces",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="FOLDER",
+        help="photos of real faces for the precision comparison (default: ../shared/data/faces-dev); "
+        "every embedder fetched is run at FP32, BF16 and INT8 side by side, as `lookout models precision` does",
+    )
+    bench.add_argument("--no-precision", action="store_true", help="skip the precision comparison")
     add_pipeline_options(bench)
     bench.set_defaults(func=_bench)
 
@@ -112,5 +128,23 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    run_model_bench(open_pipeline(args), args.runs)
+    pipeline = open_pipeline(args)
+    run_model_bench(pipeline, args.runs)
+    if args.no_precision:
+        return 0
+    folders = args.faces or [DEFAULT_FACES]
+    if not all(f.is_dir() for f in folders):
+        print(f"(precision comparison skipped: no faces at {', '.join(map(str, folders))}; give --faces)")
+        return 0
+    store = ModelStore(args.model_dir)
+    images = precision.image_files(folders)
+    source = ", ".join(str(f) for f in folders) + f" ({len(images)} photos)"
+    engine = InferenceEngine(args.device)
+    print("\nprecision, side by side (what `lookout models precision` records; nothing recorded here):")
+    for name in [n for n, spec in ALL_MODELS.items() if spec.kind == "embedder" and store.status(n).ok]:
+        chips = precision.real_face_chips(open_pipeline(args, embedder=name), images)
+        result = precision.measure(store, name, engine, chips, faces_source=source)
+        recorded = records(store.manifest(name)).get(result.device.upper())
+        print("\n".join(precision.table(name, result)))
+        print(f"  recorded for this device: {recorded.chosen if recorded else 'nothing yet (runs at fp32)'}")
     return 0

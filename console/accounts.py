@@ -115,7 +115,7 @@ class Accounts:
         self.login_limits = login or LoginSettings()
         self.clock = clock
         self._hasher = PasswordHasher()
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # hashed at the first unknown user name, so a miss costs what a hit costs
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +126,11 @@ class Accounts:
     def _x(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, args)
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     # -- users -------------------------------------------------------------------------------
 
@@ -148,6 +153,22 @@ class Accounts:
             self._x("DELETE FROM sessions WHERE username=?", (username,))
         log.info("account.saved", username=username, role=role)
         return User(username, role)
+
+    def change_password(self, session: Session, current: str, new: str) -> None:
+        """The user's own password, the current one checked first; every other session of theirs ends."""
+        row = self._x("SELECT password_hash FROM users WHERE username=?", (session.user.username,)).fetchone()
+        try:
+            ok = row is not None and self._hasher.verify(row[0], current)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            raise InputError("current password", "is not right")
+        digest = self._hasher.hash(check_password(new))
+        self._x("UPDATE users SET password_hash=? WHERE username=?", (digest, session.user.username))
+        self._x(
+            "DELETE FROM sessions WHERE username=? AND token_sha256!=?", (session.user.username, session.token_sha256)
+        )
+        log.info("account.password_changed", username=session.user.username)
 
     def users(self) -> list[tuple[User, float, bool]]:
         rows = self._x("SELECT username, role, created_at, disabled FROM users ORDER BY username").fetchall()
@@ -192,7 +213,7 @@ class Accounts:
         ).fetchone()
         ok = False
         try:
-            ok = self._hasher.verify(row[2] if row else self._dummy_hash, password) and row is not None
+            ok = self._hasher.verify(row[2] if row else self._dummy_hash(), password) and row is not None
         except (VerificationError, InvalidHashError):
             ok = False
         if not ok or row[3]:

@@ -17,8 +17,6 @@ from lookout.relay.records import ALERT_REVIEW, Alert, Sighting
 from lookout.relay.review import ReviewQueue
 from lookout.relay.store import RelayStore, open_store
 
-RECENT_FOR_FLEET = 500
-
 
 def open_relay_store(relay_config: Path | None, store_path: Path | None) -> tuple[RelayStore, float]:
     """The relay's store and its suppression time, from the relay's own config (as ``lookout review`` does)."""
@@ -55,13 +53,8 @@ class ReviewDesk:
         return self.queue.sightings(alert_id)
 
     def last_match_by_device(self) -> dict[str, tuple[float, str]]:
-        """Each device's latest alerted sighting among the recent alerts (time, person id)."""
-        last: dict[str, tuple[float, str]] = {}
-        for alert in self.store.alerts(None, RECENT_FOR_FLEET):
-            for device in alert.devices:
-                if device not in last or alert.last_seen_at > last[device][0]:
-                    last[device] = (alert.last_seen_at, alert.person_id)
-        return last
+        """Each device's most recent accepted sighting (seen_at, person id), from the relay's history."""
+        return self.store.last_match_by_device()
 
     def confirm(self, alert_id: int, by: str, note: str | None) -> int:
         return self.queue.confirm(alert_id, by, note or None)

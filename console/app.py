@@ -8,11 +8,13 @@ galleries, the search desk, the fleet watcher and the audit log. ``create_app(se
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from python_multipart.exceptions import MultipartParseError
 from starlette.applications import Starlette
@@ -28,7 +30,7 @@ from lookout.console.alerts import ReviewDesk, open_relay_store
 from lookout.console.audit import AuditFilter, AuditLog, RelayAuditLog, SqliteAuditLog, to_csv
 from lookout.console.config import ConsoleConfig
 from lookout.console.fleet import FleetWatcher
-from lookout.console.galleries import GalleryDesk
+from lookout.console.galleries import PEOPLE_PAGE, GalleryDesk
 from lookout.console.searching import SearchDesk
 from lookout.console.uploads import read_upload
 from lookout.console.web import (
@@ -51,6 +53,7 @@ log = get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 AUDIT_PAGE = 50
+INTERNAL_PATH = re.compile(r"/[A-Za-z0-9/_.-]*")
 MAX_REASON = 500
 
 
@@ -98,25 +101,27 @@ class Services:
 
 
 class _LazyPipeline:
-    """The face pipeline, opened at first use (search or a gallery change), then shared under one lock."""
+    """Face pipelines, one per embedder, each opened at first use (a search, a gallery change) and kept.
+
+    A gallery is searched and updated with the embedder it was built with (its manifest says which), so
+    galleries built with different models can sit side by side in one console. One lock: the CPU is the limit.
+    """
 
     def __init__(self, config: ConsoleConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
-        self._pipeline: Any = None
+        self._pipelines: dict[str, FacePipeline] = {}
         self._open_lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self, embedder: str) -> FacePipeline:
         with self._open_lock:
-            if self._pipeline is None:
+            if embedder not in self._pipelines:
                 m = self.config.models
-                kwargs: dict[str, Any] = {"model_dir": m.model_dir, "device": m.device}
+                kwargs: dict[str, Any] = {"model_dir": m.model_dir, "device": m.device, "embedder": embedder}
                 if m.detector:
                     kwargs["detector"] = m.detector
-                if m.embedder:
-                    kwargs["embedder"] = m.embedder
-                self._pipeline = FacePipeline.open(PipelineConfig(**kwargs))
-            return self._pipeline
+                self._pipelines[embedder] = FacePipeline.open(PipelineConfig(**kwargs))
+            return self._pipelines[embedder]
 
 
 def _reason(form, field: str = "reason", required: bool = True) -> str:
@@ -136,14 +141,15 @@ class ConsoleApp:
     # -- login -------------------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
+        after = _internal_path(request.query_params.get("next"))
         if self.s.accounts.session(request.cookies.get(SESSION_COOKIE)):
-            return redirect("/")
-        return self._login_form(request, None)
+            return redirect(after)
+        return self._login_form(request, None, after=after)
 
-    def _login_form(self, request: Request, error: str | None, status: int = 200) -> Response:
+    def _login_form(self, request: Request, error: str | None, status: int = 200, after: str = "/") -> Response:
         response = HTMLResponse("")
         token = self.pages.login_cookie(response)
-        page = self.pages.render(request, "login.html", None, status=status, error=error, login_csrf=token)
+        page = self.pages.render(request, "login.html", None, status=status, error=error, login_csrf=token, after=after)
         page.raw_headers += [h for h in response.raw_headers if h[0] == b"set-cookie"]
         return page
 
@@ -152,12 +158,13 @@ class ConsoleApp:
             form = await self.pages.form(request, None)
         except HTTPException as err:
             return self._login_form(request, err.detail, 403)
+        after = _internal_path(str(form.get("next") or ""))
         username, password = str(form.get("username") or "")[:64], str(form.get("password") or "")[:1024]
         try:
             token = await run_in_threadpool(self.s.accounts.login, username, password, client_address(request))
         except LoginRefused as err:
-            return self._login_form(request, str(err), 401)
-        response = redirect("/")
+            return self._login_form(request, str(err), 401, after)
+        response = redirect(after)
         self.pages.set_session_cookie(response, token)
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
@@ -191,7 +198,19 @@ class ConsoleApp:
         if queue:
             return redirect(f"/review/{queue[0].id}")
         recent = self._desk().recent(20)
-        return self.pages.render(request, "review.html", session, queue=queue, alert=None, recent=recent)
+        return self.pages.render(
+            request, "review.html", session, queue=queue, alert=None, recent=recent, names=self._names(recent)
+        )
+
+    def _names(self, alerts: list[Any]) -> dict[str, str]:
+        """person id -> name for the alerts on a page, from each alert's gallery (ids where unknown)."""
+        names: dict[str, str] = {}
+        for gid in {a.gallery_id for a in alerts} & set(self.s.galleries.settings):
+            try:
+                names.update(self.s.galleries.names(gid, [a.person_id for a in alerts if a.gallery_id == gid]))
+            except LookoutError:
+                continue
+        return names
 
     async def review_alert(self, request: Request) -> Response:
         session = self.pages.require(request, "review")
@@ -205,6 +224,7 @@ class ConsoleApp:
         ids = [a.id for a in queue]
         position = ids.index(alert.id) if alert.id in ids else None
         person, photos, gallery_note = self._person_evidence(alert.gallery_id, alert.person_id)
+        names = self._names(queue)
         return self.pages.render(
             request,
             "review.html",
@@ -218,6 +238,7 @@ class ConsoleApp:
             previous_id=ids[position - 1] if position else None,
             next_id=ids[position + 1] if position is not None and position + 1 < len(ids) else None,
             recent=[],
+            names=names,
         )
 
     def _person_evidence(self, gallery_id: str, person_id: str) -> tuple[Any, list[dict], str | None]:
@@ -257,6 +278,14 @@ class ConsoleApp:
         nxt = desk.pending(1)
         return self.pages.redirect(session, f"/review/{nxt[0].id}" if nxt else "/review", notice)
 
+    async def alert_link(self, request: Request) -> Response:
+        """``<console_url>/alerts/<id>``, the link in the relay's texts and webhooks: the alert's review page
+        (through the login page when there is no session yet)."""
+        target = f"/review/{int(request.path_params['alert_id'])}"
+        if self.s.accounts.session(request.cookies.get(SESSION_COOKIE)) is None:
+            return redirect("/login?" + urlencode({"next": target}))
+        return redirect(target)
+
     async def alert_crop(self, request: Request) -> Response:
         self.pages.require(request, "review")
         data = self._desk().crop(int(request.path_params["alert_id"]))
@@ -284,10 +313,13 @@ class ConsoleApp:
         desk = self.s.galleries
         if gid not in desk.settings:
             raise HTTPException(404, f"No gallery {gid!r}.")
-        people, error, manifest, withdrawals = [], None, None, []
+        query = request.query_params.get("q", "")[:100]
+        page = max(1, _int(request.query_params.get("page"), 1))
+        people: list[Any] = []
+        error, manifest, withdrawals, total = None, None, [], 0
         try:
             manifest = desk.manifest(gid)
-            people = desk.people(gid)
+            people, total = desk.people(gid, query, (page - 1) * PEOPLE_PAGE, PEOPLE_PAGE)
             withdrawals = desk.withdrawals(gid)
         except LookoutError as err:
             error = str(err)
@@ -299,6 +331,10 @@ class ConsoleApp:
             versions=desk.versions(gid),
             manifest=manifest,
             people=people,
+            total=total,
+            query=query,
+            page=page,
+            pages=max(1, math.ceil(total / PEOPLE_PAGE)),
             withdrawals=withdrawals,
             error=error,
             report=desk.report(gid),
@@ -466,7 +502,7 @@ class ConsoleApp:
     async def audit(self, request: Request) -> Response:
         session = self.pages.require(request, "audit")
         flt = self._audit_filter(request)
-        page = max(1, int(request.query_params.get("page") or 1))
+        page = max(1, _int(request.query_params.get("page"), 1))
         total = self.s.audit.count(flt)
         entries = self.s.audit.entries(flt, AUDIT_PAGE, (page - 1) * AUDIT_PAGE)
         pages = max(1, math.ceil(total / AUDIT_PAGE))
@@ -523,6 +559,23 @@ class ConsoleApp:
             return self.pages.redirect(session, "/accounts", str(err))
         return self.pages.redirect(session, "/accounts", notice)
 
+    async def own_account(self, request: Request) -> Response:
+        session = self.pages.session(request)
+        return self.pages.render(request, "account.html", session)
+
+    async def own_password(self, request: Request) -> Response:
+        session = self.pages.session(request)
+        form = await self.pages.form(request, session)
+        new, again = str(form.get("new") or ""), str(form.get("again") or "")
+        try:
+            if new != again:
+                raise LookoutError("the two new passwords differ")
+            await run_in_threadpool(self.s.accounts.change_password, session, str(form.get("current") or ""), new)
+        except LookoutError as err:
+            return self.pages.redirect(session, "/account", str(err))
+        self.pages.audit(session, "account.password", f"user {session.user.username}", None, {})
+        return self.pages.redirect(session, "/account", "Password changed; your other sessions have ended.")
+
     # -- errors ------------------------------------------------------------------------------
 
     async def not_logged_in(self, request: Request, exc: Exception) -> Response:
@@ -559,6 +612,20 @@ def _box(form) -> tuple[float, float, float, float] | None:
     return (x1, y1, x2, y2)
 
 
+def _internal_path(text: str | None) -> str:
+    """Where to go after logging in: a path of this console only (never another site, never a scheme)."""
+    if text and INTERNAL_PATH.fullmatch(text) and "//" not in text:
+        return text
+    return "/"
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
 def _day(text: str | None, end: bool = False) -> float | None:
     if not text:
         return None
@@ -579,6 +646,7 @@ def create_app(services: Services) -> Starlette:
         Route("/review", c.review_queue),
         Route("/review/{alert_id:int}", c.review_alert),
         Route("/review/{alert_id:int}/{decision}", c.review_decide, methods=["POST"]),
+        Route("/alerts/{alert_id:int}", c.alert_link),
         Route("/alerts/{alert_id:int}/crop.jpg", c.alert_crop),
         Route("/galleries", c.galleries),
         Route("/galleries/{gid}", c.gallery),
@@ -590,6 +658,8 @@ def create_app(services: Services) -> Starlette:
         Route("/fleet", c.fleet),
         Route("/audit", c.audit),
         Route("/audit.csv", c.audit_csv),
+        Route("/account", c.own_account, methods=["GET"]),
+        Route("/account", c.own_password, methods=["POST"]),
         Route("/accounts", c.accounts),
         Route("/accounts/{action}", c.accounts_change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),

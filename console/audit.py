@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 CSV_FIELDS = ("id", "at_utc", "actor", "action", "target", "reason", "detail")
-SCAN_LIMIT = 100_000  # rows the relay-backed log reads for one filtered page
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -82,22 +81,6 @@ class AuditFilter:
             args.append(self.until)
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
-    def matches(self, e: AuditEntry) -> bool:
-        """The same filter, in Python (for a log whose store filters only by time, actor and action prefix)."""
-        text = (self.text or "").lower()
-        return (
-            (not self.actor or e.actor == self.actor)
-            and (not self.action or e.action == self.action or e.action.startswith(self.action + "."))
-            and (self.since is None or e.at >= self.since)
-            and (self.until is None or e.at < self.until)
-            and (
-                not text
-                or text in e.target.lower()
-                or text in (e.reason or "").lower()
-                or text in json.dumps(e.detail, default=str).lower()
-            )
-        )
-
 
 class AuditLog(Protocol):
     def record(self, entry: AuditEntry) -> int: ...
@@ -151,7 +134,8 @@ class SqliteAuditLog:
 
 
 class RelayAuditLog:
-    """The relay store's audit table (``RelayStore.audit`` / ``audit_log``), shared with ``lookout review``."""
+    """The relay store's audit table (``RelayStore.audit`` / ``audit_log`` / ``count_audit``), shared with
+    ``lookout review``; the store filters and pages."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -159,16 +143,16 @@ class RelayAuditLog:
     def record(self, entry: AuditEntry) -> int:
         return int(self.store.audit(entry.actor, entry.action, entry.target, entry.reason, entry.detail, entry.at))
 
-    def _matching(self, flt: AuditFilter) -> list[AuditEntry]:
-        rows = self.store.audit_log(since=flt.since, actor=flt.actor, action=flt.action, limit=SCAN_LIMIT)
-        found = (AuditEntry(r.at, r.actor, r.action, r.subject, r.reason, dict(r.details), r.id) for r in rows)
-        return [e for e in found if flt.matches(e)]
+    @staticmethod
+    def _filters(flt: AuditFilter) -> dict[str, Any]:
+        return {"since": flt.since, "until": flt.until, "actor": flt.actor, "action": flt.action, "text": flt.text}
 
     def entries(self, flt: AuditFilter, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
-        return self._matching(flt)[offset : offset + limit]
+        rows = self.store.audit_log(**self._filters(flt), limit=limit, offset=offset)
+        return [AuditEntry(r.at, r.actor, r.action, r.subject, r.reason, dict(r.details), r.id) for r in rows]
 
     def count(self, flt: AuditFilter) -> int:
-        return len(self._matching(flt))
+        return int(self.store.count_audit(**self._filters(flt)))
 
     def close(self) -> None:
         """The store belongs to the review desk, which closes it."""

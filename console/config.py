@@ -101,10 +101,11 @@ class LoginSettings(_Strict):
 
 
 class ModelSettings(_Strict):
+    """The face pipeline's models; each gallery is searched with the embedder it was built with (its manifest)."""
+
     model_dir: Path | None = None
     device: str = "CPU"
-    detector: str | None = None
-    embedder: str | None = None
+    detector: str | None = Field(None, description="default: the model catalogue's default detector")
 
 
 class ConsoleConfig(_Strict):

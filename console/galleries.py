@@ -44,6 +44,7 @@ from lookout.sync.sources import open_source
 log = get_logger(__name__)
 
 THUMB_SIDE = 320
+PEOPLE_PAGE = 24
 MAX_PHOTO_BYTES = 25 * 1024 * 1024
 
 
@@ -76,7 +77,8 @@ class Withdrawal:
 
 
 class GalleryDesk:
-    """Read and change the configured galleries. ``pipeline_factory`` opens the face pipeline when a change needs it."""
+    """Read and change the configured galleries. ``pipeline_factory(embedder)`` gives the face pipeline with the
+    embedder a gallery was built with, when a change needs it."""
 
     def __init__(
         self,
@@ -84,7 +86,7 @@ class GalleryDesk:
         policy: Policy,
         data_dir: Path,
         audit: AuditLog,
-        pipeline_factory: Callable[[], Any],
+        pipeline_factory: Callable[[str], Any],
     ) -> None:
         self.settings = galleries
         self.policy = policy
@@ -140,23 +142,56 @@ class GalleryDesk:
     def manifest(self, gid: str) -> Manifest:
         return self.current(gid).manifest
 
-    def people(self, gid: str) -> list[PersonView]:
+    def people(
+        self, gid: str, query: str = "", offset: int = 0, limit: int = PEOPLE_PAGE
+    ) -> tuple[list[PersonView], int]:
+        """A page of people (by name, then id) whose name or id contains ``query``, with their photos; and how many
+        match. Paged in SQL: a NamUs-sized gallery (14,400 people) is never loaded whole for a page."""
+        gallery = self.current(gid)
+        like = f"%{query.strip()}%"
+        conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
+        try:
+            where = "WHERE name LIKE ? OR person_id LIKE ?"
+            total = int(conn.execute(f"SELECT count(*) FROM persons {where}", (like, like)).fetchone()[0])
+            cols = ", ".join(metadata.PERSON_COLUMNS)
+            rows = conn.execute(
+                f"SELECT {cols} FROM persons {where} ORDER BY lower(name), person_id LIMIT ? OFFSET ?",
+                (like, like, limit, offset),
+            ).fetchall()
+            views = {r[0]: _person_view(r) for r in rows}
+            if views:
+                marks = ",".join("?" * len(views))
+                photo_cols = ", ".join(metadata.PHOTO_COLUMNS)
+                for p in conn.execute(
+                    f"SELECT {photo_cols} FROM photos WHERE person_id IN ({marks}) ORDER BY label", list(views)
+                ):
+                    views[p[1]].photos.append(dict(zip(metadata.PHOTO_COLUMNS, p)))
+        finally:
+            conn.close()
+        return list(views.values()), total
+
+    def person(self, gid: str, person_id: str) -> PersonView | None:
+        """One person and their enrolled photos, read by key (a review page must not load the whole gallery)."""
         gallery = self.current(gid)
         conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
         try:
-            persons, photos = metadata.persons(conn), metadata.photos(conn)
+            row = metadata.find_person(conn, person_id)
+            cols = ", ".join(metadata.PHOTO_COLUMNS)
+            photos = conn.execute(
+                f"SELECT {cols} FROM photos WHERE person_id = ? ORDER BY label", (person_id,)
+            ).fetchall()
         finally:
             conn.close()
-        views = {
-            pid: PersonView(pid, p["name"], p["jurisdiction"], p["department"], p["attributes"])
-            for pid, p in persons.items()
-        }
-        for photo in photos:
-            views[photo["person_id"]].photos.append(photo)
-        return sorted(views.values(), key=lambda v: v.name.lower())
+        if row is None:
+            return None
+        view = _person_view(row)
+        view.photos = [dict(zip(metadata.PHOTO_COLUMNS, p)) for p in photos]
+        return view
 
-    def person(self, gid: str, person_id: str) -> PersonView | None:
-        return next((p for p in self.people(gid) if p.person_id == person_id), None)
+    def names(self, gid: str, person_ids: list[str]) -> dict[str, str]:
+        """Display names for a page's worth of people (the review queue)."""
+        gallery = self.current(gid)
+        return {pid: p["name"] for pid in person_ids if (p := gallery.person(pid)) is not None}
 
     def photo_source(self, gid: str, photo_id: str) -> str | None:
         gallery = self.current(gid)
@@ -287,7 +322,7 @@ class GalleryDesk:
                 self._records(gid, work, withdrawn),
                 out,
                 s.key,
-                self.pipeline_factory(),
+                self.pipeline_factory(self.current(gid).model_name),
                 self.policy,
                 public_key=s.public_key,
                 remove=remove or (),
@@ -314,6 +349,14 @@ class GalleryDesk:
 
     def close(self) -> None:
         """Nothing held open: bundles are read per request."""
+
+
+def _person_view(row: tuple) -> PersonView:
+    try:
+        attributes = json.loads(row[4]) if row[4] else {}
+    except ValueError:
+        attributes = {}
+    return PersonView(row[0], row[1], row[2], row[3], attributes if isinstance(attributes, dict) else {})
 
 
 def jpeg_thumbnail(image: np.ndarray, side: int, quality: int = 85) -> bytes:

@@ -131,7 +131,7 @@ class SearchDesk:
         location: str | None,
         purpose: str | None,
         audit: AuditLog,
-        pipeline: Callable[[], Any],
+        pipeline: Callable[[str], Any],
         pipeline_lock: threading.Lock,
     ) -> None:
         self.galleries = galleries
@@ -168,7 +168,7 @@ class SearchDesk:
                 actor, gid, f"face recognition is not allowed where this console is: {where.reason}", detail
             )
         with self.pipeline_lock:
-            results = search_image(upload.image, self.pipeline(), gallery, box=box, top=top)
+            results = search_image(upload.image, self.pipeline(gallery.model_name), gallery, box=box, top=top)
         detail.update(
             {
                 "version": gallery.version,

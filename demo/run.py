@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -516,11 +517,15 @@ def _serve_console(work: Path, broker, people: Path) -> None:
     print(f"  (config {config_path}; the device has stopped, so the fleet page shows it offline)")
     print("  Ctrl-C stops the console, the broker and the relay, and removes the demo's files unless --keep.")
     print("=" * 78, flush=True)
+    stop = threading.Event()
+    # Ctrl-C or SIGTERM: stop here and let the caller's cleanup stop the relay and the broker. SIGINT is set
+    # explicitly: a shell that starts the demo in the background leaves it ignored.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
 
 

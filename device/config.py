@@ -139,7 +139,13 @@ class RecognitionConfig(_Section):
     min_margin: float = Field(0.05, ge=0, le=2, description="best person's score over the second-best person's")
     embed_every: int = Field(1, ge=1, description="frames between embeddings of an undecided track")
     slow_embed_every: int = Field(5, ge=1, description="... once it has had 3n embeddings without a decision")
-    max_batch: int = Field(8, ge=1, le=64, description="faces per embedding request")
+    max_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="faces per embedding request; OpenVINO keeps working memory for every batch size it has run "
+        "(dlib-resnet: batches 1-8 cost 12 MB more than 1-4), and a device rarely embeds more than 4 at once",
+    )
     max_faces: int = Field(16, ge=1, le=64, description="faces embedded per frame at most (closest first)")
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from lookout.gallery.pull import BundlePuller
 from lookout.gallery.reader import GalleryReader, load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.log import get_logger
+from lookout.memory import release_freed_memory
 
 log = get_logger(__name__)
 
@@ -117,6 +118,7 @@ class GallerySwap:
             old = self.metrics.bundle_version
             self._use(new, self.bundle_dir)
             log.info("gallery.swapped", old=old, new=new.version, persons=new.count_persons)
+            release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
 
     def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:

@@ -46,6 +46,7 @@ from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.gallery.policy import Policy
 from lookout.gallery.reader import GalleryReader
 from lookout.log import get_logger
+from lookout.memory import release_freed_memory
 from lookout.metrics_server import MetricsServer
 from lookout.topics import Topics
 
@@ -215,6 +216,7 @@ class Runtime:
             if self.recognition:
                 self.galleries.open(pipeline.embedder.digest)
                 self._note_precision(pipeline)
+            release_freed_memory()  # model weights read and repacked, gallery metadata read and compacted
         except BaseException:
             if metrics_server is not None:
                 metrics_server.stop()
@@ -397,6 +399,7 @@ class Runtime:
             recognition=self.recognition,
             bundle=self.metrics.bundle_version,
             embed=cfg.recognition.embed,
+            precision=s.loop.pipeline.embedder.precision,
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 
 from lookout.errors import InputError
 from lookout.evaluation.bundles import apply_calibration, bundle_vectors
@@ -17,16 +21,26 @@ from lookout.evaluation.datasets import PhotoCapture, aligned_chips, embed_proto
 from lookout.evaluation.harness import DEFAULT_PASSERS_BY, DEFAULT_TARGET_FPIR, calibrate_on, run_evaluation
 from lookout.evaluation.openset import OpenSet, person_scores
 from lookout.evaluation.report import summary_lines, write_comparison, write_report
+from lookout.evaluation.scale import FACES_SCALE_NOISY, embed_set, measure, table
 from lookout.evaluation.verification import evaluate, read_pairs
 from lookout.face.bench import describe, timings_ms
 from lookout.face.embedder import FaceEmbedder
 from lookout.face.engine import InferenceEngine
 from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
 from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.log import get_logger
 from lookout.model_store.catalog import ALL_MODELS
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
 from lookout.models.quantize import int8_name, precision_of, quantize_embedder
+
+log = get_logger(__name__)
+DEFAULT_SCALE_DATA = (
+    Path(os.environ.get("LOOKOUT_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
+    / "data"
+    / "faces-scale"
+)
+SCALE_EMBEDDERS = ("face-reidentification-retail-0095", "dlib-resnet", "facenet")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -111,6 +125,39 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.add_argument("--device", default="CPU")
     add_model_dir(bench)
     bench.set_defaults(func=_bench)
+
+    acc = benches.add_parser(
+        "accuracy",
+        help="open-set accuracy at gallery scale, per embedder side by side (rank-1, FNIR/FPIR, FMR, FPIR at N)",
+        description="Strangers held out, k photos enrolled per person under the build's enrolment rule, "
+        "several random splits; figures at the threshold `gallery build` picks, at the threshold that meets "
+        "the target FPIR on the strangers, and extrapolated to a gallery of N people (docs/evaluation.md).",
+    )
+    acc.add_argument(
+        "data",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_SCALE_DATA,
+        help=f"one folder of photos per person (default {DEFAULT_SCALE_DATA})",
+    )
+    acc.add_argument("--embedders", default=",".join(SCALE_EMBEDDERS), help="comma-separated embedders to compare")
+    acc.add_argument("--splits", type=int, default=5, help="random splits (default 5)")
+    acc.add_argument("--enrol", type=int, default=1, metavar="K", help="photos enrolled per person (default 1)")
+    acc.add_argument("--target-fpir", type=float, default=0.01, help="target FPIR (default 0.01)")
+    acc.add_argument("--gallery-size", type=int, default=14_400, metavar="N", help="N to extrapolate to (14,400)")
+    acc.add_argument(
+        "--photos-per-person", type=float, default=24_600 / 14_400, help="photos per person at N (NamUs: 1.71)"
+    )
+    acc.add_argument("--cache", type=Path, default=None, metavar="DIR", help="embeddings cache (evaluation data)")
+    acc.add_argument(
+        "--exclude",
+        default=None,
+        metavar="LABELS",
+        help="comma-separated person folders to leave out (default for faces-scale: its 9 noisy labels)",
+    )
+    acc.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
+    add_pipeline_options(acc)
+    acc.set_defaults(func=_bench_accuracy)
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
@@ -296,6 +343,61 @@ def quantize_command(args: argparse.Namespace) -> int:
     print(f"  agreement with FP32 on those faces: cosine mean {cos.mean():.4f}, min {cos.min():.4f}")
     print(f"  next: lookout eval DATA --out DIR --embedder {args.model} --also {manifest.name}")
     return 0
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    """`lookout bench accuracy`: every embedder on the same faces, the same splits, side by side."""
+    if not args.data.is_dir():
+        raise InputError(str(args.data), "no such folder (faces-scale lives in ../shared/data/faces-scale)")
+    names = [n.strip() for n in args.embedders.split(",") if n.strip()]
+    if args.exclude is None:
+        exclude = frozenset(FACES_SCALE_NOISY) if args.data.name == "faces-scale" else frozenset()
+    else:
+        exclude = frozenset(x.strip() for x in args.exclude.split(",") if x.strip())
+    cache = args.cache or Path(platformdirs.user_cache_dir("lookout")) / "bench-accuracy"
+    figures = []
+    for name in names:
+        pipeline = _open(args, name)
+        data = embed_set(args.data, pipeline, cache, _counter(name), exclude)
+        figures.append(
+            measure(
+                data,
+                pipeline.embedder.name,
+                pipeline.embedder.manifest.extra,
+                args.splits,
+                args.enrol,
+                args.target_fpir,
+                args.gallery_size,
+                args.photos_per_person,
+            )
+        )
+    print(
+        f"{args.data}: {len(data.people)} people, {len(data.photo_person)} photos"
+        + (f" ({len(exclude)} labels left out: {', '.join(sorted(exclude))})" if exclude else "")
+        + "; "
+        f"{args.splits} splits, 1/3 of the people strangers, {args.enrol} photo(s) enrolled per person; "
+        f"target FPIR {args.target_fpir:g}; N = {args.gallery_size:,} people x {args.photos_per_person:.2f} photos"
+    )
+    print("\n".join(table(figures)))
+    print(
+        "* threshold beyond the model's measured FMR (extrapolated). + no different-person pair of this set "
+        "reached it: FPIR from the model's calibration tail. FPIR at N = 1 - (1 - FMR)^photos. FP32 on CPU."
+    )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(f) for f in figures], indent=1))
+    return 0
+
+
+def _counter(what: str) -> Callable[[], None]:
+    """A progress step that logs every 200 photos (embedding a set takes minutes)."""
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if done[0] % 200 == 0:
+            log.info("bench.progress", embedder=what, photos=done[0])
+
+    return step
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -151,6 +151,8 @@ class Embedded:
     model_name: str
     model_digest: str
     description: str = ""
+    not_enrolled: list[str] = field(default_factory=list)  # gallery people none of whose photos enrolled (FTE)
+    not_enrolled_probes: int = 0  # their probes: misses, left out of the open-set figures and counted here
 
     @property
     def acquired(self) -> np.ndarray:
@@ -196,8 +198,9 @@ class PhotoCapture:
         subject = self.pipeline.subject(pixels, box, rule, faces=faces)
         if subject.face is None or subject.chip is None or subject.quality is None:
             return Capture(item, person, (subject.reason or NO_FACE,)), None
-        if self.quality_gate and not subject.quality.ok:
-            return Capture(item, person, subject.quality.reasons), None
+        refused = rule.refusals(subject.quality.reasons) if enrolment else subject.quality.reasons
+        if self.quality_gate and refused:
+            return Capture(item, person, refused), None
         return Capture(item, person), subject.chip
 
     def embed(self, chips: list[np.ndarray | None]) -> np.ndarray:
@@ -225,23 +228,30 @@ def embed_protocol(
                 chips.append(chip)
                 owner.append(i)
     gallery = worker.embed(chips) if chips else np.zeros((0, pipeline.embedder.dim), np.float32)
+    # N and rank-1 are over people actually enrolled; the others are failures to enrol, their probes misses
+    enrolled = sorted({persons[i] for i in owner})
+    not_enrolled = [p for p in persons if p not in set(enrolled)]
+    reindex = {persons.index(p): j for j, p in enumerate(enrolled)}
+    probes = [p for p in protocol.probes if p.person not in set(not_enrolled)]
     acquisition, probe_chips = [], []
-    for probe in protocol.probes:
+    for probe in probes:
         cap, chip = worker.capture(probe.image, probe.subject, probe.item, box=probe.box)
         acquisition.append(cap)
         probe_chips.append(chip)
     emb = pipeline.embedder
     return Embedded(
-        persons,
+        enrolled,
         gallery,
-        np.asarray(owner, np.int64),
+        np.asarray([reindex[i] for i in owner], np.int64),
         enrolment,
-        list(protocol.probes),
+        probes,
         worker.embed(probe_chips),
         acquisition,
         emb.name,
         emb.digest,
         protocol.description,
+        not_enrolled,
+        len(protocol.probes) - len(probes),
     )
 
 

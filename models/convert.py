@@ -84,6 +84,24 @@ def dlib_resnet(src: Path, spec: ModelSpec) -> ov.Model:
     return _with_l2_output(chips, descriptor)
 
 
+def omz_reid(src: Path, spec: ModelSpec) -> ov.Model:
+    """Intel's face-reidentification IR (input ``0``: 1x3x128x128 BGR float 0..255, output 1x256x1x1)
+    behind our contract: RGB uint8 NHWC chips of any batch in, unit vectors out.
+
+    The channel flip, the float conversion and the NHWC->NCHW transpose are graph
+    ops in front of Intel's network; its 256x1x1 output is flattened and L2-normalised.
+    """
+    inner = ov.Core().read_model(str(src))
+    width, height = spec.input_size
+    inner.reshape({inner.inputs[0]: ov.PartialShape([-1, 3, height, width])})
+    chips = ops.parameter(ov.PartialShape([-1, height, width, 3]), ov.Type.u8, name="chips")
+    bgr = ops.gather(chips, ops.constant(np.array([2, 1, 0], np.int64)), ops.constant(np.int64(3)))
+    nchw = ops.transpose(ops.convert(bgr, ov.Type.f32), ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    descriptor = _inline(inner, nchw)
+    flat = ops.reshape(descriptor, ops.constant(np.array([-1, spec.output_dim], np.int64)), special_zero=False)
+    return _with_l2_output(chips, flat.output(0))
+
+
 def _inline(inner: ov.Model, value: ov.Output) -> ov.Output:
     """Feed ``value`` into ``inner``'s only input and return its only output (graphs are spliced)."""
     param = inner.get_parameters()[0]
@@ -103,4 +121,5 @@ CONVERTERS: dict[str, Callable[[Path, ModelSpec], ov.Model]] = {
     "blazeface": blazeface,
     "facenet": facenet,
     "dlib_resnet": dlib_resnet,
+    "omz_reid": omz_reid,
 }

@@ -49,7 +49,7 @@ class AuditReport:
 
 def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: int = 20) -> AuditReport:
     threshold = gallery.threshold if threshold is None else threshold
-    by_label = gallery._by_label
+    by_label = gallery.photos_by_label()
     labels = sorted(by_label)
     report = AuditReport(threshold, persons=gallery.count_persons, photos=len(labels))
     if not labels:

@@ -29,6 +29,7 @@ from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.threshold import DEFAULT_TARGET_FPIR, GalleryScores, choose_threshold
 from lookout.gallery.verify import check_files, read_manifest
 from lookout.log import get_logger
 from lookout.progress import Progress
@@ -45,7 +46,6 @@ from lookout.sync.records import PersonRecord, PhotoRecord, group_persons, with_
 from lookout.sync.report import summarise, summary_headline, summary_line, write_report
 from lookout.sync.seal import seal_bundle, write_delta
 from lookout.sync.sources.folders import read_folders
-from lookout.sync.threshold import default_threshold
 
 log = get_logger(__name__)
 
@@ -84,11 +84,22 @@ def _model_info(pipeline: FacePipeline) -> ModelInfo:
     return ModelInfo(name=embedder.name, digest=embedder.digest, dim=embedder.dim, precision=embedder.precision)
 
 
-def _threshold(value: float | None, pipeline: FacePipeline) -> ThresholdInfo:
-    default, basis = default_threshold(pipeline.embedder)
-    if value is None:
-        return ThresholdInfo(value=default, basis=basis)
-    return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)", "model_default": default})
+def _threshold(
+    value: float | None, pipeline: FacePipeline, vectors: np.ndarray, owners: list[str], target_fpir: float
+) -> ThresholdInfo:
+    """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (lookout/gallery/threshold.py)."""
+    if value is not None:
+        return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)"})
+    codes = {p: i for i, p in enumerate(sorted(set(owners)))}
+    own = GalleryScores.from_vectors(vectors, np.asarray([codes[p] for p in owners], np.int64)) if owners else None
+    embedder = pipeline.embedder
+    try:
+        chosen, basis = choose_threshold(
+            embedder.name, embedder.manifest.extra, len(codes), len(owners), own, target_fpir
+        )
+    except ValueError as err:
+        raise InputError(f"model {embedder.name}", str(err)) from None
+    return ThresholdInfo(value=chosen, basis=basis)
 
 
 def _enrol_all(
@@ -166,11 +177,14 @@ def build_gallery(
     report_path: Path | None = None,
     version: int = 1,
     progress: bool = True,
+    target_fpir: float = DEFAULT_TARGET_FPIR,
     max_pixels: int = MAX_PIXELS,
     subject_rule: SubjectRule | None = None,
     jurisdiction: str | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
+
+    Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size.
 
     ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
     A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
@@ -193,15 +207,16 @@ def build_gallery(
         conn.execute("VACUUM")
         conn.close()
         index = VectorIndex.create(pipeline.embedder.dim, params, capacity=max(len(enrolled), 1))
+        vectors = np.stack([r.embedding for r in enrolled]) if enrolled else np.zeros((0, pipeline.embedder.dim))
         if enrolled:
-            index.add(np.stack([r.embedding for r in enrolled]), np.arange(len(enrolled)))
+            index.add(vectors, np.arange(len(enrolled)))
         index.save(tmp / INDEX)
         manifest = seal_bundle(
             tmp,
             version=version,
             purpose=purpose,
             model=_model_info(pipeline),
-            threshold=_threshold(threshold, pipeline),
+            threshold=_threshold(threshold, pipeline, vectors, [r.person_id for r in enrolled], target_fpir),
             index=index,
             policy=policy,
             private_key=private_key,
@@ -257,6 +272,7 @@ def update_gallery(
     withdraw: Iterable[str] = (),
     reinstate: Iterable[str] = (),
     subject_rule: SubjectRule | None = None,
+    target_fpir: float | None = None,
     jurisdiction: str | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
@@ -272,6 +288,9 @@ def update_gallery(
     Withdrawals and removals made here (``withdraw``, ``remove``) are kept in the bundle's withdrawal
     ledger: later updates never re-enrol those photos or people, whatever the source says, until
     ``reinstate`` names them (photo ids or person ids).
+
+    The threshold is chosen again for the new gallery size (at ``target_fpir``, default the base
+    bundle's target), unless ``threshold`` is given.
 
     ``jurisdiction``: the source-wide default for records that give none, as for ``build_gallery``.
     ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
@@ -378,12 +397,22 @@ def update_gallery(
     try:
         index = apply_delta(base_dir, base, doc, vectors, tmp)
         write_delta(tmp, doc, vectors)
+        owner_by_label = {int(p["label"]): p["person_id"] for p in old_photos if p["photo_id"] not in removed_ids}
+        owner_by_label.update({next_label + i: r.person_id for i, r in enumerate(added)})
+        live = sorted(owner_by_label)
+        target = target_fpir or float(base.threshold.basis.get("target_fpir", DEFAULT_TARGET_FPIR))
         manifest = seal_bundle(
             tmp,
             version=base.version + 1,
             purpose=base.purpose,
             model=base.model,
-            threshold=base.threshold if threshold is None else _threshold(threshold, pipeline),
+            threshold=_threshold(
+                threshold,
+                pipeline,
+                index.get(live) if live else np.zeros((0, base.model.dim), np.float32),
+                [owner_by_label[label] for label in live],
+                target,
+            ),
             index=index,
             policy=policy,
             private_key=private_key,

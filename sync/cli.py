@@ -12,7 +12,6 @@ from pathlib import Path
 from lookout.errors import ConfigError, InputError
 from lookout.evaluation.bundles import calibration_problems
 from lookout.face.detector import DetectorConfig
-from lookout.face.image_io import read_image
 from lookout.face.options import add_model_dir, add_pipeline_options
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.gallery.delta import read_delta
@@ -21,8 +20,9 @@ from lookout.gallery.keys import generate_keys
 from lookout.gallery.policy import Policy
 from lookout.gallery.pull import BundlePuller
 from lookout.gallery.reader import load_bundle
-from lookout.gallery.search import search_image
+from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
+from lookout.gallery.threshold import describe
 from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
@@ -104,7 +104,17 @@ def _add_source(p: argparse.ArgumentParser) -> None:
         help="work folder for resuming: enrolment cache, downloads, HTTP walk state (default: OUT.work)",
     )
     p.add_argument(
-        "--threshold", type=float, help="default decision threshold (cosine); default: the model's, measured"
+        "--threshold",
+        type=float,
+        help="decision threshold (cosine); default: chosen for --target-fpir at this gallery's size",
+    )
+    p.add_argument(
+        "--target-fpir",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="share of strangers per decision allowed to match someone (default 0.01, or the base bundle's on update); "
+        "the threshold is chosen for it from the model's calibration and the gallery's own scores",
     )
     p.add_argument(
         "--key", type=Path, required=True, metavar="PRIVATE.pem", help="Ed25519 private key (lookout keys generate)"
@@ -264,8 +274,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_sync_status)
 
-    search = commands.add_parser("search", help="who is this? search the faces of a photo in a gallery bundle")
-    search.add_argument("image", type=Path, metavar="IMAGE")
+    search = commands.add_parser(
+        "search",
+        help="who is this? search the faces of photos in a gallery bundle",
+        description="Every face of each image (files, or folders searched recursively) against the gallery, "
+        "models and gallery loaded once. An image's decision is its face with the best score at or above the "
+        "threshold. A decision is a candidate for a person to check, never an identification.",
+    )
+    search.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders of images")
     search.add_argument(
         "--gallery", type=Path, required=True, metavar="DIR", help="a bundle folder (or a sync store with current/)"
     )
@@ -276,11 +292,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="jurisdiction policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
         "the bundle's own applies too)",
     )
-    search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box")
+    search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box (one image only)")
     search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
     search.add_argument("--threshold", type=float, help="default: the bundle's")
     search.add_argument("--public-key", type=Path, metavar="FILE", help="check the bundle's signature")
-    search.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    search.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON line per image: path, faces (box, quality, candidates, decision), the image's decision",
+    )
     add_pipeline_options(search)
     search.set_defaults(func=_search)
 
@@ -353,6 +373,7 @@ def _gallery_build(args: argparse.Namespace) -> int:
         report_path=args.report,
         version=args.bundle_version,
         progress=not args.no_progress,
+        **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
         max_pixels=args.max_pixels,
     )
     m = report.manifest
@@ -369,8 +390,10 @@ def _gallery_build(args: argparse.Namespace) -> int:
 
 
 def _say_calibration(manifest) -> None:
-    """Tell the operator when the threshold is the model's default rather than calibrated for this gallery."""
-
+    """Say how the threshold was chosen and what it predicts; or that nothing calibrated it for this gallery."""
+    print(describe(manifest.threshold.value, manifest.threshold.basis))
+    if "target_fpir" in manifest.threshold.basis:
+        return
     for problem in calibration_problems(manifest):
         print(f"note: {problem}")
 
@@ -396,6 +419,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         work_dir=work,
         report_path=args.report,
         progress=not args.no_progress,
+        target_fpir=args.target_fpir,
         max_pixels=args.max_pixels,
     )
     m = report.manifest
@@ -606,38 +630,41 @@ def _sync_status(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-
     bundle = args.gallery
     if (bundle / "current").is_symlink():
         bundle = (bundle / "current").resolve()
-    image = read_image(args.image, args.max_pixels)
+    if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
+        raise InputError("--box", "applies to one image, not to several or a folder")
     pipeline = _pipeline(args)
     gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, _policy(args))  # None: built-in
-    results = search_image(image, pipeline, gallery, box=args.box, top=args.top, threshold=args.threshold)
     threshold = gallery.threshold if args.threshold is None else args.threshold
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "image": str(args.image),
-                    "gallery": str(bundle),
-                    "version": gallery.version,
-                    "threshold": threshold,
-                    "faces": [r.to_dict() for r in results],
-                }
-            )
-        )
-        return 0
-    print(f"{args.image}: {len(results)} face(s); gallery {bundle} v{gallery.version}, threshold {threshold:.3f}")
-    for r in results:
-        box = ",".join(f"{v:.0f}" for v in r.face.box)
-        verdict = f"MATCH {r.match.name} ({r.match.person_id})" if r.match else "no match"
-        poor = "" if r.quality.ok else f" [poor quality: {','.join(r.quality.reasons)}]"
-        print(f"  face [{box}]: {verdict}{poor}")
-        for c in r.candidates:
-            mark = "*" if c.score >= threshold else " "
-            print(f"    {mark} {c.score:.3f}  {c.name}  ({c.person_id}, photo {c.photo_id})")
-    return 0
+    failed = total = 0
+    if not args.json:
+        print(f"gallery {bundle} v{gallery.version}, {gallery.count_persons} people, threshold {threshold:.3f}")
+    found = search_paths(
+        args.images, pipeline, gallery, top=args.top, threshold=args.threshold, box=args.box, max_pixels=args.max_pixels
+    )
+    for result in found:
+        failed += result.error is not None
+        total += 1
+        if args.json:
+            doc = result.to_dict()
+            doc.update(image=str(result.path), gallery=str(bundle), version=gallery.version, threshold=threshold)
+            print(json.dumps(doc), flush=True)
+            continue
+        if result.error is not None:
+            print(f"{result.path}: {result.error}")
+            continue
+        print(f"{result.path}: {len(result.faces)} face(s)")
+        for r in result.faces:
+            box = ",".join(f"{v:.0f}" for v in r.face.box)
+            verdict = f"match {r.match.name} ({r.match.person_id})" if r.match else "no match"
+            poor = f" [quality: {', '.join(r.quality.reasons)}]" if not r.quality.ok else ""
+            print(f"  face [{box}]: {verdict}{poor}")
+            for c in r.candidates:
+                mark = "*" if c.score >= threshold else " "
+                print(f"    {mark} {c.score:.3f}  {c.name}  ({c.person_id}, photo {c.photo_id})")
+    return 1 if failed == total else 0  # some images searched: 0; every one failed (or none found): 1
 
 
 def _bench_index(args: argparse.Namespace) -> int:

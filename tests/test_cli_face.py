@@ -9,6 +9,8 @@ from pathlib import Path
 
 import cv2
 
+from lookout.model_store.catalog import DEFAULT_EMBEDDER
+
 
 def lookout(*args: str, model_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -60,7 +62,8 @@ def test_embed_json_prints_unit_vectors(model_store, grace_hopper, tmp_path) -> 
     result = lookout("embed", str(path), "--json", model_dir=model_store.root)
     assert result.returncode == 0, result.stderr
     vector = json.loads(result.stdout)["faces"][0]["embedding"]
-    assert len(vector) == 128  # the default embedder, dlib-resnet
+    default = model_store.available(DEFAULT_EMBEDDER)  # its PyPI fallback where the OMZ model is not installed
+    assert len(vector) == model_store.manifest(default).output_dim
     assert abs(sum(v * v for v in vector) - 1) < 1e-3
 
 

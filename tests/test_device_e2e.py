@@ -230,11 +230,12 @@ def test_video_gives_one_valid_event_per_person_and_none_for_strangers(world, tm
     assert sorted(people) == sorted(set(people)), f"one event per person within the cooldown: {people}"
     assert set(people) == expected, f"missed {expected - set(people)}, unexpected {set(people) - expected}"
     anchor = runtime.clock._anchor
+    gallery_threshold = json.loads((world.bundle / "manifest.json").read_text())["threshold"]["value"]
     for event, raw in zip(events, sub.kind("match")):
         jsonschema.validate(json.loads(raw), SCHEMA)
         assert event.device_id == "cam-test" and event.bundle_version == "1"
         assert event.model.digest == pipeline.embedder.digest and event.model.name == pipeline.embedder.name
-        assert event.score >= 0.92 and event.margin >= 0.05 and event.track_length >= 3
+        assert event.score >= gallery_threshold and event.margin >= 0.05 and event.track_length >= 3
         assert event.crop_jpeg() is not None and len(event.crop_jpeg()) <= 16384
         assert event.box[2] <= 1280 and event.box[3] <= 720 and event.location.name == "Lab"
         assert not event.is_stale()
@@ -309,7 +310,13 @@ def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pip
     sub = Subscriber(broker.port, persistent=True)
     doc = config(world, tmp_path, world.scene.path, broker.port, source={"loop": True, "realtime": True, "fps": 10})
     runtime, thread, result = start_runtime(doc, pipeline)
-    wait_for(lambda: runtime.metrics.events_delivered >= 1, 60, "a first delivered event")
+    # Stop the broker when nothing is in flight: a PUBLISH the broker took whose PUBACK the outage swallows is
+    # resent under QoS 1 (at least once; the relay deduplicates by event id), which this test is not about.
+    wait_for(
+        lambda: runtime.metrics.events_delivered >= 1 and runtime.session.sender.inflight == 0,
+        60,
+        "a first delivered event and nothing in flight",
+    )
     broker.stop()  # outage while matches keep happening
     delivered_before = runtime.metrics.events_delivered
     wait_for(lambda: runtime.events_emitted >= delivered_before + 3, 60, "events during the outage")

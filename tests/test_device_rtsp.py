@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import pytest
 
+from lookout.device.config import DeviceConfig
+from lookout.device.publisher import MemoryPublisher
+from lookout.device.runtime import Runtime
 from lookout.device.sources import CaptureSource, FrameGrabber, open_source
-from lookout.rtsp_server import read_stamp, write_i420_frames
+from lookout.device.videomaker import make_hold_video
+from lookout.events import parse_match_event
+from lookout.rtsp_server import read_stamp, video_frames, write_i420_frames
 
 pytestmark = pytest.mark.rtsp
 
@@ -90,3 +96,37 @@ def test_rtsp_frames_from_a_video(rtsp_camera_factory, tmp_path):
 def test_unreachable_rtsp_camera_is_reported_without_its_password():
     source = open_source("rtsp://admin:hunter2@127.0.0.1:9/stream")
     assert "hunter2" not in source.name and "admin" in source.name
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_device_recognises_a_person_on_a_live_rtsp_camera(rtsp_camera_factory, tmp_path, faces_dev_gallery, pipeline):
+    """The whole device on a real RTSP camera: H.264 decoded, faces found, the person matched, the event out."""
+    video = make_hold_video(tmp_path / "hold.mp4", faces_dev_gallery.faces_dev, seconds=4, fps=5)
+    frames = tmp_path / "camera.i420"
+    assert write_i420_frames(video_frames(video.path), frames) >= video.frames - 2  # mp4v may drop the last
+    camera = rtsp_camera_factory(fps=10, frames=frames, hold=2)
+    publisher = MemoryPublisher()
+    doc = {
+        "device_id": "cam-rtsp",
+        "location": {"jurisdiction": "GB"},
+        "source": {"url": camera.url},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(faces_dev_gallery.bundle), "public_key": str(faces_dev_gallery.public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+    }
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(t.endswith("/match") for t, _, _ in publisher.messages):
+            assert time.monotonic() < deadline, f"no match after {runtime.metrics.frames} frames from the camera"
+            assert thread.is_alive(), "the device stopped"
+            time.sleep(0.1)
+    finally:
+        runtime.request_stop()
+        thread.join(30)
+    events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
+    assert {e.person_id for e in events} == {"sheldon"} and runtime.metrics.frames >= 3
+    assert not thread.is_alive()

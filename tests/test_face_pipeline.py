@@ -27,12 +27,21 @@ def _face(x: float, y: float, size: float) -> Face:
 # -- the enrolment rule, alone ------------------------------------------------------------------
 
 
-def test_the_default_rule_refuses_a_photo_with_several_faces_and_no_box():
-    big, small = _face(0, 0, 100), _face(200, 0, 30)
+def test_the_default_rule_keeps_a_clearly_dominant_face_and_refuses_a_tie():
+    big, small, close = _face(0, 0, 100), _face(200, 0, 30), _face(400, 0, 90)
     assert choose_subject([]).reason == NO_FACE
     assert choose_subject([small]).face is small
-    refused = choose_subject([big, small])
-    assert refused.face is None and refused.reason == SEVERAL_FACES and "2 faces" in refused.detail
+    assert choose_subject([small, big]).face is big  # 11x the area: the person the photo is of
+    tie = choose_subject([big, close])
+    assert tie.face is None and tie.reason == SEVERAL_FACES and "2 faces" in tie.detail
+    refused = choose_subject([big, small], rule=SubjectRule(several_faces="refuse"))
+    assert refused.face is None and refused.reason == SEVERAL_FACES
+
+
+def test_enrolment_refuses_only_faces_too_small_to_carry_identity():
+    rule = SubjectRule()
+    assert rule.refusals(("pose_yaw", "too_blurred")) == ()
+    assert rule.refusals(("too_small", "pose_yaw")) == ("too_small",)
 
 
 def test_a_box_says_which_face_and_a_box_on_nobody_is_refused():
@@ -102,15 +111,18 @@ def _build_result(pipeline, photo: Path, rule: SubjectRule | None):
     return Enroller(pipeline, Policy.default(), rule=rule).enrol(record)
 
 
-def test_build_and_evaluation_refuse_the_same_multi_face_photo_by_default(pipeline, two_people_photo):
-    built = _build_result(pipeline, two_people_photo, None)
-    measured, chip = PhotoCapture(pipeline, quality_gate=True).capture(two_people_photo, "p1", "two", enrolment=True)
+def test_build_and_evaluation_refuse_the_same_multi_face_photo_when_told_to(pipeline, two_people_photo):
+    refuse = SubjectRule(several_faces="refuse")
+    built = _build_result(pipeline, two_people_photo, refuse)
+    measured, chip = PhotoCapture(pipeline, quality_gate=True, enrolment_rule=refuse).capture(
+        two_people_photo, "p1", "two", enrolment=True
+    )
     assert built.status == FAILED and built.reason == SEVERAL_FACES
     assert measured.reasons == (SEVERAL_FACES,) and chip is None
 
 
-def test_build_and_evaluation_keep_the_dominant_face_when_the_rule_allows_it(pipeline, two_people_photo):
-    rule = SubjectRule(several_faces="dominant", dominant_ratio=2.0)
+def test_build_and_evaluation_keep_the_dominant_face_by_default(pipeline, two_people_photo):
+    rule = None  # the default rule: a clearly dominant face is the subject
     built = _build_result(pipeline, two_people_photo, rule)
     measured, chip = PhotoCapture(pipeline, quality_gate=True, enrolment_rule=rule).capture(
         two_people_photo, "p1", "two", enrolment=True

@@ -53,7 +53,9 @@ def store(tmp_path_factory, model_store: ModelStore, faces_dev: Path) -> ModelSt
     for name in ("blazeface-full", *EMBEDDERS):
         shutil.copytree(model_store.folder(name), store.folder(name))
     pytest.importorskip("nncf", reason="nncf is not installed: the INT8 variant cannot be made")
-    fp32 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="fp32"))
+    fp32 = FacePipeline.open(
+        PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="fp32")
+    )
     people = sorted(p for p in faces_dev.iterdir() if p.is_dir())
     calibration = aligned_chips([f for p in people for f in sorted(p.glob("*.png"))], fp32)
     quantize_embedder(store, "dlib-resnet", calibration, source="faces-dev identity photos", augment=3)
@@ -106,7 +108,9 @@ def test_bf16_reproduces_dlib_within_the_score_tolerance(store):
     )
     reference = np.stack([np.asarray(f["descriptor"], np.float64) for f in golden["faces"]])
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
-    bf16 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="bf16")).embedder
+    bf16 = FacePipeline.open(
+        PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="bf16")
+    ).embedder
     assert bf16.precision == "bf16"
     deviation, min_cos = measuring.agreement(reference, bf16.embed(chips).astype(np.float64))
     assert deviation <= SCORE_TOLERANCE and min_cos >= 0.999, (deviation, min_cos)
@@ -125,7 +129,7 @@ def test_auto_takes_the_choice_recorded_for_this_device_only(store, tmp_path):
     assert local.manifest("dlib-resnet").digest == digest, "a precision record must not change the model's identity"
     assert records(local.manifest("dlib-resnet"))["CPU"].chosen == "bf16"
     if ENGINE.supports("bf16"):
-        pipeline = FacePipeline.open(PipelineConfig(model_dir=local.root, device="CPU"))
+        pipeline = FacePipeline.open(PipelineConfig(model_dir=local.root, device="CPU", embedder="dlib-resnet"))
         assert pipeline.embedder.precision == "bf16" and pipeline.embedder.digest == digest
     elsewhere = PrecisionRecord("CPU", "Another CPU", identity[1], "bf16", SCORE_TOLERANCE, 30, "test", "x", 0.5)
     write_record(local.folder("dlib-resnet"), local.manifest("dlib-resnet"), elsewhere)
@@ -139,7 +143,9 @@ def test_auto_takes_the_choice_recorded_for_this_device_only(store, tmp_path):
 @pytest.mark.slow
 def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev, probe_images, tmp_path, jurisdiction):
     """Cloud at FP32, device at BF16 or INT8: same people found, scores within the tolerance, or refused."""
-    fp32 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="fp32"))
+    fp32 = FacePipeline.open(
+        PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="fp32")
+    )
     private, public = generate_keys(tmp_path / "keys")
     build_gallery_from_folders(faces_dev, tmp_path / "bundle", private, fp32, progress=False, jurisdiction=jurisdiction)
     gallery = load_bundle(tmp_path / "bundle", public, fp32.embedder.digest, Policy.default(), location="GB")
@@ -150,7 +156,9 @@ def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev,
     for precision in ("bf16", "int8"):
         if not ENGINE.supports(precision):
             continue
-        device = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision=precision))
+        device = FacePipeline.open(
+            PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision=precision)
+        )
         assert device.embedder.digest == fp32.embedder.digest  # the bundle's model check passes
         load_bundle(tmp_path / "bundle", public, device.embedder.digest, Policy.default(), location="GB")
         results = gallery.search(device.embed(chips), k=2)
@@ -162,7 +170,9 @@ def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev,
     assert checked >= 1
     # A gallery built at bf16 says so in its signed manifest.
     if ENGINE.supports("bf16"):
-        bf16 = FacePipeline.open(PipelineConfig(model_dir=store.root, device="CPU", precision="bf16"))
+        bf16 = FacePipeline.open(
+            PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="bf16")
+        )
         report = build_gallery_from_folders(
             faces_dev, tmp_path / "bundle-bf16", private, bf16, progress=False, jurisdiction=jurisdiction
         )

@@ -43,7 +43,7 @@ def run_model_bench(pipeline: FacePipeline, runs: int) -> None:
     )
     print(
         f"detector {det.manifest.name} ({det.size}x{det.size}), embedder {emb.name} "
-        f"({emb.chip_size[0]}x{emb.chip_size[1]} -> {emb.dim}-d)"
+        f"({emb.chip_size[0]}x{emb.chip_size[1]} -> {emb.dim}-d) at {emb.precision}"
     )
     for width, height in FRAME_SIZES:
         frame = synthetic_frame(width, height)

@@ -80,7 +80,7 @@ class FacePipeline:
         emb = resolve(
             store, config.embedder, config.precision, config.device, device_identity(engine.core, config.device)
         )
-        log.info("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
+        log.debug("model.precision", model=config.embedder, precision=emb.precision, why=emb.why)
         embedder = FaceEmbedder(
             emb.model,
             emb.manifest,

@@ -81,26 +81,49 @@ class Gallery:
         photos: list[dict],
         policy: Policy,
     ) -> None:
+        """Kept compactly, since a device holds it all the time (25,000 photos: about 20 MB, against 65 MB as
+        Python objects with the HNSW graph; docs/benchmarks.md): the photos as sorted label, photo id and
+        owner arrays; in exact mode (up to ``EXACT_SEARCH_MAX``) the vectors as one matrix and the HNSW
+        graph not at all (``index`` reloads it from the bundle if someone asks)."""
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
-        self.index = index
         self._persons = persons
-        self._by_label = {int(p["label"]): (p["photo_id"], p["person_id"]) for p in photos}
-        per_person: dict[str, int] = {}
-        for p in photos:
-            per_person[p["person_id"]] = per_person.get(p["person_id"], 0) + 1
-        self._max_photos = max(per_person.values(), default=1)
+        ordered = sorted(photos, key=lambda p: int(p["label"]))
+        self._labels = np.fromiter((int(p["label"]) for p in ordered), np.int64, len(ordered))
+        self._photo_ids = [str(p["photo_id"]) for p in ordered]
+        self._person_ids = sorted(persons)
+        position = {person_id: i for i, person_id in enumerate(self._person_ids)}
+        self._owners = np.fromiter((position[p["person_id"]] for p in ordered), np.int32, len(ordered))
+        counts = np.bincount(self._owners, minlength=len(self._person_ids)) if len(ordered) else np.zeros(1, int)
+        self._max_photos = max(int(counts.max(initial=1)), 1)
         self.policy = policy
-        self._exact: tuple[np.ndarray, np.ndarray] | None = None
-        if len(self._by_label) <= EXACT_SEARCH_MAX:
-            labels = np.asarray(sorted(self._by_label), np.int64)
-            self._exact = (labels, index.get(labels) if len(labels) else np.zeros((0, index.dim), np.float32))
+        self._exact: np.ndarray | None = None  # (photos, dim) in label order, exact mode only
+        self._index: VectorIndex | None = index
+        if len(ordered) <= EXACT_SEARCH_MAX:
+            self._exact = index.get(self._labels) if len(ordered) else np.zeros((0, index.dim), np.float32)
+            self._index = None
+
+    @property
+    def index(self) -> VectorIndex:
+        """The bundle's HNSW index (reloaded from the bundle where exact search made it unnecessary)."""
+        if self._index is None:
+            self._index = load_index(self.bundle_dir, self.manifest)
+        return self._index
+
+    def _positions(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each label in the photo arrays; -1 for a label no photo has."""
+        rows = np.searchsorted(self._labels, labels)
+        rows = np.minimum(rows, max(len(self._labels) - 1, 0))
+        found = (self._labels[rows] == labels) if len(self._labels) else np.zeros(labels.shape, bool)
+        return np.where(found, rows, -1)
 
     def _nearest(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows in the photo arrays, cosine scores), best first; rows -1 where a label has no photo."""
         if self._exact is None:
-            return self.index.search(vectors, k)
-        labels, matrix = self._exact
-        k = min(k, len(labels))
+            labels, scores = self.index.search(vectors, k)
+            return self._positions(labels), scores
+        matrix = self._exact
+        k = min(k, len(matrix))
         if k == 0:
             return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -108,7 +131,7 @@ class Gallery:
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top_scores = np.take_along_axis(scores, top, 1)
         order = np.argsort(-top_scores, axis=1)
-        return labels[np.take_along_axis(top, order, 1)], np.take_along_axis(top_scores, order, 1)
+        return np.take_along_axis(top, order, 1), np.take_along_axis(top_scores, order, 1)
 
     # -- identity ------------------------------------------------------------------
     @property
@@ -145,7 +168,7 @@ class Gallery:
 
     @property
     def count_photos(self) -> int:
-        return len(self._by_label)
+        return len(self._labels)
 
     def set_policy(self, policy: Policy) -> None:
         """Change the policy searches are checked against (e.g. the device's policy was updated)."""
@@ -159,10 +182,18 @@ class Gallery:
     def persons(self) -> list[dict]:
         return [dict(p) for p in self._persons.values()]
 
+    def photos_by_label(self) -> dict[int, tuple[str, str]]:
+        """Every enrolled photo's index label -> (photo id, person id): built on request (audits), not kept."""
+        return {
+            int(label): (photo_id, self._person_ids[owner])
+            for label, photo_id, owner in zip(self._labels, self._photo_ids, self._owners)
+        }
+
     def enrolled(self) -> tuple[list[str], np.ndarray]:
-        labels = sorted(self._by_label)
-        owners = [self._by_label[label][1] for label in labels]
-        return owners, self.index.get(labels) if labels else np.zeros((0, self.dim), np.float32)
+        owners = [self._person_ids[i] for i in self._owners]
+        if self._exact is not None:
+            return owners, self._exact.copy()
+        return owners, self.index.get(self._labels) if len(self._labels) else np.zeros((0, self.dim), np.float32)
 
     def search(self, vectors: np.ndarray, k: int = 5) -> list[list[Candidate]]:
         """Top ``k`` people per query vector, best first; a person's score is their best photo's.
@@ -175,18 +206,18 @@ class Gallery:
             vectors = vectors[None, :]
         if vectors.shape[1] != self.dim:
             raise ValueError(f"query vectors are {vectors.shape[1]}-d, the gallery is {self.dim}-d")
-        k_photos = min(self.index.count, max(k * self._max_photos, k + 10))
-        labels, scores = self._nearest(vectors, k_photos)
+        k_photos = min(self.count_photos, max(k * self._max_photos, k + 10))
+        rows, scores = self._nearest(vectors, k_photos)
         results: list[list[Candidate]] = []
-        for row_labels, row_scores in zip(labels, scores):
+        for row_rows, row_scores in zip(rows, scores):
             best: dict[str, Candidate] = {}
-            for label, score in zip(row_labels, row_scores):
-                hit = self._by_label.get(int(label))
-                if hit is None:
+            for row, score in zip(row_rows, row_scores):
+                if row < 0:
                     continue
-                photo_id, person_id = hit
+                person_id = self._person_ids[self._owners[row]]
                 if person_id not in best:  # results come best first
-                    best[person_id] = Candidate(person_id, self._persons[person_id]["name"], float(score), photo_id)
+                    name = self._persons[person_id]["name"]
+                    best[person_id] = Candidate(person_id, name, float(score), self._photo_ids[row])
             candidates = list(best.values())[:k]
             blocked = [c for c in candidates if not self._allowed(c.person_id)]
             if blocked:
@@ -230,7 +261,7 @@ def load_bundle(
         raise BundleError(bundle_dir, "bad_index", f"{INDEX} cannot be loaded: {err}") from None
     conn = metadata.connect_readonly(bundle_dir / GALLERY)
     try:
-        persons, photos = metadata.persons(conn), metadata.photos(conn)
+        persons, photos = metadata.persons(conn), metadata.photo_owners(conn)
     except sqlite3.DatabaseError as err:
         raise BundleError(bundle_dir, "bad_metadata", f"{GALLERY}: {err}") from None
     finally:

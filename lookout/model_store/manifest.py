@@ -32,6 +32,8 @@ class ModelManifest:
     files: dict[str, str]  # file name -> SHA-256
     converted_with: str  # OpenVINO version
     extra: dict = field(default_factory=dict)
+    # URL-sourced models: each publisher file by relative path -> {url, sha384, size}
+    source_files: dict = field(default_factory=dict)
 
     @property
     def digest(self) -> str:

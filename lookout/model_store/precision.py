@@ -172,6 +172,7 @@ def resolve(store: ModelStore, name: str, request: str, device: str, identity: t
     ``auto`` takes the choice recorded for this hardware and OpenVINO version, else FP32.
     ``int8`` needs ``<name>-int8`` made from this very model (its ``source_digest``)."""
     check_request(request)
+    name = store.available(name)  # the model itself, or the PyPI fallback standing in for it
     model, manifest = store.read_model(name)
     precision, why = request, "asked for in the configuration"
     if request == "auto":

@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 import yaml
 
+from lookout.console.accounts import Accounts
 from lookout.console.app import Services
 from lookout.console.config import ConsoleConfig, load_config
 from lookout.events import MatchEvent
 from lookout.gallery.keys import generate_keys
+from lookout.relay.config import StoreSettings
 from lookout.relay.records import AlertPlan, Intake
-from lookout.relay.store import SqliteStore
+from lookout.relay.store import SqliteStore, open_store
 from lookout.sync.build import build_gallery_from_folders
 from lookout.sync.publish import publish
 
@@ -54,8 +56,16 @@ class ConsoleEnv:
         assert result.alert_id is not None
         return result.alert_id
 
-    def ingest(self, person_id: str, device_id: str = "cam-1", score: float = 0.95, seen_at: float | None = None):
-        """The relay store's verdict on one match event (new alert, follow-up, suppressed...)."""
+    def ingest(
+        self,
+        person_id: str,
+        device_id: str = "cam-1",
+        score: float = 0.95,
+        seen_at: float | None = None,
+        store_settings: StoreSettings | None = None,
+    ):
+        """The relay store's verdict on one match event (new alert, follow-up, suppressed...); the test's SQLite
+        store unless ``store_settings`` names another (a PostgreSQL database)."""
         from datetime import datetime, timezone
 
         face = cv2.resize(self.grace if person_id == "grace_hopper" else self.eileen, (112, 112))
@@ -76,7 +86,7 @@ class ConsoleEnv:
             device_name=f"Camera {device_id}",
             crop_jpeg=jpeg.tobytes(),
         )
-        store = SqliteStore(self.relay_store)
+        store = open_store(store_settings or StoreSettings(path=self.relay_store))
         try:
             (result,) = store.ingest([Intake(event, AlertPlan(True, ["duty-officer"]))], time.time(), 60)
         finally:
@@ -139,6 +149,12 @@ def console_template(tmp_path_factory, pipeline, model_store, grace_hopper, astr
         "fleet": {"enabled": False},
     }
     (root / "console.yaml").write_text(yaml.safe_dump(config))
+    accounts = Accounts(load_config(root / "console.yaml").database)  # one account per role, hashed once
+    try:
+        for name, role in USERS.items():
+            accounts.add_user(name, role, PASSWORD)
+    finally:
+        accounts.close()
     return ConsoleEnv(
         root,
         root / "console.yaml",
@@ -167,12 +183,6 @@ def console_env(console_template: ConsoleEnv, tmp_path: Path) -> ConsoleEnv:
         console_template.grace,
         console_template.eileen,
     )
-    services = Services.open(env.config(), start_fleet=False)
-    try:
-        for name, role in USERS.items():
-            services.accounts.add_user(name, role, PASSWORD)
-    finally:
-        services.close()
     return env
 
 

@@ -525,3 +525,88 @@ def test_messages_are_never_taken_from_the_url(client, console_env):
     page = client.post(f"/review/{alert_id}/confirm", data={"csrf": csrf}, follow_redirects=True).text
     assert f"Alert {alert_id} confirmed" in page
     assert f"Alert {alert_id} confirmed" not in client.get("/review").text  # once
+
+
+def test_a_user_changes_their_own_password_and_other_sessions_end(console_env, services):
+    app = create_app(services)
+    with TestClient(app, base_url="http://127.0.0.1") as one, TestClient(app, base_url="http://127.0.0.1") as two:
+        _user(one, "rita")
+        _user(two, "rita")
+        csrf = _csrf(one.get("/account").text)
+        wrong = one.post("/account", data={"csrf": csrf, "current": "nope", "new": "x" * 12, "again": "x" * 12})
+        assert "current password: is not right" in wrong.text
+        r = one.post(
+            "/account",
+            data={"csrf": csrf, "current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret"},
+        )
+        assert "Password changed" in r.text
+        assert one.get("/review", follow_redirects=False).status_code == 200  # this session goes on
+        assert two.get("/review", follow_redirects=False).status_code == 303  # the other one ended
+        one.cookies.clear()
+        assert login(one, "rita").status_code == 401
+        assert login(one, "rita", "a brand new secret").status_code == 303
+
+
+def test_the_gallery_page_finds_people_by_name_and_pages_them(client):
+    _user(client, "gus")
+    page = client.get("/galleries/default?q=eileen").text
+    people = page.split("People (")[1]
+    assert people.startswith("1 matching") and "Eileen Collins" in people and "Grace Hopper" not in people
+    assert client.get("/galleries/default?page=not-a-number").status_code == 200
+    assert "Grace Hopper" not in client.get("/galleries/default?page=2").text.split("People (")[1]
+
+
+def test_the_link_in_a_text_opens_the_alert_after_logging_in(client, console_env):
+    """The relay's texts link to <console_url>/alerts/<id>; a reviewer lands on that alert, never elsewhere."""
+    alert_id = console_env.alert("grace_hopper")
+    r = client.get(f"/alerts/{alert_id}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/login?next=%2Freview%2F{alert_id}"
+    page = client.get(r.headers["location"])
+    r = client.post(
+        "/login",
+        data={"username": "rita", "password": PASSWORD, "csrf": _csrf(page.text), "next": f"/review/{alert_id}"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == f"/review/{alert_id}"
+    assert client.get(f"/alerts/{alert_id}", follow_redirects=False).headers["location"] == f"/review/{alert_id}"
+    client.cookies.clear()
+    page = client.get("/login?next=//evil.example/x")
+    assert 'name="next" value="/"' in page.text
+    for bad in ("https://evil.example/", "//evil.example", "/\\evil.example"):
+        page = client.get("/login")
+        r = client.post(
+            "/login",
+            data={"username": "rita", "password": PASSWORD, "csrf": _csrf(page.text), "next": bad},
+            follow_redirects=False,
+        )
+        assert r.headers["location"] == "/", bad
+        client.cookies.clear()
+
+
+@pytest.mark.postgres
+def test_review_through_a_postgresql_relay_store(console_env, pg_store_settings):
+    """A fleet's relays share PostgreSQL: the console opens it from the relay's config and decides through it."""
+    import yaml
+
+    from lookout.console.app import Services
+    from lookout.relay.store import open_store
+
+    relay_yaml = console_env.root / "relay-pg.yaml"
+    relay_yaml.write_text(yaml.safe_dump({"store": pg_store_settings.model_dump(mode="json", exclude_none=True)}))
+    alert_id = console_env.ingest("grace_hopper", store_settings=pg_store_settings).alert_id
+    services = Services.open(console_env.config(relay_config=str(relay_yaml)), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            assert "Grace Hopper" in c.get(f"/review/{alert_id}").text
+            c.post(f"/review/{alert_id}/confirm", data={"csrf": csrf, "note": "checked"})
+            c.cookies.clear()
+            _user(c, "admin")
+            assert "<td>review.confirm</td>" in c.get("/audit?actor=rita").text
+    finally:
+        services.close()
+    store = open_store(pg_store_settings)
+    try:
+        assert store.get_alert(alert_id).status == "confirmed"
+    finally:
+        store.close()
