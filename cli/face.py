@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from lookout.errors import InputError
 from lookout.face.annotate import draw_faces
@@ -113,7 +114,7 @@ def _embed(args: argparse.Namespace) -> int:
                     {
                         **f.face.to_dict(),
                         "quality": f.quality.to_dict(),
-                        "embedding": [round(float(v), 6) for v in f.embedding],
+                        "embedding": [round(float(v), 6) for v in _vector(f)],
                     }
                     for f in faces
                 ],
@@ -121,8 +122,9 @@ def _embed(args: argparse.Namespace) -> int:
             print(json.dumps(doc))
             return
         for f in faces:
-            head = " ".join(f"{v:+.3f}" for v in f.embedding[:6])
-            print(f"{path}: box [{','.join(f'{v:.0f}' for v in f.face.box)}] {len(f.embedding)}-d [{head} ...]")
+            vector = _vector(f)
+            head = " ".join(f"{v:+.3f}" for v in vector[:6])
+            print(f"{path}: box [{','.join(f'{v:.0f}' for v in f.face.box)}] {len(vector)}-d [{head} ...]")
 
     return _run(args, "all", show)
 
@@ -148,3 +150,10 @@ def _bench(args: argparse.Namespace) -> int:
         print("\n".join(precision.table(name, result)))
         print(f"  recorded for this device: {recorded.chosen if recorded else 'nothing yet (runs at fp32)'}")
     return 0
+
+
+def _vector(face: AnalyzedFace) -> np.ndarray:
+    """The embedding `lookout embed` asked for (it embeds every face)."""
+    if face.embedding is None:
+        raise AssertionError("lookout embed analyses with embed='all'")
+    return face.embedding

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lookout import __version__
 from lookout.cli import face
@@ -33,7 +34,7 @@ class Parser(argparse.ArgumentParser):
     """No abbreviated options, here and in every subcommand (subparsers are made of this class):
     ``lookout run --device CPU`` was once taken as ``--device-id CPU``. A misspelt option is an error."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 

@@ -83,7 +83,16 @@ class Services:
             audit = SqliteAuditLog(config.database)
         pipeline = _LazyPipeline(config)
         galleries = GalleryDesk(config.galleries, policy, config.data_dir, audit, pipeline.get)
-        search = SearchDesk(galleries, policy, config.location, config.purpose, audit, pipeline.get, pipeline.lock)
+        search = SearchDesk(
+            galleries,
+            policy,
+            config.location,
+            config.purpose,
+            audit,
+            pipeline.get,
+            pipeline.lock,
+            config.search.per_user_per_hour,
+        )
         fleet = None
         if config.fleet.enabled:
             fleet = FleetWatcher(config.mqtt, Topics(config.topics.prefix), config.fleet.offline_after_s)

@@ -88,6 +88,12 @@ class UploadSettings(_Strict):
     max_pixels: int = Field(40_000_000, gt=0, description="largest image (width x height), read from its header")
 
 
+class SearchSettings(_Strict):
+    per_user_per_hour: int = Field(
+        120, ge=1, description="searches one account may make in any hour: a lookup tool, not a mass-scanning one"
+    )
+
+
 class SessionSettings(_Strict):
     idle_s: float = Field(1800, gt=0, description="a session unused this long ends")
     absolute_s: float = Field(12 * 3600, gt=0, description="no session lives longer")
@@ -123,6 +129,7 @@ class ConsoleConfig(_Strict):
     topics: TopicSettings = TopicSettings()
     fleet: FleetSettings = FleetSettings()
     uploads: UploadSettings = UploadSettings()
+    search: SearchSettings = SearchSettings()
     sessions: SessionSettings = SessionSettings()
     login: LoginSettings = LoginSettings()
 

@@ -291,6 +291,8 @@ class GalleryDesk:
 
     def _records(self, gid: str, work: Path, withdrawn: set[str]) -> list[PhotoRecord]:
         s = self._settings(gid)
+        if not s.source:
+            raise InputError(f"gallery {gid!r}", "no source configured for this gallery: read-only")
         records = open_source(s.source, work_dir=work, people=s.people, api_config=s.api_config)
         # Marked as the source itself would mark them, so a withdrawn photo is never enrolled again, even when its
         # file or path changed (update_gallery's ledger alone removes it only from the previous version).

@@ -123,6 +123,28 @@ def threshold_meaning(gallery: Gallery) -> str:
     return " ".join(parts)
 
 
+class SearchQuota:
+    """At most ``per_hour`` searches per account in any sliding hour (kept in memory, per console process)."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.time) -> None:
+        self.per_hour = per_hour
+        self.clock = clock
+        self._times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, actor: str) -> float:
+        """0 when a search may go ahead (and counts it), else the seconds until one may."""
+        now = self.clock()
+        with self._lock:
+            recent = [t for t in self._times.get(actor, []) if t > now - 3600]
+            if len(recent) >= self.per_hour:
+                self._times[actor] = recent
+                return recent[0] + 3600 - now
+            recent.append(now)
+            self._times[actor] = recent
+            return 0.0
+
+
 class SearchDesk:
     def __init__(
         self,
@@ -133,6 +155,7 @@ class SearchDesk:
         audit: AuditLog,
         pipeline: Callable[[str], Any],
         pipeline_lock: threading.Lock,
+        per_user_per_hour: int = 120,
     ) -> None:
         self.galleries = galleries
         self.policy = policy
@@ -142,6 +165,7 @@ class SearchDesk:
         self.pipeline = pipeline
         self.pipeline_lock = pipeline_lock
         self.uploads = UploadStore()
+        self.quota = SearchQuota(per_user_per_hour)
 
     def _refuse(self, actor: str, gid: str, why: str, detail: dict) -> InputError:
         self.audit.record(AuditEntry(time.time(), actor, "search.denied", f"gallery {gid}", why, detail))
@@ -158,6 +182,15 @@ class SearchDesk:
             raise
         except Exception as err:  # BundleError (policy, signature, files) and the like: no search at all
             raise self._refuse(actor, gid, f"the gallery cannot be used: {err}", detail) from None
+        wait = self.quota.take(actor)
+        if wait > 0:
+            raise self._refuse(
+                actor,
+                gid,
+                f"{self.quota.per_hour} searches in the last hour is this console's limit per account: "
+                f"try again in {int(wait // 60) + 1} min",
+                detail,
+            )
         purpose = self.purpose or gallery.purpose
         # A search concerns the gallery's people (each checked by the policy when the gallery is loaded, and withheld
         # from results if denied), not where the searcher sits: with no `location` configured there is nothing more

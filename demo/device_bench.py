@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,8 @@ def run_device_bench(
 ) -> dict:
     own_dir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="lookout-bench-"))
-    kwargs = {"embedder": embedder} if embedder else {}
-    pipeline = FacePipeline.open(PipelineConfig(model_dir=model_dir, device=device, **kwargs))
+    config = PipelineConfig(model_dir=model_dir, device=device)
+    pipeline = FacePipeline.open(replace(config, embedder=embedder) if embedder else config)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} "
         f"(1 min avg, before the runs); OpenVINO device {device}"
@@ -155,7 +156,7 @@ def run_device_bench(
         base = {
             "device_id": "bench",
             "location": {"name": "bench", "jurisdiction": BENCH_JURISDICTION},
-            "models": {"model_dir": model_dir, "device": device, **kwargs},
+            "models": {"model_dir": model_dir, "device": device, **({"embedder": embedder} if embedder else {})},
             "gallery": {"bundle_dir": str(bundle), "public_key": str(public)},
             "status": {"heartbeat_s": 3600},
             "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1883},

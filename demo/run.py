@@ -47,6 +47,7 @@ import yaml
 from lookout.console.config import load_config as load_console_config
 from lookout.device.config import load_config
 from lookout.device.runtime import Runtime
+from lookout.device.status import Metrics
 from lookout.device.videomaker import make_scene_video
 from lookout.errors import ConfigError, LookoutError
 from lookout.face.options import add_model_dir
@@ -161,7 +162,10 @@ def _builtin_scene(work: Path) -> Scene:
     import matplotlib
     from skimage import data
 
-    grace = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    grace_path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    grace = cv2.imread(str(grace_path))
+    if grace is None:
+        raise ConfigError(f"{grace_path}: cannot read matplotlib's sample face")
     eileen = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     coffee = cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR)
     people = work / "people"
@@ -169,7 +173,7 @@ def _builtin_scene(work: Path) -> Scene:
         (people / name).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(people / name / f"1.{ext}"), image)
     fps, path = 10.0, work / "scene.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (1280, 720))
     segments, frame_no = [], 0
 
     def put(kind, source, who, frames, render):
@@ -238,7 +242,7 @@ class _RelayProcess:
 
     def _read(self) -> None:
         with open(self.log_path, "w", encoding="utf-8") as log_file:
-            for line in self.proc.stderr:
+            for line in self.proc.stderr or ():
                 log_file.write(line)
                 log_file.flush()
                 try:
@@ -531,7 +535,7 @@ def _serve_console(work: Path, broker, people: Path) -> None:
 
 @dataclass
 class _DeviceRun:
-    metrics: object
+    metrics: Metrics
     events: list  # (received wall time, event dict)
     anchor: float | None
     wall_s: float

@@ -148,6 +148,12 @@ class Decider:
             margin=float(min(2.0, max(0.0, best.margin))),
             votes=count,
             track_length=track.length,
-            box=tuple(int(max(0, round(float(v)))) for v in box),
+            box=_pixel_box(box),
             crop=state.crop,
         )
+
+
+def _pixel_box(box: np.ndarray) -> tuple[int, int, int, int]:
+    """[x1, y1, x2, y2] as whole, non-negative pixels."""
+    x1, y1, x2, y2 = (int(max(0, round(float(v)))) for v in box[:4])
+    return x1, y1, x2, y2

@@ -133,7 +133,7 @@ class PahoPublisher(EventPublisher):
 
     def _deliver(self, on_message: MessageCallback, msg: paho.MQTTMessage) -> None:
         try:
-            on_message(msg.payload)
+            on_message(bytes(msg.payload))
         except Exception as err:  # a subscriber's bug must not take the network thread down
             log.error("mqtt.on_message_failed", topic=msg.topic, error=repr(err))
 

@@ -400,6 +400,7 @@ class Runtime:
             bundle=self.metrics.bundle_version,
             embed=cfg.recognition.embed,
             precision=s.loop.pipeline.embedder.precision,
+            precision_why=s.loop.pipeline.precision_note,
             mqtt=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
         )
         self.started.set()

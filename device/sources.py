@@ -50,7 +50,12 @@ class Frame:
 
 class FrameSource(ABC):
     live = False  # a camera/stream (reopen on failure) rather than a file/folder
-    nominal_fps: float | None = None
+    nominal_fps: float | None = None  # files and folders always set one
+
+    @property
+    def rate(self) -> float:
+        """Frames per second that timestamps are counted in (a source without its own: 25)."""
+        return self.nominal_fps or 25.0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -102,18 +107,18 @@ class VideoFileSource(FrameSource):
         ok, image = self._cap.read()
         if not ok:
             if self.loop and self._count > 0:
-                self._offset = self._last_pts + 1.0 / self.nominal_fps
+                self._offset = self._last_pts + 1.0 / self.rate
                 self._cap.release()
                 self.open()
                 ok, image = self._cap.read()
             if not ok:
                 return None
         if self.fps_override:
-            pts = self._count / self.nominal_fps
+            pts = self._count / self.rate
         else:
             pts = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if pts <= 0 and self._count:
-                pts = self._count / self.nominal_fps
+                pts = self._count / self.rate
         self._count += 1
         self._last_pts = self._offset + pts
         return image, self._last_pts
@@ -163,7 +168,7 @@ class FolderSource(FrameSource):
                 if self.skipped >= len(self._files) and not self._n:
                     return None  # nothing in the folder can be read: end rather than spin
                 continue
-            pts = self._n / self.nominal_fps
+            pts = self._n / self.rate
             self._n += 1
             return image, pts
 

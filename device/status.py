@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Literal
 
 import numpy as np
 
@@ -117,7 +118,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def status_payload(device_id: str, state: str, bundle_version: str | None) -> bytes:
+def status_payload(device_id: str, state: Literal["online", "offline"], bundle_version: str | None) -> bytes:
     """The retained status message (``online`` or ``offline``)."""
     status = DeviceStatus(
         device_id=device_id, state=state, at=utc_now(), version=__version__, bundle_version=bundle_version
@@ -152,7 +153,7 @@ class StatusReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def status_payload(self, state: str) -> bytes:
+    def status_payload(self, state: Literal["online", "offline"]) -> bytes:
         return status_payload(self.device_id, state, self.metrics.bundle_version)
 
     def online(self) -> None:

@@ -77,6 +77,8 @@ def tail(
             client.subscribe([(t, 1) for t in subs])
 
     def on_message(client, userdata, msg):
+        if done.is_set():  # --count reached: what arrives before the disconnect is not printed
+            return
         kind = msg.topic.rsplit("/", 1)[-1]
         if topics.device_of(msg.topic) is None:
             return
@@ -105,11 +107,11 @@ def tail(
         if count and seen["matches"] >= count:
             done.set()
 
-    warned = []
+    warned: list[bool] = []
 
     def on_connect_fail(client, userdata):
         if not warned:
-            warned.append(1)
+            warned.append(True)
             print(
                 f"lookout: cannot reach the broker at {settings.host}:{settings.port}; retrying",
                 file=sys.stderr,

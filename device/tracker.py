@@ -84,10 +84,10 @@ class IouTracker:
                         assigned[di] = self.tracks[ti]
                         free_tracks.discard(ti)
                         free_boxes.discard(di)
-        ended = []
+        ended: list[Track] = []
         for ti in sorted(free_tracks):
             self.tracks[ti].missed += 1
-        survivors = []
+        survivors: list[Track] = []
         for t in self.tracks:
             (ended if t.missed > self.max_missed else survivors).append(t)
         self.tracks = survivors

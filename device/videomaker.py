@@ -96,7 +96,7 @@ def _blank(i: int, size=SIZE) -> np.ndarray:
 class _Writer:
     def __init__(self, path: Path, fps: float, size=SIZE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
         self.writer = cv2.VideoWriter(str(path), fourcc, fps, size)
         if not self.writer.isOpened():
             raise InputError(str(path), "cannot write a video there (use .mp4 or .avi)")

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def calibrate(
     nonmated_max = nonmated_max[np.isfinite(nonmated_max)]
     impostor = np.asarray(impostor, np.float64)
     impostor = impostor[np.isfinite(impostor)]
-    common = dict(
+    common: dict[str, Any] = dict(
         target_fpir=target_fpir,
         gallery_size=gallery_size,
         model_digest=model_digest,

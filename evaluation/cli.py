@@ -9,7 +9,9 @@ import platform
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
@@ -241,14 +243,14 @@ def run_pairs(pairs_file: Path, pipeline, n_boot: int) -> dict:
     return doc
 
 
-def embed_speed(pipeline, runs: int = 30) -> dict:
+def embed_speed(pipeline: FacePipeline, runs: int = 30) -> dict[str, Any]:
     """Embedding time per face at batch 1 and batch 8, measured now (the CPU may be shared: see load)."""
 
     emb = pipeline.embedder
-    out = {"load_1min": round(os.getloadavg()[0], 2)}
+    out: dict[str, Any] = {"load_1min": round(os.getloadavg()[0], 2)}
     for batch in (1, 8):
         chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
-        ms = timings_ms(lambda chips=chips: emb.embed(chips), runs if batch == 1 else max(8, runs // 4), warmup=3)
+        ms = timings_ms(partial(emb.embed, chips), runs if batch == 1 else max(8, runs // 4), warmup=3)
         out[f"batch{batch}"] = {
             "median_ms": float(np.median(ms)),
             "p95_ms": float(np.percentile(ms, 95)),
@@ -417,9 +419,7 @@ def _bench(args: argparse.Namespace) -> int:
         precision = manifest.extra.get("precision", "fp32")
         for batch in (1, 8):
             chips = np.random.default_rng(1).integers(0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), np.uint8)
-            ms = timings_ms(
-                lambda emb=emb, chips=chips: emb.embed(chips), args.runs if batch == 1 else max(10, args.runs // 4)
-            )
+            ms = timings_ms(partial(emb.embed, chips), args.runs if batch == 1 else max(10, args.runs // 4))
             print(
                 describe(f"{name} ({precision}) batch {batch}", ms, per=batch)
                 + "  faces"

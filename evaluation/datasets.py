@@ -20,6 +20,7 @@ stranger photo).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,12 +204,12 @@ class PhotoCapture:
             return Capture(item, person, refused), None
         return Capture(item, person), subject.chip
 
-    def embed(self, chips: list[np.ndarray | None]) -> np.ndarray:
-        dim = self.pipeline.embedder.dim
-        out = np.zeros((len(chips), dim), np.float32)
-        ok = [i for i, c in enumerate(chips) if c is not None]
+    def embed(self, chips: Sequence[np.ndarray | None]) -> np.ndarray:
+        """One vector per chip; a zero row where there is no chip (a failed capture)."""
+        out = np.zeros((len(chips), self.pipeline.embedder.dim), np.float32)
+        ok = [(i, c) for i, c in enumerate(chips) if c is not None]
         if ok:
-            out[ok] = self.pipeline.embed(np.stack([chips[i] for i in ok]))
+            out[[i for i, _ in ok]] = self.pipeline.embed(np.stack([c for _, c in ok]))
         return out
 
 

@@ -17,6 +17,7 @@ failure-to-acquire rate.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def group_figures(openset: OpenSet, labels: Sequence[str | None], threshold: flo
     """Figures per value of ``labels`` (one per probe), and the max/min ratio of each figure."""
     labels = list(labels)
     values = sorted({v for v in labels if v not in (None, "")})
-    groups = {}
+    groups: dict[str, dict[str, Any]] = {}
     for value in values:
         idx = np.asarray([i for i, v in enumerate(labels) if v == value], np.int64)
         mated = idx[openset.mated[idx]]
@@ -62,7 +63,7 @@ def group_figures(openset: OpenSet, labels: Sequence[str | None], threshold: flo
             "rank1": openset.rank_hit_rate(1, idx),
             "fta": float((~openset.acquired[idx]).mean()),
         }
-    ratios = {}
+    ratios: dict[str, dict[str, Any]] = {}
     for name in FIGURES:
         got = [g[name] for g in groups.values() if g[name] is not None]
         if len(got) < 2:

@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def run_evaluation(
             labels = _track_labels(data, labels)
         if any(labels):
             groups.append(group_figures(search, labels, threshold, attribute))
-    doc = {
+    doc: dict[str, Any] = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "lookout_version": __version__,

@@ -87,7 +87,9 @@ def embed_set(
     if path is not None and path.is_file():
         doc = np.load(path)
         return FaceSet(people, doc["photo_person"], doc["face_photo"], doc["subject"], doc["vectors"])
-    face_photo, subject, vectors = [], [], []
+    face_photo: list[int] = []
+    subject: list[int] = []
+    vectors: list[np.ndarray] = []
     for i, (_, file) in enumerate(photos):
         progress()
         try:

@@ -112,7 +112,7 @@ def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tupl
             "url": bundle_url,
             "interval_s": as_float(env("BUNDLE_POLL_SECONDS", "300"), "bundlePollSeconds"),
         }
-    doc = {
+    doc: dict[str, Any] = {
         "device_id": device_id,
         "source": {"url": env("SOURCE", "0")},
         "models": {

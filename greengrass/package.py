@@ -302,7 +302,7 @@ def package(opts: PackageOptions) -> PackageResult:
         build_code_zip(opts, wheels, python_tag, machine, template, artifact_dir / code_zip_name(machine))
         wheel_names = [w.name for w in wheels]
     model_digests = build_models_zip(opts, models, artifact_dir / MODELS_ZIP)
-    missing = {defaults.get("detector"), defaults.get("embedder")} - set(models) - {None}
+    missing = {str(m) for m in (defaults.get("detector"), defaults.get("embedder")) if m is not None} - set(models)
     if missing:
         raise PackagingError(f"the default configuration uses {sorted(missing)}, which are not packaged (--model)")
 

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tomllib
 import yaml
@@ -25,7 +25,7 @@ Settings = TypeVar("Settings", bound=BaseModel)
 Override = tuple[list[str], object, str]  # (key path, value, where it came from)
 
 
-def read_mapping(path: Path, what: str = "config file") -> dict:
+def read_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
     """Parse a YAML (default), TOML (``.toml``) or JSON (``.json``) file that must hold a mapping."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -75,7 +75,7 @@ def flag_overrides(assignments: Iterable[str]) -> list[Override]:
     return out
 
 
-def set_path(doc: dict, keys: list[str], value: object, where: str) -> None:
+def set_path(doc: dict[str, Any], keys: list[str], value: object, where: str) -> None:
     node = doc
     for key in keys[:-1]:
         child = node.get(key)
@@ -116,7 +116,7 @@ def load_settings(
     """Build ``model`` from defaults, file, environment and flags. Returns it with the folder that
     relative paths in it are relative to (the file's, else the working directory)."""
     environ = dict(os.environ if environ is None else environ)
-    doc: dict = {}
+    doc: dict[str, Any] = {}
     source, base = f"{what} (defaults)", Path.cwd()
     if path is not None:
         path = Path(path)

@@ -15,13 +15,13 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from lookout.errors import InputError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Final = "1"
 MAX_CROP_BYTES = 32 * 1024  # decoded JPEG bytes
 MAX_CROP_B64 = 4 * ((MAX_CROP_BYTES + 2) // 3)
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -140,7 +140,8 @@ class MatchEvent(BaseModel):
         cls, *, ttl: timedelta = timedelta(minutes=5), crop_jpeg: bytes | None = None, **fields: object
     ) -> MatchEvent:
         """A new event with a fresh id, ``seen_at`` now (unless given) and ``expires_at`` after ``ttl``."""
-        seen_at = fields.pop("seen_at", None) or utc_now()
+        given = fields.pop("seen_at", None)
+        seen_at = given if isinstance(given, datetime) else utc_now()
         fields.setdefault("event_id", uuid.uuid4())
         if crop_jpeg is not None:
             fields["crop_jpeg_b64"] = base64.b64encode(crop_jpeg).decode("ascii")

@@ -40,7 +40,7 @@ def find_mosquitto() -> str | None:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
@@ -67,9 +67,10 @@ class LocalMosquitto:
         binary: str | None = None,
         extra_config: str = "",
     ) -> None:
-        self.binary = binary or find_mosquitto()
-        if self.binary is None:
+        found = binary or find_mosquitto()
+        if found is None:
             raise InputError("mosquitto", "binary not found (install the mosquitto package or set LOOKOUT_MOSQUITTO)")
+        self.binary: str = found
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.persistence = persistence
@@ -78,7 +79,7 @@ class LocalMosquitto:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lookout-mosquitto-"))
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def _write_config(self) -> None:
         Path(self.workdir).mkdir(parents=True, exist_ok=True)

@@ -134,25 +134,22 @@ def connect_properties(settings: MqttSettings) -> Properties | None:
     """CONNECT properties: the session expiry interval when one is set."""
     if not settings.session_expiry:
         return None
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's constructor is untyped
     props.SessionExpiryInterval = settings.session_expiry
     return props
 
 
 def connect(client: paho.Client, settings: MqttSettings, *, blocking: bool = False) -> None:
     """Connect ``client`` per ``settings``; ``blocking=False`` lets ``loop_start`` do it and retry."""
-    args = dict(
-        host=settings.host,
-        port=settings.port,
-        keepalive=settings.keepalive,
-        clean_start=settings.clean_start,
-        properties=connect_properties(settings),
-    )
+    start = client.connect if blocking else client.connect_async
     log.info("mqtt.connecting", **settings.describe())
     try:
-        if blocking:
-            client.connect(**args)
-        else:
-            client.connect_async(**args)
+        start(
+            host=settings.host,
+            port=settings.port,
+            keepalive=settings.keepalive,
+            clean_start=settings.clean_start,
+            properties=connect_properties(settings),
+        )
     except (OSError, ValueError) as err:
         raise InputError(f"mqtt broker {settings.host}:{settings.port}", f"cannot connect: {err}") from err

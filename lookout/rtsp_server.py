@@ -71,7 +71,8 @@ def gst_python() -> str:
         except (OSError, subprocess.TimeoutExpired) as err:
             reasons.append(f"{python}: {err}")
             continue
-        answer = (probe.stdout.strip().splitlines() or [probe.stderr.strip().splitlines()[-1:] or ["no output"]])[-1]
+        lines = probe.stdout.strip().splitlines() or probe.stderr.strip().splitlines()[-1:] or ["no output"]
+        answer = lines[-1]
         if probe.returncode == 0 and answer == "ok":
             return python
         reasons.append(f"{python}: {answer}")

@@ -502,7 +502,7 @@ def _apply_architecture(r: _Reader, layers: list[Layer]) -> None:
         elif kind == "add_prev":
             layer.tag = arg  # type: ignore[union-attr]
         elif kind in ("con", "fc"):
-            outputs = layer.num_filters if isinstance(layer, Conv) else layer.weights.shape[1]
+            outputs = layer.num_filters if isinstance(layer, Conv) else layer.weights.shape[1]  # type: ignore[union-attr]  # fc layers are FcNoBias
             if outputs != arg:
                 raise r.fail(f"layer {i} ({kind}) has {outputs} outputs, expected {arg}")
 

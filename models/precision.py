@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -146,8 +147,8 @@ def measure_embedder(variants_: list[Variant], chips: np.ndarray, repeats: int, 
     reference = outputs["fp32"]
     stages = {v.precision: v.embedder for v in variants_}
     one, eight = chips[:1], chips[:BATCH]
-    batch1 = interleaved_ms({p: (lambda e=e: e.embed(one)) for p, e in stages.items()}, repeats, rounds)
-    batch8 = interleaved_ms({p: (lambda e=e: e.embed(eight)) for p, e in stages.items()}, repeats, rounds)
+    batch1 = interleaved_ms({p: partial(e.embed, one) for p, e in stages.items()}, repeats, rounds)
+    batch8 = interleaved_ms({p: partial(e.embed, eight) for p, e in stages.items()}, repeats, rounds)
     candidates = []
     for v in variants_:
         deviation, min_cos = agreement(reference, outputs[v.precision])

@@ -70,6 +70,7 @@ class RunFigures:
     max_ms: float
     load_before: float
     load_after: float
+    relay_cpu_us_per_event: float = 0.0  # CPU time of the relay processes / events: hardly moved by load
 
 
 @dataclass
@@ -207,11 +208,22 @@ class _Relays:
                     raise RuntimeError(f"bench relays not ready within {timeout:g} s; see {self.folder}")
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the relay processes have used so far (Linux /proc; 0 elsewhere)."""
+        total = 0.0
+        for proc in self.procs:
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def sent(self) -> list[dict]:
         lines = []
         for path in self.outputs:
             if path.exists():
-                lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                lines += [doc for doc in map(_json_line, path.read_text().splitlines()) if doc is not None]
         return lines
 
     def stop(self) -> None:
@@ -226,12 +238,20 @@ class _Relays:
                 proc.wait()
 
 
+def _json_line(line: str) -> dict | None:
+    """One notifier line, or None for a line still being written."""
+    try:
+        return dict(json.loads(line))
+    except ValueError:
+        return None
+
+
 def _person_number(line: dict) -> int:
     return int(line["alert"]["person_id"][2:])
 
 
 def _run(relays: _Relays, port: int, count: int, rate: float, offset: int) -> RunFigures:
-    load_before = _load()
+    load_before, cpu_before = _load(), relays.cpu_seconds()
     ctx = multiprocessing.get_context("spawn")
     publisher = ctx.Process(target=_publish, args=(port, Topics().prefix, count, rate, offset))
     publisher.start()
@@ -243,6 +263,7 @@ def _run(relays: _Relays, port: int, count: int, rate: float, offset: int) -> Ru
             break
         time.sleep(0.2)
     publisher.join(timeout=30)
+    cpu = relays.cpu_seconds() - cpu_before
     seen = [datetime.fromisoformat(s["alert"]["event"]["seen_at"]).timestamp() for s in mine]
     lat = sorted(s["at"] - t for s, t in zip(mine, seen))
     span = max(max(s["at"] for s in mine) - min(seen), 1e-9) if mine else 0.0
@@ -257,6 +278,7 @@ def _run(relays: _Relays, port: int, count: int, rate: float, offset: int) -> Ru
         round((lat[-1] if lat else 0) * 1000, 1),
         load_before,
         _load(),
+        round(cpu / max(len(mine), 1) * 1e6, 1),
     )
 
 
@@ -343,7 +365,7 @@ def print_figures(figures: dict, as_json: bool = False) -> None:
     )
     rate = figures["rate"]
     print(
-        f"  {'store':10s} {'relays':>6s} {'flood events/s':>15s} {'dup':>4s}"
+        f"  {'store':13s} {'relays':>6s} {'flood events/s':>15s} {'cpu us/ev':>9s} {'dup':>4s}"
         f"   at {rate:,.0f} events/s, each run: p50 / p95 / max ms (load before)"
     )
     for s in figures["setups"]:
@@ -355,6 +377,7 @@ def print_figures(figures: dict, as_json: bool = False) -> None:
         )
         lost = "" if f["delivered"] == f["events"] else f" [{f['delivered']}/{f['events']} delivered]"
         print(
-            f"  {s['store']:10s} {s['relays']:>6d} {f['events_per_s']:>15,.0f} {s['duplicates']:>4d}"
+            f"  {s['store']:13s} {s['relays']:>6d} {f['events_per_s']:>15,.0f} {f['relay_cpu_us_per_event']:>9,.0f}"
+            f" {s['duplicates']:>4d}"
             f"   {runs}   (flood load {f['load_before']}-{f['load_after']}){lost}"
         )

@@ -207,6 +207,11 @@ class MetricsSettings(_Strict):
 _RELAY_MQTT = {"client_id": "lookout-relay", "clean_start": False, "session_expiry": 86400}
 
 
+def _console_only() -> dict[str, NotifierSettings]:
+    """The notifiers of a relay configured with none: the console."""
+    return {"console": ConsoleNotifier(type="console")}
+
+
 class RelayConfig(_Strict):
     mqtt: MqttSettings = MqttSettings(**_RELAY_MQTT)
     topics: TopicSettings = TopicSettings()
@@ -214,7 +219,7 @@ class RelayConfig(_Strict):
     dedup: DedupSettings = DedupSettings()
     directory: DirectorySettings = DirectorySettings()
     galleries: dict[str, GalleryPolicy] = Field(default_factory=lambda: {"default": GalleryPolicy()})
-    notifiers: dict[str, NotifierSettings] = Field(default_factory=lambda: {"console": ConsoleNotifier(type="console")})
+    notifiers: dict[str, NotifierSettings] = Field(default_factory=lambda: _console_only())
     recipients: list[Recipient] = Field(default_factory=lambda: [Recipient(name="console", notifier="console")])
     rate_limits: RateLimitSettings = RateLimitSettings()
     retry: RetrySettings = RetrySettings()

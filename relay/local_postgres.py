@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lookout.errors import InputError
 from lookout.log import get_logger
@@ -63,11 +64,12 @@ class LocalPostgres:
     """One cluster; :attr:`dsn` (no password) and :attr:`password` connect to its ``lookout`` database."""
 
     def __init__(self, *, fsync: bool = True) -> None:
-        self.bin = find_pg_bin()
-        if self.bin is None:
+        found = find_pg_bin()
+        if found is None:
             raise InputError(
                 "postgresql", "initdb/pg_ctl not found (apt-get install postgresql, or set LOOKOUT_PG_BIN)"
             )
+        self.bin: Path = found
         self.user = _run_as()
         self.fsync = fsync
         self.password = secrets.token_urlsafe(18)
@@ -80,8 +82,10 @@ class LocalPostgres:
     def dsn(self, dbname: str = "lookout") -> str:
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={SUPERUSER} connect_timeout=5"
 
-    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        owner = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        owner: dict[str, Any] = (
+            {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
+        )
         return subprocess.run(
             [str(self.bin / tool), *args],
             cwd=self.workdir,
@@ -89,7 +93,7 @@ class LocalPostgres:
             text=True,
             check=check,
             env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "TZ": "UTC"},
-            **owner,  # type: ignore[arg-type]
+            **owner,
         )
 
     def start(self) -> LocalPostgres:

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg  # optional dependency: pip install 'lookout[postgresql]'
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -85,11 +85,12 @@ class PostgresStore:
 
     kind = "postgresql"
 
-    def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool) -> None:
+    def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool, durable: bool = True) -> None:
         self._pool = pool
         self.where = where
         self._owns_pool = owns_pool
-        self._conn: psycopg.Connection | None = None
+        self._durable = durable
+        self._conn: psycopg.Connection[DictRow] | None = None
 
     @classmethod
     def open(cls, settings: StoreSettings) -> PostgresStore:
@@ -129,8 +130,11 @@ class PostgresStore:
             raise
         return store
 
-    def sibling(self) -> PostgresStore:
-        return PostgresStore(self._pool, self.where, owns_pool=False)
+    def sibling(self, *, durable: bool = True) -> PostgresStore:
+        """Another instance on the same pool. ``durable=False``: its transactions commit with
+        ``synchronous_commit=off`` (the WAL is flushed within moments, not waited for): for delivery
+        bookkeeping, where a commit lost in a crash means a repeated send, never a lost alert."""
+        return PostgresStore(self._pool, self.where, owns_pool=False, durable=durable)
 
     def _migrate(self) -> None:
         with self._checkout() as conn:
@@ -156,10 +160,10 @@ class PostgresStore:
     # --- connections ------------------------------------------------------------------------
 
     @contextmanager
-    def _checkout(self) -> Iterator[psycopg.Connection]:
+    def _checkout(self) -> Iterator[psycopg.Connection[DictRow]]:
         try:
             with self._pool.connection() as conn:
-                yield conn
+                yield cast("psycopg.Connection[DictRow]", conn)  # the pool's connections use dict_row
         except PoolTimeout as err:
             raise StoreUnavailable(f"{self.where}: no database connection: {err}") from None
         except psycopg.OperationalError as err:
@@ -174,6 +178,8 @@ class PostgresStore:
             self._conn = conn
             try:
                 with conn.transaction():
+                    if not self._durable:
+                        conn.execute("SET LOCAL synchronous_commit = off")
                     yield
             finally:
                 self._conn = None
@@ -549,7 +555,7 @@ class PostgresStore:
         )
 
 
-def _fetch(run: Callable[[], psycopg.Cursor], where: str) -> _Result:
+def _fetch(run: Callable[[], psycopg.Cursor[Any]], where: str) -> _Result:
     try:
         cur = run()
         rows = cur.fetchall() if cur.description else []

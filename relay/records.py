@@ -173,7 +173,8 @@ class AuditFilter:
     def clauses(self, mark: str, find: str) -> tuple[str, list[object]]:
         """A WHERE clause for the audit table, with ``mark`` as the parameter placeholder and ``find`` the
         engine's substring function (``instr``, ``strpos``), and its values."""
-        where, args = ["1=1"], []
+        where: list[str] = ["1=1"]
+        args: list[object] = []
         if self.since is not None:
             where.append(f"at >= {mark}")
             args.append(self.since)

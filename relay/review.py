@@ -112,7 +112,7 @@ def format_detail(alert: Alert, deliveries: list) -> str:
     ]
     if alert.reviewed_by:
         lines.append(
-            f"  reviewed by {alert.reviewed_by} at {_clock(alert.reviewed_at)}"
+            f"  reviewed by {alert.reviewed_by} at {_clock(alert.reviewed_at) if alert.reviewed_at else '?'}"
             + (f": {alert.review_reason}" if alert.review_reason else "")
         )
     for d in deliveries:

@@ -102,7 +102,9 @@ class RelayService:
         self.directory = directory or open_directory(config.directory.path)
         self.notifiers = notifiers if notifiers is not None else build_all(config)
         self.intake_store = store or open_store(config.store)
-        self.delivery_store = self.intake_store.sibling()
+        # Delivery bookkeeping need not wait for the disk: a mark lost in a power cut repeats a send; the
+        # alerts and their deliveries are written durably by intake before the broker is acknowledged.
+        self.delivery_store = self.intake_store.sibling(durable=False)
         self._health_store = self.intake_store.sibling()  # readiness checks come from the HTTP thread
         limits = config.rate_limits
         settings = DispatchSettings(
@@ -300,14 +302,14 @@ class RelayService:
         now = self.clock()
         parsed = [self._parse_message(m) for m in batch]
         valid = [(m, e) for m, e, _ in parsed if e is not None]
-        results = self._store([Intake(e, self._plan(e), m.payload) for m, e in valid], now)
+        results = self._store([Intake(e, self._plan(e), bytes(m.payload)) for m, e in valid], now)
         if results is None:
             return  # stopping while the store is down: unacknowledged, the broker redelivers
         outcome = {id(m): r for (m, _), r in zip(valid, results)}
         for message, event, reason in parsed:
             result = outcome.get(id(message))
-            if event is None or isinstance(result, str):
-                self._dead_letter(message.topic, message.payload, reason or str(result), now)
+            if event is None or result is None or isinstance(result, str):
+                self._dead_letter(message.topic, bytes(message.payload), reason or str(result), now)
             else:
                 self.counters.inc("received")
                 self._count(event, result)
@@ -317,7 +319,7 @@ class RelayService:
 
     def _parse_message(self, message: paho.MQTTMessage) -> Parsed:
         try:
-            return message, self._parse(message.topic, message.payload), None
+            return message, self._parse(message.topic, bytes(message.payload)), None
         except InputError as err:
             return message, None, err.reason
 

@@ -92,9 +92,12 @@ class SqliteStore:
             raise InputError(f"relay store {self.path}", f"cannot open: {err}") from None
         self._db.row_factory = sqlite3.Row
 
-    def sibling(self) -> SqliteStore:
-        """Another connection to the same file for another thread of this process."""
-        return SqliteStore(self.path, synchronous=self.synchronous, lock=self._lock)
+    def sibling(self, *, durable: bool = True) -> SqliteStore:
+        """Another connection to the same file for another thread of this process. ``durable=False``: its
+        commits are not fsynced themselves (WAL, ``synchronous=NORMAL``); the next durable commit on the
+        file carries them. For delivery bookkeeping, where a lost commit means a repeated send, never a
+        lost alert (alerts and their deliveries are written by the intake's durable connection)."""
+        return SqliteStore(self.path, synchronous=self.synchronous if durable else "normal", lock=self._lock)
 
     def _migrate(self) -> None:
         with self.transaction():

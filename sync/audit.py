@@ -63,7 +63,8 @@ def audit_gallery(gallery: Gallery, threshold: float | None = None, neighbours: 
             hit = by_label.get(int(other))
             if hit is None or hit[1] == person_a or score < threshold:
                 continue
-            key = tuple(sorted((person_a, hit[1])))
+            first, second = sorted((person_a, hit[1]))
+            key = (first, second)
             if key not in pairs or score > pairs[key]["score"]:
                 a_first = key[0] == person_a
                 pairs[key] = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 import hnswlib
@@ -188,7 +189,7 @@ def run_index_bench(
     background_cos: float = 0.0,
     M: int = 16,
     ef_construction: int = 200,
-    efs: list[int] = (64,),
+    efs: Sequence[int] = (64,),
     threads: int = -1,
     as_json: bool = False,
     out: TextIO | None = None,

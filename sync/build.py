@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def _enrol_all(
     purpose: str,
     work_dir: Path | None,
     progress: bool,
-    skip: set[tuple[str, str]] = frozenset(),
+    skip: Set[tuple[str, str]] = frozenset(),
     max_pixels: int = MAX_PIXELS,
     rule: SubjectRule | None = None,
 ) -> tuple[list[PhotoResult], Enroller]:
@@ -152,7 +153,15 @@ def _tmp_dir(out_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
 
 
-def _photo_row(r: PhotoResult, label: int) -> list:
+def _vectors(results: list[PhotoResult], dim: int) -> np.ndarray:
+    """The embeddings of enrolled photos, stacked (N, dim); an enrolled photo without one is a bug."""
+    vectors = [r.embedding for r in results]
+    if any(v is None for v in vectors):
+        raise AssertionError("an enrolled photo has no embedding")
+    return np.stack([v for v in vectors if v is not None]) if vectors else np.zeros((0, dim), np.float32)
+
+
+def _photo_row(r: PhotoResult, label: int) -> list[Any]:
     return [
         r.photo_id,
         r.person_id,
@@ -203,11 +212,11 @@ def build_gallery(
         with conn:
             ids = {r.person_id for r in enrolled}
             metadata.upsert_persons(conn, [metadata.person_row(p) for pid, p in persons.items() if pid in ids])
-            metadata.insert_photos(conn, [_photo_row(r, i) for i, r in enumerate(enrolled)])
+            metadata.insert_photos(conn, [tuple(_photo_row(r, i)) for i, r in enumerate(enrolled)])
         conn.execute("VACUUM")
         conn.close()
         index = VectorIndex.create(pipeline.embedder.dim, params, capacity=max(len(enrolled), 1))
-        vectors = np.stack([r.embedding for r in enrolled]) if enrolled else np.zeros((0, pipeline.embedder.dim))
+        vectors = _vectors(enrolled, pipeline.embedder.dim)
         if enrolled:
             index.add(vectors, np.arange(len(enrolled)))
         index.save(tmp / INDEX)
@@ -392,7 +401,7 @@ def update_gallery(
         withdraw=ledger_add,
         reinstate=ledger_drop,
     )
-    vectors = np.stack([r.embedding for r in added]) if added else np.zeros((0, base.model.dim), np.float32)
+    vectors = _vectors(added, base.model.dim)
     tmp = _tmp_dir(out_dir)
     try:
         index = apply_delta(base_dir, base, doc, vectors, tmp)
@@ -438,7 +447,7 @@ def update_gallery(
         version=manifest.version,
         **changes,
         embedded=enroller.embedded,
-        delta_bytes=sum(e.size for e in manifest.delta.files.values()),
+        delta_bytes=sum(e.size for e in manifest.delta.files.values()) if manifest.delta else 0,
         full_bytes=sum(e.size for e in manifest.files.values()),
     )
     return report

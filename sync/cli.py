@@ -11,9 +11,7 @@ from pathlib import Path
 
 from lookout.errors import ConfigError, InputError
 from lookout.evaluation.bundles import calibration_problems
-from lookout.face.detector import DetectorConfig
-from lookout.face.options import add_model_dir, add_pipeline_options
-from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
 from lookout.gallery.delta import read_delta
 from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys
@@ -34,20 +32,6 @@ from lookout.sync.report import count, summarise, summary_line
 from lookout.sync.sources import open_source
 
 
-def _pipeline(args: argparse.Namespace, hint: str = "LATENCY"):
-
-    return FacePipeline.open(
-        PipelineConfig(
-            model_dir=args.model_dir,
-            device=args.device,
-            detector=args.detector,
-            embedder=args.embedder,
-            detection=DetectorConfig(tile=args.tile),
-            embedder_hint=hint,
-        )
-    )
-
-
 def _policy(args: argparse.Namespace):
 
     return Policy.load(args.policy) if getattr(args, "policy", None) else None
@@ -55,12 +39,13 @@ def _policy(args: argparse.Namespace):
 
 def _box(text: str) -> tuple[float, float, float, float]:
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        values = ()
+        values = []
     if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
         raise argparse.ArgumentTypeError(f"--box must be x1,y1,x2,y2 with x2>x1 and y2>y1, not {text!r}")
-    return values  # type: ignore[return-value]
+    x1, y1, x2, y2 = values
+    return x1, y1, x2, y2
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
@@ -364,7 +349,7 @@ def _gallery_build(args: argparse.Namespace) -> int:
         records,
         args.out,
         args.key,
-        _pipeline(args, "THROUGHPUT"),
+        open_pipeline(args, hint="THROUGHPUT"),
         policy,
         purpose=args.purpose,
         threshold=args.threshold,
@@ -408,7 +393,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         records,
         args.out,
         args.key,
-        _pipeline(args, "THROUGHPUT"),
+        open_pipeline(args, hint="THROUGHPUT"),
         _policy(args),
         public_key=args.public_key,
         only_listed=args.only_listed,
@@ -423,6 +408,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     m = report.manifest
+    assert m.delta is not None  # an update always carries its delta
     delta = sum(e.size for e in m.delta.files.values())
     full = sum(e.size for e in m.files.values())
     if report.headline:
@@ -635,7 +621,7 @@ def _search(args: argparse.Namespace) -> int:
         bundle = (bundle / "current").resolve()
     if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
         raise InputError("--box", "applies to one image, not to several or a folder")
-    pipeline = _pipeline(args)
+    pipeline = open_pipeline(args)
     gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, _policy(args))  # None: built-in
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0

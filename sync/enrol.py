@@ -17,6 +17,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class PhotoFetcher:
                 return cached.read_bytes()
             data = self.client.get(source, accept="image/*")
             if cached is not None:
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                cached.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cached.with_suffix(".part")
                 tmp.write_bytes(data)
                 tmp.replace(cached)
@@ -146,7 +147,7 @@ class Enroller:
         self.embedded = 0  # embeddings computed by this enroller (not from the cache)
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
-        base = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
+        base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
         problem = rec.problem()  # an id no event can carry, a record contradicting an earlier one
         if problem is not None:
             return PhotoResult(**base, status=FAILED, reason=problem[0], detail=problem[1])
@@ -158,11 +159,13 @@ class Enroller:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"
             )
-        key = EnrolCache.key(self._settings(), rec) if self.cache else None
-        if key is not None and (hit := self.cache.get(key)) is not None:
+        if self.cache is None:
+            return self._enrol(rec, base)
+        key = EnrolCache.key(self._settings(), rec)
+        if (hit := self.cache.get(key)) is not None:
             return hit
         result = self._enrol(rec, base)
-        if key is not None and result.reason != DOWNLOAD_FAILED:
+        if result.reason != DOWNLOAD_FAILED:
             self.cache.put(key, result)
         return result
 
@@ -172,7 +175,7 @@ class Enroller:
             [self.pipeline.embedder.digest, asdict(self.rule), asdict(self.pipeline.quality_config)], sort_keys=True
         )
 
-    def _enrol(self, rec: PhotoRecord, base: dict) -> PhotoResult:
+    def _enrol(self, rec: PhotoRecord, base: dict[str, Any]) -> PhotoResult:
         try:
             data = self.fetcher.fetch(rec.photo)
         except FetchError as err:
@@ -217,13 +220,15 @@ def mark_duplicates(results: list[PhotoResult], near: float = 0.97) -> None:
         seen: dict[str, str] = {}
         kept: list[PhotoResult] = []
         for r in items:
+            if r.sha256 is None or r.embedding is None:
+                continue  # enrolled photos always have both
             if r.sha256 in seen:
                 r.status, r.reason, r.detail = FAILED, DUPLICATE, f"same file as {seen[r.sha256]}"
                 r.embedding = None
                 continue
             seen[r.sha256] = r.photo_id
             for other in kept:
-                if float(np.dot(r.embedding, other.embedding)) >= near:
+                if other.embedding is not None and float(np.dot(r.embedding, other.embedding)) >= near:
                     r.near_duplicate_of = other.photo_id
                     break
             kept.append(r)

@@ -50,7 +50,8 @@ def publish(bundle_dir: Path, root: Path, public_key=None) -> Path:
                 "(versions are immutable: build a new version)",
             )
     else:
-        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=root.mkdir(parents=True, exist_ok=True) or root))
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=root))
         for name in names:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundle_dir / name, tmp / name)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,29 +27,15 @@ from lookout.gallery.keys import generate_keys
 from lookout.model_store.catalog import OMZ_REID
 from lookout.model_store.store import ModelStore
 from lookout.models.install import install
-from lookout.mosquitto import LocalMosquitto
+from lookout.mosquitto import LocalMosquitto, free_port, wait_for_port
 from lookout.relay.config import StoreSettings
 from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bin
 from lookout.rtsp_server import RtspCamera, RtspUnavailable, gst_python
 from lookout.sync.build import build_gallery_from_folders
 from tests.broker import Brokers
+from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS, TEST_JURISDICTION  # noqa: F401 (older imports)
 from tests.pki import make_pki
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
-FACES_DEV = SHARED_DIR / "data" / "faces-dev"
-STRANGERS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
-# Where the test galleries' people and the test devices are. Every gallery record and every device needs a
-# jurisdiction (an unknown one is denied: fail closed); the built-in policy allows this one. Tests take it from
-# the `jurisdiction` fixture and pass it where a gallery is built (`jurisdiction=`, `--jurisdiction`) or a device
-# configured (`location.jurisdiction`).
-TEST_JURISDICTION = "US-CA"
-
-
-@pytest.fixture(scope="session")
-def jurisdiction() -> str:
-    """The test galleries' and devices' jurisdiction (``TEST_JURISDICTION``)."""
-    return TEST_JURISDICTION
+from tests.relay_helpers import MotoSns, WebhookServer
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +43,13 @@ def faces_dev() -> Path:
     if not (FACES_DEV / "groups.csv").exists():
         pytest.skip(f"shared data not found at {FACES_DEV} (needs ../shared/data/faces-dev beside the project)")
     return FACES_DEV
+
+
+@pytest.fixture(scope="session")
+def jurisdiction() -> str:
+    """Where the test galleries' people and the test devices are (``helpers.TEST_JURISDICTION``): every record
+    and every device needs a jurisdiction, an unknown one is denied."""
+    return TEST_JURISDICTION
 
 
 EMBEDDERS = ("dlib-resnet", "facenet")
@@ -247,9 +243,67 @@ def pg_store_settings(pg_cluster: LocalPostgres) -> StoreSettings:
     return StoreSettings(type="postgresql", dsn=dsn, password_env=PASSWORD_ENV, connect_timeout_s=10)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def store_settings(request, tmp_path) -> StoreSettings:
     """A relay ``store`` section for each engine: a SQLite file in tmp_path, and a PostgreSQL database."""
     if request.param == "sqlite":
         return StoreSettings(path=tmp_path / "relay.sqlite")
     return request.getfixturevalue("pg_store_settings")
+
+
+# -- relay: a local AWS endpoint (moto) and a webhook receiver --------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_sns() -> Iterator[MotoSns]:
+    binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not os.access(binary, os.X_OK):
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if not wait_for_port("127.0.0.1", port, 20):
+            pytest.fail("moto_server did not start within 20 s")
+        yield MotoSns(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch) -> None:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    yield server
+    server.close()
+
+
+# -- markers from fixtures: a test that uses a broker, the shared data or PostgreSQL says so -----------------
+
+FIXTURE_MARKERS = {
+    "mosquitto": ("broker",),
+    "mosquitto_persistent": ("broker",),
+    "mosquitto_factory": ("broker",),
+    "faces_dev": ("shared",),
+    "pg_cluster": ("postgres", "slow"),  # a real cluster: initdb and start take seconds
+    "pg_store_settings": ("postgres", "slow"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in FIXTURE_MARKERS.get(fixture, ()):
+                if marker not in item.keywords:
+                    item.add_marker(marker)

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from lookout.model_store.catalog import DEFAULT_EMBEDDER
+
+pytestmark = pytest.mark.slow  # see README, Tests
 
 
 def lookout(*args: str, model_dir: Path) -> subprocess.CompletedProcess:

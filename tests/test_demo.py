@@ -6,8 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.broker import require_mosquitto
-from tests.conftest import FACES_DEV, STRANGERS
+from tests.helpers import FACES_DEV, STRANGERS
+
+pytestmark = pytest.mark.slow  # see README, Tests
 
 
 def _run_demo(*extra: str) -> str:

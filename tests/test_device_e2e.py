@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,7 +31,9 @@ from lookout.device.videomaker import STRANGERS, make_hold_video, make_scene_vid
 from lookout.events import parse_match_event
 from lookout.mosquitto import free_port
 from lookout.mqtt import MqttSettings, make_client
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, OutputReader, Subscriber, wait_for
+
+pytestmark = pytest.mark.slow  # see README, Tests
 
 SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "match-event.v1.json").read_text())
 PYTHON = sys.executable
@@ -126,59 +127,6 @@ def finish(thread, result, timeout=120):
     return result["rc"]
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Subscriber:
-    """Collects every message under dt/lookout/#; a persistent session survives broker restarts."""
-
-    def __init__(self, port: int, persistent: bool = False) -> None:
-        settings = MqttSettings(
-            host="127.0.0.1", port=port, clean_start=not persistent, session_expiry=3600 if persistent else 0
-        )
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.client = make_client(settings, client_id=f"test-sub-{os.getpid()}-{id(self)}")
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("dt/lookout/#", qos=1)
-        self.client.on_message = self._on_message
-        self.subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.connect(
-            "127.0.0.1", port, clean_start=not persistent, properties=_expiry(3600) if persistent else None
-        )
-        self.client.loop_start()
-        assert self.subscribed.wait(10), "subscriber could not subscribe"
-
-    def _on_message(self, client, userdata, msg):
-        with self.lock:
-            self.messages.append((msg.topic, msg.payload, msg.retain))
-
-    def kind(self, kind: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p, _ in self.messages if t.endswith("/" + kind)]
-
-    def matches(self):
-        return [parse_match_event(p) for p in self.kind("match")]
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _expiry(seconds):
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = seconds
-    return props
-
-
 def write_config(path: Path, doc: dict) -> Path:
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -216,8 +164,11 @@ def stranger_times(world) -> list[tuple[float, float]]:
 
 def test_video_gives_one_valid_event_per_person_and_none_for_strangers(world, tmp_path, pipeline, mosquitto):
     sub = Subscriber(mosquitto.port)
+    probe = {"device_id": "probe", "state": "online", "at": "2025-01-01T00:00:00Z", "version": "test"}
+    publish_retained(mosquitto.port, "dt/lookout/probe/status", probe)
     tail = lookout("events", "tail", "--port", str(mosquitto.port), "--json", "--count", "3", "--timeout", "60")
-    time.sleep(1.0)  # let the tail subscribe
+    tail_out = OutputReader(tail)
+    wait_for(lambda: '"probe"' in tail_out.text("stdout"), 30, "the tail to subscribe (it prints the retained probe)")
     doc = config(world, tmp_path, world.scene.path, mosquitto.port, events={"cooldown_s": 60})
     runtime, thread, result = start_runtime(doc, pipeline)
     assert finish(thread, result) == 0
@@ -247,7 +198,7 @@ def test_video_gives_one_valid_event_per_person_and_none_for_strangers(world, tm
     statuses = [json.loads(p)["state"] for p in sub.kind("status")]
     assert statuses[-2:] == ["online", "offline"] or statuses[-1] == "offline"
     # the simplest subscriber printed them as JSON lines
-    out, err = tail.communicate(timeout=60)
+    out, err = tail_out.finish(timeout=60)
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [line["kind"] for line in lines if line["kind"] == "match"] == ["match"] * 3, err
     assert {line["payload"]["person_id"] for line in lines if line["kind"] == "match"} <= expected
@@ -326,7 +277,7 @@ def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pip
     runtime.request_stop()
     assert finish(thread, result) == 0
     wait_for(lambda: len(sub.kind("match")) >= len(runtime.emitted_ids), 15, "the subscriber to catch up")
-    time.sleep(0.5)
+    sub.barrier()  # anything else the broker held for the subscriber (a duplicate) has arrived by now
     received = [str(e.event_id) for e in sub.matches()]
     sub.close()
     assert sorted(set(received)) == sorted(runtime.emitted_ids), "every event arrives"
@@ -345,7 +296,6 @@ def test_sigkill_with_events_in_outbox_then_restart_delivers_them(world, tmp_pat
     try:
         wait_for(lambda: len(outbox_ids(outbox)) >= 7 or proc.poll() is not None, 120, "events in the outbox")
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=10)
     finally:
@@ -482,11 +432,12 @@ def test_bad_inputs_give_clear_messages(world, tmp_path):
 def test_missing_camera_and_unreachable_broker_keep_the_device_running(world, tmp_path):
     cfg = write_config(tmp_path / "device.yaml", config(world, tmp_path, "37", source={"reopen": {"initial_s": 0.2}}))
     proc = lookout("run", "-c", str(cfg))
+    output = OutputReader(proc)
     try:
-        time.sleep(6)
+        wait_for(lambda: output.count("source.unavailable") >= 2 or proc.poll() is not None, 60, "a second attempt")
         assert proc.poll() is None, "a device whose camera is missing keeps trying"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+        _, err = output.finish(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -572,3 +523,14 @@ def test_policy_without_crops_sends_no_face_image(world, tmp_path, pipeline):
     events = [parse_match_event(p) for t, p, _ in publisher.messages if t.endswith("/match")]
     assert events, "the people in the video are still recognised"
     assert all(e.crop_jpeg() is None for e in events)
+
+
+def publish_retained(port: int, topic: str, doc: dict) -> None:
+    client = make_client(MqttSettings(port=port), client_id=f"test-probe-{os.getpid()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, json.dumps(doc).encode(), qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -15,7 +15,7 @@ from lookout.device.config import DeviceConfig
 from lookout.device.runtime import Runtime
 from lookout.device.videomaker import make_hold_video
 
-pytestmark = [pytest.mark.broker, pytest.mark.shared]
+pytestmark = [pytest.mark.broker, pytest.mark.shared, pytest.mark.slow]
 
 
 def _get(url: str) -> tuple[int, dict | str]:

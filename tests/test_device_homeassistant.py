@@ -222,6 +222,7 @@ def test_birth_subscription_survives_a_broker_restart(mosquitto):
         publisher.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.shared
 @pytest.mark.parametrize("names", [False, True])

@@ -24,7 +24,7 @@ from lookout.events import parse_match_event
 from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from tests.pki import make_pki, mosquitto_tls_config
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 def _tls(pki) -> TlsSettings:

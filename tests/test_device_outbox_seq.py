@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lookout.device.outbox import Outbox
 from lookout.events import parse_match_event
-from tests.test_relay_fixtures import make_event
+from tests.relay_helpers import make_event
 
 
 def _add(outbox: Outbox, event) -> int:

@@ -16,7 +16,7 @@ from lookout.device.videomaker import make_hold_video
 from lookout.events import parse_match_event
 from lookout.rtsp_server import read_stamp, video_frames, write_i420_frames
 
-pytestmark = pytest.mark.rtsp
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
 
 
 def _frames(grabber: FrameGrabber, count: int, timeout: float, *, newer_than: float = 0.0) -> list:

@@ -21,7 +21,7 @@ from lookout.device.tracker import IouTracker
 from lookout.device.videomaker import corrupt_video
 from lookout.errors import ConfigError, InputError
 from lookout.face.types import Quality
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, wait_for
 
 BASE = """
 device_id: cam-1
@@ -196,11 +196,24 @@ def test_outbox_cap_drops_oldest(tmp_path):
 
 
 class SlowAckPublisher(MemoryPublisher):
-    """Acknowledges only when told to; refuses while 'offline'."""
+    """Acknowledges only when told to; refuses while 'offline'. ``looks`` counts the sender's passes
+    (each begins by asking whether the publisher is connected)."""
 
     def __init__(self):
         super().__init__()
         self.acks = []
+        self.looks = 0
+
+    @property
+    def connected(self) -> bool:
+        self.looks += 1
+        return self._connected
+
+    def one_pass(self, sender) -> None:
+        """Wake the sender and wait until it has made one more pass."""
+        before = self.looks
+        sender.wake()
+        wait_for(lambda: self.looks > before, 5, "a sender pass")
 
     def publish(self, topic, payload, *, qos=1, retain=False, on_ack=None):
         if not self._connected:
@@ -216,15 +229,12 @@ def test_sender_removes_only_acknowledged_and_sends_oldest_first(tmp_path):
     sender = OutboxSender(box_, pub, inflight=2, retry_s=0.1).start()
     for i in range(3):
         box_.add(f"id-{i}", "t", f"{i}".encode(), expires_at=time.time() - 1)  # already stale
-    sender.wake()
-    time.sleep(0.3)
+    pub.one_pass(sender)
     assert pub.messages == []  # offline: nothing sent, nothing lost
     pub.start()
     sender.wake()
-    deadline = time.monotonic() + 3
-    while len(pub.messages) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
+    wait_for(lambda: len(pub.messages) >= 2, 3, "the first two events")
+    pub.one_pass(sender)  # a third would be sent now if the window let it
     assert [m[1] for m in pub.messages] == [b"0", b"1"]  # window of 2 in flight
     assert box_.count() == 3
     pub.acks[0](True)
@@ -287,7 +297,7 @@ def test_not_live_reads_every_frame(tmp_path):
 
 def test_live_drops_old_frames_when_behind(tmp_path):
     grabber = FrameGrabber(FolderSource(_folder(tmp_path, 30), fps=200), realtime=True).start()
-    time.sleep(0.3)  # consumer busy: the grabber keeps only the newest
+    wait_for(lambda: grabber.dropped >= 25, 10, "the grabber to run ahead of a busy consumer")
     frame = grabber.get(1.0)
     assert frame is not None and frame.index >= 25 and grabber.dropped >= 25
     grabber.stop()
@@ -328,11 +338,12 @@ def test_http_stream_that_drops_is_reopened():
     """An MJPEG-over-HTTP camera that ends its stream, then is down for a while, then comes back."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"up": True, "served": 0}
+    state = {"up": True, "served": 0, "refused": 0}
 
     class Camera(BaseHTTPRequestHandler):
         def do_GET(self):
             if not state["up"]:
+                state["refused"] += 1
                 self.send_error(503)
                 return
             self.send_response(200)
@@ -363,7 +374,7 @@ def test_http_stream_that_drops_is_reopened():
             assert time.monotonic() < wait, "the drop was not noticed"
             grabber.get(0.2)
         state["up"] = False
-        time.sleep(0.8)
+        wait_for(lambda: state["refused"] >= 2, 10, "two attempts while the camera is down")
         served = state["served"]
         state["up"] = True
         got = 0

@@ -20,7 +20,7 @@ from lookout.gallery.search import search_image
 from lookout.gallery.verify import read_manifest
 from lookout.sync.build import build_gallery_from_folders
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 STRANGER_FILES = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 
 

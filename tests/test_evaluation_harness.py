@@ -13,7 +13,7 @@ import lookout.cli
 from lookout.evaluation.cli import run_pairs
 from lookout.evaluation.verification import best_accuracy, write_pairs
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 
 def lookout_main(argv: list[str], monkeypatch) -> int:

@@ -12,7 +12,7 @@ from lookout.face.pipeline import FacePipeline, PipelineConfig
 from lookout.model_store.store import ModelStore
 from lookout.models.quantize import int8_name, quantize_embedder
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 MODEL = "dlib-resnet"  # the default embedder; quantises in a few seconds
 
 

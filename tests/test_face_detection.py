@@ -11,7 +11,7 @@ import pytest
 from lookout.face.anchors import anchor_centres
 from lookout.face.detector import DetectorConfig, FaceDetector, iou, tile_regions
 from lookout.face.engine import InferenceEngine
-from tests.conftest import STRANGERS
+from tests.helpers import STRANGERS
 
 
 def test_anchor_counts_match_the_models() -> None:

@@ -65,6 +65,7 @@ def test_batched_and_single_embeddings_agree(pipeline, grace_hopper, astronaut) 
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("embedder", sorted(BOUNDS))
 def test_leave_one_out_nearest_photo_is_the_same_person(pipeline_for, embedder, faces_dev) -> None:
     pipeline = pipeline_for(embedder)

@@ -93,6 +93,7 @@ def served(tmp_path):
     httpd.server_close()
 
 
+@pytest.mark.slow
 def test_withdrawn_person_is_no_longer_matched_by_a_running_device(tmp_path, served, pipeline, grace_hopper, astronaut):
     root, url = served
     private, public = generate_keys(tmp_path / "keys")

@@ -37,7 +37,7 @@ from lookout.sync.enrol import Enroller
 from lookout.sync.records import PhotoRecord, group_persons
 from lookout.sync.sources.csv_json import read_manifest_file
 from lookout.sync.sources.http_api import HttpApiSource
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 # -- helpers ---------------------------------------------------------------------------------------
 
@@ -334,6 +334,7 @@ def test_http_client_refuses_other_schemes_and_bad_redirects(server):
         client.get(server.url + "/loop")
 
 
+@pytest.mark.slow
 def test_http_client_caps_size_and_total_time(server):
     client = HttpClient(retries=0, timeout_s=2.0, max_bytes=1 << 20)
     with pytest.raises(FetchError, match="larger than 1048576 bytes"):

@@ -16,6 +16,7 @@ Read from the source with ``ast``: nothing is imported to check it.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +112,9 @@ def imports(path: Path) -> Iterator[ImportSite]:
                 yield ImportSite(str(rel), node.lineno, target, id(node) in in_function)
 
 
-def all_imports() -> list[ImportSite]:
-    return [site for path in source_files() for site in imports(path)]
+@functools.cache
+def all_imports() -> tuple[ImportSite, ...]:
+    return tuple(site for path in source_files() for site in imports(path))
 
 
 def layer_problem(site: ImportSite) -> str | None:

@@ -43,7 +43,7 @@ from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.records import PhotoRecord
 from lookout.sync.sources import open_source
 from lookout.sync.sources.http_api import HttpApiSource
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 ALLOW_UNKNOWN = {"version": "allow-unknown", "unknown_jurisdiction": "allow", "rules": []}
 # What `Policy.default()` was before the built-in policy denied people with no jurisdiction (older bundles carry it).

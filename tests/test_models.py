@@ -68,6 +68,7 @@ def test_unknown_model_name_is_a_clear_error() -> None:
         get_spec("nope")
 
 
+@pytest.mark.slow
 def test_conversion_is_reproducible_across_stores(model_store: ModelStore, tmp_path) -> None:
     """A gallery built in the cloud must carry the same model digest as the device's own conversion."""
     digests = []

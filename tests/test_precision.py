@@ -41,7 +41,7 @@ from lookout.models.quantize import quantize_embedder
 from lookout.sync.build import build_gallery_from_folders
 from tests.test_dlib_golden import GOLDEN_DIR
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
 EMBEDDERS = ("dlib-resnet", "facenet")
 ENGINE = InferenceEngine("CPU")
 

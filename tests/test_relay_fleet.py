@@ -24,7 +24,8 @@ import pytest
 from lookout.events import MatchEvent, utc_now
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
-from tests.test_relay_fixtures import WebhookServer, make_event, wait_for, write_config
+from tests.helpers import wait_for
+from tests.relay_helpers import WebhookServer, make_event, write_config
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

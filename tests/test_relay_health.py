@@ -20,7 +20,8 @@ from lookout.relay.config import RelayConfig, load_config
 from lookout.relay.example import EXAMPLE_CONFIG
 from lookout.relay.service import RelayService
 from lookout.topics import Topics
-from tests.test_relay_fixtures import make_event, publish, publish_event, wait_for, webhook, write_config  # noqa: F401
+from tests.helpers import wait_for
+from tests.relay_helpers import make_event, publish, publish_event, write_config
 
 JPEG = b"\xff\xd8\xff\xe0" + b"face" * 20
 
@@ -89,7 +90,7 @@ def test_sequence_gaps_are_a_metric_and_one_log_line(tmp_path, caplog):
 
 
 @pytest.mark.broker
-def test_webhook_carries_the_crop_only_if_sent_and_asked_and_links_the_console(tmp_path, mosquitto, webhook):  # noqa: F811
+def test_webhook_carries_the_crop_only_if_sent_and_asked_and_links_the_console(tmp_path, mosquitto, webhook):
     config = write_config(
         tmp_path / "relay.yaml",
         mosquitto.port,

@@ -12,7 +12,7 @@ from lookout.relay.config import RelayConfig
 from lookout.relay.records import Outcome
 from lookout.relay.service import RelayService
 from lookout.topics import RESERVED_DEVICE_IDS, Topics
-from tests.test_relay_fixtures import make_event
+from tests.relay_helpers import make_event
 
 
 @pytest.fixture

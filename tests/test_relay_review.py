@@ -12,7 +12,8 @@ from lookout.relay.config import load_config
 from lookout.relay.records import AlertPlan, Intake
 from lookout.relay.service import RelayService
 from lookout.relay.store import open_store
-from tests.test_relay_fixtures import make_event, publish_event, wait_for, write_config
+from tests.helpers import wait_for
+from tests.relay_helpers import make_event, publish_event, write_config
 
 pytestmark = pytest.mark.broker
 
@@ -45,7 +46,7 @@ def test_nothing_is_sent_until_confirmed(setup, mosquitto, capsys):
     service, config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-5", gallery_id="city-pd"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 1)
-    time.sleep(0.4)
+    assert [d.status for d in service.intake_store.deliveries_of(1)] == ["waiting"]  # held for a person
     assert _sent(outbox) == []
 
     assert _review(config, "list") == 0
@@ -76,12 +77,13 @@ def test_rejection_sends_nothing_and_suppresses_the_pair(setup, mosquitto, capsy
     wait_for(lambda: service.counters.snapshot()["suppressed"] == 1)
     publish_event(mosquitto.port, make_event(person_id="p-6", gallery_id="city-pd", device_id="cam-9"))
     wait_for(lambda: service.counters.snapshot()["alerts"] == 2)  # another camera: reviewed afresh
-    time.sleep(0.4)
+    assert [d.status for d in service.intake_store.deliveries_of(2)] == ["waiting"]
     assert _sent(outbox) == []
     assert _review(config, "list") == 0
     assert "#2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_missing_persons_gallery_sends_without_review(setup, mosquitto):
     _service, _config, outbox = setup
     publish_event(mosquitto.port, make_event(person_id="p-7"))

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 
 from lookout.relay.config import load_config
 from lookout.relay.service import RelayService
-from tests.test_relay_fixtures import (  # noqa: F401
-    PHONE,
-    Subscriber,
-    aws_env,
-    make_event,
-    moto_sns,
-    publish,
-    publish_event,
-    wait_for,
-    write_config,
-    write_gallery,
-)
+from tests.helpers import Subscriber, wait_for
+from tests.relay_helpers import PHONE, make_event, publish, publish_event, write_config, write_gallery
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture
-def relay(tmp_path, mosquitto, moto_sns, aws_env):  # noqa: F811
+def relay(tmp_path, mosquitto, moto_sns, aws_env):
     moto_sns.reset()
     gallery = write_gallery(
         tmp_path / "gallery.sqlite",
@@ -68,11 +57,19 @@ def relay(tmp_path, mosquitto, moto_sns, aws_env):  # noqa: F811
 
 
 def _settle(service: RelayService, received: int) -> None:
+    """Wait until ``received`` events are in and every delivery is decided: nothing more will be sent."""
     wait_for(lambda: service.counters.snapshot()["received"] >= received, timeout=5)
-    time.sleep(0.3)  # anything wrongly sent would show up in this time
+    store = service.intake_store
+    wait_for(
+        lambda: all(
+            d.status not in ("pending", "sending") for a in store.alerts(None, 100) for d in store.deliveries_of(a.id)
+        ),
+        timeout=5,
+        what="every delivery sent, held or given up",
+    )
 
 
-def test_one_event_gives_one_sms_with_the_expected_text(relay, mosquitto, moto_sns):  # noqa: F811
+def test_one_event_gives_one_sms_with_the_expected_text(relay, mosquitto, moto_sns):
     event = make_event(person_id="p-001", score=0.83)
     publish_event(mosquitto.port, event)
     sms = wait_for(moto_sns.sms, timeout=5)
@@ -87,7 +84,7 @@ def test_one_event_gives_one_sms_with_the_expected_text(relay, mosquitto, moto_s
     assert "Review: https://lookout.example/review/1" in text
 
 
-def test_same_event_twice_and_second_camera_in_window_give_one_sms(relay, mosquitto, moto_sns):  # noqa: F811
+def test_same_event_twice_and_second_camera_in_window_give_one_sms(relay, mosquitto, moto_sns):
     first = make_event(device_id="cam-1", person_id="p-001")
     second_camera = make_event(device_id="cam-2", person_id="p-001", device_name="Back door")
     publish_event(mosquitto.port, first)
@@ -102,13 +99,13 @@ def test_same_event_twice_and_second_camera_in_window_give_one_sms(relay, mosqui
     assert alert.sightings == 2 and alert.devices == ["cam-1", "cam-2"]
 
 
-def test_unknown_person_still_alerts_with_the_id(relay, mosquitto, moto_sns):  # noqa: F811
+def test_unknown_person_still_alerts_with_the_id(relay, mosquitto, moto_sns):
     publish_event(mosquitto.port, make_event(person_id="p-999"))
     sms = wait_for(moto_sns.sms, timeout=5)
     assert "possible match person p-999 (details unavailable)." in sms[0]["message"]
 
 
-def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay, mosquitto, moto_sns):  # noqa: F811
+def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay, mosquitto, moto_sns):
     deadletter = Subscriber(mosquitto.port, "dt/lookout/relay/deadletter")
     try:
         topic = "dt/lookout/cam-1/match"
@@ -124,7 +121,7 @@ def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay
     finally:
         deadletter.close()
     assert len(sms) == 1 and "Jane Doe" in sms[0]["message"]
-    letters = [json.loads(p) for _, p in deadletter.messages]
+    letters = [json.loads(p) for p in deadletter.payloads()]
     assert [base64.b64decode(d["payload_b64"]) for d in letters] == bad
     assert all(d["topic"] == topic and d["received_at"].endswith("Z") for d in letters)
     assert "not JSON" in letters[0]["reason"]

@@ -19,7 +19,7 @@ from lookout.relay.migrate import steps
 from lookout.relay.records import AlertPlan, Intake, Outcome
 from lookout.relay.sqlite_store import SqliteStore
 from lookout.relay.store import open_store
-from tests.test_relay_fixtures import make_event
+from tests.relay_helpers import make_event
 
 PLAN = AlertPlan(False, ["desk"])
 

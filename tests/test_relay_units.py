@@ -24,7 +24,7 @@ from lookout.relay.ratelimit import Limits, Window
 from lookout.relay.records import AlertPlan, Intake, Outcome
 from lookout.relay.store import open_store
 from lookout.topics import Topics, shared
-from tests.test_relay_fixtures import make_event, write_gallery
+from tests.relay_helpers import make_event, write_gallery
 
 
 class Clock:

@@ -22,12 +22,13 @@ from lookout.relay.notifiers.webhook import (
     verify,
 )
 from lookout.relay.service import RelayService
-from tests.test_relay_fixtures import make_event, publish_event, wait_for, webhook, write_config  # noqa: F401
+from tests.helpers import wait_for
+from tests.relay_helpers import make_event, publish_event, write_config
 
 SECRET = "s3cret-for-tests"
 
 
-def test_relay_retries_a_500_then_delivers_a_signed_alert(tmp_path, mosquitto, webhook, monkeypatch):  # noqa: F811
+def test_relay_retries_a_500_then_delivers_a_signed_alert(tmp_path, mosquitto, webhook, monkeypatch):
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     webhook.answer(500, 200)
     path = write_config(
@@ -73,7 +74,7 @@ def test_signature_rejects_replayed_timestamps():
     assert not verify(b"k", "not-a-number", sig, body)
 
 
-def test_permanent_http_error_is_not_retried(webhook):  # noqa: F811
+def test_permanent_http_error_is_not_retried(webhook):
     webhook.answer(400)
     notifier = WebhookNotifier("hook", webhook.url, None)
     with pytest.raises(DeliveryError) as err:
@@ -99,7 +100,7 @@ def test_plain_http_only_on_loopback(monkeypatch):
         WebhookNotifier("hook", "https://hooks.example.com/x", "HOOK_SECRET_UNSET")
 
 
-def test_twilio_posts_the_sms_form_with_basic_auth(webhook, monkeypatch):  # noqa: F811
+def test_twilio_posts_the_sms_form_with_basic_auth(webhook, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tok")
     sid = "AC" + "0" * 32
     base = webhook.url.rsplit("/", 1)[0]

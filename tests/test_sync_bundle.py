@@ -232,6 +232,7 @@ def _tamper_cases(versions, keys, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_bad_bundles_rejected_old_keeps_serving(versions, keys, pipeline, tmp_path, caplog):
     cases = _tamper_cases(versions, keys, tmp_path)
     cases += [("wrong model", lambda d: None, "wrong_model")]
@@ -337,6 +338,7 @@ def test_background_puller_swaps_and_stops(versions, served, keys, tmp_path):
     assert len(seen) == 2 and read_manifest(store.current_dir())[0].version == 2
 
 
+@pytest.mark.slow
 def test_cli_keys_build_publish_pull(people_dir, tmp_path, served, capsys, jurisdiction):
     root, server = served
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 0

@@ -18,7 +18,7 @@ from lookout.gallery.search import search_image
 from lookout.gallery.threshold import model_calibration
 from lookout.sync.audit import audit_gallery
 from lookout.sync.build import build_gallery_from_folders
-from tests.conftest import STRANGERS
+from tests.helpers import STRANGERS
 
 pytestmark = pytest.mark.shared
 

@@ -6,6 +6,7 @@ import io
 import threading
 
 import numpy as np
+import pytest
 
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.sync.bench import make_data, run_index_bench
@@ -58,6 +59,7 @@ def test_synthetic_mates_at_threshold_cosine():
     assert np.allclose(np.linalg.norm(gallery, axis=1), 1, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bench_index_runs_and_reports():
     out = io.StringIO()
     rows = run_index_bench([2000], dim=64, queries=100, efs=[64], M=16, ef_construction=100, out=out)

@@ -9,10 +9,11 @@ anchor size every anchor is 1x1 in normalised units, so only centres matter.
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Any
 
 import numpy as np
 
-ANCHOR_LAYOUTS: dict[str, dict] = {
+ANCHOR_LAYOUTS: dict[str, dict[str, Any]] = {
     "full_range": {"input": 192, "strides": (4,), "per_layer": 1},
     "short_range": {"input": 128, "strides": (8, 16, 16, 16), "per_layer": 2},
 }

@@ -6,6 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -48,12 +49,12 @@ def run_model_bench(pipeline: FacePipeline, runs: int) -> None:
     for width, height in FRAME_SIZES:
         frame = synthetic_frame(width, height)
         # One model pass per frame (the device path): letterbox + inference + decode, no padded retry.
-        ms = timings_ms(lambda frame=frame: det.run(frame), runs)
+        ms = timings_ms(partial(det.run, frame), runs)
         print(describe(f"detect {width}x{height}", ms))
     for batch in (1, 8):
         chips = np.random.default_rng(1).integers(
             0, 256, (batch, emb.chip_size[1], emb.chip_size[0], 3), dtype=np.uint8
         )
-        ms = timings_ms(lambda chips=chips: emb.embed(chips), runs if batch == 1 else max(10, runs // 4))
+        ms = timings_ms(partial(emb.embed, chips), runs if batch == 1 else max(10, runs // 4))
         print(describe(f"embed batch {batch} (per batch)", ms, per=batch) + "  faces")
         print(f"{'':34s} per face {np.median(ms) / batch:7.2f} ms")

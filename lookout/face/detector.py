@@ -196,7 +196,8 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    overlap: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return overlap
 
 
 def merge_faces(faces: list[Face], iou_threshold: float, max_faces: int) -> list[Face]:

@@ -15,6 +15,7 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ class _Truncated(Exception):
     """The header ends before it says how large the image is."""
 
 
-def _unpack(fmt: str, data: bytes, offset: int) -> tuple:
+def _unpack(fmt: str, data: bytes, offset: int) -> tuple[Any, ...]:
     size = struct.calcsize(fmt)
     if offset < 0 or offset + size > len(data):
         raise _Truncated

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lookout.face.align import align_faces
-from lookout.face.detector import DetectorConfig, FaceDetector
+from lookout.face.detector import DetectorConfig, FaceDetector, Letterbox
 from lookout.face.embedder import FaceEmbedder
 from lookout.face.engine import InferenceEngine
 from lookout.face.quality import QualityConfig, assess
@@ -63,10 +63,14 @@ class SubjectFace:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, quality: QualityConfig) -> None:
+    def __init__(
+        self, detector: FaceDetector, embedder: FaceEmbedder, quality: QualityConfig, precision_note: str = ""
+    ) -> None:
+        """``precision_note``: why the embedder runs at its precision (the device logs it at start)."""
         self.detector = detector
         self.embedder = embedder
         self.quality_config = quality
+        self.precision_note = precision_note
 
     @classmethod
     def open(cls, config: PipelineConfig | None = None) -> FacePipeline:
@@ -89,7 +93,7 @@ class FacePipeline:
             max_batch=config.embed_batch,
             precision=emb.precision,
         )
-        return cls(detector, embedder, config.quality)
+        return cls(detector, embedder, config.quality, emb.why)
 
     # -- the steps ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -137,14 +141,14 @@ class FacePipeline:
         return SubjectFace(choice.face, chip, self.assess(choice.face, chip))
 
     # -- the asynchronous form, for a stream of frames -------------------------------------------
-    def submit_detection(self, image: np.ndarray) -> Pending:
+    def submit_detection(self, image: np.ndarray) -> Pending[Letterbox]:
         return self.detector.submit(image)
 
-    def collect_detection(self, pending: Pending) -> list[Face]:
+    def collect_detection(self, pending: Pending[Letterbox]) -> list[Face]:
         return self.detector.collect(pending)
 
-    def submit_embedding(self, chips: np.ndarray) -> Pending:
+    def submit_embedding(self, chips: np.ndarray) -> Pending[int]:
         return self.embedder.submit(chips)
 
-    def collect_embedding(self, pending: Pending) -> np.ndarray:
+    def collect_embedding(self, pending: Pending[int]) -> np.ndarray:
         return self.embedder.collect(pending)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class Face:
     def width(self) -> float:
         return float(self.box[2] - self.box[0])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "box": [round(float(v), 1) for v in self.box],
             "score": round(self.score, 4),
@@ -48,7 +49,7 @@ class Quality:
     def ok(self) -> bool:
         return not self.reasons
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "reasons": list(self.reasons),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,7 +34,7 @@ from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
 from lookout.gallery.index import IndexParams, VectorIndex
 
-FORMAT = "lookout-bundle/1"
+FORMAT: Final = "lookout-bundle/1"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 INDEX = "index.bin"

@@ -16,9 +16,11 @@ time); bundle deltas rely on it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -35,7 +37,7 @@ class IndexParams:
     ef_construction: int = 200
     ef: int = 256
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -48,7 +50,7 @@ class RWLock:
         self._writer = False
 
     @contextmanager
-    def read(self):
+    def read(self) -> Iterator[None]:
         with self._cond:
             while self._writer:
                 self._cond.wait()
@@ -62,7 +64,7 @@ class RWLock:
                     self._cond.notify_all()
 
     @contextmanager
-    def write(self):
+    def write(self) -> Iterator[None]:
         with self._cond:
             while self._writer or self._readers:
                 self._cond.wait()
@@ -80,7 +82,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     if vectors.ndim == 1:
         vectors = vectors[None, :]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 class VectorIndex:
@@ -113,12 +116,12 @@ class VectorIndex:
     @property
     def elements(self) -> int:
         """Elements stored, including ones marked deleted."""
-        return self._index.element_count
+        return int(self._index.element_count)
 
     @property
     def count(self) -> int:
         """Live (searchable) elements."""
-        return self._index.element_count - self._deleted
+        return int(self._index.element_count) - self._deleted
 
     @property
     def deleted(self) -> int:
@@ -126,7 +129,7 @@ class VectorIndex:
 
     @property
     def capacity(self) -> int:
-        return self._index.max_elements
+        return int(self._index.max_elements)
 
     def set_ef(self, ef: int) -> None:
         with self._lock.write():
@@ -146,7 +149,7 @@ class VectorIndex:
                 self._index.resize_index(need)
             self._index.add_items(vectors, labels, num_threads=num_threads)
 
-    def remove(self, labels) -> None:
+    def remove(self, labels: Iterable[int]) -> None:
         with self._lock.write():
             for label in sorted(int(x) for x in labels):
                 self._index.mark_deleted(label)
@@ -172,9 +175,10 @@ class VectorIndex:
             labels, distances = self._index.knn_query(vectors, k=k)
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
 
-    def get(self, labels) -> np.ndarray:
+    def get(self, labels: Iterable[int]) -> np.ndarray:
         with self._lock.read():
-            return np.asarray(self._index.get_items(list(labels)), np.float32).reshape(-1, self.dim)
+            vectors: np.ndarray = np.asarray(self._index.get_items(list(labels)), np.float32)
+            return vectors.reshape(-1, self.dim)
 
     def labels(self) -> list[int]:
         with self._lock.read():

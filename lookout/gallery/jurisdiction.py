@@ -95,7 +95,7 @@ def _tables() -> tuple[frozenset[str], dict[str, str], frozenset[str], dict[str,
                 names.setdefault(_key(value), []).append(c.alpha_2)
     for extra, code in (("usa", "US"), ("united states of america", "US"), ("uk", "GB"), ("great britain", "GB")):
         names.setdefault(extra, []).append(code)
-    for s in pycountry.subdivisions.get(country_code="US"):
+    for s in pycountry.subdivisions.get(country_code="US"):  # type: ignore[no-untyped-call]  # pycountry is untyped
         names.setdefault(_key(s.name), []).append(s.code.upper())
     return alpha2, alpha3, subdivisions, {k: tuple(dict.fromkeys(v)) for k, v in names.items()}
 

@@ -16,6 +16,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE persons(
@@ -63,7 +64,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def person_row(person) -> tuple:
+def person_row(person: Any) -> tuple[Any, ...]:
     """A PersonRecord-like object (or dict) -> a persons row."""
     get = person.get if isinstance(person, dict) else (lambda k, d=None: getattr(person, k, d))
     attrs = get("attributes") or {}
@@ -76,7 +77,7 @@ def person_row(person) -> tuple:
     )
 
 
-def upsert_persons(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
+def upsert_persons(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     conn.executemany(
         "INSERT INTO persons(person_id, name, jurisdiction, department, attributes) VALUES (?,?,?,?,?) "
         "ON CONFLICT(person_id) DO UPDATE SET name=excluded.name, jurisdiction=excluded.jurisdiction, "
@@ -85,7 +86,7 @@ def upsert_persons(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
     )
 
 
-def insert_photos(conn: sqlite3.Connection, rows: Iterable[tuple]) -> None:
+def insert_photos(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
     conn.executemany(
         "INSERT INTO photos(photo_id, person_id, label, source, sha256, box, quality) VALUES (?,?,?,?,?,?,?)",
         list(rows),
@@ -115,12 +116,12 @@ def withdrawn(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]
 
 
 def change_withdrawn(conn: sqlite3.Connection, add: Iterable[Iterable[str]], drop: Iterable[Iterable[str]]) -> None:
-    add, drop = [tuple(r) for r in add], [tuple(r) for r in drop]
-    if not add and not drop:
+    added, dropped = [tuple(r) for r in add], [tuple(r) for r in drop]
+    if not added and not dropped:
         return
     conn.execute(WITHDRAWN_SCHEMA)
-    conn.executemany("INSERT OR REPLACE INTO withdrawn(kind, id, reason, at) VALUES (?,?,?,?)", add)
-    conn.executemany("DELETE FROM withdrawn WHERE kind = ? AND id = ?", drop)
+    conn.executemany("INSERT OR REPLACE INTO withdrawn(kind, id, reason, at) VALUES (?,?,?,?)", added)
+    conn.executemany("DELETE FROM withdrawn WHERE kind = ? AND id = ?", dropped)
 
 
 def delete_persons(conn: sqlite3.Connection, person_ids: Iterable[str]) -> None:
@@ -129,7 +130,7 @@ def delete_persons(conn: sqlite3.Connection, person_ids: Iterable[str]) -> None:
     conn.executemany("DELETE FROM persons WHERE person_id = ?", ids)
 
 
-def persons(conn: sqlite3.Connection) -> dict[str, dict]:
+def persons(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     out = {}
     for row in conn.execute(
         "SELECT person_id, name, jurisdiction, department, attributes FROM persons ORDER BY person_id"
@@ -144,13 +145,16 @@ def persons(conn: sqlite3.Connection) -> dict[str, dict]:
     return out
 
 
-def find_person(conn: sqlite3.Connection, person_id: str) -> tuple | None:
+def find_person(conn: sqlite3.Connection, person_id: str) -> tuple[Any, ...] | None:
     """One persons row (``PERSON_COLUMNS``, attributes still JSON text), or None. The relay's lookup."""
     cols = ", ".join(PERSON_COLUMNS)
-    return conn.execute(f"SELECT {cols} FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {cols} FROM persons WHERE person_id = ?", (person_id,)
+    ).fetchone()
+    return row
 
 
-def photos(conn: sqlite3.Connection) -> list[dict]:
+def photos(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     cols = ", ".join(PHOTO_COLUMNS)
     return [dict(zip(PHOTO_COLUMNS, row)) for row in conn.execute(f"SELECT {cols} FROM photos ORDER BY label")]
 
@@ -160,7 +164,7 @@ def places(conn: sqlite3.Connection) -> list[tuple[str | None, str | None]]:
     return [(r[0] or None, r[1] or None) for r in conn.execute("SELECT DISTINCT jurisdiction, department FROM persons")]
 
 
-def photo_owners(conn: sqlite3.Connection) -> list[dict]:
+def photo_owners(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Each photo's label, id and person only: what searching needs (a device reads 25,000 of them at
     every gallery load; the full rows would cost three times the memory while loading)."""
     return [

@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -181,7 +181,7 @@ class Policy:
         return self.version in SUPERSEDED_BUILTIN_VERSIONS
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<memory>") -> Policy:
+    def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> Policy:
         try:
             return cls(PolicyDoc.model_validate(data), source)
         except ValidationError as err:
@@ -267,7 +267,7 @@ class Policy:
         return self.doc.crops
 
     # -- persistence -----------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return self.doc.model_dump(mode="json", exclude_none=True)
 
     def to_json(self) -> bytes:

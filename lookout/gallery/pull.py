@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
@@ -34,6 +35,7 @@ from lookout.gallery.format import (
     POLICY,
     SIGNATURE,
     BundleError,
+    DeltaInfo,
     Manifest,
     manifest_sha256,
     parse_manifest,
@@ -93,7 +95,7 @@ class BundlePuller:
         self._thread: threading.Thread | None = None
 
     # -- HTTP ----------------------------------------------------------------------
-    def _open(self, url: str, headers: dict | None = None):
+    def _open(self, url: str, headers: dict[str, str] | None = None) -> Any:  # an http.client.HTTPResponse
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
         return urllib.request.urlopen(request, timeout=self.timeout_s)
 
@@ -101,7 +103,7 @@ class BundlePuller:
         url = _join(self.url, path)
         try:
             with self._open(url) as resp:
-                data = resp.read(limit + 1)
+                data: bytes = resp.read(limit + 1)
         except urllib.error.HTTPError as err:
             raise SyncError(f"{url}: HTTP {err.code}") from None
         except (urllib.error.URLError, OSError) as err:
@@ -267,23 +269,28 @@ class BundlePuller:
         for v in range(current.version + 1, latest.version):
             chain.append(self._signed_manifest(v))
         chain.append((latest, data, sig))
-        base_sha = manifest_sha256(self.store.current_dir())
-        for m, mdata, _sig in chain:
+        current_dir = self.store.current_dir()
+        if current_dir is None:
+            return None
+        base_sha = manifest_sha256(current_dir)
+        steps: list[tuple[Manifest, DeltaInfo, bytes, bytes]] = []
+        for m, mdata, msig in chain:
             if m.delta is None or m.delta.base_manifest_sha256 != base_sha:
                 return None
+            steps.append((m, m.delta, mdata, msig))
             base_sha = sha256_bytes(mdata)
-        total = sum(sum(e.size for e in m.delta.files.values()) for m, _d, _s in chain)
+        total = sum(sum(e.size for e in delta.files.values()) for _m, delta, _d, _s in steps)
         if total >= sum(e.size for e in latest.files.values()):
             return None
-        base_dir, base_manifest = self.store.current_dir(), current
+        base_dir, base_manifest = current_dir, current
         stages: list[Path] = []
         try:
-            for m, mdata, msig in chain:
+            for m, delta, mdata, msig in steps:
                 staged = self.store.new_staging()
                 stages.append(staged)
-                for name, entry in sorted(m.delta.files.items()):
+                for name, entry in sorted(delta.files.items()):
                     self._download(f"v/{m.version}/{name}", staged / name, entry.size)
-                check_files(staged, m.delta.files)
+                check_files(staged, delta.files)
                 doc, vectors = read_delta(staged)
                 if doc.from_version != base_manifest.version or doc.to_version != m.version:
                     raise BundleError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class FaceResult:
     def match(self) -> Candidate | None:
         return self.candidates[0] if self.candidates and self.candidates[0].score >= self.threshold else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         match = self.match
         return {
             "box": [round(float(v), 1) for v in self.face.box],
@@ -145,9 +146,9 @@ class ImageResult:
         matched = [f for f in self.faces if f.match is not None]
         return max(matched, key=lambda f: f.candidates[0].score) if matched else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         best = self.match
-        doc: dict = {"path": str(self.path)}
+        doc: dict[str, Any] = {"path": str(self.path)}
         if self.error is not None:
             doc["error"] = self.error
             return doc
@@ -168,7 +169,7 @@ def search_paths(
     gallery: GalleryReader,
     top: int = 5,
     threshold: float | None = None,
-    box=None,
+    box: tuple[float, float, float, float] | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> Iterator[ImageResult]:
     """Search every image of ``paths`` (files or folders) with one pipeline and one gallery; an image over

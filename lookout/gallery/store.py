@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from lookout.gallery.format import BundleError, Manifest
 from lookout.gallery.verify import read_manifest
@@ -127,7 +128,7 @@ class BundleStore:
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self._pin_path())
 
-    def pinned(self) -> dict | None:
+    def pinned(self) -> dict[str, Any] | None:
         """The pin (version, reason, from_version, at) or None. A pin file that exists but cannot be read
         still pins (fail closed: an operator rolled back for a reason); `unpin` removes it."""
         try:
@@ -144,17 +145,17 @@ class BundleStore:
             return {"version": None, "reason": "pin.json unreadable (not a JSON object)", "at": None}
         return doc
 
-    def unpin(self) -> dict | None:
+    def unpin(self) -> dict[str, Any] | None:
         """Lift the pin; returns it (None when there was none). The next pull installs the newest version."""
         pin = self.pinned()
         with contextlib.suppress(FileNotFoundError):
             self._pin_path().unlink()
         return pin
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What ``lookout sync status`` shows: current and previous versions, the pin, the last pull."""
 
-        def describe(path: Path | None) -> dict | None:
+        def describe(path: Path | None) -> dict[str, Any] | None:
             if path is None:
                 return None
             try:
@@ -189,13 +190,14 @@ class BundleStore:
     def _state_path(self) -> Path:
         return self.root / "sync-state.json"
 
-    def load_state(self) -> dict:
+    def load_state(self) -> dict[str, Any]:
         try:
-            return json.loads(self._state_path().read_text())
+            state = json.loads(self._state_path().read_text())
+            return state if isinstance(state, dict) else {}
         except (OSError, ValueError):
             return {}
 
-    def save_state(self, state: dict) -> None:
+    def save_state(self, state: dict[str, Any]) -> None:
         tmp = self._state_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._state_path())

@@ -55,7 +55,7 @@ class ModelCalibration:
     points: tuple[tuple[float, float, float], ...]  # (threshold, FMR, FNMR)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> ModelCalibration:
+    def from_dict(cls, doc: dict[str, Any]) -> ModelCalibration:
         points = tuple(sorted((float(t), float(f), float(n)) for t, f, n in doc["points"]))
         return cls(source=str(doc["set"]), points=points)
 
@@ -91,7 +91,7 @@ def _lerp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
     return y0 if x1 == x0 else y0 + (x - x0) * (y1 - y0) / (x1 - x0)
 
 
-def model_calibration(name: str, extra: dict | None = None) -> ModelCalibration | None:
+def model_calibration(name: str, extra: dict[str, Any] | None = None) -> ModelCalibration | None:
     """The catalog's calibration for a model, or for the model a derived one (INT8) was made from."""
     spec = ALL_MODELS.get(name) or ALL_MODELS.get((extra or {}).get("derived_from", ""))
     doc = spec.extra.get("calibration") if spec else None
@@ -135,7 +135,7 @@ def _threshold_for_share(values: np.ndarray, share: float) -> float:
 
 def choose_threshold(
     model_name: str,
-    model_extra: dict | None,
+    model_extra: dict[str, Any] | None,
     persons: int,
     photos: int,
     own: GalleryScores | None,
@@ -204,7 +204,7 @@ def choose_threshold(
     return threshold, basis
 
 
-def describe(value: float, basis: dict) -> str:
+def describe(value: float, basis: dict[str, Any]) -> str:
     """One line for the build summary."""
     if "target_fpir" not in basis:
         return f"threshold {value:.4f} ({basis.get('chosen_by', 'given')})"

@@ -11,6 +11,7 @@ tested or fails.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lookout.errors import ModelError
 
@@ -67,7 +68,7 @@ class ModelSpec:
     # Embedders: where the aligned chip puts the BlazeFace keypoints (right eye,
     # left eye, nose tip, mouth centre), in chip pixels.
     alignment_template: tuple[tuple[float, float], ...] = ()
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # When this model cannot be had (no mirror, no internet), the PyPI-sourced model that stands in.
     fallback: str | None = None
 
@@ -124,7 +125,7 @@ CALIBRATION_SET = (
 )
 
 
-def _calibration(points: tuple[tuple[float, float, float], ...]) -> dict:
+def _calibration(points: tuple[tuple[float, float, float], ...]) -> dict[str, Any]:
     """Calibration figures (not data): at each threshold, the face-pair false-match rate (FMR) and the
     genuine pairs' false non-match rate (FNMR) measured on faces-scale; see lookout/gallery/threshold.py and
     docs/evaluation.md. The last point is the highest threshold with 3 different-person pairs at or above it."""

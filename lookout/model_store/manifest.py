@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lookout.digest import sha256_bytes
 from lookout.errors import ModelError
@@ -31,9 +32,9 @@ class ModelManifest:
     alignment_template: list[list[float]]
     files: dict[str, str]  # file name -> SHA-256
     converted_with: str  # OpenVINO version
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # URL-sourced models: each publisher file by relative path -> {url, sha384, size}
-    source_files: dict = field(default_factory=dict)
+    source_files: dict[str, Any] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:

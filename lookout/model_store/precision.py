@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import openvino as ov
 
@@ -97,7 +98,7 @@ class PrecisionRecord:
     candidates: list[Candidate] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> PrecisionRecord:
+    def from_dict(cls, doc: dict[str, Any]) -> PrecisionRecord:
         candidates = [Candidate(**c) for c in doc.get("candidates", [])]
         return cls(**{**doc, "candidates": candidates})
 

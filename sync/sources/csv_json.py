@@ -149,11 +149,11 @@ def read_manifest_file(path: Path, encoding: str | None = None) -> list[PhotoRec
         raise InputError(str(path), f"not JSON ({err.msg} at line {err.lineno})") from None
     except RecursionError:
         raise InputError(str(path), "JSON nested too deeply") from None
-    rows = doc.get("photos") if isinstance(doc, dict) else doc
-    if not isinstance(rows, list):
+    items = doc.get("photos") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
         raise InputError(str(path), 'JSON manifest must be a list of rows or {"photos": [...]}')
-    out = []
-    for i, row in enumerate(rows):
+    out: list[PhotoRecord] = []
+    for i, row in enumerate(items):
         if not isinstance(row, dict):
             raise InputError(f"{path}[{i}]", "row is not an object")
         out.append(row_to_record(row, base, f"{path}[{i}]"))

@@ -141,7 +141,7 @@ class HttpApiSource:
         return {"next_id": self.config.start_id, "misses": 0, "failed": [], "done": False}
 
     def _save_state(self, state: dict) -> None:
-        if self.state_path:
+        if self.state_dir and self.state_path:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
@@ -159,7 +159,7 @@ class HttpApiSource:
         return out
 
     def _append(self, case_id: int, record: dict) -> None:
-        if self.records_path:
+        if self.state_dir and self.records_path:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             with open(self.records_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"id": case_id, "record": record}) + "\n")

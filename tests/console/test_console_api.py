@@ -17,6 +17,8 @@ from lookout.console.app import create_app
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
 
+pytestmark = pytest.mark.slow  # each test starts a console on a fresh copy of its data (~2 s)
+
 PASSWORD = "correct horse battery"  # the accounts made by conftest.console_env
 
 PAGES = ["/review", "/search", "/galleries", "/galleries/default", "/fleet", "/audit", "/accounts"]
@@ -610,3 +612,23 @@ def test_review_through_a_postgresql_relay_store(console_env, pg_store_settings)
         assert store.get_alert(alert_id).status == "confirmed"
     finally:
         store.close()
+
+
+def test_searches_per_account_are_limited_and_the_refusal_is_audited(console_env):
+    from lookout.console.app import Services
+    from lookout.console.audit import AuditFilter
+
+    services = Services.open(console_env.config(**{"search.per_user_per_hour": "2"}), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            photo = _jpeg(cv2.resize(console_env.grace, (400, 500)))
+            assert _search(c, csrf, photo).status_code == 200
+            assert _search(c, csrf, photo).status_code == 200
+            third = _search(c, csrf, photo)
+            assert third.status_code == 400 and "2 searches in the last hour" in third.text
+            assert "Grace Hopper" not in third.text
+        assert services.audit.count(AuditFilter(action="search.denied")) == 1
+        assert services.audit.count(AuditFilter(action="search", actor="rita")) == 3  # prefix: the refusal too
+    finally:
+        services.close()

@@ -1,51 +1,33 @@
-"""Shared helpers and fixtures for the relay tests (import them explicitly), plus their self-tests.
+"""Helpers for the relay tests (their fixtures, ``moto_sns``, ``aws_env`` and ``webhook``, are in conftest.py).
 
-- ``moto_sns``: a real ``moto_server`` on 127.0.0.1 (boto3 makes real HTTP calls);
-  ``.sms()`` reads what SNS received through moto's own API (``/moto-api/data.json``).
+- ``MotoSns``: what a real ``moto_server`` on 127.0.0.1 received (boto3 makes real HTTP calls);
+  ``.sms()`` reads it through moto's own API (``/moto-api/data.json``).
 - ``WebhookServer``: a loopback ``http.server`` that records requests and answers
   with scripted statuses.
-- ``make_event``, ``publish``, ``write_gallery``, ``write_config``, ``wait_for``.
+- ``make_event``, ``publish``, ``publish_event``, ``write_gallery``, ``write_config``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from lookout.events import MatchEvent
-from lookout.mosquitto import free_port, wait_for_port
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
 
 DIGEST = "ab" * 32
 PHONE = "+15555550123"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll until ``predicate()`` is truthy; return it, or fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s: {getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
 
 
 def make_event(**fields: Any) -> MatchEvent:
@@ -83,26 +65,6 @@ def publish(port: int, topic: str, payloads: list[bytes], qos: int = 1) -> None:
 
 def publish_event(port: int, event: MatchEvent, prefix: str = "dt/lookout") -> None:
     publish(port, Topics(prefix).match(event.device_id), [event.to_json()])
-
-
-class Subscriber:
-    """Collects messages on a topic filter (e.g. the dead-letter topic)."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        settings = MqttSettings(port=port)
-        self.client = make_client(settings, client_id=f"test-sub-{time.monotonic_ns()}")
-        ready = threading.Event()
-        self.client.on_connect = lambda c, *a: (c.subscribe(topic, qos=1), None)[1]
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
-        connect(self.client, settings, blocking=True)
-        self.client.loop_start()
-        assert ready.wait(5), f"could not subscribe to {topic}"
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def write_gallery(path: Path, persons: list[dict[str, Any]]) -> Path:
@@ -159,34 +121,6 @@ class MotoSns:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=5).close()
 
 
-@pytest.fixture(scope="module")
-def moto_sns() -> Iterator[MotoSns]:
-    binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not os.access(binary, os.X_OK):
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        if not wait_for_port("127.0.0.1", port, 20):
-            pytest.fail("moto_server did not start within 20 s")
-        yield MotoSns(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def aws_env(monkeypatch) -> None:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-
 # --- webhook receiver ---------------------------------------------------------------------------
 
 
@@ -233,32 +167,3 @@ class WebhookServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookServer]:
-    server = WebhookServer()
-    yield server
-    server.close()
-
-
-# --- self-tests ---------------------------------------------------------------------------------
-
-
-def test_webhook_server_scripts_statuses(webhook):
-    webhook.answer(500, 200)
-    codes = []
-    for _ in range(3):
-        try:
-            with urllib.request.urlopen(urllib.request.Request(webhook.url, data=b"{}", method="POST")) as r:
-                codes.append(r.status)
-        except urllib.error.HTTPError as err:
-            codes.append(err.code)
-    assert codes == [500, 200, 200]
-
-
-def test_write_gallery_replaces_atomically(tmp_path):
-    path = write_gallery(tmp_path / "gallery.sqlite", [{"person_id": "a", "name": "A"}])
-    write_gallery(path, [{"person_id": "b", "name": "B"}])
-    rows = sqlite3.connect(path).execute("SELECT person_id FROM persons").fetchall()
-    assert rows == [("b",)]
