@@ -295,6 +295,7 @@ def test_an_unreadable_location_makes_the_config_invalid(keys, tmp_path, capsys)
     assert "location.jurisdiction" in err and "ISO 3166-2" in err
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_the_greengrass_launcher_refuses_an_empty_jurisdiction(tmp_path):
     config = tmp_path / "component.json"
     config.write_text(json.dumps({"jurisdiction": "", "source": str(tmp_path)}))
