@@ -330,6 +330,7 @@ class GalleryDesk:
                 remove=remove or (),
                 withdraw=withdraw or (),
                 reinstate=reinstate or (),
+                jurisdiction=s.jurisdiction,
                 work_dir=work,
                 report_path=folder / f"v{base.version + 1}.report.json",
                 progress=False,

@@ -3,7 +3,7 @@
 An upload is decoded once (after the checks in ``uploads``) and kept in memory only, for the session that sent
 it, for a few minutes, so the user can draw a box and search again without sending it twice. It is never written
 to disk. Before anything is embedded the console checks that its policy allows recognition for the gallery's
-purpose where its users are (``location``); the gallery itself is loaded under the same policy, so a gallery
+purpose where its users are (``location``, when configured); the gallery itself is loaded under the same policy, so a gallery
 holding a denied person is never searched. Every search, refused or not, goes to the audit log.
 """
 
@@ -192,8 +192,11 @@ class SearchDesk:
                 detail,
             )
         purpose = self.purpose or gallery.purpose
-        where = self.policy.decide(self.location, purpose)
-        if not where.allowed:
+        # A search concerns the gallery's people (each checked by the policy when the gallery is loaded, and withheld
+        # from results if denied), not where the searcher sits: with no `location` configured there is nothing more
+        # to check (the policy would deny a missing jurisdiction); a configured one must be allowed.
+        where = self.policy.decide(self.location, purpose) if self.location else None
+        if where is not None and not where.allowed:
             raise self._refuse(
                 actor, gid, f"face recognition is not allowed where this console is: {where.reason}", detail
             )

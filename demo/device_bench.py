@@ -59,6 +59,9 @@ from lookout.sync.build import build_gallery_from_folders
 log = get_logger(__name__)
 DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 BENCH_PHOTOS = ("bbt1", "bbt3", "bbt4", "bbt5")  # 4, 5, 6, 5 faces
+# A benchmark is not a deployment, but it runs recognition like one: its gallery and its device say where they are
+# (an unknown jurisdiction is denied), and the built-in policy allows this one.
+BENCH_JURISDICTION = "US-CA"
 
 
 def build_gallery(faces_dev: Path, workdir: Path, pipeline: FacePipeline) -> tuple[Path, Path]:
@@ -66,7 +69,9 @@ def build_gallery(faces_dev: Path, workdir: Path, pipeline: FacePipeline) -> tup
     workdir = Path(workdir)
     private, public = generate_keys(workdir / "keys", overwrite=True)
     bundle = workdir / "bundle"
-    build_gallery_from_folders(Path(faces_dev), bundle, private, pipeline, progress=False)
+    build_gallery_from_folders(
+        Path(faces_dev), bundle, private, pipeline, progress=False, jurisdiction=BENCH_JURISDICTION
+    )
     return bundle, public
 
 
@@ -150,6 +155,7 @@ def run_device_bench(
     try:
         base = {
             "device_id": "bench",
+            "location": {"name": "bench", "jurisdiction": BENCH_JURISDICTION},
             "models": {"model_dir": model_dir, "device": device, **({"embedder": embedder} if embedder else {})},
             "gallery": {"bundle_dir": str(bundle), "public_key": str(public)},
             "status": {"heartbeat_s": 3600},

@@ -59,6 +59,9 @@ from lookout.topics import Topics
 
 DEFAULT_FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
 DEVICE_ID = "demo-cam-1"
+# Where the demo's people and camera are: every gallery record and every device needs a jurisdiction (an unknown
+# one is denied), and the built-in policy allows California.
+DEMO_JURISDICTION = "US-CA"
 DEMO_COOLDOWN_S = 4.0  # device cooldown, shortened so each photo of a short video reports its people (default 60)
 
 
@@ -331,13 +334,22 @@ def _demo(args: argparse.Namespace) -> int:
                 str(work / "bundle"),
                 "--report",
                 str(work / "report.json"),
+                "--jurisdiction",
+                DEMO_JURISDICTION,
                 "--no-progress",
                 *model_args,
             ],
             "building the gallery",
             logs,
         )
-        say.line(f"$ lookout gallery build {scene.people_dir} --key … --out {work / 'bundle'}")
+        say.line(
+            f"$ lookout gallery build {scene.people_dir} --jurisdiction {DEMO_JURISDICTION} --key … "
+            f"--out {work / 'bundle'}"
+        )
+        say.line(
+            f"(the demo's people and camera are in {DEMO_JURISDICTION}: no jurisdiction, no recognition; "
+            "the built-in policy denies US-IL)"
+        )
         for text in out.strip().splitlines()[-2:]:
             say.line(f"  {text}")
         _lookout(
@@ -421,7 +433,7 @@ def _demo(args: argparse.Namespace) -> int:
                 {
                     "device_id": DEVICE_ID,
                     "device_name": "Demo camera",
-                    "location": {"name": "Demo lobby", "jurisdiction": "US-NY"},
+                    "location": {"name": "Demo lobby", "jurisdiction": DEMO_JURISDICTION},
                     "source": {"url": str(scene.video), "realtime": False},
                     "clock": "video",
                     "models": {"model_dir": str(store.root), "device": args.device},
@@ -439,7 +451,7 @@ def _demo(args: argparse.Namespace) -> int:
             )
         )
         say.step("The device on the video: detect, track, embed, search, decide, publish")
-        say.line(f"$ lookout run --config {device_cfg}")
+        say.line(f"$ lookout run --config {device_cfg}   (location.jurisdiction: {DEMO_JURISDICTION})")
         say.line(
             f"(every frame, as fast as this machine goes; the device's per-person cooldown is {DEMO_COOLDOWN_S:g} s "
             "here so each photo reports its people, default 60 s; the relay turns sightings of one person "
@@ -487,6 +499,7 @@ def _serve_console(work: Path, broker, people: Path) -> None:
                         "key": "keys/bundle-signing.key.pem",
                         "public_key": "keys/bundle-signing.pub.pem",
                         "report": "report.json",
+                        "jurisdiction": DEMO_JURISDICTION,
                     }
                 },
                 "models": {"device": "CPU"},

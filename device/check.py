@@ -57,12 +57,15 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
     try:
         policy = load_policy(cfg)
         ok("policy", f"{policy.version} from {policy.source}")
-        if cfg.recognition.enabled:
-            ok("jurisdiction", check_jurisdiction(cfg, policy))
-        else:
-            ok("recognition", "disabled: detection and tracking only")
     except LookoutError as err:
         bad("policy", str(err))
+    if policy is not None and cfg.recognition.enabled:
+        try:
+            ok("jurisdiction", check_jurisdiction(cfg, policy))
+        except LookoutError as err:
+            bad("jurisdiction", str(err))
+    elif not cfg.recognition.enabled:
+        ok("recognition", "disabled: detection and tracking only")
     if cfg.recognition.enabled and policy is not None:
         g = cfg.gallery
         bundle_dir = g.bundle_dir

@@ -38,7 +38,11 @@ class _Section(BaseModel):
 
 class LocationConfig(_Section):
     name: str | None = Field(None, min_length=1, max_length=200, description="human-readable place, sent in events")
-    jurisdiction: str | None = Field(None, description="ISO 3166-2 code (e.g. GB, US-IL) checked against the policy")
+    jurisdiction: str | None = Field(
+        None,
+        description="ISO 3166-2 code (e.g. GB, US-CA) checked against the policy; required for recognition "
+        "(none: recognition is refused, an unknown jurisdiction is denied)",
+    )
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
 
@@ -312,9 +316,11 @@ device_name: Lobby camera            # sent in events, shown in alerts
 
 location:
   name: Head office lobby            # sent in events
-  # ISO 3166-2 code checked against the jurisdiction policy. Recognition does not start where
-  # the policy denies it (the built-in policy denies US-IL, Illinois' BIPA). "Illinois" or
-  # "US IL" is read as US-IL; a value that cannot be read makes this file invalid.
+  # REQUIRED for recognition: where this camera is, as an ISO 3166-2 code, checked against the
+  # jurisdiction policy. With none, recognition is refused (an unknown jurisdiction is denied: the
+  # device could be in Illinois); recognition.enabled: false runs detection only. Recognition does
+  # not start where the policy denies it (the built-in policy denies US-IL, Illinois' BIPA).
+  # "Illinois" or "US IL" is read as US-IL; a value that cannot be read makes this file invalid.
   jurisdiction: GB
 
 source:
@@ -327,7 +333,7 @@ gallery:
   # bundle_dir: for one fixed bundle.
   store_dir: /var/lib/lookout/bundles
   public_key: /etc/lookout/bundle-signing.pub.pem   # Ed25519 key the gallery builder signs with
-  # policy: /etc/lookout/policy.yaml   # unset: the built-in policy (deny US-IL)
+  # policy: /etc/lookout/policy.yaml   # unset: the built-in policy (deny US-IL and people with no jurisdiction)
   # pull: {url: https://example.com/galleries/lobby, interval_s: 300}   # keep store_dir current
 
 # models: {device: AUTO}              # OpenVINO device: AUTO, CPU, GPU, NPU (`lookout run --device CPU`)

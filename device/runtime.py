@@ -11,9 +11,11 @@ The work is done by units with one job each:
 one run (a ``Session``), starts their threads, runs the loop and stops everything in
 reverse order on a signal, at the end of the source, or on an error.
 
-Jurisdiction: where the policy denies recognition at the device's location, the device
-refuses to start recognition and says why (``recognition.enabled: false`` runs detection
-and tracking only, for counting).
+Jurisdiction: recognition needs a declared location (``location.jurisdiction``): with
+none the device could be in Illinois by accident, so it refuses to start recognition,
+whatever the policy says about unknown jurisdictions. Where the policy denies recognition
+at the device's location, it refuses too and says why (``recognition.enabled: false`` runs
+detection and tracking only, for counting).
 """
 
 from __future__ import annotations
@@ -63,8 +65,19 @@ def load_policy(cfg: DeviceConfig) -> Policy:
     return Policy.load(cfg.gallery.policy) if cfg.gallery.policy else Policy.default()
 
 
+NO_LOCATION = (
+    "location.jurisdiction is not set: face recognition needs the device's declared location (an unknown "
+    "jurisdiction is denied: it could be Illinois, where BIPA forbids it). Set it in the config, e.g. "
+    "`location.jurisdiction: US-CA` (or --set location.jurisdiction=US-CA), or set recognition.enabled: false "
+    "to run detection and tracking only."
+)
+
+
 def check_jurisdiction(cfg: DeviceConfig, policy: Policy) -> str:
-    """The policy's reason when recognition is allowed; RecognitionRefused saying why when not."""
+    """The policy's reason when recognition is allowed; RecognitionRefused saying why when not.
+    No declared location is refused whatever the policy says: a device must know where it is."""
+    if cfg.location.jurisdiction is None:
+        raise RecognitionRefused(NO_LOCATION)
     decision = policy.decide(cfg.location.jurisdiction, cfg.purpose)
     if not decision.allowed:
         where = cfg.location.jurisdiction or "an unknown jurisdiction"

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from lookout.device.config import ENV_PREFIX, load_config
+from lookout.device.config import ENV_PREFIX, DeviceConfig, load_config
 from lookout.device.runtime import Runtime
 from lookout.errors import ConfigError, LookoutError
 from lookout.greengrass.config_updates import ConfigurationWatcher, LiveSettings, apply_live, as_float, as_int
@@ -141,6 +141,16 @@ def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tupl
     return doc, key_pem
 
 
+def check_location(cfg: DeviceConfig) -> None:
+    """Recognition needs the device's declared location: said in the component's own terms, before anything starts."""
+    if cfg.recognition.enabled and cfg.location.jurisdiction is None:
+        raise ConfigError(
+            "the component configuration jurisdiction is empty: face recognition needs the device's declared "
+            "location (an unknown jurisdiction is denied: it could be Illinois). Deploy the component with the "
+            'jurisdiction where this camera is, e.g. {"jurisdiction": "US-CA"}'
+        )
+
+
 def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -184,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         overrides = {k: v for k, v in environ.items() if k.upper().startswith(ENV_PREFIX)}
         cfg = load_config(config_path, environ=overrides)
+        check_location(cfg)
         log.info(
             "greengrass.starting",
             device_id=cfg.device_id,

@@ -41,9 +41,10 @@ from lookout.sync.enrol import (
     PhotoFetcher,
     PhotoResult,
     mark_duplicates,
+    no_jurisdiction_detail,
 )
-from lookout.sync.records import PersonRecord, PhotoRecord, group_persons
-from lookout.sync.report import summarise, summary_line, write_report
+from lookout.sync.records import PersonRecord, PhotoRecord, group_persons, with_jurisdiction
+from lookout.sync.report import summarise, summary_headline, summary_line, write_report
 from lookout.sync.seal import seal_bundle, write_delta
 from lookout.sync.sources.folders import read_folders
 
@@ -61,8 +62,19 @@ class BuildReport:
     changes: dict = field(default_factory=dict)  # updates: persons added/updated/removed, photos added/removed
 
     @property
+    def headline(self) -> str | None:
+        """Nothing enrolled because records have no jurisdiction: the line to show first (else None)."""
+        return summary_headline(self.summary)
+
+    @property
     def summary_line(self) -> str:
-        line = summary_line(self.summary)
+        """The summary in one line, starting with the headline when there is one."""
+        return f"{self.headline}. {self.details_line}" if self.headline else self.details_line
+
+    @property
+    def details_line(self) -> str:
+        """The summary without the headline (for output that shows the headline on a line of its own)."""
+        line = summary_line(self.summary, headline=False)
         if self.changes:
             line += "; changes: " + ", ".join(f"{k} {v}" for k, v in self.changes.items())
         return line
@@ -177,14 +189,19 @@ def build_gallery(
     target_fpir: float = DEFAULT_TARGET_FPIR,
     max_pixels: int = MAX_PIXELS,
     subject_rule: SubjectRule | None = None,
+    jurisdiction: str | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
 
-    Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size."""
+    Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size.
+
+    ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
+    A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
+    policy file says ``unknown_jurisdiction: allow``."""
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
-    persons = group_persons(records)
+    persons = group_persons(with_jurisdiction(records, jurisdiction))
     results, enroller = _enrol_all(
         persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels, rule=subject_rule
     )
@@ -219,6 +236,7 @@ def build_gallery(
         raise
     summary = _summarise_and_report(results, report_path)
     report = BuildReport(out_dir, manifest, results, summary, enroller.embedded)
+    _warn_headline(report)
     log.info(
         "gallery.built",
         bundle=str(out_dir),
@@ -264,6 +282,7 @@ def update_gallery(
     reinstate: Iterable[str] = (),
     subject_rule: SubjectRule | None = None,
     target_fpir: float | None = None,
+    jurisdiction: str | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
@@ -280,7 +299,11 @@ def update_gallery(
     ``reinstate`` names them (photo ids or person ids).
 
     The threshold is chosen again for the new gallery size (at ``target_fpir``, default the base
-    bundle's target), unless ``threshold`` is given."""
+    bundle's target), unless ``threshold`` is given.
+
+    ``jurisdiction``: the source-wide default for records that give none, as for ``build_gallery``.
+    ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
+    with no jurisdiction in): then today's built-in policy, so such people leave the gallery."""
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     check_output_dir(out_dir)
     base, base_bytes = read_manifest(base_dir, public_key)
@@ -291,7 +314,7 @@ def update_gallery(
             f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
             f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating",
         )
-    policy = policy or Policy.from_dict(json.loads((base_dir / "policy.json").read_bytes()))
+    policy = policy or _inherited_policy(base_dir)
     conn = metadata.connect_readonly(base_dir / GALLERY)
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
     old_ledger = metadata.withdrawn(conn)
@@ -300,7 +323,7 @@ def update_gallery(
     for p in old_photos:
         old_by_person.setdefault(p["person_id"], []).append(p)
 
-    persons = group_persons(records)
+    persons = group_persons(with_jurisdiction(records, jurisdiction))
     _check_named(set(withdraw), set(remove), old_photos, old_persons, persons, base_dir)
     ledger_add, ledger_drop, withdraw, remove = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate))
     for pid in remove:
@@ -322,11 +345,7 @@ def update_gallery(
         max_pixels=max_pixels,
         rule=subject_rule,
     )
-    denied = {
-        pid
-        for pid, person in persons.items()
-        if not policy.allows(person.jurisdiction, base.purpose, person.department)
-    }
+    denied = _denied_persons(persons, old_persons if only_listed else {}, policy, base.purpose)
     withdrawn = withdraw | {
         rec.key for person in persons.values() for rec in person.photos if not rec.use_for_recognition
     }
@@ -340,9 +359,7 @@ def update_gallery(
     kept = 0
     for pid, photos in old_by_person.items():
         for p in photos:
-            why = _removal_reason(
-                p, pid, remove, denied, remove_persons, withdrawn, persons, listed, new_ok, policy, base.purpose
-            )
+            why = _removal_reason(p, pid, remove, denied, remove_persons, withdrawn, persons, listed, new_ok)
             if why is None:
                 kept += 1
                 continue
@@ -423,6 +440,7 @@ def update_gallery(
         "photos_removed": len(remove_photos),
     }
     report = BuildReport(out_dir, manifest, results, summary, enroller.embedded, kept, changes)
+    _warn_headline(report)
     log.info(
         "gallery.updated",
         bundle=str(out_dir),
@@ -473,25 +491,39 @@ def _ledger(
     return add, drop, photos - reinstate, persons - reinstate
 
 
+def _denied_persons(
+    persons: dict[str, PersonRecord], unlisted: dict[str, dict], policy: Policy, purpose: str
+) -> dict[str, str]:
+    """Person id -> why the policy denies them: people of the source, and people of the previous version that
+    stay without being listed (``only_listed``) whose stored jurisdiction or department the policy now denies
+    (an older build's people with no jurisdiction, say)."""
+    places = {pid: (p.jurisdiction, p.department) for pid, p in persons.items()}
+    for pid, p in unlisted.items():
+        places.setdefault(pid, (p["jurisdiction"], p["department"]))
+    denied = {}
+    for pid, (jurisdiction, department) in places.items():
+        decision = policy.decide(jurisdiction, purpose, department)
+        if not decision.allowed:
+            denied[pid] = no_jurisdiction_detail(decision.reason) if decision.unknown else decision.reason
+    return denied
+
+
 def _removal_reason(
     photo: dict,
     pid: str,
     remove: set[str],
-    denied: set[str],
+    denied: dict[str, str],
     remove_persons: set[str],
     withdrawn: set[str],
     persons: dict[str, PersonRecord],
     listed: set[tuple[str, str]],
     new_ok: dict[str, PhotoResult],
-    policy: Policy,
-    purpose: str,
 ) -> tuple[str, str] | None:
     """(reason code, detail) when a photo of the previous version must leave the bundle, else None."""
     if pid in remove:
         return "removed_by_operator", f"person {pid!r} named for removal"
     if pid in denied:
-        person = persons[pid]
-        return "policy_excluded", policy.decide(person.jurisdiction, purpose, person.department).reason
+        return "policy_excluded", denied[pid]
     if photo["photo_id"] in withdrawn:
         return "withdrawn", "consent withdrawn: use_for_recognition is false"
     if pid in remove_persons:
@@ -501,6 +533,27 @@ def _removal_reason(
     if photo["photo_id"] in new_ok:
         return "replaced", "a new file under the same photo id"
     return None
+
+
+def _inherited_policy(base_dir: Path) -> Policy:
+    """The previous version's policy, or today's built-in one if that was an earlier built-in policy."""
+    inherited = Policy.from_dict(json.loads((base_dir / "policy.json").read_bytes()), str(base_dir / "policy.json"))
+    if not inherited.superseded_builtin:
+        return inherited
+    current = Policy.default()
+    log.info(
+        "gallery.policy_superseded",
+        bundle=str(base_dir),
+        was=inherited.version,
+        now=current.version,
+        effect="people with no jurisdiction are no longer enrolled",
+    )
+    return current
+
+
+def _warn_headline(report: BuildReport) -> None:
+    if report.headline:
+        log.warning("gallery.nothing_enrolled", bundle=str(report.bundle_dir), why=report.headline)
 
 
 def _summarise_and_report(results, report_path) -> dict:

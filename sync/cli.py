@@ -70,7 +70,16 @@ def _add_source(p: argparse.ArgumentParser) -> None:
         help="text encoding of a CSV/JSON manifest or --people file (default UTF-8; e.g. cp1252, latin-1)",
     )
     p.add_argument(
-        "--policy", type=Path, metavar="FILE", help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL)"
+        "--jurisdiction",
+        metavar="CODE",
+        help="where the source's people are, for records that do not say (ISO 3166-2, e.g. US-CA; 'California' "
+        "reads US-CA). Without it, a record with no jurisdiction is refused: an unknown jurisdiction is denied",
+    )
+    p.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="jurisdiction policy (YAML/JSON); default: built-in (denies US-IL and records with no jurisdiction)",
     )
     p.add_argument("--report", type=Path, metavar="FILE", help="write the failure-to-enrol report (.csv or .json)")
     p.add_argument(
@@ -107,7 +116,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "build",
         help="enrol every photo of a source into a new signed bundle",
         description="Ingest people and photos, enrol them under the jurisdiction policy and write "
-        "a signed index bundle. Photos of denied jurisdictions are never embedded.",
+        "a signed index bundle. Photos of denied jurisdictions are never embedded. Every record needs a "
+        "jurisdiction, its own or the source's (--jurisdiction): one with none is refused (unknown is denied).",
     )
     _add_source(build)
     build.add_argument(
@@ -183,7 +193,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--policy",
         type=Path,
         metavar="FILE",
-        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+        help="the device's policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
+        "the bundle's own applies too)",
     )
     verify.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     verify.set_defaults(func=_gallery_verify)
@@ -226,7 +237,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--policy",
         type=Path,
         metavar="FILE",
-        help="the device's policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+        help="the device's policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
+        "the bundle's own applies too)",
     )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
@@ -262,7 +274,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--policy",
         type=Path,
         metavar="FILE",
-        help="jurisdiction policy (default: the built-in one, denying US-IL; the bundle's own applies too)",
+        help="jurisdiction policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
+        "the bundle's own applies too)",
     )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box (one image only)")
     search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
@@ -317,7 +330,12 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
 def _records(args: argparse.Namespace, work: Path):
 
     return open_source(
-        args.source, work_dir=work, people=args.people, api_config=args.api_config, encoding=args.encoding
+        args.source,
+        work_dir=work,
+        people=args.people,
+        api_config=args.api_config,
+        encoding=args.encoding,
+        jurisdiction=args.jurisdiction,
     )
 
 
@@ -344,12 +362,14 @@ def _gallery_build(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     m = report.manifest
+    if report.headline:  # up front: nothing enrolled because records have no jurisdiction
+        print(report.headline)
     print(
         f"{args.out}: version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
         f"{count(m.counts['photos'], 'photo')}, model "
         f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
     )
-    print(report.summary_line)
+    print(report.details_line)
     _say_calibration(m)
     return 0 if m.counts["photos"] else 1
 
@@ -391,11 +411,13 @@ def _gallery_update(args: argparse.Namespace) -> int:
     assert m.delta is not None  # an update always carries its delta
     delta = sum(e.size for e in m.delta.files.values())
     full = sum(e.size for e in m.files.values())
+    if report.headline:
+        print(report.headline)
     print(
         f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
         f"{count(m.counts['persons'], 'person', 'people')}, {count(m.counts['photos'], 'photo')}"
     )
-    print(report.summary_line)
+    print(report.details_line)
     _say_calibration(m)
     return 0
 
@@ -456,6 +478,7 @@ def _gallery_report(args: argparse.Namespace) -> int:
             source=r.get("source", ""),
             status=r["status"],
             reason=r.get("reason") or None,
+            detail=r.get("detail") or "",
             near_duplicate_of=r.get("near_duplicate_of") or None,
         )
         for r in rows

@@ -1,7 +1,8 @@
 """Per-photo enrolment: policy, fetch, decode, detect, choose the face, quality gates, align, embed.
 
-The policy is checked first: a photo of a record in a denied jurisdiction, or
-marked ``use_for_recognition: false``, is never downloaded, decoded or embedded
+The policy is checked first: a photo of a record in a denied jurisdiction, with no
+jurisdiction at all (unknown: denied, fail closed), or marked
+``use_for_recognition: false``, is never downloaded, decoded or embedded
 (``Enroller.embedded`` counts the embeddings actually computed).
 
 Results are cached in the work folder (``enrol-cache.sqlite``, keyed by model,
@@ -30,6 +31,7 @@ from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
 from lookout.sync.records import PhotoRecord
+from lookout.sync.report import NO_JURISDICTION
 
 log = get_logger(__name__)
 
@@ -41,6 +43,16 @@ DUPLICATE = "duplicate"
 POLICY_EXCLUDED = "policy_excluded"
 NOT_FOR_RECOGNITION = "not_for_recognition"
 QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
+JURISDICTION_FIX = (
+    "give the record a jurisdiction (e.g. US-CA) or declare its whole source's with "
+    "`lookout gallery build/update --jurisdiction CODE` (or `jurisdiction:` in an API source's config)"
+)
+
+
+def no_jurisdiction_detail(policy_reason: str) -> str:
+    """The report's detail for a record refused because it has no jurisdiction: why, and exactly how to fix it."""
+    why = policy_reason.removeprefix(f"{NO_JURISDICTION}: ")
+    return f"{NO_JURISDICTION}: neither the record nor its source declares one, and {why}; fix: {JURISDICTION_FIX}"
 
 
 @dataclass
@@ -141,7 +153,8 @@ class Enroller:
             return PhotoResult(**base, status=FAILED, reason=problem[0], detail=problem[1])
         decision = self.policy.decide(rec.jurisdiction, self.purpose, rec.department)
         if not decision.allowed:
-            return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=decision.reason)
+            detail = no_jurisdiction_detail(decision.reason) if decision.unknown else decision.reason
+            return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=detail)
         if not rec.use_for_recognition:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"

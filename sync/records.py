@@ -8,17 +8,20 @@ department is a conflict (two people under one id, or a typo): it is refused
 
 Jurisdictions are brought to their canonical ISO code when they can be read
 (``Illinois`` -> ``US-IL``); one that cannot be read is kept as given, and the
-policy denies it, naming it.
+policy denies it, naming it. A record with no jurisdiction takes the source-wide
+default the operator declares (``with_jurisdiction``: ``gallery build --jurisdiction``,
+an API source's ``jurisdiction``); with none, it stays unknown and the policy denies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lookout.gallery.jurisdiction import clean_text, jurisdiction_or_raw
+from lookout.errors import ConfigError, InputError
+from lookout.gallery.jurisdiction import clean_text, jurisdiction_or_raw, normalise_jurisdiction
 from lookout.identifiers import PHOTO_ID_MAX_CHARS, identifier_problem
 
 
@@ -71,6 +74,25 @@ class PhotoRecord(BaseModel):
             return self.photo_id
         tail = self.photo.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "photo"
         return f"{self.person_id}/{tail}"
+
+
+def source_jurisdiction(text: str | None, where: str = "--jurisdiction") -> str | None:
+    """A source-wide default jurisdiction, normalised like every other (``Illinois`` -> ``US-IL``).
+    One that cannot be read is a configuration error: refused before any record is read."""
+    if text is None or not clean_text(str(text)):
+        return None
+    try:
+        return normalise_jurisdiction(str(text))
+    except InputError as err:
+        raise ConfigError(f"{where} {text!r}: {err.reason}") from None
+
+
+def with_jurisdiction(records: Iterable[PhotoRecord], default: str | None) -> Iterator[PhotoRecord]:
+    """The records, each with no jurisdiction of its own given ``default`` (normalised; None: left unknown)."""
+    code = source_jurisdiction(default)  # checked now, before any record is read
+    if code is None:
+        return iter(records)
+    return (rec if rec.jurisdiction is not None else rec.model_copy(update={"jurisdiction": code}) for rec in records)
 
 
 class PersonRecord(BaseModel):

@@ -5,8 +5,9 @@ several_faces, no_face_in_box, too_small, too_blurred, pose, duplicate;
 bad_identifier: an id no match event can carry; conflicting_record: the same
 person_id with another name, jurisdiction or department; bad_photo_url: an API
 named something other than an http(s) photo); ``excluded`` (policy_excluded: the
-record's jurisdiction or department is denied; not_for_recognition: the record
-says use_for_recognition false). Excluded photos were never read, let alone
+record's jurisdiction or department is denied, or it has none at all, which is
+denied unless a policy file allows it; not_for_recognition: the record says
+use_for_recognition false). Excluded photos were never read, let alone
 embedded. Updates add ``removed``: a photo of the previous version taken out
 (withdrawn, left_source, policy_excluded, removed_by_operator).
 """
@@ -19,6 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 FIELDS = ("photo_id", "person_id", "status", "reason", "detail", "source", "near_duplicate_of")
+NO_JURISDICTION = "no jurisdiction"  # how the detail of a policy_excluded record with no jurisdiction begins
+
+
+def _no_jurisdiction(r) -> bool:
+    return r.status == "excluded" and r.reason == "policy_excluded" and (r.detail or "").startswith(NO_JURISDICTION)
 
 
 def summarise(results) -> dict:
@@ -45,6 +51,7 @@ def summarise(results) -> dict:
         "people_excluded": len(excluded_people - {p for p, ok in people.items() if ok}),
         "people_enrol_rate": round(sum(people.values()) / len(people_considered), 4) if people_considered else 0.0,
         "reasons": dict(sorted(reasons.items())),
+        "photos_no_jurisdiction": sum(1 for r in results if _no_jurisdiction(r)),
         "near_duplicates": sum(1 for r in results if r.near_duplicate_of),
         "photos_removed": len(removed),
         "removed_reasons": dict(sorted(Counter(r.reason for r in removed).items())),
@@ -56,7 +63,22 @@ def count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def summary_line(summary: dict) -> str:
+def summary_headline(summary: dict) -> str | None:
+    """One line for the top of a build's output when nothing was enrolled because records have no jurisdiction:
+    the operator must not have to read the report to find out why the gallery is empty."""
+    missing = summary.get("photos_no_jurisdiction", 0)
+    if not missing or summary["photos_enrolled"]:
+        return None
+    every = "every photo's record has" if missing == summary["photos"] else f"{missing} of {summary['photos']} have"
+    return (
+        f"NOTHING ENROLLED: {every} no jurisdiction and no default was declared for the source, and an unknown "
+        f"jurisdiction is denied (it could be Illinois). Declare where the source's people are with "
+        f"--jurisdiction CODE (e.g. --jurisdiction US-CA) or give each record a jurisdiction"
+    )
+
+
+def summary_line(summary: dict, headline: bool = True) -> str:
+    """The summary in one line; it starts with ``summary_headline`` when there is one (``headline=False``: without)."""
     reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
     tried = summary["photos_enrolled"] + summary["photos_failed"]
     people = summary["people"] - summary["people_excluded"]
@@ -73,6 +95,14 @@ def summary_line(summary: dict) -> str:
         "excluded by policy or record"
     )
     line = f"{enrolled}; {excluded}; reasons: {reasons}"
+    top = summary_headline(summary)
+    if top and headline:
+        line = f"{top}. {line}"
+    elif not top and summary.get("photos_no_jurisdiction"):
+        line += (
+            f"; {count(summary['photos_no_jurisdiction'], 'photo')} excluded for having no jurisdiction "
+            "(declare the source's with --jurisdiction CODE)"
+        )
     if summary.get("photos_removed"):
         why = ", ".join(f"{k} {v}" for k, v in summary["removed_reasons"].items())
         line += f"; {count(summary['photos_removed'], 'photo')} removed from the gallery ({why})"

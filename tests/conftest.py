@@ -33,7 +33,7 @@ from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bi
 from lookout.rtsp_server import RtspCamera, RtspUnavailable, gst_python
 from lookout.sync.build import build_gallery_from_folders
 from tests.broker import Brokers
-from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS  # noqa: F401 (older imports)
+from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS, TEST_JURISDICTION  # noqa: F401 (older imports)
 from tests.pki import make_pki
 from tests.relay_helpers import MotoSns, WebhookServer
 
@@ -43,6 +43,13 @@ def faces_dev() -> Path:
     if not (FACES_DEV / "groups.csv").exists():
         pytest.skip(f"shared data not found at {FACES_DEV} (needs ../shared/data/faces-dev beside the project)")
     return FACES_DEV
+
+
+@pytest.fixture(scope="session")
+def jurisdiction() -> str:
+    """Where the test galleries' people and the test devices are (``helpers.TEST_JURISDICTION``): every record
+    and every device needs a jurisdiction, an unknown one is denied."""
+    return TEST_JURISDICTION
 
 
 EMBEDDERS = ("dlib-resnet", "facenet")
@@ -95,7 +102,7 @@ def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("faces-dev-gallery")
     private, public = generate_keys(root / "keys")
     bundle = root / "bundle"
-    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False)
+    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False, jurisdiction=TEST_JURISDICTION)
     return SimpleNamespace(bundle=bundle, public=public, private=private, faces_dev=faces_dev)
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the tests (not fixtures: those are in conftest.py).
 
-- where things are: ``PROJECT_ROOT``, ``SHARED_DIR``, ``FACES_DEV``, ``STRANGERS``;
+- where things are: ``PROJECT_ROOT``, ``SHARED_DIR``, ``FACES_DEV``, ``STRANGERS``; where the test galleries'
+  people and devices are: ``TEST_JURISDICTION``;
 - ``wait_for``: poll a condition with a bounded timeout (never a fixed sleep before an assert);
 - ``Subscriber``: THE test MQTT subscriber. It returns only once the broker has acknowledged the
   subscription (SUBACK), so nothing published after it is missed; ``barrier()`` proves that
@@ -30,6 +31,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 FACES_DEV = SHARED_DIR / "data" / "faces-dev"
 STRANGERS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+# Where the test galleries' people and the test devices are. Every gallery record and every device needs a
+# jurisdiction (an unknown one is denied: fail closed); the built-in policy allows this one. Tests take it from
+# the `jurisdiction` fixture (conftest) and pass it where a gallery is built (`jurisdiction=`, `--jurisdiction`)
+# or a device configured (`location.jurisdiction`).
+TEST_JURISDICTION = "US-CA"
 
 T = TypeVar("T")
 

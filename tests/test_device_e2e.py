@@ -43,7 +43,7 @@ PYTHON = sys.executable
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory, faces_dev, pipeline):
+def world(tmp_path_factory, faces_dev, pipeline, jurisdiction):
     """Gallery bundles and videos, built once per session."""
     from lookout.gallery.keys import generate_keys
     from lookout.sync.build import build_gallery_from_folders
@@ -51,7 +51,7 @@ def world(tmp_path_factory, faces_dev, pipeline):
     root = tmp_path_factory.mktemp("device-world")
     private, public = generate_keys(root / "keys")
     bundle = root / "bundle-v1"
-    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False)
+    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False, jurisdiction=jurisdiction)
     # Hot reload: v1 without sheldon, v2 with everyone.
     partial = root / "people-no-sheldon"
     partial.mkdir()
@@ -59,9 +59,13 @@ def world(tmp_path_factory, faces_dev, pipeline):
         if person.is_dir() and person.name != "sheldon":
             (partial / person.name).symlink_to(person)
     no_sheldon = root / "reload-v1"
-    build_gallery_from_folders(partial, no_sheldon, private, pipeline, progress=False, version=1)
+    build_gallery_from_folders(
+        partial, no_sheldon, private, pipeline, progress=False, version=1, jurisdiction=jurisdiction
+    )
     full_v2 = root / "reload-v2"
-    build_gallery_from_folders(faces_dev, full_v2, private, pipeline, progress=False, version=2)
+    build_gallery_from_folders(
+        faces_dev, full_v2, private, pipeline, progress=False, version=2, jurisdiction=jurisdiction
+    )
     scene = make_scene_video(root / "scene.mp4", faces_dev, fps=5, photo_s=3.0, blank_s=1.0, stranger_s=1.6)
     strangers = make_scene_video(root / "strangers.mp4", faces_dev, fps=5, photos=(), blank_s=0.0, stranger_s=2.0)
     blank = make_scene_video(root / "blank.mp4", faces_dev, fps=5, photos=(), strangers=False, blank_s=1.0)

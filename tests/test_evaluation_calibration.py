@@ -25,14 +25,14 @@ STRANGER_FILES = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "s
 
 
 @pytest.fixture(scope="module")
-def bundle(faces_dev, pipeline_for, tmp_path_factory):
+def bundle(faces_dev, pipeline_for, tmp_path_factory, jurisdiction):
     root = tmp_path_factory.mktemp("cal")
     people = root / "people"
     for person in ("amy", "howard", "penny", "raj"):
         shutil.copytree(faces_dev / person, people / person)
     private, public = generate_keys(root / "keys")
     pipeline = pipeline_for("facenet")
-    build_gallery_from_folders(people, root / "bundle", private, pipeline, progress=False)
+    build_gallery_from_folders(people, root / "bundle", private, pipeline, progress=False, jurisdiction=jurisdiction)
     strangers = root / "strangers"
     strangers.mkdir()
     for name in STRANGER_FILES:

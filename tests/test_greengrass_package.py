@@ -143,7 +143,7 @@ def _scene_video(path: Path) -> None:
     writer.release()
 
 
-def _gallery(root: Path, model_dir: Path) -> tuple[Path, str]:
+def _gallery(root: Path, model_dir: Path, jurisdiction: str) -> tuple[Path, str]:
     """A signed bundle of the faces shipped in matplotlib and scikit-image, published in a folder."""
     import matplotlib
     from skimage import data
@@ -167,6 +167,8 @@ def _gallery(root: Path, model_dir: Path) -> tuple[Path, str]:
             "--out",
             str(root / "bundle"),
             "--no-progress",
+            "--jurisdiction",
+            jurisdiction,
             "--model-dir",
             str(model_dir),
         ],
@@ -177,10 +179,12 @@ def _gallery(root: Path, model_dir: Path) -> tuple[Path, str]:
     return root / "published", (root / "keys" / "bundle-signing.pub.pem").read_text()
 
 
-def test_install_and_run_lifecycle_offline_against_local_mosquitto(packaged, mosquitto, tmp_path, model_store):
+def test_install_and_run_lifecycle_offline_against_local_mosquitto(
+    packaged, mosquitto, tmp_path, model_store, jurisdiction
+):
     _out, result = packaged
     recipe = load_recipe(result.recipe_path)
-    published, public_pem = _gallery(tmp_path / "gallery", model_store.root)
+    published, public_pem = _gallery(tmp_path / "gallery", model_store.root, jurisdiction)
     video = tmp_path / "scene.mp4"
     _scene_video(video)
     root = tmp_path / "greengrass" / "v2"
@@ -190,6 +194,7 @@ def test_install_and_run_lifecycle_offline_against_local_mosquitto(packaged, mos
     # the deployment's configuration merge: default configuration plus what an operator would set
     config = {
         **recipe["ComponentConfiguration"]["DefaultConfiguration"],
+        "jurisdiction": jurisdiction,  # required: with none, the component refuses to start
         "source": str(video),
         "bundleUrl": published.as_uri(),
         "bundlePublicKey": public_pem,

@@ -183,14 +183,16 @@ def test_identifier_limit_is_the_event_schemas():
     assert "control" in identifier_problem("a\nb")
 
 
-def test_build_refuses_an_id_no_event_can_carry_and_enrols_the_rest(tmp_path, pipeline, grace_hopper, astronaut, keys):
+def test_build_refuses_an_id_no_event_can_carry_and_enrols_the_rest(
+    tmp_path, pipeline, grace_hopper, astronaut, keys, jurisdiction
+):
     cv2.imwrite(str(tmp_path / "g.jpg"), grace_hopper)
     cv2.imwrite(str(tmp_path / "e.jpg"), astronaut)
     long_id = "p" * 200
     (tmp_path / "m.csv").write_text(f"person_id,name,photo\n{long_id},Long Id,g.jpg\nok-1,Eileen,e.jpg\n")
     report = build_gallery(
         read_manifest_file(tmp_path / "m.csv"), tmp_path / "b", keys[0], pipeline, progress=False,
-        report_path=tmp_path / "report.csv",
+        report_path=tmp_path / "report.csv", jurisdiction=jurisdiction,
     )  # fmt: skip
     results = {r.person_id: r for r in report.results}
     assert results[long_id].status == "failed" and results[long_id].reason == "bad_identifier"
@@ -257,11 +259,14 @@ def test_cli_refuses_a_bomb_in_one_line_and_goes_on(tmp_path, command, grace_hop
     assert json.loads(out.strip().splitlines()[-1])["faces"]  # the good image was still processed
 
 
-def test_gallery_build_goes_on_past_a_bomb(tmp_path, pipeline, grace_hopper, keys):
+def test_gallery_build_goes_on_past_a_bomb(tmp_path, pipeline, grace_hopper, keys, jurisdiction):
     (tmp_path / "bomb.png").write_bytes(png_header(20_000, 20_000))
     cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
     (tmp_path / "m.csv").write_text("person_id,name,photo\nx,Bomb,bomb.png\ng,Grace,grace.jpg\n")
-    report = build_gallery(read_manifest_file(tmp_path / "m.csv"), tmp_path / "b", keys[0], pipeline, progress=False)
+    report = build_gallery(
+        read_manifest_file(tmp_path / "m.csv"), tmp_path / "b", keys[0], pipeline, progress=False,
+        jurisdiction=jurisdiction,
+    )  # fmt: skip
     results = _results(report)
     assert results["x/bomb.png"][:2] == ("failed", "unreadable") and "20000x20000" in results["x/bomb.png"][2]
     assert results["g/grace.jpg"][0] == "enrolled"
@@ -300,13 +305,13 @@ def _api_source(server, state: Path, **overrides) -> HttpApiSource:
     )
 
 
-def test_api_photo_urls_never_reach_local_files(server, tmp_path, pipeline, keys):
+def test_api_photo_urls_never_reach_local_files(server, tmp_path, pipeline, keys, jurisdiction):
     server.cases["1"] = {"id": "a", "name": "Dev Zero", "photos": ["/dev/zero"]}
     server.cases["2"] = {"id": "b", "name": "Passwd", "photos": ["../../../../etc/passwd"]}
     server.cases["3"] = {"id": "c", "name": "File URL", "photos": ["file:///etc/passwd"]}
     server.cases["4"] = {"id": "d", "name": "Grace", "photos": ["/img/grace.jpg"]}  # relative: on the API host
     server.cases["5"] = {"id": "e", "name": "FTP", "photos": ["ftp://127.0.0.1/x.jpg"]}
-    records = list(_api_source(server, tmp_path / "work").records())
+    records = list(_api_source(server, tmp_path / "work", jurisdiction=jurisdiction).records())
     report = build_gallery(records, tmp_path / "b", keys[0], pipeline, work_dir=tmp_path / "work", progress=False)
     results = _results(report)
     assert results["a/0"][:2] == ("failed", "download_failed")  # asked the API host for /dev/zero: 404
@@ -436,7 +441,7 @@ def test_device_config_at_illinois_fails_check_config(tmp_path, text):
     cfg = load_config(tmp_path / "device.yaml", environ={}, overrides=[f"location.jurisdiction={text}"])
     lines: list[str] = []
     assert check_config(cfg, out=lines.append) == 2
-    (policy_line,) = [line for line in lines if line.startswith("FAIL  policy")]
+    (policy_line,) = [line for line in lines if line.startswith("FAIL  jurisdiction")]
     assert "not allowed where this device is" in policy_line and "US-IL" in policy_line
 
 

@@ -141,13 +141,13 @@ def test_auto_takes_the_choice_recorded_for_this_device_only(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev, probe_images, tmp_path):
+def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev, probe_images, tmp_path, jurisdiction):
     """Cloud at FP32, device at BF16 or INT8: same people found, scores within the tolerance, or refused."""
     fp32 = FacePipeline.open(
         PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="fp32")
     )
     private, public = generate_keys(tmp_path / "keys")
-    build_gallery_from_folders(faces_dev, tmp_path / "bundle", private, fp32, progress=False)
+    build_gallery_from_folders(faces_dev, tmp_path / "bundle", private, fp32, progress=False, jurisdiction=jurisdiction)
     gallery = load_bundle(tmp_path / "bundle", public, fp32.embedder.digest, Policy.default(), location="GB")
     assert gallery.manifest.model.precision == "fp32"
     chips = measuring.real_face_chips(fp32, probe_images)
@@ -173,7 +173,9 @@ def test_gallery_built_at_fp32_is_searched_at_other_precisions(store, faces_dev,
         bf16 = FacePipeline.open(
             PipelineConfig(model_dir=store.root, device="CPU", embedder="dlib-resnet", precision="bf16")
         )
-        report = build_gallery_from_folders(faces_dev, tmp_path / "bundle-bf16", private, bf16, progress=False)
+        report = build_gallery_from_folders(
+            faces_dev, tmp_path / "bundle-bf16", private, bf16, progress=False, jurisdiction=jurisdiction
+        )
         assert report.manifest.model.precision == "bf16"
         assert report.manifest.model.digest == gallery.manifest.model.digest
 

@@ -45,15 +45,28 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def versions(people_dir, keys, pipeline, tmp_path_factory, astronaut):
+def versions(people_dir, keys, pipeline, tmp_path_factory, astronaut, jurisdiction):
     """v1: grace + eileen. v2 (update): grace removed, 'mirror' added (a flipped photo). v3: full build."""
     base = tmp_path_factory.mktemp("bundles")
-    v1 = build_gallery(read_folders(people_dir), base / "v1", keys[0], pipeline, progress=False)
+    v1 = build_gallery(
+        read_folders(people_dir), base / "v1", keys[0], pipeline, progress=False, jurisdiction=jurisdiction
+    )
     (people_dir / "mirror").mkdir()
     cv2.imwrite(str(people_dir / "mirror" / "m.jpg"), cv2.flip(astronaut, 1))
     records = [r for r in read_folders(people_dir) if r.person_id != "grace"]
-    v2 = update_gallery(base / "v1", records, base / "v2", keys[0], pipeline, public_key=keys[1], progress=False)
-    v3 = build_gallery(read_folders(people_dir), base / "v3", keys[0], pipeline, version=3, progress=False)
+    v2 = update_gallery(
+        base / "v1",
+        records,
+        base / "v2",
+        keys[0],
+        pipeline,
+        public_key=keys[1],
+        progress=False,
+        jurisdiction=jurisdiction,
+    )
+    v3 = build_gallery(
+        read_folders(people_dir), base / "v3", keys[0], pipeline, version=3, progress=False, jurisdiction=jurisdiction
+    )
     return {"v1": v1, "v2": v2, "v3": v3, "dir": base}
 
 
@@ -156,14 +169,14 @@ def test_load_bundle_rejections(versions, keys, pipeline, tmp_path):
         load_bundle(src, keys[1], None, Policy.default(), location="US-IL")
 
 
-def test_device_refuses_bundle_with_denied_person(people_dir, keys, pipeline, tmp_path):
+def test_device_refuses_bundle_with_denied_person(people_dir, keys, pipeline, tmp_path, jurisdiction):
     permissive = Policy.from_dict({"version": "open-1", "rules": []})
     records = [
         r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
         for r in read_folders(people_dir)
         if r.person_id != "mirror"
     ]
-    build_gallery(records, tmp_path / "b", keys[0], pipeline, permissive, progress=False)
+    build_gallery(records, tmp_path / "b", keys[0], pipeline, permissive, progress=False, jurisdiction=jurisdiction)
     assert load_bundle(tmp_path / "b", keys[1], None, permissive).person("grace")["jurisdiction"] == "US-IL"
     for device_policy in (Policy.default(), None):  # no device policy: the built-in one, not the bundle's
         with pytest.raises(BundleError) as err:
@@ -253,14 +266,20 @@ def test_bad_bundles_rejected_old_keeps_serving(versions, keys, pipeline, tmp_pa
             server.close()
 
 
-def test_policy_bundle_rejected_by_puller(people_dir, keys, pipeline, served, tmp_path, caplog):
+def test_policy_bundle_rejected_by_puller(people_dir, keys, pipeline, served, tmp_path, caplog, jurisdiction):
     root, server = served
     records = [
         r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
         for r in read_folders(people_dir)
     ]
     build_gallery(
-        records, tmp_path / "b", keys[0], pipeline, Policy.from_dict({"version": "open", "rules": []}), progress=False
+        records,
+        tmp_path / "b",
+        keys[0],
+        pipeline,
+        Policy.from_dict({"version": "open", "rules": []}),
+        progress=False,
+        jurisdiction=jurisdiction,
     )
     publish(tmp_path / "b", root)
     store = BundleStore(tmp_path / "dev")
@@ -320,7 +339,7 @@ def test_background_puller_swaps_and_stops(versions, served, keys, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_keys_build_publish_pull(people_dir, tmp_path, served, capsys):
+def test_cli_keys_build_publish_pull(people_dir, tmp_path, served, capsys, jurisdiction):
     root, server = served
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 0
     priv, pub = tmp_path / "k" / "bundle-signing.key.pem", tmp_path / "k" / "bundle-signing.pub.pem"
@@ -338,6 +357,8 @@ def test_cli_keys_build_publish_pull(people_dir, tmp_path, served, capsys):
                 "--device",
                 "CPU",
                 "--no-progress",
+                "--jurisdiction",
+                jurisdiction,
                 "--report",
                 str(tmp_path / "r.json"),
             ]

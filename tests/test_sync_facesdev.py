@@ -29,9 +29,11 @@ def sync_keys(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def facesdev_gallery(faces_dev, pipeline, sync_keys, tmp_path_factory):
+def facesdev_gallery(faces_dev, pipeline, sync_keys, tmp_path_factory, jurisdiction):
     out = tmp_path_factory.mktemp("gallery") / "bundle"
-    report = build_gallery_from_folders(faces_dev, out, sync_keys[0], pipeline, progress=False)
+    report = build_gallery_from_folders(
+        faces_dev, out, sync_keys[0], pipeline, progress=False, jurisdiction=jurisdiction
+    )
     return report, load_bundle(out, sync_keys[1], pipeline.embedder.digest, None)
 
 
@@ -66,7 +68,7 @@ def test_listed_faces_named_and_strangers_not(facesdev_gallery, faces_dev, pipel
         assert all(r.match is None for r in results), stranger
 
 
-def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys, tmp_path, monkeypatch):
+def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys, tmp_path, monkeypatch, jurisdiction):
     embedded_images: list[int] = []
     read_paths: list[str] = []
     real_embed, real_fetch = pipeline.embed, None
@@ -90,6 +92,7 @@ def test_policy_excluded_person_is_never_embedded(faces_dev, pipeline, sync_keys
         sync_keys[0],
         pipeline,
         people={"howard": {"jurisdiction": "US-IL"}},
+        jurisdiction=jurisdiction,
         progress=False,
         report_path=tmp_path / "report.json",
     )
@@ -118,7 +121,7 @@ def test_search_defence_in_depth_blocks_denied_person(facesdev_gallery, faces_de
     from lookout.gallery.reader import Gallery
 
     _, gallery = facesdev_gallery
-    persons = {pid: {**p, "jurisdiction": "US-IL" if pid == "raj" else None} for pid, p in gallery._persons.items()}
+    persons = {pid: {**p, "jurisdiction": "US-IL"} if pid == "raj" else p for pid, p in gallery._persons.items()}
     conn = metadata.connect_readonly(gallery.bundle_dir / "gallery.sqlite")
     photos = metadata.photos(conn)
     conn.close()

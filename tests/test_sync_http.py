@@ -223,7 +223,7 @@ def test_manifest_csv_and_json(tmp_path):
 def test_policy_rules(tmp_path):
     default = Policy.default()
     assert not default.allows("US-IL") and not default.allows("us-il-cook") and default.allows("US-CA")
-    assert default.allows(None) and "BIPA" in default.decide("US-IL").reason
+    assert not default.allows(None) and "BIPA" in default.decide("US-IL").reason  # unknown: denied (fail closed)
     (tmp_path / "p.yaml").write_text(
         "version: '2025-03'\ndefault: deny\nrules:\n"
         "  - {jurisdiction: US-TX, decision: deny, purposes: [commercial]}\n"

@@ -5,7 +5,7 @@ matches a (jurisdiction, department, purpose) decides, otherwise ``default`` doe
 
     version: "2025-01-01"
     default: allow            # for jurisdictions no rule matches
-    unknown_jurisdiction: allow   # records / devices with no jurisdiction at all
+    unknown_jurisdiction: deny    # people with no jurisdiction at all (the default; see below)
     rules:
       - jurisdiction: US-IL   # matches US-IL and its subdivisions (US-IL-COOK)
         decision: deny
@@ -33,6 +33,14 @@ saying why; one with several readings (``IL``: Israel, or Illinois by its USPS c
 is denied when any reading is. Departments are compared without case, accents or
 extra blanks.
 
+Fail closed: a missing jurisdiction is an unknown one, and unknown is denied. A
+record with no jurisdiction (and no source-wide default, ``gallery build --jurisdiction``)
+is never enrolled, and a person with none in a bundle (an older build) makes a device,
+``sync pull`` and ``lookout search`` refuse that bundle under the built-in policy. A
+policy file may say ``unknown_jurisdiction: allow`` for people, as an operator's
+deliberate, documented choice; it does not let a device run recognition without a
+declared location (``location.jurisdiction``): a device always needs one.
+
 The gallery builder never embeds a photo whose record is denied; the bundle
 carries the policy it was built with; the device refuses a bundle holding a
 person its own policy denies, and drops search results for such people.
@@ -55,6 +63,10 @@ from lookout.identifiers import VERSION_MAX_CHARS, identifier_problem
 
 ANY_PURPOSE = "*"
 DEFAULT_PURPOSE = "identification"
+
+# The built-in policy's version. "default-1" allowed people with no jurisdiction; "default-2" denies them.
+BUILTIN_VERSION = "default-2"
+SUPERSEDED_BUILTIN_VERSIONS = frozenset({"default-1"})
 
 # Jurisdictions where biometric identifiers may not be computed without written
 # consent (the product never has it for a gallery): denied out of the box.
@@ -123,7 +135,9 @@ class PolicyDoc(BaseModel):
 
     version: str
     default: Literal["allow", "deny"] = "allow"
-    unknown_jurisdiction: Literal["allow", "deny"] = "allow"
+    # Fail closed: a person with no jurisdiction may be anywhere, Illinois included. Only a policy file that
+    # says "allow" explicitly (an operator's documented choice) lets such people in.
+    unknown_jurisdiction: Literal["allow", "deny"] = "deny"
     crops: bool = True
     rules: list[Rule] = Field(default_factory=list)
 
@@ -142,6 +156,7 @@ class PolicyDoc(BaseModel):
 class Decision:
     allowed: bool
     reason: str
+    unknown: bool = False  # decided for a missing jurisdiction (by ``unknown_jurisdiction``)
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -158,7 +173,12 @@ class Policy:
     @classmethod
     def default(cls) -> Policy:
         rules = [Rule(jurisdiction=j, decision="deny", reason=r) for j, r in DEFAULT_DENY]
-        return cls(PolicyDoc(version="default-1", rules=rules), "built-in default")
+        return cls(PolicyDoc(version=BUILTIN_VERSION, rules=rules), "built-in default")
+
+    @property
+    def superseded_builtin(self) -> bool:
+        """An earlier built-in policy (as an older bundle carries it), replaced by today's ``default()``."""
+        return self.version in SUPERSEDED_BUILTIN_VERSIONS
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> Policy:
@@ -183,8 +203,8 @@ class Policy:
         """Is face recognition allowed for someone (or a device) in ``jurisdiction`` and ``department``?
 
         Fail closed: a jurisdiction that cannot be read is denied; one with several readings
-        is denied when any reading is; a missing one follows ``unknown_jurisdiction`` (and is
-        denied as well when a rule for its department denies)."""
+        is denied when any reading is; a missing one follows ``unknown_jurisdiction`` (deny unless
+        the policy file says allow; denied as well when a rule for its department denies)."""
         purpose = purpose or DEFAULT_PURPOSE
         if jurisdiction is None or not str(jurisdiction).strip():
             return self._decide_missing(purpose, department)
@@ -210,7 +230,13 @@ class Policy:
 
     def _decide_missing(self, purpose: str, department: str | None) -> Decision:
         ok = self.doc.unknown_jurisdiction == "allow"
-        decision = Decision(ok, f"no jurisdiction: policy {self.version} says {self.doc.unknown_jurisdiction}")
+        says = "allows" if ok else "denies (fail closed)"
+        decision = Decision(
+            ok,
+            f"no jurisdiction: policy {self.version} {says} unknown jurisdictions "
+            f"(unknown_jurisdiction: {self.doc.unknown_jurisdiction})",
+            unknown=True,
+        )
         for rule in self.doc.rules:
             if rule.jurisdiction is None and rule.matches(None, department, purpose):
                 if rule.decision == "deny":

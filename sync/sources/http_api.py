@@ -19,6 +19,7 @@ Configuration (YAML or JSON, `--api-config FILE`)::
       use_for_recognition: consent   # optional, per photo object
       attributes: {age: subject.age, sex: subject.sex, date_last_seen: sighting.date, case_url: link}
     jurisdiction_prefix: "US-"       # prepended to jurisdiction values ("IL" -> "US-IL")
+    jurisdiction: US-CA              # for records that give none (else they are refused: unknown is denied)
     person_id_prefix: "namus-"
 
 Resuming: the walk's position and every record fetched so far are kept in
@@ -39,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookout.errors import ConfigError, InputError
 from lookout.http_client import FetchError, HttpClient, http_url_problem
 from lookout.log import get_logger
-from lookout.sync.records import PhotoRecord
+from lookout.sync.records import PhotoRecord, source_jurisdiction
 from lookout.sync.sources.csv_json import row_to_record
 
 log = get_logger(__name__)
@@ -73,7 +74,16 @@ class ApiConfig(BaseModel):
     timeout_s: float = 20.0
     fields: FieldMap = Field(default_factory=FieldMap)
     jurisdiction_prefix: str = ""
+    jurisdiction: str | None = None  # the source-wide default for records that give none (like --jurisdiction)
     person_id_prefix: str = ""
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _jurisdiction(cls, value: str | None) -> str | None:
+        try:
+            return source_jurisdiction(value, "jurisdiction")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
 
 def dig(doc: Any, path: str | None) -> Any:
@@ -257,6 +267,8 @@ class HttpApiSource:
         prefix = self.config.jurisdiction_prefix
         if jurisdiction and not str(jurisdiction).strip().upper().startswith(prefix.upper()):
             jurisdiction = prefix + str(jurisdiction).strip()
+        if jurisdiction in (None, "") or not str(jurisdiction).strip():
+            jurisdiction = self.config.jurisdiction
         attributes = {k: v for k, v in ((k, dig(doc, p)) for k, p in f.attributes.items()) if v not in (None, "")}
         attributes.setdefault("source_id", case_id)
         photos = dig(doc, f.photos) or []
