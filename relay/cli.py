@@ -102,7 +102,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         return 0
     config = _config(args)
     if args.check_config:
-        print(json.dumps(config.model_dump(mode="json"), indent=2))
+        print(json.dumps(config.shown(), indent=2))
         problems = config.problems()
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)

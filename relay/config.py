@@ -11,14 +11,16 @@ config names the environment variable that holds each one.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lookout.config_file import load_settings
-from lookout.errors import InputError
+from lookout.errors import ConfigError, InputError
 from lookout.mqtt import MqttSettings
+from lookout.redact import redact_dsn, redact_url
 from lookout.topics import DEFAULT_PREFIX, check_prefix
 
 ENV_PREFIX = "LOOKOUT_RELAY__"
@@ -146,12 +148,37 @@ class TwilioNotifier(_Strict):
 
 class WebhookNotifier(_Strict):
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(
+        None, pattern=r"^https?://", description="the endpoint; shown redacted (path and query) in logs and output"
+    )
+    url_env: str | None = Field(
+        None,
+        min_length=1,
+        description="environment variable holding the URL instead, for endpoints whose URL is the credential"
+        " (Slack, Teams, Discord incoming webhooks)",
+    )
     secret_env: str | None = Field(None, description="environment variable with the HMAC-SHA256 key")
     timeout_s: float = Field(5, gt=0)
     include_crop: bool = Field(
         False, description="add the sighting crop (base64 JPEG) when the device sent one (its policy allowed it)"
     )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookNotifier:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+    def resolved_url(self, name: str, environ: Mapping[str, str]) -> str:
+        """The URL to POST to: ``url``, or the value of the variable ``url_env`` names (ConfigError if unset)."""
+        if self.url is not None:
+            return self.url
+        value = environ.get(self.url_env or "", "").strip()
+        if not value:
+            raise ConfigError(f"notifiers.{name}.url_env: environment variable {self.url_env} is not set")
+        if not value.startswith(("https://", "http://")):
+            raise ConfigError(f"notifiers.{name}.url_env: {self.url_env} does not hold an http(s) URL")
+        return value
 
 
 class ConsoleNotifier(_Strict):
@@ -285,6 +312,20 @@ class RelayConfig(_Strict):
     def directory_of(self, gallery_id: str | None) -> Path | None:
         """The gallery.sqlite that speaks for ``gallery_id``'s people (its own, else ``directory.path``)."""
         return self.gallery(gallery_id).directory or self.directory.path
+
+    def shown(self) -> dict[str, Any]:
+        """The effective config as ``--check-config`` prints it: every URL and DSN redacted (lookout.redact);
+        secrets themselves are never in it (only the names of the variables holding them)."""
+        doc = self.model_dump(mode="json")
+        for notifier in doc["notifiers"].values():
+            for key in ("url", "base_url", "endpoint_url"):
+                if notifier.get(key):
+                    notifier[key] = redact_url(notifier[key], secret_path=notifier["type"] == "webhook")
+        if doc["store"].get("dsn"):
+            doc["store"]["dsn"] = redact_dsn(doc["store"]["dsn"])
+        if doc.get("console_url"):
+            doc["console_url"] = redact_url(doc["console_url"])
+        return doc
 
     def problems(self) -> list[str]:
         """Why this config must not run, beyond its fields' own checks (``--check-config`` and start say them)."""

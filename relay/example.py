@@ -73,7 +73,8 @@ notifiers:                       # name -> settings; recipients refer to these n
   #   from_number: "+15555550100"
   # ops:                         # example: signed JSON webhook
   #   type: webhook
-  #   url: https://hooks.example.org/lookout   # http:// only for loopback
+  #   url: https://hooks.example.org/lookout   # http:// only for loopback; shown as https://hooks.example.org/***
+  #   url_env: null              # instead of url: a variable holding it, where the URL is the credential (Slack, Teams)
   #   secret_env: LOOKOUT_WEBHOOK_SECRET       # HMAC-SHA256 key
   #   timeout_s: 5
   #   include_crop: false        # true: add the sighting crop (base64 JPEG) where the device sent one
