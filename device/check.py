@@ -20,6 +20,7 @@ from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.model_store.store import ModelStore
 from lookout.mqtt import tls_context
+from lookout.redact import redact_url
 
 
 def check_config(cfg: DeviceConfig, out=print) -> int:
@@ -35,7 +36,7 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
 
     ok(
         "config",
-        f"device {cfg.device_id}, source {cfg.source.url}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"device {cfg.device_id}, source {redact_url(cfg.source.url)}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
         f"topics {cfg.mqtt.topic_prefix}/{cfg.device_id}/...",
     )
     digest = None

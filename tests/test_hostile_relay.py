@@ -24,7 +24,7 @@ from lookout.relay.records import Outcome
 from lookout.relay.service import RelayService
 from lookout.topics import Topics
 from tests.helpers import Subscriber, wait_for
-from tests.relay_helpers import make_event, publish, write_config
+from tests.relay_helpers import NO_GATE, make_event, publish, write_config
 
 TOPIC = Topics().match("cam-x")
 HOSTILE = {
@@ -59,7 +59,7 @@ def test_hostile_numbers_are_one_clear_refusal(payload):
 
 @pytest.fixture
 def service(store_settings):
-    svc = RelayService(RelayConfig(store=store_settings), notifiers={})
+    svc = RelayService(RelayConfig(store=store_settings, policy=NO_GATE), notifiers={})
     yield svc
     svc.stop()
 
@@ -76,7 +76,7 @@ def logged(caplog, event: str) -> list[dict]:
 
 
 def _outcomes(decided) -> list[Outcome | None]:
-    return [accepted[1].outcome if accepted else None for _, accepted, _ in decided]
+    return [accepted[1].outcome if accepted else None for _, accepted, *_ in decided]
 
 
 def test_a_poison_number_in_a_batch_is_dead_lettered_and_the_rest_stored(service, caplog):
@@ -122,10 +122,10 @@ def test_a_bug_after_parsing_is_narrowed_to_the_message_at_fault(service, monkey
     one message at a time, so only the message at fault is set aside."""
     plan = service._plan
 
-    def buggy(event):
+    def buggy(event, verdict):
         if event.person_id == "p-bug":
             raise RuntimeError("directory exploded")
-        return plan(event)
+        return plan(event, verdict)
 
     monkeypatch.setattr(service, "_plan", buggy)
     batch = [_message(make_event(device_id="cam-x", person_id=p).to_json()) for p in ("p-1", "p-bug", "p-2")]

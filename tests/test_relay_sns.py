@@ -99,10 +99,13 @@ def test_same_event_twice_and_second_camera_in_window_give_one_sms(relay, mosqui
     assert alert.sightings == 2 and alert.devices == ["cam-1", "cam-2"]
 
 
-def test_unknown_person_still_alerts_with_the_id(relay, mosquitto, moto_sns):
+def test_a_person_not_in_the_gallery_is_never_texted(relay, mosquitto, moto_sns):
+    """A10: the relay checks membership itself (was: "possible match person p-999 (details unavailable)")."""
     publish_event(mosquitto.port, make_event(person_id="p-999"))
+    publish_event(mosquitto.port, make_event(person_id="p-001"))
     sms = wait_for(moto_sns.sms, timeout=5)
-    assert "possible match person p-999 (details unavailable)." in sms[0]["message"]
+    wait_for(lambda: relay.counters.snapshot()["refused"] == 1, timeout=5, what="p-999 refused")
+    assert len(sms) == 1 and "Jane Doe" in sms[0]["message"] and "p-999" not in sms[0]["message"]
 
 
 def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay, mosquitto, moto_sns):
