@@ -31,8 +31,12 @@ from lookout.sync.records import PhotoRecord
 
 @pytest.fixture(autouse=True)
 def _own_log_handlers() -> Iterator[None]:
-    """The CLI's ``configure`` points the root logger at this test's captured stderr: put it back afterwards."""
+    """The CLI's ``configure`` points the root logger at the captured stderr of the test that ran it: drop handlers
+    left on a stream another test closed, and put the logger back afterwards."""
     root = logging.getLogger()
+    root.handlers[:] = [
+        h for h in root.handlers if not (isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False))
+    ]
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:], root.level = handlers, level
