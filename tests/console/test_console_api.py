@@ -291,22 +291,20 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
     """A bundle whose own policy allowed Illinois (signed that way) is refused under the console's default policy."""
     from lookout.console.app import Services
     from lookout.console.audit import AuditFilter
-    from lookout.gallery.policy import Policy
-    from lookout.sync.build import build_gallery_from_folders
     from lookout.sync.publish import publish
+    from lookout.sync.sources.folders import read_folders
+    from tests.helpers import hostile_bundle
 
     people = tmp_path / "il"
     (people / "grace_hopper").mkdir(parents=True)
     cv2.imwrite(str(people / "grace_hopper" / "1.jpg"), console_env.grace)
     (people / "grace_hopper" / "person.json").write_text('{"name": "Grace Hopper", "jurisdiction": "US-IL"}')
-    allow_all = Policy.from_dict({"version": "allow-all"})
-    build_gallery_from_folders(
-        people,
+    hostile_bundle(
+        list(read_folders(people)),
         tmp_path / "b",
         console_env.root / "keys" / "bundle-signing.key.pem",
         pipeline,
-        allow_all,
-        progress=False,
+        {"version": "allow-all"},
     )
     publish(tmp_path / "b", console_env.published.parent / "published-il")
     services = Services.open(
