@@ -242,6 +242,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
+    pull.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline for each request as a whole (a download gets its size at 16 KiB/s on top; default 30)",
+    )
     pull.set_defaults(func=_sync_pull)
 
     rollback = ssub.add_parser(
@@ -528,7 +535,14 @@ def _sync_pull(args: argparse.Namespace) -> int:
         raise ConfigError(f"{url}: give a URL (http://..., https://... or file://...)")
     store = BundleStore(args.into)
     puller = BundlePuller(
-        url, store, args.public_key, digest, _policy(args), interval_s=args.watch or 300, location=args.location
+        url,
+        store,
+        args.public_key,
+        digest,
+        _policy(args),
+        interval_s=args.watch or 300,
+        location=args.location,
+        timeout_s=args.timeout,
     )
     if args.watch:
         puller.start()
