@@ -98,8 +98,9 @@ class FleetWatcher:
                 self._status(device, msg.payload)
             elif msg.topic.endswith("/heartbeat"):
                 self._heartbeat(device, msg.payload)
-        except (ValueError, TypeError) as err:  # a bad message from one device never stops the watcher
-            log.warning("fleet.bad_message", topic=msg.topic, error=str(err)[:200])
+        except Exception as err:  # one device's message (``[[[[`` 60,000 deep, a 5,000-digit number) or a bug
+            # here must never end paho's network thread, which would stop the fleet page for every device
+            log.warning("fleet.bad_message", topic=msg.topic, error=f"{type(err).__name__}: {str(err)[:200]}")
 
     def _update(self, device: str, **fields) -> None:
         with self._lock:

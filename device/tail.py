@@ -100,7 +100,7 @@ def tail(
                     if as_json
                     else (format_status(doc) if kind == "status" else format_heartbeat(doc))
                 )
-        except (InputError, ValueError) as err:
+        except (InputError, ValueError, RecursionError) as err:  # RecursionError: "[[[[..." 60,000 deep
             print(f"lookout: skipped invalid message: {err}", file=sys.stderr, flush=True)
             return
         print(line, file=out, flush=True)

@@ -199,6 +199,12 @@ def _reason(err: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _short(err: Exception, limit: int = 200) -> str:
+    """An exception's message cut to ``limit`` characters: enough to say why, never the payload."""
+    text = str(err)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent:
     """Parse and validate a match event, raising InputError naming ``source`` and the reason.
 
@@ -213,10 +219,10 @@ def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent
         problem = err
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(source, f"not JSON: {err}") from None
     except RecursionError:  # "[[[[..." 64 KB deep: a hostile publisher must not take the relay's thread down
         raise InputError(source, "JSON nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, and a number of 5,000 digits (int limit)
+        raise InputError(source, f"not JSON: {_short(err)}") from None
     if not isinstance(doc, dict):
         raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")

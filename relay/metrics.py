@@ -11,6 +11,7 @@ log = get_logger(__name__)
 COUNTERS = {
     "received": "match events received from the broker",
     "invalid": "payloads rejected and sent to the dead-letter topic",
+    "poison": "messages the relay's own code failed on (set aside to the dead-letter topic, intake goes on)",
     "duplicates": "events whose id was already seen (redeliveries)",
     "alerts": "new alerts created (one per person per dedup window)",
     "followups": "sightings folded into an existing alert",

@@ -40,6 +40,7 @@ from lookout.topics import Topics, is_reserved, shared
 log = get_logger(__name__)
 
 DEADLETTER_PAYLOAD_MAX = 64 * 1024
+POISON = "internal error: "  # dead-letter reasons of messages that broke the relay's code, not its rules
 PURGE_EVERY_S = 3600.0
 INTAKE_BATCH = 256
 # Group commit: wait this long for more messages before committing a batch, so a steady
@@ -81,6 +82,10 @@ def claim_lease_s(config: RelayConfig) -> float:
 
 # (message, event or None, dead-letter reason or None)
 Parsed = tuple[paho.MQTTMessage, MatchEvent | None, str | None]
+# an accepted event and what the store made of it
+Accepted = tuple[MatchEvent, Ingested]
+# (message, accepted or None, dead-letter reason or None)
+Decided = tuple[paho.MQTTMessage, Accepted | None, str | None]
 
 
 class RelayService:
@@ -171,8 +176,14 @@ class RelayService:
         return self
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready to take events (``/readyz``): subscribed at the broker and the store answering."""
-        checks: dict[str, object] = {"broker_subscribed": self.connected.is_set(), "store": self._health_store.ping()}
+        """Ready to take events (``/readyz``): subscribed at the broker, the store answering, and the intake and
+        delivery threads running."""
+        checks: dict[str, object] = {
+            "broker_subscribed": self.connected.is_set(),
+            "store": self._health_store.ping(),
+            "intake_running": self._intake.is_alive(),
+            "delivery_running": self._thread is not None and self._thread.is_alive(),
+        }
         return all(bool(v) for v in checks.values()), checks
 
     def stop(self) -> None:
@@ -280,7 +291,10 @@ class RelayService:
     # --- intake -----------------------------------------------------------------------------
 
     def _intake_loop(self) -> None:
-        """Accept queued messages in batches: one transaction (one fsync) per batch, then ack each."""
+        """Accept queued messages in batches: one transaction (one fsync) per batch, then ack each.
+
+        Nothing one message holds may end this thread (a poison pill would stop every alert, and the broker
+        would hand it to the next relay after a restart): :meth:`_accept` sets aside what it cannot take."""
         while True:
             first = self._inbox.get()
             if first is None:
@@ -298,30 +312,67 @@ class RelayService:
                 batch.append(nxt)
             self._accept(batch)
 
-    def _accept(self, batch: list[paho.MQTTMessage]) -> None:
+    def _accept(self, batch: list[paho.MQTTMessage]) -> list[Decided]:
+        """Decide and store ``batch``, then dead-letter or count each message and acknowledge it. A bug that
+        breaks the batch is narrowed down one message at a time; the message at fault is poison."""
         now = self.clock()
+        try:
+            decided = self._decide(batch, now)
+        except Exception as err:
+            if len(batch) > 1:
+                return [d for message in batch for d in self._accept([message])]
+            decided = [(batch[0], None, self._poison_reason(err))]
+        if decided is None:
+            return []  # stopping while the store is down: unacknowledged, the broker redelivers
+        for message, accepted, reason in decided:
+            self._finish(message, accepted, reason, now)
+        if any(a is not None and a[1].outcome is Outcome.NEW_ALERT and not a[1].review for _, a, _ in decided):
+            self.dispatcher.wake()
+        return decided
+
+    def _decide(self, batch: list[paho.MQTTMessage], now: float) -> list[Decided] | None:
+        """Each message with its stored outcome, or with the reason it is dead-lettered; None if stopping."""
         parsed = [self._parse_message(m) for m in batch]
         valid = [(m, e) for m, e, _ in parsed if e is not None]
         results = self._store([Intake(e, self._plan(e), bytes(m.payload)) for m, e in valid], now)
         if results is None:
-            return  # stopping while the store is down: unacknowledged, the broker redelivers
-        outcome = {id(m): r for (m, _), r in zip(valid, results)}
+            return None
+        outcome: dict[int, Ingested | str] = {id(m): r for (m, _), r in zip(valid, results)}
+        decided: list[Decided] = []
         for message, event, reason in parsed:
             result = outcome.get(id(message))
             if event is None or result is None or isinstance(result, str):
-                self._dead_letter(message.topic, bytes(message.payload), reason or str(result), now)
+                decided.append((message, None, reason or str(result)))
+            else:
+                decided.append((message, (event, result), None))
+        return decided
+
+    def _finish(self, message: paho.MQTTMessage, accepted: Accepted | None, reason: str | None, now: float) -> None:
+        """Count or dead-letter one decided message, then acknowledge it (always: it is stored or set aside)."""
+        try:
+            if accepted is None:
+                self._dead_letter(message.topic, bytes(message.payload), reason or "refused", now)
             else:
                 self.counters.inc("received")
-                self._count(event, result)
+                self._count(*accepted)
+        except Exception as err:  # logging or publishing the dead letter failed: the message is decided anyway
+            log.error("intake.finish_failed", topic=message.topic, error=self._poison_reason(err))
+        finally:
             self.client.ack(message.mid, message.qos)
-        if any(isinstance(r, Ingested) and r.outcome is Outcome.NEW_ALERT and not r.review for r in results):
-            self.dispatcher.wake()
 
     def _parse_message(self, message: paho.MQTTMessage) -> Parsed:
         try:
             return message, self._parse(message.topic, bytes(message.payload)), None
         except InputError as err:
             return message, None, err.reason
+        except Exception as err:  # a parser bug must not become a poison pill: this message is set aside
+            return message, None, self._poison_reason(err)
+
+    def _poison_reason(self, err: BaseException) -> str:
+        """The dead-letter reason of a message that broke the relay's own code (not a validation refusal)."""
+        self.counters.inc("poison")
+        text = str(err)
+        return f"{POISON}{type(err).__name__}: {text[:200]}{'…' if len(text) > 200 else ''}"
 
     def _store(self, items: list[Intake], now: float) -> list[Ingested | str] | None:
         """Ingest the batch, retrying while the store is unavailable; a message that breaks the store's
@@ -354,25 +405,15 @@ class RelayService:
         except StoreUnavailable:
             raise
         except Exception as err:  # this message breaks the relay: poison, set it aside
-            return f"internal error: {type(err).__name__}: {err}"
+            return self._poison_reason(err)
 
     def handle(self, topic: str, payload: bytes) -> Outcome | None:
-        """Accept one message now (tests, benchmarks); the outcome, or None if dead-lettered."""
-        now = self.clock()
-        try:
-            event = self._parse(topic, payload)
-        except InputError as err:
-            self._dead_letter(topic, payload, err.reason, now)
-            return None
-        result = (self._store([Intake(event, self._plan(event), payload)], now) or ["stopped"])[0]
-        if isinstance(result, str):
-            self._dead_letter(topic, payload, result, now)
-            return None
-        self.counters.inc("received")
-        self._count(event, result)
-        if result.outcome is Outcome.NEW_ALERT and not result.review:
-            self.dispatcher.wake()
-        return result.outcome
+        """Accept one message now, as intake does (tests, benchmarks); the outcome, or None if dead-lettered."""
+        message = paho.MQTTMessage(topic=topic.encode())  # QoS 0: nothing to acknowledge
+        message.payload = payload
+        decided = self._accept([message])
+        accepted = decided[0][1] if decided else None
+        return accepted[1].outcome if accepted is not None else None
 
     def _parse(self, topic: str, payload: bytes) -> MatchEvent:
         source = f"message on {topic}"
@@ -388,9 +429,14 @@ class RelayService:
         return event
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, now: float) -> None:
+        """One line naming the topic, the device and the reason; the payload to the dead-letter topic."""
         self.counters.inc("received")
         self.counters.inc("invalid")
-        log.warning("event.invalid", topic=topic, bytes=len(payload), reason=reason)
+        fields = dict(topic=topic, device_id=self.topics.device_of(topic), bytes=len(payload), reason=reason)
+        if reason.startswith(POISON):
+            log.error("event.poison", hint="the relay's own code failed on this message; set aside", **fields)
+        else:
+            log.warning("event.invalid", **fields)
         self.client.publish(self.topics.deadletter(), deadletter_message(topic, payload, reason, now), qos=1)
 
     def _plan(self, event: MatchEvent) -> AlertPlan:

@@ -48,14 +48,14 @@ def make_event(**fields: Any) -> MatchEvent:
     return MatchEvent.create(**base)
 
 
-def publish(port: int, topic: str, payloads: list[bytes], qos: int = 1) -> None:
+def publish(port: int, topic: str, payloads: list[bytes], qos: int = 1, retain: bool = False) -> None:
     """Publish as a device would (QoS 1) and wait for the broker's acknowledgements."""
     settings = MqttSettings(port=port)
     client = make_client(settings, client_id=f"test-device-{time.monotonic_ns()}")
     connect(client, settings, blocking=True)
     client.loop_start()
     try:
-        infos = [client.publish(topic, p, qos=qos) for p in payloads]
+        infos = [client.publish(topic, p, qos=qos, retain=retain) for p in payloads]
         for info in infos:
             info.wait_for_publish(timeout=5)
     finally:

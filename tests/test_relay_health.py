@@ -23,6 +23,8 @@ from lookout.topics import Topics
 from tests.helpers import wait_for
 from tests.relay_helpers import make_event, publish, publish_event, write_config
 
+READY_CHECKS = ("broker_subscribed", "store", "intake_running", "delivery_running")
+
 JPEG = b"\xff\xd8\xff\xe0" + b"face" * 20
 
 
@@ -42,7 +44,7 @@ def test_readyz_needs_the_broker_and_the_store(tmp_path, mosquitto):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(f"{base}/readyz")[0] == 200, timeout=15)
-        assert _get(f"{base}/readyz")[1] == {"ready": True, "checks": {"broker_subscribed": True, "store": True}}
+        assert _get(f"{base}/readyz")[1] == {"ready": True, "checks": dict.fromkeys(READY_CHECKS, True)}
         assert _get(f"{base}/healthz") == (200, {"alive": True})
         mosquitto.stop()
         wait_for(lambda: _get(f"{base}/readyz")[0] == 503, timeout=15)

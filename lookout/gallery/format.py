@@ -137,7 +137,7 @@ def _safe_relpath(name: str) -> bool:
 def parse_manifest(data: bytes, where: str | Path) -> Manifest:
     try:
         doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # deep nesting: RecursionError
+    except (ValueError, RecursionError) as err:  # not JSON/UTF-8, a 5,000-digit number; deep nesting: RecursionError
         raise BundleError(where, "bad_manifest", f"{MANIFEST} is not JSON ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleError(where, "bad_manifest", f"{MANIFEST} is not a {FORMAT} manifest")

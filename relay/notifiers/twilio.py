@@ -49,7 +49,7 @@ class TwilioNotifier:
         _, body = post(self.url, form, headers, self.timeout_s, self.name)
         try:
             return str(json.loads(body)["sid"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise DeliveryError(self.name, "accepted, but the response had no message sid", retryable=False) from None
 
     def close(self) -> None:

@@ -179,8 +179,8 @@ class HttpApiSource:
             raise
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: hostile nesting
-            raise FetchError(url, "response is not JSON (or nested too deeply)") from None
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested or a number too long to read
+            raise FetchError(url, "response is not JSON (or nested too deeply, or a number too long)") from None
         if not isinstance(doc, dict):
             raise FetchError(url, "response is not a JSON object")
         return doc
