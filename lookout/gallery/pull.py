@@ -44,7 +44,7 @@ from lookout.gallery.format import (
     manifest_sha256,
     parse_manifest,
 )
-from lookout.gallery.keys import PublicKeySource
+from lookout.gallery.keys import PublicKeySource, load_public_key, public_pem
 from lookout.gallery.policy import Policy
 from lookout.gallery.store import BundleStore
 from lookout.gallery.verify import check_files, check_model, check_signature, verify_bundle
@@ -240,6 +240,8 @@ class BundlePuller:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         final = self.store.install(staged, manifest.version)
+        if self.public_key is not None:  # search on the store checks the signature again with it
+            self.store.remember_key(public_pem(load_public_key(self.public_key)))
         self.store.save_state(state)
         log.info(
             "sync.swapped",

@@ -13,7 +13,8 @@ import cv2
 import pytest
 from starlette.testclient import TestClient
 
-from lookout.console.app import create_app
+from lookout.console.app import Services, create_app
+from lookout.console.audit import AuditFilter
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
 
@@ -308,7 +309,12 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
     )
     publish(tmp_path / "b", console_env.published.parent / "published-il")
     services = Services.open(
-        console_env.config(**{"galleries.il.published": str(console_env.published.parent / "published-il")}),
+        console_env.config(
+            **{
+                "galleries.il.published": str(console_env.published.parent / "published-il"),
+                "galleries.il.public_key": str(console_env.root / "keys" / "bundle-signing.pub.pem"),
+            }
+        ),
         start_fleet=False,
     )
     try:
@@ -321,6 +327,25 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
             )
             assert r.status_code == 400 and "cannot be used" in r.text and "US-IL" in r.text
             assert "Grace Hopper" not in r.text
+            assert services.audit.count(AuditFilter(action="search.denied")) == 1
+    finally:
+        services.close()
+
+
+def test_a_gallery_without_a_public_key_is_never_searched(console_env):
+    """Attack A13: without the key the console cannot tell a signed bundle from an edited one: fail closed."""
+    services = Services.open(
+        console_env.config(**{"galleries.nokey.published": str(console_env.published)}), start_fleet=False
+    )
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = c.post(
+                "/search",
+                data={"csrf": csrf, "gallery": "nokey"},
+                files={"photo": ("p.jpg", _jpeg(console_env.grace), "image/jpeg")},
+            )
+            assert r.status_code == 400 and "no public key" in r.text and "Grace Hopper" not in r.text
             assert services.audit.count(AuditFilter(action="search.denied")) == 1
     finally:
         services.close()
