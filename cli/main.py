@@ -12,40 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from lookout import __version__
 from lookout.cli import face
-from lookout.cli.options import add_global_options
+from lookout.command import command_parser, run_command
 from lookout.console import cli as console
 from lookout.demo import device_bench
 from lookout.demo import run as demo
 from lookout.device import cli as device
-from lookout.errors import LookoutError
 from lookout.evaluation import cli as evaluation
 from lookout.greengrass import cli as greengrass
-from lookout.log import configure
 from lookout.models import cli as models
 from lookout.relay import cli as relay
 from lookout.sync import cli as sync
 
 
-class Parser(argparse.ArgumentParser):
-    """No abbreviated options, here and in every subcommand (subparsers are made of this class):
-    ``lookout run --device CPU`` was once taken as ``--device-id CPU``. A misspelt option is an error."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="lookout",
-        description="Edge-first face recognition: recognise enrolled people on the device, send only matches.",
+    parser = command_parser(
+        "lookout", "Edge-first face recognition: recognise enrolled people on the device, send only matches."
     )
-    parser.add_argument("--version", action="version", version=f"lookout {__version__}")
-    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench = commands.add_parser("bench", help="benchmarks that print figures measured on this machine")
     benches = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
@@ -72,15 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure(args.log_level, args.log_format)
-    try:
-        return int(args.func(args) or 0)
-    except LookoutError as err:
-        print(f"lookout: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

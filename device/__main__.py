@@ -12,34 +12,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lookout import __version__
+from lookout.command import command_parser, run_command
 from lookout.device import cli
-from lookout.errors import LookoutError
-from lookout.log import configure
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lookout.device", description=__doc__.split("\n\n")[0], allow_abbrev=False
-    )
-    parser.add_argument("--version", action="version", version=f"lookout {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="log lines as text or JSON")
+    parser = command_parser("python -m lookout.device", __doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure(args.log_level, args.log_format)
-    try:
-        return int(args.func(args) or 0)
-    except LookoutError as err:
-        print(f"lookout: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from lookout.errors import LookoutError
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.model_store.store import ModelStore
+from lookout.redact import redact_url
 
 
 def check_config(cfg: DeviceConfig, out=print) -> int:
@@ -34,7 +35,7 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
 
     ok(
         "config",
-        f"device {cfg.device_id}, source {cfg.source.url}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
+        f"device {cfg.device_id}, source {redact_url(cfg.source.url)}, mqtt {cfg.mqtt.host}:{cfg.mqtt.port}, "
         f"topics {cfg.mqtt.topic_prefix}/{cfg.device_id}/...",
     )
     digest = None

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from lookout.device.config import DeviceConfig
 from lookout.device.decision import Decision
 from lookout.device.homeassistant import OUTBOX_ID_PREFIX, HomeAssistantDiscovery
-from lookout.device.outbox import Outbox, OutboxRow
+from lookout.device.outbox import DROPPED_WITHDRAWN, Outbox, OutboxRow
 from lookout.device.status import Metrics
 from lookout.device.tuning import Tuning
 from lookout.events import Location, MatchEvent, ModelRef
@@ -85,6 +85,20 @@ class Deliveries:
             log.debug("outbox.depth_unavailable", error=str(err))
         log.debug("event.delivered", event_id=row.event_id)
 
+    def dropped(self, reason: str, event_ids: list[str]) -> None:
+        """The outbox's callback: events dropped unsent (Home Assistant copies are not events of their own)."""
+        count = sum(1 for event_id in event_ids if not event_id.startswith(OUTBOX_ID_PREFIX))
+        if count:
+            self.metrics.dropped(reason, count)
+        with self._lock:
+            for event_id in event_ids:
+                self._captured.pop(event_id, None)
+
+    def stale(self, row: OutboxRow) -> None:
+        """The sender's callback: an event sent after its expiry."""
+        if not row.event_id.startswith(OUTBOX_ID_PREFIX):
+            self.metrics.events_stale += 1
+
 
 class EventEmitter:
     """Decision -> MatchEvent -> outbox (then wakes the sender), with the device's metrics."""
@@ -100,9 +114,12 @@ class EventEmitter:
         tuning: Tuning,
         crops_allowed: bool,
         homeassistant: HomeAssistantDiscovery | None = None,
+        holds: Callable[[str], bool | None] | None = None,
     ) -> None:
         """``homeassistant``: when discovery is on, each match also goes out as a Home Assistant event
-        (through the outbox, so it survives an outage too, and expires with the match)."""
+        (through the outbox, so it survives an outage too, and expires with the match).
+        ``holds(person_id)``: whether the gallery in use still holds that person; a decision made on the
+        previous gallery (the frame in flight at a swap) about someone since withdrawn is dropped here."""
         self.cfg = cfg
         self.homeassistant = homeassistant
         self.topics = topics
@@ -112,6 +129,7 @@ class EventEmitter:
         self.wake_sender = wake_sender
         self.tuning = tuning
         self.crops_allowed = crops_allowed
+        self.holds = holds
         self.emitted_ids: list[str] = []  # this run's event ids, in order (tests, bench)
 
     @property
@@ -121,12 +139,21 @@ class EventEmitter:
     def emit(self, decision: Decision, gallery: GalleryReader, seen_at: float, captured: float) -> None:
         """``seen_at``: the frame's time (epoch seconds); ``captured``: when it was grabbed (monotonic)."""
         cfg = self.cfg
+        if self.holds is not None and self.holds(decision.person_id) is False:
+            self.metrics.dropped(DROPPED_WITHDRAWN)
+            log.info(
+                "event.withdrawn_dropped",
+                bundle=str(gallery.version),
+                why="decided on the previous gallery; the gallery now in use no longer holds this person",
+            )
+            return
         try:
             event = self._event(decision, gallery, seen_at)
         except ValidationError as err:
             # A gallery from an older builder may hold an id no event can carry (issue 12 item 1). The match
             # cannot be sent; the device must not die at every sighting of that person either.
             self.metrics.events_unencodable += 1
+            self.metrics.dropped("unencodable")
             log.error(
                 "event.unencodable",
                 person_id=shorten(decision.person_id),
@@ -136,8 +163,14 @@ class EventEmitter:
             )
             return
         event_id = str(event.event_id)
+        person_id = decision.person_id
         self.outbox.add(
-            event_id, self.topics.match(cfg.device_id), event.to_json(), event.expires_at.timestamp(), time.time()
+            event_id,
+            self.topics.match(cfg.device_id),
+            event.to_json(),
+            event.expires_at.timestamp(),
+            time.time(),
+            person_id=person_id,
         )
         if self.homeassistant is not None:
             payload = self.homeassistant.event_payload(
@@ -149,7 +182,15 @@ class EventEmitter:
                 location=cfg.location.name,
             )
             expires = event.expires_at.timestamp()
-            self.outbox.add(OUTBOX_ID_PREFIX + event_id, self.homeassistant.event_topic, payload, expires, time.time())
+            self.outbox.add(
+                OUTBOX_ID_PREFIX + event_id,
+                self.homeassistant.event_topic,
+                payload,
+                expires,
+                time.time(),
+                person_id=person_id,
+                sequenced=False,  # the relay never sees this copy: numbering it would read as a lost event there
+            )
         self.deliveries.queued(event_id, captured)
         self.wake_sender()
         latency = (time.monotonic() - captured) * 1000

@@ -10,6 +10,7 @@ fails any check is refused with one log line, and the device keeps the one it ha
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from lookout.device.config import DeviceConfig
@@ -41,6 +42,9 @@ class GallerySwap:
         self._lock = threading.Lock()
         self._puller: BundlePuller | None = None
         self._watcher: threading.Thread | None = None
+        # Called (frame-loop thread) with each gallery taken into use: the runtime drops what waits in the
+        # outbox about people it no longer holds.
+        self.on_swapped: Callable[[GalleryReader], None] | None = None
 
     # -- start and stop ------------------------------------------------------------------
     def open(self, embedder_digest: str) -> None:
@@ -118,8 +122,15 @@ class GallerySwap:
             old = self.metrics.bundle_version
             self._use(new, self.bundle_dir)
             log.info("gallery.swapped", old=old, new=new.version, persons=new.count_persons)
+            if self.on_swapped is not None:
+                self.on_swapped(new)
             release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
+
+    def holds(self, person_id: str) -> bool | None:
+        """Whether the gallery in use holds ``person_id``; None while no gallery is in use (cannot tell)."""
+        current = self.current
+        return None if current is None else current.person(person_id) is not None
 
     def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:
         self.current = gallery

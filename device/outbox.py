@@ -8,15 +8,24 @@ to the publisher are its to retransmit after a reconnect (paho resends unacknowl
 QoS 1 messages itself, in order); after a restart everything still in the outbox is
 sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
 
-Each event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
-outbox file, and ``n``, the row's AUTOINCREMENT number, which SQLite never reuses): the count
-survives restarts, so the relay can tell events lost on the way (gaps) from duplicates,
-reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
+Each match event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
+outbox file, and ``n``, one more than the last number given, kept in ``meta`` in the same transaction,
+never reused): the count survives restarts, so the relay can tell events lost on the way (gaps) from
+duplicates, reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
+Rows the relay never receives (Home Assistant's copies, ``sequenced=False``) take no number: they would
+show up at the relay as a gap for every match (attack finding A14).
 
 Each row carries the event's expiry: a row past it is counted and logged as stale
 when it is finally sent (the event itself says ``expires_at``, so subscribers can
 show it as old news). Nothing is dropped for being stale; the outbox is capped at
 ``max_events`` rows, oldest dropped first, with a warning.
+
+Each row also carries the person it is about (``person_id``), so that a withdrawal that
+reached the device also reaches what waits here: :meth:`Outbox.drop_persons` deletes the
+rows (crop included) of everyone the gallery in use no longer holds, and the sender asks
+``admit`` about each row before it goes out. Every drop is reported to ``on_dropped(reason,
+event_ids)`` (reasons ``outbox_full``, ``withdrawn``) for the device's metrics. Deleted rows
+are overwritten on disk (``secure_delete``): a withdrawn person's crop does not linger in free pages.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,7 +57,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     expires_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_sent_at REAL,
-    stale INTEGER NOT NULL DEFAULT 0
+    stale INTEGER NOT NULL DEFAULT 0,
+    person_id TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -65,6 +76,25 @@ def with_sequence(payload: bytes, stream: str, n: int) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
+def person_in(payload: bytes) -> str | None:
+    """The ``person_id`` an event payload names (rows written before the column existed), or None."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    person_id = doc.get("person_id") if isinstance(doc, dict) else None
+    return person_id if isinstance(person_id, str) else None
+
+
+# Why events were dropped unsent (the label of lookout_events_dropped_total).
+DROPPED_FULL = "outbox_full"
+DROPPED_WITHDRAWN = "withdrawn"
+
+DropCallback = Callable[[str, list[str]], None]  # (reason, event ids)
+# The sender's question about a row: True send it, False drop it (withdrawn), None not now (keep it).
+AdmitCallback = Callable[["OutboxRow"], "bool | None"]
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     seq: int
@@ -74,26 +104,36 @@ class OutboxRow:
     created_at: float
     expires_at: float
     attempts: int
+    person_id: str | None = None
 
 
 class Outbox:
     """A thread-safe SQLite queue of events (one connection, one lock)."""
 
-    def __init__(self, path: Path, max_events: int = 100_000) -> None:
+    def __init__(self, path: Path, max_events: int = 100_000, on_dropped: DropCallback | None = None) -> None:
         self.path = Path(path)
         self.max_events = max_events
+        self.on_dropped = on_dropped
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(SCHEMA)
+            self._migrate()
             self.stream = self._stream()
         except (sqlite3.Error, OSError) as err:
             raise ConfigError(f"outbox.path: cannot open {self.path}: {err}") from None
         self._lock = threading.Lock()
         self.dropped = 0
         self.stale_sent = 0
+
+    def _migrate(self) -> None:
+        """Outbox files written before rows named their person get the column (NULL: read from the payload)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "person_id" not in columns:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN person_id TEXT")
 
     def _stream(self) -> str:
         """This outbox file's sequence stream id, made once and kept."""
@@ -103,47 +143,109 @@ class Outbox:
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('stream', ?)", (secrets.token_hex(8),))
         return str(self._db.execute("SELECT value FROM meta WHERE key='stream'").fetchone()[0])
 
-    def add(self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float | None = None) -> int:
-        """Store an event durably, numbered (``seq``); returns its sequence number. A repeated event id is
-        ignored (and gets no number)."""
+    def add(
+        self,
+        event_id: str,
+        topic: str,
+        payload: bytes,
+        expires_at: float,
+        created_at: float | None = None,
+        person_id: str | None = None,
+        sequenced: bool = True,
+    ) -> int:
+        """Store an event durably; returns its row's place in the queue. A repeated event id is ignored.
+        ``person_id``: whom the event is about (dropped if they are withdrawn). ``sequenced``: number it in the
+        relay's stream (``seq``); False for copies on topics the relay does not read."""
+        dropped: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._insert(event_id, topic, payload, expires_at, created_at or time.time())
+                seq = self._insert(
+                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced
+                )
                 over = self._count() - self.max_events
                 if over > 0:
-                    self._db.execute(
-                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,)
-                    )
+                    oldest = "SELECT seq FROM outbox ORDER BY seq LIMIT ?"
+                    dropped = [
+                        r[0] for r in self._db.execute(f"SELECT event_id FROM outbox WHERE seq IN ({oldest})", (over,))
+                    ]
+                    self._db.execute(f"DELETE FROM outbox WHERE seq IN ({oldest})", (over,))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            if over > 0:
-                self.dropped += over
-                log.warning("outbox.full", dropped=over, max_events=self.max_events)
-            return seq
+        if dropped:
+            self.dropped += len(dropped)
+            log.warning("outbox.full", dropped=len(dropped), max_events=self.max_events)
+            self._report(DROPPED_FULL, dropped)
+        return seq
 
-    def _insert(self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float) -> int:
+    def _insert(
+        self,
+        event_id: str,
+        topic: str,
+        payload: bytes,
+        expires_at: float,
+        created_at: float,
+        person_id: str | None,
+        sequenced: bool,
+    ) -> int:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         if row is not None:
             return int(row[0])
         last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         seq = (int(last[0]) if last else 0) + 1
+        if sequenced:
+            payload = with_sequence(payload, self.stream, self._next_number(seq))
         self._db.execute(
-            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?,?)",
-            (seq, event_id, topic, with_sequence(payload, self.stream, seq), created_at, expires_at),
+            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (seq, event_id, topic, payload, created_at, expires_at, person_id),
         )
         return seq
+
+    def _next_number(self, row_seq: int) -> int:
+        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction). Files written
+        before the counter existed numbered events by row: they go on from the last row number."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='last_n'").fetchone()
+        n = int(row[0]) + 1 if row is not None else row_seq
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_n', ?)", (str(n),))
+        return n
 
     def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxRow]:
         """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts FROM outbox ORDER BY seq LIMIT ?",
+                "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts, person_id "
+                "FROM outbox ORDER BY seq LIMIT ?",
                 (limit + len(exclude),),
             ).fetchall()
-        return [OutboxRow(*r) for r in rows if r[0] not in exclude][:limit]
+        return [_row(r) for r in rows if r[0] not in exclude][:limit]
+
+    def drop_persons(self, holds: Callable[[str], bool]) -> list[str]:
+        """Delete every row about a person for whom ``holds(person_id)`` is False (a withdrawal reached the
+        device); returns the dropped event ids. Rows about nobody in particular stay."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, event_id, person_id, payload FROM outbox").fetchall()
+            gone = [
+                (seq, event_id) for seq, event_id, pid, payload in rows if not _held(pid or person_in(payload), holds)
+            ]
+            if gone:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in gone])
+        dropped = [event_id for _, event_id in gone]
+        if dropped:
+            self._report(DROPPED_WITHDRAWN, dropped)
+        return dropped
+
+    def drop(self, seq: int, event_id: str, reason: str) -> None:
+        """Delete one row unsent, for ``reason``."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._report(reason, [event_id])
+
+    def _report(self, reason: str, event_ids: list[str]) -> None:
+        if self.on_dropped is not None:
+            self.on_dropped(reason, event_ids)
 
     def mark_sent(self, seq: int, now: float, stale: bool) -> None:
         with self._lock:
@@ -170,17 +272,43 @@ class Outbox:
             self._db.close()
 
 
+def _row(r: tuple) -> OutboxRow:
+    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id = r
+    return OutboxRow(seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload))
+
+
+def _held(person_id: str | None, holds: Callable[[str], bool]) -> bool:
+    return person_id is None or holds(person_id)
+
+
+# A row the sender may not judge yet (no gallery in use) is asked about again after this long.
+HOLD_S = 1.0
+
+
 class OutboxSender:
-    """A thread moving outbox rows to the publisher; rows are removed on acknowledgement."""
+    """A thread moving outbox rows to the publisher; rows are removed on acknowledgement.
+
+    ``admit(row)``, when given, is asked before each row goes out: True sends it, False drops it
+    (its person was withdrawn: nothing about them leaves the device), None keeps it for later."""
 
     def __init__(
-        self, outbox: Outbox, publisher: EventPublisher, *, inflight: int = 20, retry_s: float = 10.0, on_delivered=None
+        self,
+        outbox: Outbox,
+        publisher: EventPublisher,
+        *,
+        inflight: int = 20,
+        retry_s: float = 10.0,
+        on_delivered=None,
+        admit: AdmitCallback | None = None,
+        on_stale: Callable[[OutboxRow], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.max_inflight = inflight
         self.retry_s = retry_s
         self.on_delivered = on_delivered  # callback(row, ack_time) for latency metrics
+        self.admit = admit
+        self.on_stale = on_stale  # callback(row) for each row sent after its expiry (metrics)
         self._inflight: dict[int, OutboxRow] = {}
         self._retry_after: dict[int, float] = {}
         self._cond = threading.Condition()
@@ -226,10 +354,23 @@ class OutboxSender:
         if room <= 0:
             return
         for row in self.outbox.pending(room, busy):
+            verdict = True if self.admit is None else self.admit(row)
+            if verdict is None:
+                with self._cond:
+                    self._retry_after[row.seq] = now + HOLD_S
+                continue
+            if not verdict:
+                self.outbox.drop(row.seq, row.event_id, DROPPED_WITHDRAWN)
+                log.info(
+                    "outbox.withdrawn_dropped", event_id=row.event_id, why="the gallery no longer holds its person"
+                )
+                continue
             stale = row.expires_at <= now
             if stale:
                 self.outbox.stale_sent += 1
                 log.warning("outbox.stale", event_id=row.event_id, age_s=round(now - row.created_at, 1))
+                if self.on_stale is not None:
+                    self.on_stale(row)
             with self._cond:
                 self._inflight[row.seq] = row
                 self._retry_after.pop(row.seq, None)

@@ -35,7 +35,7 @@ from lookout.device.emitter import Deliveries, EventEmitter
 from lookout.device.frame_loop import Clock, FrameLoop
 from lookout.device.gallery_swap import GallerySwap
 from lookout.device.homeassistant import HomeAssistantDiscovery
-from lookout.device.outbox import Outbox, OutboxSender
+from lookout.device.outbox import Outbox, OutboxRow, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
 from lookout.device.sources import FrameGrabber, FrameSource, open_source
 from lookout.device.status import Metrics, StatusReporter, last_will
@@ -223,6 +223,10 @@ class Runtime:
             raise
         self.metrics.recognition = "on" if self.recognition else "off"
         session = self.session = self._assemble(grabber, pipeline, metrics_server)
+        if self.recognition:
+            self.galleries.on_swapped = self._drop_withdrawn
+            if self.gallery is not None:  # the outbox may hold events of people withdrawn while the device was off
+                self._drop_withdrawn(self.gallery)
         self._install_signals()
         try:
             self._start(session)
@@ -338,12 +342,15 @@ class Runtime:
                 publisher=publisher,
             )
         deliveries = Deliveries(self.metrics, outbox)
+        outbox.on_dropped = deliveries.dropped
         sender = OutboxSender(
             outbox,
             publisher,
             inflight=cfg.outbox.inflight,
             retry_s=cfg.outbox.resend_s,
             on_delivered=deliveries.delivered,
+            admit=self._admit if self.recognition else None,
+            on_stale=deliveries.stale,
         )
         emitter = EventEmitter(
             cfg,
@@ -355,6 +362,7 @@ class Runtime:
             self.tuning,
             self.crops_allowed,
             homeassistant,
+            holds=self.galleries.holds if self.recognition else None,
         )
         loop = FrameLoop(
             cfg,
@@ -413,6 +421,24 @@ class Runtime:
                 gallery=gallery.manifest.model.precision,
                 device=pipeline.embedder.precision,
                 note="scores agree with FP32's within the tolerance `lookout models precision` checked",
+            )
+
+    def _admit(self, row: OutboxRow) -> bool | None:
+        """The sender's question before a row goes out: nothing about a person the gallery in use no longer
+        holds leaves the device; while no gallery is in use, rows about a person wait (cannot tell)."""
+        return True if row.person_id is None else self.galleries.holds(row.person_id)
+
+    def _drop_withdrawn(self, gallery: GalleryReader) -> None:
+        """A gallery came into use: delete what the outbox holds about anyone it no longer holds (crops too)."""
+        if self.session is None:
+            return
+        dropped = self.session.outbox.drop_persons(lambda person_id: gallery.person(person_id) is not None)
+        if dropped:
+            log.warning(
+                "outbox.withdrawn_dropped",
+                events=len(dropped),
+                bundle=str(gallery.version),
+                why="their person is no longer in the gallery (withdrawn or removed): not sent, deleted",
             )
 
     def _frame_ready(self) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS, read_image
 from lookout.log import get_logger
+from lookout.redact import redact_url
 
 log = get_logger(__name__)
 
@@ -250,13 +251,8 @@ class CaptureSource(FrameSource):
 
 
 def _redact(url: str) -> str:
-    """A URL without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """A URL without its password (and query values), for logs: the one rule in lookout.redact."""
+    return redact_url(url)
 
 
 def open_source(

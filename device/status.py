@@ -30,6 +30,11 @@ log = get_logger(__name__)
 
 STAGES = ("wait", "detect", "track", "align", "embed", "search", "decide")
 
+# Why a match event was dropped unsent (lookout_events_dropped_total{reason}): the outbox was full (oldest
+# dropped), its person was withdrawn (the gallery in use no longer holds them), the event schema refused it.
+# Expired events are not dropped: they are sent, marked stale (lookout_events_stale_total).
+DROP_REASONS = ("outbox_full", "withdrawn", "unencodable")
+
 
 class Metrics:
     """Counters and rolling timings, written by the runtime thread, read by reporters."""
@@ -42,6 +47,8 @@ class Metrics:
         self.decisions = 0
         self.events_delivered = 0
         self.events_unencodable = 0  # matches the event schema refused (e.g. an over-long person id)
+        self.events_dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.events_stale = 0  # sent after their expiry (the broker was away longer than events.ttl_s)
         self.tracks_active = 0
         self.dropped_frames = 0
         self.outbox_depth = 0
@@ -53,6 +60,10 @@ class Metrics:
         self.publish_latency: deque = deque(maxlen=1000)  # frame grabbed -> broker acknowledged, ms
         self.frame_latency: deque = deque(maxlen=window)  # frame grabbed -> its processing done, ms
         self._lock = threading.Lock()
+
+    def dropped(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.events_dropped[reason] = self.events_dropped.get(reason, 0) + count
 
     def stage(self, name: str, ms: float) -> None:
         self._stage[name].append(ms)
@@ -98,6 +109,12 @@ class Metrics:
             "# HELP lookout_events_unencodable_total Matches not sent: the event schema refused them (see the log).",
             "# TYPE lookout_events_unencodable_total counter",
             f"lookout_events_unencodable_total{{{lab}}} {self.events_unencodable}",
+            "# HELP lookout_events_dropped_total Match events dropped unsent, by reason (see the log).",
+            "# TYPE lookout_events_dropped_total counter",
+            *(f'lookout_events_dropped_total{{{lab},reason="{r}"}} {n}' for r, n in self.events_dropped.items()),
+            "# HELP lookout_events_stale_total Match events sent after their expiry (events.ttl_s).",
+            "# TYPE lookout_events_stale_total counter",
+            f"lookout_events_stale_total{{{lab}}} {self.events_stale}",
             "# TYPE lookout_fps gauge",
             f"lookout_fps{{{lab}}} {self.fps():.2f}",
             "# TYPE lookout_tracks_active gauge",

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
+from openvino.frontend import ConversionExtension, NodeContext
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
+from lookout.errors import ModelError
 from lookout.model_store.catalog import ModelSpec
 from lookout.models.dlib_resnet import build_dlib_resnet
 
@@ -102,6 +104,53 @@ def omz_reid(src: Path, spec: ModelSpec) -> ov.Model:
     return _with_l2_output(chips, flat.output(0))
 
 
+def sface(src: Path, spec: ModelSpec) -> ov.Model:
+    """OpenCV Zoo's SFace ONNX (input ``data``: 1x3x112x112 RGB float 0..255, its own ``(x - 127.5) / 128``
+    inside; output ``fc1``: 1x128) behind our contract: RGB uint8 NHWC chips of any batch in, unit vectors out.
+
+    Its weights are stored as INT8 in blocks (ONNX ``DequantizeLinear`` with ``block_size``), which
+    OpenVINO's ONNX reader refuses. Every such node dequantises a constant, so the reader is handed one that
+    folds it to float32 in numpy: the network then computes exactly what OpenCV's own runtime computes from
+    the file. The export also lists every weight as a graph input; only ``data`` feeds anything.
+    """
+    core = ov.Core()
+    core.add_extension(ConversionExtension("DequantizeLinear", _dequantize_constant))
+    read = core.read_model(str(src))
+    data = next((p for p in read.get_parameters() if "data" in p.output(0).get_names()), None)
+    if data is None:
+        raise ModelError(f"{src}: no input named 'data' (not OpenCV Zoo's SFace export)")
+    width, height = spec.input_size
+    inner = ov.Model(read.outputs, [data], "sface")
+    inner.reshape({inner.inputs[0]: ov.PartialShape([-1, 3, height, width])})
+    chips = ops.parameter(ov.PartialShape([-1, height, width, 3]), ov.Type.u8, name="chips")
+    nchw = ops.transpose(ops.convert(chips, ov.Type.f32), ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    return _with_l2_output(chips, _inline(inner, nchw))
+
+
+def _dequantize_constant(node: NodeContext) -> list[ov.Output]:
+    """ONNX DequantizeLinear (per tensor, per axis or in blocks along ``axis``) of constant inputs, as one
+    float32 constant: ``(x - zero_point) * scale``, each scale repeated over its block."""
+    inputs = [node.get_input(i).get_node() for i in range(node.get_input_size())]
+    if any(n.get_type_name() != "Constant" for n in inputs):
+        raise ModelError("DequantizeLinear of a computed tensor: only quantised weights are supported")
+    x = inputs[0].get_data().astype(np.float32)
+    scale = inputs[1].get_data().astype(np.float32)
+    zero = inputs[2].get_data().astype(np.float32) if len(inputs) > 2 else np.zeros_like(scale)
+    if scale.ndim == 0:
+        return [ops.constant(((x - zero) * scale).astype(np.float32)).output(0)]
+    axis = int(node.get_attribute("axis", 1)) % x.ndim
+    block = int(node.get_attribute("block_size", 0)) or 1
+    if scale.ndim == 1 and x.ndim > 1:  # per axis: one scale per slice along ``axis``
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    else:  # in blocks: scale has ceil(n / block) entries along ``axis``
+        keep = tuple(slice(0, n) for n in x.shape)
+        scale = np.repeat(scale, block, axis=axis)[keep]
+        zero = np.repeat(zero, block, axis=axis)[keep]
+    return [ops.constant(((x - zero) * scale).astype(np.float32)).output(0)]
+
+
 def _inline(inner: ov.Model, value: ov.Output) -> ov.Output:
     """Feed ``value`` into ``inner``'s only input and return its only output (graphs are spliced)."""
     param = inner.get_parameters()[0]
@@ -122,4 +171,5 @@ CONVERTERS: dict[str, Callable[[Path, ModelSpec], ov.Model]] = {
     "facenet": facenet,
     "dlib_resnet": dlib_resnet,
     "omz_reid": omz_reid,
+    "sface": sface,
 }

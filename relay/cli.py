@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 from lookout.errors import InputError
@@ -101,8 +102,11 @@ def cmd_relay(args: argparse.Namespace) -> int:
         return 0
     config = _config(args)
     if args.check_config:
-        print(json.dumps(config.model_dump(mode="json"), indent=2))
-        return 0
+        print(json.dumps(config.shown(), indent=2))
+        problems = config.problems()
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        return 2 if problems else 0
 
     RelayService(config).run_forever()
     return 0

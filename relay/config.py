@@ -11,14 +11,16 @@ config names the environment variable that holds each one.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lookout.config_file import load_settings
-from lookout.errors import InputError
+from lookout.errors import ConfigError, InputError
 from lookout.mqtt import MqttSettings
+from lookout.redact import redact_dsn, redact_url
 from lookout.topics import DEFAULT_PREFIX, check_prefix
 
 ENV_PREFIX = "LOOKOUT_RELAY__"
@@ -87,12 +89,30 @@ class DedupSettings(_Strict):
 
 
 class DirectorySettings(_Strict):
-    path: Path | None = Field(None, description="gallery.sqlite from the gallery bundle; unset: no person details")
+    path: Path | None = Field(
+        None,
+        description="gallery.sqlite of the newest gallery bundle: person details, the jurisdiction the policy"
+        " decides on, and the withdrawal ledger; unset: the relay cannot check (see policy.require_directory)",
+    )
+
+
+class PolicySettings(_Strict):
+    """The relay's own check of every event, after the device's (defence in depth, docs/relay.md)."""
+
+    file: Path | None = Field(
+        None, description="policy file (YAML/JSON, as for gallery build and devices); unset: the built-in policy"
+    )
+    require_directory: bool = Field(
+        True,
+        description="refuse to start with recipients but no directory for a gallery (the relay could check"
+        " neither policy nor membership); false: alert on the devices' word alone for such galleries",
+    )
 
 
 class GalleryPolicy(_Strict):
     purpose: Literal["accountability", "missing-persons"] = "missing-persons"
     review: bool | None = Field(None, description="hold alerts for human review; default on for accountability")
+    directory: Path | None = Field(None, description="this gallery's gallery.sqlite; unset: directory.path")
 
     @property
     def needs_review(self) -> bool:
@@ -128,12 +148,37 @@ class TwilioNotifier(_Strict):
 
 class WebhookNotifier(_Strict):
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(
+        None, pattern=r"^https?://", description="the endpoint; shown redacted (path and query) in logs and output"
+    )
+    url_env: str | None = Field(
+        None,
+        min_length=1,
+        description="environment variable holding the URL instead, for endpoints whose URL is the credential"
+        " (Slack, Teams, Discord incoming webhooks)",
+    )
     secret_env: str | None = Field(None, description="environment variable with the HMAC-SHA256 key")
     timeout_s: float = Field(5, gt=0)
     include_crop: bool = Field(
         False, description="add the sighting crop (base64 JPEG) when the device sent one (its policy allowed it)"
     )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookNotifier:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+    def resolved_url(self, name: str, environ: Mapping[str, str]) -> str:
+        """The URL to POST to: ``url``, or the value of the variable ``url_env`` names (ConfigError if unset)."""
+        if self.url is not None:
+            return self.url
+        value = environ.get(self.url_env or "", "").strip()
+        if not value:
+            raise ConfigError(f"notifiers.{name}.url_env: environment variable {self.url_env} is not set")
+        if not value.startswith(("https://", "http://")):
+            raise ConfigError(f"notifiers.{name}.url_env: {self.url_env} does not hold an http(s) URL")
+        return value
 
 
 class ConsoleNotifier(_Strict):
@@ -218,6 +263,7 @@ class RelayConfig(_Strict):
     store: StoreSettings = StoreSettings()
     dedup: DedupSettings = DedupSettings()
     directory: DirectorySettings = DirectorySettings()
+    policy: PolicySettings = PolicySettings()
     galleries: dict[str, GalleryPolicy] = Field(default_factory=lambda: {"default": GalleryPolicy()})
     notifiers: dict[str, NotifierSettings] = Field(default_factory=lambda: _console_only())
     recipients: list[Recipient] = Field(default_factory=lambda: [Recipient(name="console", notifier="console")])
@@ -263,6 +309,41 @@ class RelayConfig(_Strict):
     def gallery(self, gallery_id: str | None) -> GalleryPolicy:
         return self.galleries.get(gallery_id or "default") or self.galleries["default"]
 
+    def directory_of(self, gallery_id: str | None) -> Path | None:
+        """The gallery.sqlite that speaks for ``gallery_id``'s people (its own, else ``directory.path``)."""
+        return self.gallery(gallery_id).directory or self.directory.path
+
+    def shown(self) -> dict[str, Any]:
+        """The effective config as ``--check-config`` prints it: every URL and DSN redacted (lookout.redact);
+        secrets themselves are never in it (only the names of the variables holding them)."""
+        doc = self.model_dump(mode="json")
+        for notifier in doc["notifiers"].values():
+            for key in ("url", "base_url", "endpoint_url"):
+                if notifier.get(key):
+                    notifier[key] = redact_url(notifier[key], secret_path=notifier["type"] == "webhook")
+        if doc["store"].get("dsn"):
+            doc["store"]["dsn"] = redact_dsn(doc["store"]["dsn"])
+        if doc.get("console_url"):
+            doc["console_url"] = redact_url(doc["console_url"])
+        return doc
+
+    def problems(self) -> list[str]:
+        """Why this config must not run, beyond its fields' own checks (``--check-config`` and start say them)."""
+        out = []
+        unchecked = sorted(g for g in self.galleries if self.directory_of(g) is None)
+        if self.recipients and unchecked and self.policy.require_directory:
+            out.append(
+                f"directory.path: not set (galleries without a directory: {', '.join(unchecked)}): the relay"
+                " could not check a person's jurisdiction against its policy, nor that the gallery still holds"
+                " them (withdrawals). Set directory.path to the newest bundle's gallery.sqlite, or say"
+                " policy.require_directory: false to alert on the devices' word alone"
+            )
+        paths = {self.directory_of(g) for g in self.galleries} - {None}
+        out += [f"directory: {p} does not exist" for p in sorted(paths, key=str) if p and not p.is_file()]
+        if self.policy.file is not None and not self.policy.file.is_file():
+            out.append(f"policy.file: {self.policy.file} does not exist")
+        return out
+
 
 def _resolve_paths(cfg: RelayConfig, base: Path) -> RelayConfig:
     def rel(p: Path | None) -> Path | None:
@@ -271,6 +352,8 @@ def _resolve_paths(cfg: RelayConfig, base: Path) -> RelayConfig:
     updates = {
         "store": cfg.store.model_copy(update={"path": rel(cfg.store.path)}),
         "directory": cfg.directory.model_copy(update={"path": rel(cfg.directory.path)}),
+        "policy": cfg.policy.model_copy(update={"file": rel(cfg.policy.file)}),
+        "galleries": {k: g.model_copy(update={"directory": rel(g.directory)}) for k, g in cfg.galleries.items()},
         "notifiers": {
             k: (n.model_copy(update={"path": rel(n.path)}) if isinstance(n, ConsoleNotifier) else n)
             for k, n in cfg.notifiers.items()

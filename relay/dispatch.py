@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from lookout.log import get_logger
 from lookout.relay.config import Recipient, RetrySettings
-from lookout.relay.directory import PersonDirectory
+from lookout.relay.directory import DirectoryUnavailable, PersonDetails
+from lookout.relay.gate import Gate
 from lookout.relay.message import Outgoing, alert_document, alert_text, summary_text
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers.base import DeliveryError, Notifier
@@ -55,7 +56,7 @@ class Dispatcher:
         store: RelayStore,
         notifiers: dict[str, Notifier],
         recipients: list[Recipient],
-        directory: PersonDirectory,
+        gate: Gate,
         settings: DispatchSettings,
         counters: Counters,
         clock: Callable[[], float] = time.time,
@@ -64,7 +65,7 @@ class Dispatcher:
         self.store = store
         self.notifiers = notifiers
         self.recipients = {r.name: r for r in recipients}
-        self.directory = directory
+        self.gate = gate
         self.settings = settings
         self.counters = counters
         self.clock = clock
@@ -130,6 +131,9 @@ class Dispatcher:
         if alert is None:
             return DeliveryResult("failed", delivery.id, error=f"alert {delivery.alert_id} is missing")
         recipient, notifier = target
+        checked = self._check(delivery, alert, now)
+        if isinstance(checked, DeliveryResult):
+            return checked
         ledger = None
         if self.settings.limits.active:
             ledger = self.store.rate_take(recipient.name, now, self.settings.limits)
@@ -144,7 +148,7 @@ class Dispatcher:
                     summary_in_s=self.settings.summary_after_s,
                 )
                 return DeliveryResult("held", delivery.id, at=now)
-        message = self._message(delivery, alert, recipient, notifier)
+        message = self._message(delivery, alert, recipient, notifier, checked)
         try:
             provider_id = notifier.send(message)
         except Exception as err:  # a notifier bug must not lose the alert either: retry
@@ -167,8 +171,30 @@ class Dispatcher:
             self.on_sent(message)
         return DeliveryResult("sent", delivery.id, at=sent_at, provider_id=provider_id)
 
-    def _message(self, delivery: Delivery, alert: Alert, recipient: Recipient, notifier: Notifier) -> Outgoing:
-        details = self.directory.lookup(alert.person_id)
+    def _check(self, delivery: Delivery, alert: Alert, now: float) -> PersonDetails | DeliveryResult | None:
+        """Ask the gate again just before sending: a newer bundle may have withdrawn the person since intake.
+        The person's details for the message, or the result to record instead of sending."""
+        try:
+            verdict = self.gate.check(alert.gallery_id, alert.person_id)
+        except DirectoryUnavailable as err:
+            self.counters.inc("directory_errors")
+            return self._failed(delivery, str(err), True, now)
+        if verdict.allowed:
+            return verdict.details
+        self.counters.inc("refused")
+        log.warning(
+            "delivery.refused",
+            delivery_id=delivery.id,
+            alert_id=delivery.alert_id,
+            recipient=delivery.recipient,
+            reason=verdict.reason,
+            hint="not sent: the relay's check refuses this person now",
+        )
+        return DeliveryResult("failed", delivery.id, error=f"refused by the relay's check: {verdict.reason}")
+
+    def _message(
+        self, delivery: Delivery, alert: Alert, recipient: Recipient, notifier: Notifier, details: PersonDetails | None
+    ) -> Outgoing:
         url = self.settings.link(alert.id)
         text = alert_text(alert, details, url)
         crop = None
@@ -204,6 +230,10 @@ class Dispatcher:
         )
         return DeliveryResult("retry", delivery.id, at=now + delay, error=error)
 
+    def _refuses(self, alert: Alert) -> bool:
+        """True when the gate refuses the alert's person now. Raises DirectoryUnavailable."""
+        return not self.gate.check(alert.gallery_id, alert.person_id).allowed
+
     def _summarise_held(self, now: float) -> None:
         s = self.settings
         with self.store.claim_held(now, s.summary_after_s, s.owner, s.lease_s) as held:
@@ -218,6 +248,19 @@ class Dispatcher:
             return
         recipient, notifier = target
         by_id = self.store.alerts_by_id(sorted({d.alert_id for d in held}))
+        try:
+            refused = [d for d in held if d.alert_id in by_id and self._refuses(by_id[d.alert_id])]
+        except DirectoryUnavailable as err:  # a summary names people: wait until the gate can answer
+            self.counters.inc("directory_errors")
+            self._summary_not_before[name] = now + backoff_s(1, self.settings.retry)
+            log.warning("summary.retry", recipient=name, held=len(held), error=str(err))
+            return
+        if refused:
+            reason = "refused by the relay's check (policy, gallery membership or withdrawal)"
+            self.store.record([DeliveryResult("failed", d.id, error=reason) for d in refused])
+            held = [d for d in held if d not in refused]
+            if not held:
+                return
         alerts = [by_id[d.alert_id] for d in held if d.alert_id in by_id]
         text = summary_text(alerts, min(d.created_at for d in held))
         doc = {"type": "lookout.summary", "alert_ids": [a.id for a in alerts], "text": text}

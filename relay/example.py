@@ -40,12 +40,18 @@ dedup:
   window_s: 60                   # sightings of one person within this of an alert's first sighting are one alert
 
 directory:
-  path: null                     # example: /var/lib/lookout/bundle/gallery.sqlite (names and details in the texts)
+  path: null                     # REQUIRED with recipients. example: /var/lib/lookout/bundle/gallery.sqlite: the newest
+                                 # bundle's people (names in the texts, jurisdictions for the policy, withdrawals)
+
+policy:                          # the relay's own check of every event (docs/relay.md): fail closed
+  file: null                     # a policy file as for gallery build and devices; null: built-in (deny US-IL, unknown)
+  require_directory: true        # false: a gallery without a directory alerts on the devices' word alone
 
 galleries:                       # by the event's gallery_id; 'default' is required
   default:
-    purpose: missing-persons     # or accountability (review on by default)
+    purpose: missing-persons     # or accountability (review on by default); the purpose the policy is asked about
     review: null                 # true: hold alerts until a person confirms them (lookout review, the console)
+    directory: null              # this gallery's gallery.sqlite; null: directory.path
 
 notifiers:                       # name -> settings; recipients refer to these names
   console:
@@ -67,7 +73,8 @@ notifiers:                       # name -> settings; recipients refer to these n
   #   from_number: "+15555550100"
   # ops:                         # example: signed JSON webhook
   #   type: webhook
-  #   url: https://hooks.example.org/lookout   # http:// only for loopback
+  #   url: https://hooks.example.org/lookout   # http:// only for loopback; shown as https://hooks.example.org/***
+  #   url_env: null              # instead of url: a variable holding it, where the URL is the credential (Slack, Teams)
   #   secret_env: LOOKOUT_WEBHOOK_SECRET       # HMAC-SHA256 key
   #   timeout_s: 5
   #   include_crop: false        # true: add the sighting crop (base64 JPEG) where the device sent one

@@ -11,6 +11,8 @@ log = get_logger(__name__)
 COUNTERS = {
     "received": "match events received from the broker",
     "invalid": "payloads rejected and sent to the dead-letter topic",
+    "refused": "events the relay's own check refused (policy, person not in the gallery, withdrawn): not sent",
+    "directory_errors": "times a gallery directory could not be read (intake waited, delivery retried)",
     "poison": "messages the relay's own code failed on (set aside to the dead-letter topic, intake goes on)",
     "duplicates": "events whose id was already seen (redeliveries)",
     "alerts": "new alerts created (one per person per dedup window)",

@@ -39,22 +39,18 @@ from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
 from lookout.relay.migrate import VERSION_TABLE, pending
 from lookout.relay.ratelimit import OVERALL, Limits
 from lookout.relay.records import (
-    ALERT_CONFIRMED,
-    ALERT_REJECTED,
     ALERT_REVIEW,
     TERMINAL,
     Alert,
-    AuditEntry,
-    AuditFilter,
     Delivery,
     DeliveryResult,
     Gap,
     Ingested,
     Intake,
     Outcome,
-    Sighting,
     StoreUnavailable,
 )
+from lookout.relay.review_sql import ReviewSql, Row, alert_from_row, delivery_from_row
 
 log = get_logger(__name__)
 
@@ -79,11 +75,14 @@ class _Result:
         return self.rows[0] if self.rows else None
 
 
-class PostgresStore:
+class PostgresStore(ReviewSql):
     """One instance per thread (it pins a pooled connection during a transaction); :meth:`sibling`
     makes another on the same pool. ``close`` on the instance from :meth:`open` closes the pool."""
 
     kind = "postgresql"
+    text_search_function = "strpos"
+    last_match_sql = LAST_MATCH_SQL
+    event_id_column = "event_id::text AS event_id"
 
     def __init__(self, pool: ConnectionPool, where: str, owns_pool: bool, durable: bool = True) -> None:
         self._pool = pool
@@ -190,6 +189,15 @@ class PostgresStore:
         with self._checkout() as conn:
             return _fetch(lambda: conn.execute(sql, args), self.where)
 
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        return list(self._x(sql.replace("?", "%s"), args).rows)  # the shared SQL (ReviewSql) says ``?``
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return self._x(sql.replace("?", "%s"), args).rowcount
+
+    def _json_param(self, value: object) -> object:
+        return Jsonb(value)
+
     def ping(self) -> bool:
         try:
             self._x("SELECT 1")
@@ -240,7 +248,7 @@ class PostgresStore:
                 " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, limit),
             ).rows
-            yield [self._delivery(r) for r in rows]
+            yield [delivery_from_row(r) for r in rows]
 
     @contextmanager
     def claim_held(
@@ -254,7 +262,7 @@ class PostgresStore:
             ).rows
             out: dict[str, list[Delivery]] = {}
             for r in rows:
-                out.setdefault(r["recipient"], []).append(self._delivery(r))
+                out.setdefault(r["recipient"], []).append(delivery_from_row(r))
             yield out
 
     def release_claims(self, owner: str) -> int:
@@ -264,7 +272,7 @@ class PostgresStore:
         if not ids:
             return {}
         rows = self._x("SELECT * FROM alerts WHERE id = ANY(%s)", (ids,)).rows
-        return {r["id"]: self._alert(r) for r in rows}
+        return {r["id"]: alert_from_row(r) for r in rows}
 
     def record(self, results: list[DeliveryResult]) -> None:
         """Write a batch's delivery results: one statement per kind, in the claim's transaction."""
@@ -348,129 +356,6 @@ class PostgresStore:
         with self._checkout() as conn:
             conn.execute("INSERT INTO sends(recipient, at) VALUES (%s,%s)", (recipient, now))
 
-    # --- review -----------------------------------------------------------------------------
-
-    def get_alert(self, alert_id: int) -> Alert | None:
-        row = self._x("SELECT * FROM alerts WHERE id=%s", (alert_id,)).one()
-        return self._alert(row) if row else None
-
-    def alerts(self, status: str | None, limit: int) -> list[Alert]:
-        if status:
-            rows = self._x("SELECT * FROM alerts WHERE status=%s ORDER BY id LIMIT %s", (status, limit)).rows
-        else:
-            rows = self._x("SELECT * FROM alerts ORDER BY id DESC LIMIT %s", (limit,)).rows
-        return [self._alert(r) for r in rows]
-
-    def crop(self, alert_id: int) -> bytes | None:
-        row = self._x("SELECT crop FROM alerts WHERE id=%s", (alert_id,)).one()
-        return bytes(row["crop"]) if row and row["crop"] is not None else None
-
-    def sightings(self, alert_id: int) -> list[Sighting]:
-        rows = self._x(
-            "SELECT event_id::text AS event_id, device_id, person_id, score, margin, seen_at, received_at, outcome,"
-            " alert_id FROM history WHERE alert_id=%s ORDER BY seen_at, id",
-            (alert_id,),
-        ).rows
-        return [Sighting(**r) for r in rows]
-
-    def deliveries_of(self, alert_id: int) -> list[Delivery]:
-        rows = self._x("SELECT * FROM deliveries WHERE alert_id=%s ORDER BY id", (alert_id,)).rows
-        return [self._delivery(r) for r in rows]
-
-    def _decide(self, alert_id: int, status: str, by: str, reason: str | None, now: float) -> None:
-        done = self._x(
-            "UPDATE alerts SET status=%s, reviewed_by=%s, reviewed_at=%s, review_reason=%s WHERE id=%s AND status=%s",
-            (status, by, now, reason, alert_id, ALERT_REVIEW),
-        )
-        if done.rowcount != 1:
-            alert = self.get_alert(alert_id)
-            why = "no such alert" if alert is None else f"it is not awaiting review (status {alert.status})"
-            raise InputError(f"alert {alert_id}", why)
-
-    def confirm(self, alert_id: int, by: str, now: float, reason: str | None = None) -> int:
-        with self.transaction():
-            self._decide(alert_id, ALERT_CONFIRMED, by, reason, now)
-            released = self._x(
-                "UPDATE deliveries SET status='pending', next_attempt_at=%s WHERE alert_id=%s AND status='waiting'",
-                (now, alert_id),
-            ).rowcount
-            self.audit(by, "review.confirm", f"alert:{alert_id}", reason, {"released": released}, now)
-        return released
-
-    def reject(self, alert_id: int, by: str, reason: str, now: float, suppress_until: float | None) -> int:
-        with self.transaction():
-            self._decide(alert_id, ALERT_REJECTED, by, reason, now)
-            cancelled = self._x(
-                "UPDATE deliveries SET status='cancelled' WHERE alert_id=%s AND status='waiting'", (alert_id,)
-            ).rowcount
-            alert = self.get_alert(alert_id)
-            devices = alert.devices if alert and suppress_until is not None else []
-            for device in devices:
-                self._x(
-                    "INSERT INTO suppressions(person_id, device_id, until, alert_id, reason) VALUES (%s,%s,%s,%s,%s)"
-                    " ON CONFLICT (person_id, device_id) DO UPDATE SET until=excluded.until,"
-                    " alert_id=excluded.alert_id, reason=excluded.reason",
-                    (alert.person_id if alert else "", device, suppress_until, alert_id, reason),
-                )
-            details = {"cancelled": cancelled, "suppressed_devices": devices, "suppressed_until": suppress_until}
-            self.audit(by, "review.reject", f"alert:{alert_id}", reason, details, now)
-        return cancelled
-
-    # --- audit ------------------------------------------------------------------------------
-
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        subject: str,
-        reason: str | None = None,
-        details: dict[str, object] | None = None,
-        now: float | None = None,
-    ) -> int:
-        row = self._x(
-            "INSERT INTO audit(at, actor, action, subject, reason, details) VALUES (%s,%s,%s,%s,%s,%s) RETURNING id",
-            (now if now is not None else time.time(), actor, action, subject, reason, Jsonb(details or {})),
-        ).one()
-        return int(row["id"]) if row else 0
-
-    def audit_log(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        text: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-    ) -> list[AuditEntry]:
-        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
-        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
-        rows = self._x(
-            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT %s OFFSET %s", (*args, limit, offset)
-        ).rows
-        return [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], r["details"]) for r in rows
-        ]
-
-    def count_audit(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        text: str | None = None,
-    ) -> int:
-        where, args = AuditFilter(since, until, actor, action, text).clauses("%s", "strpos")
-        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).one()
-        return int(row["n"]) if row else 0
-
-    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
-        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
-        rows = self._x(LAST_MATCH_SQL).rows
-        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
-
     # --- sequence gaps ----------------------------------------------------------------------
 
     def find_gaps(self, now: float, grace_s: float, since: float) -> list[Gap]:
@@ -510,49 +395,9 @@ class PostgresStore:
             ).rowcount
         return counts
 
-    def counts(self) -> dict[str, int]:
-        rows = self._x("SELECT status, count(*) AS n FROM deliveries GROUP BY status").rows
-        return {r["status"]: r["n"] for r in rows}
-
     def close(self) -> None:
         if self._owns_pool:
             self._pool.close()
-
-    # --- rows -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _alert(row: dict[str, Any]) -> Alert:
-        return Alert(
-            id=row["id"],
-            gallery_id=row["gallery_id"],
-            person_id=row["person_id"],
-            status=row["status"],
-            first_seen_at=row["first_seen_at"],
-            last_seen_at=row["last_seen_at"],
-            created_at=row["created_at"],
-            sightings=row["sightings"],
-            devices=list(row["devices"]),
-            best_score=row["best_score"],
-            stale=bool(row["stale"]),
-            event_json=row["event"],
-            has_crop=row["crop"] is not None,
-            reviewed_by=row["reviewed_by"],
-            reviewed_at=row["reviewed_at"],
-            review_reason=row["review_reason"],
-        )
-
-    @staticmethod
-    def _delivery(row: dict[str, Any]) -> Delivery:
-        return Delivery(
-            id=row["id"],
-            alert_id=row["alert_id"],
-            recipient=row["recipient"],
-            status=row["status"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=row["last_error"],
-        )
 
 
 def _fetch(run: Callable[[], psycopg.Cursor[Any]], where: str) -> _Result:

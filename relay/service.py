@@ -21,14 +21,15 @@ from datetime import datetime, timezone
 
 import paho.mqtt.client as paho
 
-from lookout.errors import InputError
+from lookout.errors import ConfigError, InputError
 from lookout.events import MatchEvent, parse_match_event
 from lookout.log import get_logger
 from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
 from lookout.relay.config import Limit, RelayConfig
-from lookout.relay.directory import PersonDirectory, open_directory
+from lookout.relay.directory import Directories, DirectoryUnavailable, PersonDirectory
 from lookout.relay.dispatch import CLAIM_BATCH, Dispatcher, DispatchSettings
+from lookout.relay.gate import Gate, Verdict
 from lookout.relay.message import Outgoing, alert_link
 from lookout.relay.metrics import Counters
 from lookout.relay.notifiers import Notifier, build_all
@@ -41,6 +42,7 @@ log = get_logger(__name__)
 
 DEADLETTER_PAYLOAD_MAX = 64 * 1024
 POISON = "internal error: "  # dead-letter reasons of messages that broke the relay's code, not its rules
+REFUSED = "refused by the relay's check: "  # events the gate refused (policy, membership, withdrawal)
 PURGE_EVERY_S = 3600.0
 INTAKE_BATCH = 256
 # Group commit: wait this long for more messages before committing a batch, so a steady
@@ -84,8 +86,8 @@ def claim_lease_s(config: RelayConfig) -> float:
 Parsed = tuple[paho.MQTTMessage, MatchEvent | None, str | None]
 # an accepted event and what the store made of it
 Accepted = tuple[MatchEvent, Ingested]
-# (message, accepted or None, dead-letter reason or None)
-Decided = tuple[paho.MQTTMessage, Accepted | None, str | None]
+# (message, accepted or None, dead-letter reason or None, the payload to dead-letter if not the message's own)
+Decided = tuple[paho.MQTTMessage, Accepted | None, str | None, bytes | None]
 
 
 class RelayService:
@@ -104,7 +106,11 @@ class RelayService:
         self.counters = Counters()
         self.clock = clock
         self.owner = owner_id(config)
-        self.directory = directory or open_directory(config.directory.path)
+        problems = config.problems() if directory is None else []
+        if problems:
+            raise ConfigError("relay config: " + "; ".join(problems))
+        self.gate = Gate.from_config(config, None if directory is None else Directories.single(directory))
+        self.directories = self.gate.directories
         self.notifiers = notifiers if notifiers is not None else build_all(config)
         self.intake_store = store or open_store(config.store)
         # Delivery bookkeeping need not wait for the disk: a mark lost in a power cut repeats a send; the
@@ -124,7 +130,7 @@ class RelayService:
             self.delivery_store,
             self.notifiers,
             config.recipients,
-            self.directory,
+            self.gate,
             settings,
             self.counters,
             clock,
@@ -203,6 +209,7 @@ class RelayService:
         self.delivery_store.close()
         self._health_store.close()
         self.intake_store.close()
+        self.directories.close()
         log.info("relay.stopped", **self.counters.snapshot())
 
     def run_forever(self) -> None:
@@ -321,37 +328,70 @@ class RelayService:
         except Exception as err:
             if len(batch) > 1:
                 return [d for message in batch for d in self._accept([message])]
-            decided = [(batch[0], None, self._poison_reason(err))]
+            decided = [(batch[0], None, self._poison_reason(err), None)]
         if decided is None:
-            return []  # stopping while the store is down: unacknowledged, the broker redelivers
-        for message, accepted, reason in decided:
-            self._finish(message, accepted, reason, now)
-        if any(a is not None and a[1].outcome is Outcome.NEW_ALERT and not a[1].review for _, a, _ in decided):
+            return []  # stopping while the store or directory is down: unacknowledged, the broker redelivers
+        for message, accepted, reason, payload in decided:
+            self._finish(message, accepted, reason, payload, now)
+        if any(a is not None and a[1].outcome is Outcome.NEW_ALERT and not a[1].review for _, a, _, _ in decided):
             self.dispatcher.wake()
         return decided
 
     def _decide(self, batch: list[paho.MQTTMessage], now: float) -> list[Decided] | None:
         """Each message with its stored outcome, or with the reason it is dead-lettered; None if stopping."""
         parsed = [self._parse_message(m) for m in batch]
-        valid = [(m, e) for m, e, _ in parsed if e is not None]
-        results = self._store([Intake(e, self._plan(e), bytes(m.payload)) for m, e in valid], now)
+        verdicts = self._verdicts([e for _, e, _ in parsed if e is not None])
+        if verdicts is None:
+            return None
+        valid = [(m, e, verdicts[id(e)]) for m, e, _ in parsed if e is not None and verdicts[id(e)].allowed]
+        results = self._store([Intake(e, self._plan(e, v), bytes(m.payload)) for m, e, v in valid], now)
         if results is None:
             return None
-        outcome: dict[int, Ingested | str] = {id(m): r for (m, _), r in zip(valid, results)}
+        outcome: dict[int, Ingested | str] = {id(m): r for (m, _, _), r in zip(valid, results)}
         decided: list[Decided] = []
         for message, event, reason in parsed:
             result = outcome.get(id(message))
-            if event is None or result is None or isinstance(result, str):
-                decided.append((message, None, reason or str(result)))
+            if event is not None and not verdicts[id(event)].allowed:
+                decided.append((message, None, REFUSED + verdicts[id(event)].reason, _without_crop(event)))
+            elif event is None or result is None or isinstance(result, str):
+                decided.append((message, None, reason or str(result), None))
             else:
-                decided.append((message, (event, result), None))
+                decided.append((message, (event, result), None, None))
         return decided
 
-    def _finish(self, message: paho.MQTTMessage, accepted: Accepted | None, reason: str | None, now: float) -> None:
+    def _verdicts(self, events: list[MatchEvent]) -> dict[int, Verdict] | None:
+        """The gate's verdict on each event (by ``id(event)``), waiting while a directory cannot be read
+        (fail closed: an event is never let through on a guess); None if stopping meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                return {id(e): self.gate.check(e.gallery_id, e.person_id) for e in events}
+            except DirectoryUnavailable as err:
+                self.counters.inc("directory_errors")
+                log.error(
+                    "directory.unavailable",
+                    error=str(err),
+                    events=len(events),
+                    retry_in_s=round(delay, 2),
+                    hint="events stay unacknowledged until the gallery directory can be read",
+                )
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
+
+    def _finish(
+        self,
+        message: paho.MQTTMessage,
+        accepted: Accepted | None,
+        reason: str | None,
+        payload: bytes | None,
+        now: float,
+    ) -> None:
         """Count or dead-letter one decided message, then acknowledge it (always: it is stored or set aside)."""
         try:
             if accepted is None:
-                self._dead_letter(message.topic, bytes(message.payload), reason or "refused", now)
+                body = bytes(message.payload) if payload is None else payload
+                self._dead_letter(message.topic, body, reason or "refused", now)
             else:
                 self.counters.inc("received")
                 self._count(*accepted)
@@ -431,17 +471,19 @@ class RelayService:
     def _dead_letter(self, topic: str, payload: bytes, reason: str, now: float) -> None:
         """One line naming the topic, the device and the reason; the payload to the dead-letter topic."""
         self.counters.inc("received")
-        self.counters.inc("invalid")
+        self.counters.inc("refused" if reason.startswith(REFUSED) else "invalid")
         fields = dict(topic=topic, device_id=self.topics.device_of(topic), bytes=len(payload), reason=reason)
         if reason.startswith(POISON):
             log.error("event.poison", hint="the relay's own code failed on this message; set aside", **fields)
+        elif reason.startswith(REFUSED):
+            log.warning("event.refused", hint="not stored, not sent; dead-lettered without its crop", **fields)
         else:
             log.warning("event.invalid", **fields)
         self.client.publish(self.topics.deadletter(), deadletter_message(topic, payload, reason, now), qos=1)
 
-    def _plan(self, event: MatchEvent) -> AlertPlan:
+    def _plan(self, event: MatchEvent, verdict: Verdict) -> AlertPlan:
         gallery = event.gallery_id or "default"
-        details = self.directory.lookup(event.person_id)
+        details = verdict.details
         jurisdiction = details.jurisdiction if details else None
         names = [r.name for r in self.config.recipients if r.wants(gallery, jurisdiction)]
         if not names:
@@ -465,3 +507,8 @@ class RelayService:
             log.info("event.suppressed", **fields)
         else:
             log.debug(f"event.{result.outcome.value}", **fields)
+
+
+def _without_crop(event: MatchEvent) -> bytes:
+    """A refused event as it is dead-lettered: the face crop of someone the relay may not alert about is dropped."""
+    return event.model_copy(update={"crop_jpeg_b64": None}).to_json()

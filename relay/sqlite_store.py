@@ -8,13 +8,13 @@ died is taken over when its lease ends, or at once when a relay with the same ow
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lookout.errors import InputError
 from lookout.log import get_logger
@@ -22,27 +22,20 @@ from lookout.relay.gaps import NEW_STREAMS, TAIL, walk
 from lookout.relay.migrate import VERSION_TABLE, pending
 from lookout.relay.ratelimit import OVERALL, Limits
 from lookout.relay.records import (
-    ALERT_CONFIRMED,
-    ALERT_REJECTED,
     ALERT_REVIEW,
     TERMINAL,
     Alert,
-    AuditEntry,
-    AuditFilter,
     Delivery,
     DeliveryResult,
     Gap,
     Ingested,
     Intake,
-    Sighting,
     StoreUnavailable,
 )
+from lookout.relay.review_sql import ReviewSql, Row, alert_from_row, by_recipient, delivery_from_row
 from lookout.relay.sqlite_ingest import SqliteBatch
 
 log = get_logger(__name__)
-
-# SQLite returns the other columns from the row holding the max().
-LAST_MATCH_SQL = "SELECT device_id, max(seen_at) AS seen_at, person_id FROM history GROUP BY device_id"
 
 
 def split_statements(script: str) -> list[str]:
@@ -59,7 +52,7 @@ def split_statements(script: str) -> list[str]:
     return out
 
 
-class SqliteStore:
+class SqliteStore(ReviewSql):
     """One connection; share ``lock`` between the instances of a process (see :meth:`sibling`)."""
 
     kind = "sqlite"
@@ -144,6 +137,12 @@ class SqliteStore:
         with self._lock:
             return self._guard(lambda: self._db.execute(sql, args))
 
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        return [dict(r) for r in self._x(sql, args).fetchall()]
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return self._x(sql, args).rowcount
+
     def ping(self) -> bool:
         try:
             self._x("SELECT 1").fetchone()
@@ -172,7 +171,7 @@ class SqliteStore:
                 " ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
                 (owner, now + lease_s, now, now, limit),
             ).fetchall()
-        yield sorted((self._delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+        yield sorted((delivery_from_row(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
 
     @contextmanager
     def claim_held(
@@ -186,7 +185,7 @@ class SqliteStore:
                 " deliveries WHERE status='held' GROUP BY recipient HAVING min(held_at)<=?) RETURNING *",
                 (owner, now + lease_s, now, now - held_for_s),
             ).fetchall()
-        yield _by_recipient(self._delivery(r) for r in rows)
+        yield by_recipient(delivery_from_row(r) for r in rows)
 
     def release_claims(self, owner: str) -> int:
         """Give back what ``owner`` had claimed (a relay restarting under the same id)."""
@@ -198,7 +197,7 @@ class SqliteStore:
         if not ids:
             return {}
         rows = self._x(f"SELECT * FROM alerts WHERE id IN ({','.join('?' * len(ids))})", tuple(ids)).fetchall()
-        return {r["id"]: self._alert(r) for r in rows}
+        return {r["id"]: alert_from_row(r) for r in rows}
 
     def record(self, results: list[DeliveryResult]) -> None:
         """Write a batch's delivery results (one statement per kind, one transaction); ends their claims."""
@@ -286,130 +285,6 @@ class SqliteStore:
         """Record a send that limits do not stop (a summary)."""
         self._x("INSERT INTO sends(recipient, at) VALUES (?,?)", (recipient, now))
 
-    # --- review -----------------------------------------------------------------------------
-
-    def get_alert(self, alert_id: int) -> Alert | None:
-        row = self._x("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
-        return self._alert(row) if row else None
-
-    def alerts(self, status: str | None, limit: int) -> list[Alert]:
-        if status:
-            rows = self._x("SELECT * FROM alerts WHERE status=? ORDER BY id LIMIT ?", (status, limit))
-        else:
-            rows = self._x("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._alert(r) for r in rows.fetchall()]
-
-    def crop(self, alert_id: int) -> bytes | None:
-        row = self._x("SELECT crop FROM alerts WHERE id=?", (alert_id,)).fetchone()
-        return row["crop"] if row else None
-
-    def sightings(self, alert_id: int) -> list[Sighting]:
-        rows = self._x(
-            "SELECT event_id, device_id, person_id, score, margin, seen_at, received_at, outcome, alert_id"
-            " FROM history WHERE alert_id=? ORDER BY seen_at, id",
-            (alert_id,),
-        ).fetchall()
-        return [Sighting(*tuple(r)) for r in rows]
-
-    def deliveries_of(self, alert_id: int) -> list[Delivery]:
-        rows = self._x("SELECT * FROM deliveries WHERE alert_id=? ORDER BY id", (alert_id,)).fetchall()
-        return [self._delivery(r) for r in rows]
-
-    def _decide(self, alert_id: int, status: str, by: str, reason: str | None, now: float) -> None:
-        cur = self._x(
-            "UPDATE alerts SET status=?, reviewed_by=?, reviewed_at=?, review_reason=? WHERE id=? AND status=?",
-            (status, by, now, reason, alert_id, ALERT_REVIEW),
-        )
-        if cur.rowcount != 1:
-            alert = self.get_alert(alert_id)
-            why = "no such alert" if alert is None else f"it is not awaiting review (status {alert.status})"
-            raise InputError(f"alert {alert_id}", why)
-
-    def confirm(self, alert_id: int, by: str, now: float, reason: str | None = None) -> int:
-        """Release a reviewed alert for delivery (audited); returns the number of deliveries released."""
-        with self.transaction():
-            self._decide(alert_id, ALERT_CONFIRMED, by, reason, now)
-            cur = self._x(
-                "UPDATE deliveries SET status='pending', next_attempt_at=? WHERE alert_id=? AND status='waiting'",
-                (now, alert_id),
-            )
-            self.audit(by, "review.confirm", f"alert:{alert_id}", reason, {"released": cur.rowcount}, now)
-        return cur.rowcount
-
-    def reject(self, alert_id: int, by: str, reason: str, now: float, suppress_until: float | None) -> int:
-        """Reject ("not this person", audited): nothing is sent; optionally suppress (person, device)."""
-        with self.transaction():
-            self._decide(alert_id, ALERT_REJECTED, by, reason, now)
-            cur = self._x("UPDATE deliveries SET status='cancelled' WHERE alert_id=? AND status='waiting'", (alert_id,))
-            alert = self.get_alert(alert_id)
-            devices = alert.devices if alert and suppress_until is not None else []
-            for device in devices:
-                self._x(
-                    "INSERT OR REPLACE INTO suppressions(person_id, device_id, until, alert_id, reason)"
-                    " VALUES (?,?,?,?,?)",
-                    (alert.person_id if alert else "", device, suppress_until, alert_id, reason),
-                )
-            details = {"cancelled": cur.rowcount, "suppressed_devices": devices, "suppressed_until": suppress_until}
-            self.audit(by, "review.reject", f"alert:{alert_id}", reason, details, now)
-        return cur.rowcount
-
-    # --- audit ------------------------------------------------------------------------------
-
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        subject: str,
-        reason: str | None = None,
-        details: dict[str, object] | None = None,
-        now: float | None = None,
-    ) -> int:
-        """Append one audit row (the table refuses UPDATE and DELETE)."""
-        cur = self._x(
-            "INSERT INTO audit(at, actor, action, subject, reason, details) VALUES (?,?,?,?,?,?)",
-            (now if now is not None else time.time(), actor, action, subject, reason, json.dumps(details or {})),
-        )
-        return int(cur.lastrowid or 0)
-
-    def audit_log(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        text: str | None = None,
-        limit: int = 1000,
-        offset: int = 0,
-    ) -> list[AuditEntry]:
-        """Newest first, filtered (see :class:`AuditFilter`), one page of ``limit`` from ``offset``."""
-        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
-        rows = self._x(
-            f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
-        ).fetchall()
-        return [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], r["reason"], json.loads(r["details"]))
-            for r in rows
-        ]
-
-    def count_audit(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        text: str | None = None,
-    ) -> int:
-        where, args = AuditFilter(since, until, actor, action, text).clauses("?", "instr")
-        row = self._x(f"SELECT count(*) AS n FROM audit WHERE {where}", tuple(args)).fetchone()
-        return int(row["n"]) if row else 0
-
-    def last_match_by_device(self) -> dict[str, tuple[float, str]]:
-        """Each device's most recent accepted sighting: (seen_at, person_id), from history."""
-        rows = self._x(LAST_MATCH_SQL).fetchall()
-        return {r["device_id"]: (r["seen_at"], r["person_id"]) for r in rows}
-
     # --- sequence gaps ----------------------------------------------------------------------
 
     def find_gaps(self, now: float, grace_s: float, since: float) -> list[Gap]:
@@ -449,53 +324,6 @@ class SqliteStore:
             counts["alerts"] = self._x(f"DELETE FROM alerts WHERE id IN ({old})", (cutoff,)).rowcount
         return counts
 
-    def counts(self) -> dict[str, int]:
-        rows = self._x("SELECT status, count(*) AS n FROM deliveries GROUP BY status").fetchall()
-        return {r["status"]: r["n"] for r in rows}
-
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    # --- rows -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _alert(row: sqlite3.Row) -> Alert:
-        return Alert(
-            id=row["id"],
-            gallery_id=row["gallery_id"],
-            person_id=row["person_id"],
-            status=row["status"],
-            first_seen_at=row["first_seen_at"],
-            last_seen_at=row["last_seen_at"],
-            created_at=row["created_at"],
-            sightings=row["sightings"],
-            devices=json.loads(row["devices"]),
-            best_score=row["best_score"],
-            stale=bool(row["stale"]),
-            event_json=row["event"],
-            has_crop=row["crop"] is not None,
-            reviewed_by=row["reviewed_by"],
-            reviewed_at=row["reviewed_at"],
-            review_reason=row["review_reason"],
-        )
-
-    @staticmethod
-    def _delivery(row: sqlite3.Row) -> Delivery:
-        return Delivery(
-            id=row["id"],
-            alert_id=row["alert_id"],
-            recipient=row["recipient"],
-            status=row["status"],
-            attempts=row["attempts"],
-            created_at=row["created_at"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=row["last_error"],
-        )
-
-
-def _by_recipient(deliveries) -> dict[str, list[Delivery]]:
-    out: dict[str, list[Delivery]] = {}
-    for d in sorted(deliveries, key=lambda d: d.id):
-        out.setdefault(d.recipient, []).append(d)
-    return out

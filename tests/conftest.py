@@ -33,7 +33,14 @@ from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bi
 from lookout.rtsp_server import RtspCamera, RtspUnavailable, gst_python
 from lookout.sync.build import build_gallery_from_folders
 from tests.broker import Brokers
-from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS, TEST_JURISDICTION  # noqa: F401 (older imports)
+from tests.helpers import (  # noqa: F401 (older imports)
+    FACES_DEV,
+    PROJECT_ROOT,
+    SHARED_DIR,
+    STRANGERS,
+    TEST_JURISDICTION,
+    wait_for,
+)
 from tests.pki import make_pki
 from tests.relay_helpers import MotoSns, WebhookServer
 
@@ -223,7 +230,7 @@ def pg_cluster() -> Iterator[LocalPostgres]:
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql, or set LOOKOUT_PG_BIN)")
     pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'lookout[postgresql]')")
-    cluster = LocalPostgres().start()
+    cluster = LocalPostgres(fsync=False).start()
     previous = os.environ.get(PASSWORD_ENV)
     os.environ[PASSWORD_ENV] = cluster.password
     try:
@@ -254,8 +261,9 @@ def store_settings(request, tmp_path) -> StoreSettings:
 # -- relay: a local AWS endpoint (moto) and a webhook receiver --------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_sns() -> Iterator[MotoSns]:
+    """One moto_server a session (tests call ``reset()``): it takes seconds to import and start, more under load."""
     binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     if not os.access(binary, os.X_OK):
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
@@ -264,12 +272,23 @@ def moto_sns() -> Iterator[MotoSns]:
         [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        if not wait_for_port("127.0.0.1", port, 20):
-            pytest.fail("moto_server did not start within 20 s")
-        yield MotoSns(f"http://127.0.0.1:{port}")
+        sns = MotoSns(f"http://127.0.0.1:{port}")
+        alive = lambda: proc.poll() is None  # noqa: E731
+        if not wait_for_port("127.0.0.1", port, 90, alive=alive):
+            pytest.fail(f"moto_server did not listen within 90 s (exit code {proc.poll()})")
+        wait_for(lambda: _answers(sns), timeout=60, what="moto_server answering HTTP")
+        yield sns
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _answers(sns: MotoSns) -> bool:
+    try:
+        sns.sms()
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture

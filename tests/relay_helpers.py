@@ -23,10 +23,13 @@ from typing import Any
 import yaml
 
 from lookout.events import MatchEvent
+from lookout.gallery import metadata
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
 
 DIGEST = "ab" * 32
+# relay config for tests about delivery, not the relay's own check (tests/test_relay_gate.py): no directory
+NO_GATE = {"require_directory": False}
 PHONE = "+15555550123"
 
 
@@ -67,8 +70,9 @@ def publish_event(port: int, event: MatchEvent, prefix: str = "dt/lookout") -> N
     publish(port, Topics(prefix).match(event.device_id), [event.to_json()])
 
 
-def write_gallery(path: Path, persons: list[dict[str, Any]]) -> Path:
-    """A ``gallery.sqlite`` as the gallery bundle ships it (written elsewhere, then renamed in)."""
+def write_gallery(path: Path, persons: list[dict[str, Any]], withdrawn: tuple[str, ...] = ()) -> Path:
+    """A ``gallery.sqlite`` as the gallery bundle ships it (written elsewhere, then renamed in); ``withdrawn``:
+    person ids in its withdrawal ledger (``lookout.gallery.metadata``)."""
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     db = sqlite3.connect(tmp)
@@ -87,6 +91,9 @@ def write_gallery(path: Path, persons: list[dict[str, Any]]) -> Path:
                 json.dumps(p.get("attributes", {})),
             ),
         )
+    metadata.change_withdrawn(
+        db, [["person", p, "removed by an operator", "2026-12-01T05:00:00Z"] for p in withdrawn], []
+    )
     db.commit()
     db.close()
     os.replace(tmp, path)
@@ -99,6 +106,7 @@ def write_config(path: Path, broker_port: int, **sections: Any) -> Path:
         "store": {"path": str(path.parent / "relay.sqlite")},
         "retry": {"initial_s": 0.05, "max_s": 0.2},
         "metrics": {"log_every_s": 3600},
+        "policy": NO_GATE,
     }
     doc.update(sections)
     path.write_text(yaml.safe_dump(doc))

@@ -21,7 +21,7 @@ from lookout.relay.example import EXAMPLE_CONFIG
 from lookout.relay.service import RelayService
 from lookout.topics import Topics
 from tests.helpers import wait_for
-from tests.relay_helpers import make_event, publish, publish_event, write_config
+from tests.relay_helpers import NO_GATE, make_event, publish, publish_event, write_config
 
 READY_CHECKS = ("broker_subscribed", "store", "intake_running", "delivery_running")
 
@@ -69,7 +69,9 @@ def test_example_config_is_commented_and_loads_with_every_section(tmp_path, caps
 
 def test_sequence_gaps_are_a_metric_and_one_log_line(tmp_path, caplog):
     clock = [1_800_000_000.0]
-    config = RelayConfig(store={"path": tmp_path / "relay.sqlite"}, gaps={"grace_s": 60, "scan_every_s": 5})
+    config = RelayConfig(
+        store={"path": tmp_path / "relay.sqlite"}, policy=NO_GATE, gaps={"grace_s": 60, "scan_every_s": 5}
+    )
     service = RelayService(config, notifiers={}, clock=lambda: clock[0])
     try:
         topic = Topics().match("cam-7")

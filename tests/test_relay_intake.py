@@ -12,12 +12,12 @@ from lookout.relay.config import RelayConfig
 from lookout.relay.records import Outcome
 from lookout.relay.service import RelayService
 from lookout.topics import RESERVED_DEVICE_IDS, Topics
-from tests.relay_helpers import make_event
+from tests.relay_helpers import NO_GATE, make_event
 
 
 @pytest.fixture
 def service(store_settings):
-    svc = RelayService(RelayConfig(store=store_settings), notifiers={})
+    svc = RelayService(RelayConfig(store=store_settings, policy=NO_GATE), notifiers={})
     yield svc
     svc.stop()
 

@@ -17,8 +17,9 @@ from lookout.events import utc_now
 from lookout.metrics_server import MetricsServer
 from lookout.mqtt import MqttSettings, TlsSettings, make_client
 from lookout.relay.config import Limit, Recipient, RetrySettings, load_config
-from lookout.relay.directory import NoDirectory, SqliteDirectory
+from lookout.relay.directory import SqliteDirectory
 from lookout.relay.dispatch import Dispatcher, DispatchSettings, backoff_s
+from lookout.relay.gate import Gate
 from lookout.relay.metrics import Counters
 from lookout.relay.ratelimit import Limits, Window
 from lookout.relay.records import AlertPlan, Intake, Outcome
@@ -128,7 +129,7 @@ def _dispatcher(store, notifier, clock, per_recipient=None, overall=None, summar
     settings = DispatchSettings(
         RetrySettings(initial_s=1, max_s=8), Limits(per_recipient, overall), summary_after_s=summary_after_s
     )
-    return Dispatcher(store, {"rec": notifier}, recipients, NoDirectory(), settings, Counters(), clock)
+    return Dispatcher(store, {"rec": notifier}, recipients, Gate.unchecked(), settings, Counters(), clock)
 
 
 def test_rate_limit_holds_then_summarises_within_a_minute_nothing_dropped(store):

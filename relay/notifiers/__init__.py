@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from lookout.relay import config as cfg
 from lookout.relay.notifiers.base import DeliveryError, Notifier
 from lookout.relay.notifiers.console import ConsoleNotifier
@@ -16,7 +18,8 @@ def build(name: str, settings: cfg.NotifierSettings) -> Notifier:
     if isinstance(settings, cfg.ConsoleNotifier):
         return ConsoleNotifier(name, settings.path)
     if isinstance(settings, cfg.WebhookNotifier):
-        return WebhookNotifier(name, settings.url, settings.secret_env, settings.timeout_s, settings.include_crop)
+        url = settings.resolved_url(name, os.environ)
+        return WebhookNotifier(name, url, settings.secret_env, settings.timeout_s, settings.include_crop)
     if isinstance(settings, cfg.TwilioNotifier):
         return TwilioNotifier(
             name,

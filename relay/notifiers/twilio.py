@@ -13,6 +13,7 @@ import os
 from urllib.parse import urlencode
 
 from lookout.errors import ConfigError
+from lookout.redact import redact_url
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError
 from lookout.relay.notifiers.webhook import check_url, post
@@ -46,7 +47,7 @@ class TwilioNotifier:
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         }
-        _, body = post(self.url, form, headers, self.timeout_s, self.name)
+        _, body = post(self.url, form, headers, self.timeout_s, self.name, redact_url(self.url))
         try:
             return str(json.loads(body)["sid"])
         except (ValueError, KeyError, TypeError, RecursionError):

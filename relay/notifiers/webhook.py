@@ -22,6 +22,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from lookout.errors import ConfigError
+from lookout.redact import redact_url
 from lookout.relay.message import Outgoing
 from lookout.relay.notifiers.base import DeliveryError, retryable_http
 
@@ -51,8 +52,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, notifier: str) -> tuple[int, bytes]:
-    """POST and return (status, body); raise DeliveryError on network or HTTP errors."""
+def post(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, notifier: str, shown: str | None = None
+) -> tuple[int, bytes]:
+    """POST and return (status, body); raise DeliveryError on network or HTTP errors. Errors name the URL as
+    ``shown`` (default: redacted, path included: a webhook's path is often its credential)."""
+    shown = shown if shown is not None else redact_url(url, secret_path=True)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     opener = urllib.request.build_opener(_NoRedirect)
     try:
@@ -61,18 +66,18 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, notifie
     except urllib.error.HTTPError as err:
         detail = err.read(300).decode("utf-8", "replace") if err.fp else ""
         raise DeliveryError(
-            notifier, f"HTTP {err.code} from {url}: {detail}".strip(), retryable=retryable_http(err.code)
+            notifier, f"HTTP {err.code} from {shown}: {detail}".strip(), retryable=retryable_http(err.code)
         ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DeliveryError(notifier, f"cannot reach {url}: {reason}", retryable=True) from None
+        raise DeliveryError(notifier, f"cannot reach {shown}: {reason}", retryable=True) from None
 
 
 def check_url(url: str, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
         return url
-    raise ConfigError(f"{what}: {url} must be https:// (plain http only for loopback)")
+    raise ConfigError(f"{what}: {redact_url(url, secret_path=True)} must be https:// (plain http only for loopback)")
 
 
 class WebhookNotifier:
@@ -82,6 +87,7 @@ class WebhookNotifier:
         self.name = name
         self.include_crop = include_crop  # the dispatcher adds the crop to the document only if this is set
         self.url = check_url(url, f"notifiers.{name}.url")
+        self.shown_url = redact_url(url, secret_path=True)  # what logs and errors say
         self.timeout_s = timeout_s
         self._secret: bytes | None = None
         if secret_env:
@@ -101,7 +107,7 @@ class WebhookNotifier:
             stamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = stamp
             headers[SIGNATURE_HEADER] = sign(self._secret, stamp, body)
-        status, _ = post(self.url, body, headers, self.timeout_s, self.name)
+        status, _ = post(self.url, body, headers, self.timeout_s, self.name, self.shown_url)
         return f"http-{status}-{message.delivery_id}"
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import ssl
@@ -17,6 +18,8 @@ from lookout.console.app import Services, create_app
 from lookout.console.audit import AuditFilter
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
+from tests.helpers import wait_for
+from tests.relay_helpers import publish
 
 pytestmark = pytest.mark.slow  # each test starts a console on a fresh copy of its data (~2 s)
 
@@ -653,5 +656,34 @@ def test_searches_per_account_are_limited_and_the_refusal_is_audited(console_env
             assert "Grace Hopper" not in third.text
         assert services.audit.count(AuditFilter(action="search.denied")) == 1
         assert services.audit.count(AuditFilter(action="search", actor="rita")) == 3  # prefix: the refusal too
+    finally:
+        services.close()
+
+
+@pytest.mark.broker
+def test_the_fleet_page_says_when_its_watcher_stopped(console_env, mosquitto):
+    """A12: a fleet watcher whose network thread ended must not show the last states it saw as live."""
+    config = console_env.config(**{"fleet.enabled": "true", "mqtt.port": str(mosquitto.port)})
+    services = Services.open(config)
+    try:
+        watcher = services.fleet
+        assert watcher is not None and watcher.connected.wait(15)
+        status = {"schema_version": "1", "device_id": "cam-1", "state": "online", "at": "2030-01-01T00:00:00Z"}
+        publish(mosquitto.port, "dt/lookout/cam-1/status", [json.dumps(status).encode()])
+        wait_for(lambda: watcher.devices.get("cam-1") is not None, timeout=15, what="cam-1's status")
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            _user(c, "admin")
+            live = c.get("/fleet").text
+            assert 'id="watcher-stopped"' not in live and 'data-state="online"' in live
+
+            def bug(client, userdata, message):
+                raise RuntimeError("a bug nobody has written yet")
+
+            watcher.client.on_message = bug
+            publish(mosquitto.port, "dt/lookout/cam-1/heartbeat", [b"{}"])
+            wait_for(lambda: watcher.stopped is not None, timeout=15, what="the watcher's stop")
+            page = c.get("/fleet").text
+        assert 'id="watcher-stopped"' in page and "a bug nobody has written yet" in page
+        assert 'data-state="unknown"' in page and 'data-state="online"' not in page and ">connected<" not in page
     finally:
         services.close()

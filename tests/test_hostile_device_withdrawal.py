@@ -1,0 +1,173 @@
+"""A withdrawal that reached the device also reaches its outbox (attack finding A2, issue 12 item 8).
+
+Once the device uses a gallery without a person, nothing about that person leaves it: events
+queued while the broker was away are deleted (crop included) when the new bundle comes into use,
+the sender asks before each row goes out (an outbox from before a restart, a decision made on the
+previous gallery), and every drop is counted in ``lookout_events_dropped_total{reason}`` (A19).
+Real models, real signed bundles, a real mosquitto for the outage.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lookout.device.config import DeviceConfig
+from lookout.device.emitter import Deliveries
+from lookout.device.outbox import DROPPED_FULL, DROPPED_WITHDRAWN, Outbox, OutboxSender
+from lookout.device.publisher import MemoryPublisher
+from lookout.device.runtime import Runtime
+from lookout.device.status import Metrics
+from lookout.gallery.keys import generate_keys
+from lookout.sync.build import build_gallery, update_gallery
+from lookout.sync.records import PhotoRecord
+from tests.helpers import Subscriber, wait_for
+
+
+def _event(event_id: str, person_id: str) -> bytes:
+    return json.dumps({"event_id": event_id, "person_id": person_id, "crop_jpeg_b64": "/9j/"}).encode()
+
+
+def _add(outbox: Outbox, event_id: str, person_id: str) -> None:
+    outbox.add(event_id, "dt/lookout/cam/match", _event(event_id, person_id), time.time() + 60, person_id=person_id)
+
+
+def test_outbox_drops_every_row_of_a_person_the_gallery_no_longer_holds(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    # An outbox written before rows named their person (the column is added; the person read from the payload).
+    legacy = sqlite3.connect(path)
+    legacy.executescript(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " last_sent_at REAL, stale INTEGER NOT NULL DEFAULT 0);"
+    )
+    legacy.execute("INSERT INTO outbox (event_id, topic, payload, created_at, expires_at) VALUES (?,?,?,?,?)",
+                   ("old-grace", "t", _event("old-grace", "grace"), time.time(), time.time() + 60))  # fmt: skip
+    legacy.commit()
+    legacy.close()
+    metrics = Metrics()
+    outbox = Outbox(path)
+    outbox.on_dropped = Deliveries(metrics, outbox).dropped
+    _add(outbox, "g-1", "grace")
+    _add(outbox, "e-1", "eileen")
+    outbox.add("status-1", "t", b"{}", time.time() + 60)  # about nobody: stays
+    _add(outbox, "g-2", "grace")
+    dropped = outbox.drop_persons(lambda person_id: person_id == "eileen")
+    assert sorted(dropped) == ["g-1", "g-2", "old-grace"]
+    assert [r.event_id for r in outbox.pending(10)] == ["e-1", "status-1"]
+    assert metrics.events_dropped[DROPPED_WITHDRAWN] == 3
+    assert f'lookout_events_dropped_total{{device="cam",reason="{DROPPED_WITHDRAWN}"}} 3' in metrics.prometheus("cam")
+    outbox.close()
+    raw = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
+    assert b'"person_id": "grace"' not in raw, "a withdrawn person's event (and crop) lingers in the outbox file"
+
+
+def test_sender_never_sends_a_withdrawn_persons_event_and_holds_rows_while_it_cannot_tell(tmp_path):
+    outbox, publisher, metrics = Outbox(tmp_path / "outbox.sqlite"), MemoryPublisher(), Metrics()
+    outbox.on_dropped = Deliveries(metrics, outbox).dropped
+    held: dict[str, bool | None] = {"grace": None, "eileen": None}  # no gallery in use yet
+    sender = OutboxSender(outbox, publisher, admit=lambda row: held.get(row.person_id or "", True))
+    publisher.start()
+    for i, person in enumerate(["grace", "eileen", "grace"]):
+        _add(outbox, f"ev-{i}", person)
+    sender.start()
+    try:
+        time.sleep(0)  # let the sender look once
+        wait_for(lambda: sender.outbox.count() == 3, 5, "the rows to stay while no gallery is in use")
+        assert publisher.messages == []
+        held.update(grace=False, eileen=True)  # a gallery without grace came into use
+        sender.wake()
+        wait_for(lambda: outbox.count() == 0, 10, "the outbox to empty")
+    finally:
+        sender.stop()
+    assert [json.loads(p)["event_id"] for _, p, _ in publisher.messages] == ["ev-1"]
+    assert metrics.events_dropped == {DROPPED_FULL: 0, DROPPED_WITHDRAWN: 2, "unencodable": 0}
+    outbox.close()
+
+
+def test_a_full_outbox_counts_each_dropped_event(tmp_path):
+    metrics = Metrics()
+    outbox = Outbox(tmp_path / "outbox.sqlite", max_events=10)
+    outbox.on_dropped = Deliveries(metrics, outbox).dropped
+    for i in range(13):
+        _add(outbox, f"ev-{i}", "eileen")
+    assert outbox.count() == 10 and metrics.events_dropped[DROPPED_FULL] == 3
+    assert f'lookout_events_dropped_total{{device="cam",reason="{DROPPED_FULL}"}} 3' in metrics.prometheus("cam")
+    outbox.close()
+
+
+def _queued(path: Path, person: str) -> list[str]:
+    """Event ids about ``person`` in the outbox that were never handed to the broker."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT event_id FROM outbox WHERE person_id = ? AND attempts = 0", (person,)).fetchall()
+    finally:
+        db.close()
+    return [r[0] for r in rows]
+
+
+@pytest.mark.slow
+def test_events_queued_during_an_outage_about_a_withdrawn_person_never_leave(
+    tmp_path, pipeline, grace_hopper, astronaut, mosquitto_persistent
+):
+    broker = mosquitto_persistent
+    private, public = generate_keys(tmp_path / "keys")
+    cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
+    cv2.imwrite(str(tmp_path / "eileen.jpg"), astronaut)
+    records = [
+        PhotoRecord(person_id="grace", name="Grace", photo=str(tmp_path / "grace.jpg"), jurisdiction="US-NY"),
+        PhotoRecord(person_id="eileen", name="Eileen", photo=str(tmp_path / "eileen.jpg"), jurisdiction="US-NY"),
+    ]
+    build_gallery(records, tmp_path / "v1", private, pipeline, progress=False)
+    update_gallery(tmp_path / "v1", records, tmp_path / "v2", private, pipeline, public_key=public,
+                   withdraw=["grace/grace.jpg"], progress=False)  # fmt: skip
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    faces = [cv2.resize(img, (round(img.shape[1] * 480 / img.shape[0]), 480)) for img in (grace_hopper, astronaut)]
+    cv2.imwrite(str(frames / "scene.png"), np.hstack(faces))
+    outbox = tmp_path / "outbox.sqlite"
+    doc = {
+        "device_id": "cam-withdraw",
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "loop": True, "fps": 8},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v1"), "public_key": str(public)},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "events": {"cooldown_s": 0.5},
+        "outbox": {"path": str(outbox)},
+    }  # fmt: skip
+    sub = Subscriber(broker.port, persistent=True)
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline)
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    thread.start()
+
+    def received(person: str) -> set[str]:
+        return {str(e.event_id) for e in sub.matches() if e.person_id == person}
+
+    try:
+        wait_for(lambda: received("grace") and received("eileen"), 90, "both people matched while the broker is up")
+        broker.stop()
+        wait_for(lambda: len(_queued(outbox, "grace")) >= 2 and _queued(outbox, "eileen"), 60, "events queued")
+        queued_grace = set(_queued(outbox, "grace"))
+        runtime.on_swap(tmp_path / "v2")  # the withdrawal reaches the device while the broker is away
+        wait_for(lambda: runtime.metrics.bundle_version == "2", 30, "the device to use v2")
+        assert _queued(outbox, "grace") == [], "events of a withdrawn person wait in the outbox after the swap"
+        assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] >= len(queued_grace)
+        queued_eileen = set(_queued(outbox, "eileen"))
+        broker.start()
+        wait_for(lambda: queued_eileen <= received("eileen"), 60, "eileen's queued events after the outage")
+        sub.barrier()
+        assert not queued_grace & received("grace"), "an event of a withdrawn person left after the withdrawal"
+        assert not [e for e in sub.matches() if e.person_id == "grace" and e.bundle_version == "2"]
+    finally:
+        runtime.request_stop()
+        thread.join(30)
+        sub.close()
+    assert not thread.is_alive()
