@@ -8,6 +8,7 @@ tests that need it skip with a message saying so.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -98,10 +99,6 @@ def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
     return pipeline_for(DEFAULT_EMBEDDER)
 
 
-def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-
-
 @pytest.fixture(scope="session")
 def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     """A signed gallery bundle of faces-dev's identity folders (built once a session) and its key:
@@ -113,36 +110,42 @@ def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     return SimpleNamespace(bundle=bundle, public=public, private=private, faces_dev=faces_dev)
 
 
-@pytest.fixture(scope="session")
-def grace_hopper() -> np.ndarray:
-    """A real face shipped in matplotlib's wheel (BGR)."""
-    import matplotlib
+def package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing the package (matplotlib and
+    scikit-image take seconds to import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed (a dev dependency: pip install -e '.[dev]')")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+def _read_bgr(path: Path) -> np.ndarray:
     image = cv2.imread(str(path))
     assert image is not None, f"cannot read {path}"
     return image
 
 
 @pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    """A real face shipped in matplotlib's wheel (BGR)."""
+    return _read_bgr(package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"))
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real face shipped in scikit-image (Eileen Collins), BGR."""
-    from skimage import data
-
-    return _rgb_to_bgr(data.astronaut())
+    return _read_bgr(package_file("skimage", "data", "astronaut.png"))
 
 
 @pytest.fixture(scope="session")
 def faceless_images() -> dict[str, np.ndarray]:
     """Pictures with no human face: a cat, a cup of coffee, a rocket, and synthetic noise/gradients."""
-    from skimage import data
-
     rng = np.random.default_rng(0)
     gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
     return {
-        "chelsea (cat)": _rgb_to_bgr(data.chelsea()),
-        "coffee": _rgb_to_bgr(data.coffee()),
-        "rocket": _rgb_to_bgr(data.rocket()),
+        "chelsea (cat)": _read_bgr(package_file("skimage", "data", "chelsea.png")),
+        "coffee": _read_bgr(package_file("skimage", "data", "coffee.png")),
+        "rocket": _read_bgr(package_file("skimage", "data", "rocket.jpg")),
         "noise": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
         "gradient": cv2.cvtColor(gradient, cv2.COLOR_GRAY2BGR),
         "black": np.zeros((720, 1280, 3), np.uint8),
