@@ -215,6 +215,7 @@ def test_bundle_manifest_with_a_5000_digit_number_is_a_bundle_error():
         parse_manifest(b'{"format": "lookout-gallery", "version": ' + b"9" * 5000 + b"}", "publish")
 
 
+@pytest.mark.slow  # tail listens for its whole 3 s timeout
 def test_events_tail_skips_a_deeply_nested_status(mosquitto, capsys):
     """``lookout events tail`` prints what it can read and says what it skipped (a retained status here)."""
     publish(mosquitto.port, "dt/lookout/cam-x/status", [DEEP], retain=True)
