@@ -490,6 +490,7 @@ class ConsoleApp:
             devices=devices,
             last=last,
             connected=bool(watcher and watcher.connected.is_set()),
+            stopped=watcher.stopped if watcher else None,
             enabled=watcher is not None,
             broker=f"{self.s.config.mqtt.host}:{self.s.config.mqtt.port}",
             offline_after_s=self.s.config.fleet.offline_after_s,

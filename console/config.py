@@ -50,7 +50,9 @@ class GallerySettings(_Strict):
         "records are refused (an unknown jurisdiction is denied)",
     )
     key: Path | None = Field(None, description="Ed25519 private key that signs new versions; unset: read-only")
-    public_key: Path | None = Field(None, description="checks every version the console loads")
+    public_key: Path | None = Field(
+        None, description="checks every version the console loads (required to load one: fail closed)"
+    )
     report: Path | None = Field(None, description="failure-to-enrol report of the first build (.json or .csv)")
     photo_roots: list[Path] = Field(
         default_factory=list, description="folders enrolled photos may be shown from (default: the source's folder)"

@@ -4,6 +4,10 @@ The console subscribes to ``<prefix>/+/status`` (retained: on connecting it lear
 once) and ``<prefix>/+/heartbeat``. A device is online when its last status says so and a heartbeat arrived
 within ``offline_after_s``; its last will (``offline``, retained) turns it offline as soon as its connection
 drops. Nothing here is about a face; the last match per device comes from the relay's history.
+
+The watcher runs paho's network loop in a thread of its own: should that thread ever end (a bug in a callback,
+paho itself), :attr:`FleetWatcher.stopped` says when and why, and the fleet page says so instead of showing the
+last states it saw as a live fleet (attack finding A12).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ class FleetWatcher:
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
         self.connected = threading.Event()
+        self.stopped: tuple[float, str] | None = None  # (when, why) the network thread ended unasked
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.client = make_client(mqtt, client_id="")  # a random id: never take over a relay's or device's session
         self.client.on_connect = self._on_connect
@@ -63,12 +70,32 @@ class FleetWatcher:
 
     def start(self) -> FleetWatcher:
         connect(self.client, self.settings.model_copy(update={"clean_start": True, "session_expiry": 0}))
-        self.client.loop_start()
+        self._thread = threading.Thread(target=self._loop, name="console-fleet", daemon=True)
+        self._thread.start()
         return self
 
+    def _loop(self) -> None:
+        """paho's network loop (it reconnects by itself); whatever ends it unasked is recorded and logged."""
+        why = "the network loop returned"
+        try:
+            self.client.loop_forever(retry_first_connection=True)
+        except Exception as err:
+            why = f"{type(err).__name__}: {str(err)[:200]}"
+        if self._stopping.is_set():
+            return
+        self.connected.clear()
+        self.stopped = (self.clock(), why)
+        log.error("fleet.watcher_stopped", error=why, hint="the fleet page says so; restart the console")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
+        self._stopping.set()
         self.client.disconnect()
-        self.client.loop_stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def snapshot(self) -> list[tuple[DeviceState, bool]]:
         now = self.clock()

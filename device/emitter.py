@@ -189,6 +189,7 @@ class EventEmitter:
                 expires,
                 time.time(),
                 person_id=person_id,
+                sequenced=False,  # the relay never sees this copy: numbering it would read as a lost event there
             )
         self.deliveries.queued(event_id, captured)
         self.wake_sender()

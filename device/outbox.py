@@ -8,10 +8,12 @@ to the publisher are its to retransmit after a reconnect (paho resends unacknowl
 QoS 1 messages itself, in order); after a restart everything still in the outbox is
 sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
 
-Each event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
-outbox file, and ``n``, the row's AUTOINCREMENT number, which SQLite never reuses): the count
-survives restarts, so the relay can tell events lost on the way (gaps) from duplicates,
-reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
+Each match event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
+outbox file, and ``n``, one more than the last number given, kept in ``meta`` in the same transaction,
+never reused): the count survives restarts, so the relay can tell events lost on the way (gaps) from
+duplicates, reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
+Rows the relay never receives (Home Assistant's copies, ``sequenced=False``) take no number: they would
+show up at the relay as a gap for every match (attack finding A14).
 
 Each row carries the event's expiry: a row past it is counted and logged as stale
 when it is finally sent (the event itself says ``expires_at``, so subscribers can
@@ -149,14 +151,18 @@ class Outbox:
         expires_at: float,
         created_at: float | None = None,
         person_id: str | None = None,
+        sequenced: bool = True,
     ) -> int:
-        """Store an event durably, numbered (``seq``); returns its sequence number. A repeated event id is
-        ignored (and gets no number). ``person_id``: whom the event is about (dropped if they are withdrawn)."""
+        """Store an event durably; returns its row's place in the queue. A repeated event id is ignored.
+        ``person_id``: whom the event is about (dropped if they are withdrawn). ``sequenced``: number it in the
+        relay's stream (``seq``); False for copies on topics the relay does not read."""
         dropped: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._insert(event_id, topic, payload, expires_at, created_at or time.time(), person_id)
+                seq = self._insert(
+                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced
+                )
                 over = self._count() - self.max_events
                 if over > 0:
                     oldest = "SELECT seq FROM outbox ORDER BY seq LIMIT ?"
@@ -175,19 +181,36 @@ class Outbox:
         return seq
 
     def _insert(
-        self, event_id: str, topic: str, payload: bytes, expires_at: float, created_at: float, person_id: str | None
+        self,
+        event_id: str,
+        topic: str,
+        payload: bytes,
+        expires_at: float,
+        created_at: float,
+        person_id: str | None,
+        sequenced: bool,
     ) -> int:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         if row is not None:
             return int(row[0])
         last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         seq = (int(last[0]) if last else 0) + 1
+        if sequenced:
+            payload = with_sequence(payload, self.stream, self._next_number(seq))
         self._db.execute(
             "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id) "
             "VALUES (?,?,?,?,?,?,?)",
-            (seq, event_id, topic, with_sequence(payload, self.stream, seq), created_at, expires_at, person_id),
+            (seq, event_id, topic, payload, created_at, expires_at, person_id),
         )
         return seq
+
+    def _next_number(self, row_seq: int) -> int:
+        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction). Files written
+        before the counter existed numbered events by row: they go on from the last row number."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='last_n'").fetchone()
+        n = int(row[0]) + 1 if row is not None else row_seq
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_n', ?)", (str(n),))
+        return n
 
     def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxRow]:
         """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""

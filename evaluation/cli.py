@@ -99,7 +99,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     src.add_argument("--data", type=Path, help="folder laid out like faces-dev: calibrate for its identity folders")
     cal.add_argument("--nonmated", type=Path, help="folder of photos of people NOT in the gallery (with --bundle)")
     cal.add_argument("--private-key", type=Path, help="bundle signing key: write the threshold into the bundle")
-    cal.add_argument("--public-key", type=Path, help="check the bundle's signature first")
+    cal.add_argument(
+        "--public-key", type=Path, help="the key that signs the gallery (needed with --bundle: checked first)"
+    )
     cal.add_argument("--out", type=Path, help="also write the calibration as JSON here")
     _add_threshold_options(cal)
     add_pipeline_options(cal)

@@ -144,6 +144,11 @@ class GreengrassIpcPublisher(EventPublisher):
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
+        # the connect loop ends within one attempt: wait for it, so it neither installs a client after this
+        # stop nor outlives its owner (and logs to a stream closed by then)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         with self._lock:
             client, self._client = self._client, None
         self._connected.clear()

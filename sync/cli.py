@@ -194,7 +194,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit = sub.add_parser("audit", help="look-alike people and people whose photos disagree")
     audit.add_argument("bundle", type=Path, metavar="DIR")
     audit.add_argument("--threshold", type=threshold_arg, help="default: the bundle's threshold")
-    audit.add_argument("--public-key", type=Path, metavar="FILE")
+    audit.add_argument(
+        "--public-key", type=Path, required=True, metavar="FILE", help="the key that signs your galleries (checked)"
+    )
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=_gallery_audit)
 
@@ -259,6 +261,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
+    pull.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline for each request as a whole (a download gets its size at 16 KiB/s on top; default 30)",
+    )
     pull.set_defaults(func=_sync_pull)
 
     rollback = ssub.add_parser(
@@ -303,7 +312,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="candidates shown per face, 1 or more (default 5); the decision is the best one's, however many are shown",
     )
     search.add_argument("--threshold", type=threshold_arg, help="cosine, -1 to 1 (default: the bundle's)")
-    search.add_argument("--public-key", type=Path, metavar="FILE", help="check the bundle's signature")
+    search.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the key that signs your galleries (required: an unsigned or edited bundle is refused), except for a "
+        "sync store, whose bundles are checked with the key `sync pull` verified them with",
+    )
     search.add_argument(
         "--json",
         action="store_true",
@@ -619,7 +634,14 @@ def _sync_pull(args: argparse.Namespace) -> int:
         raise ConfigError(f"{url}: give a URL (http://..., https://... or file://...)")
     store = BundleStore(args.into)
     puller = BundlePuller(
-        url, store, args.public_key, digest, _policy(args), interval_s=args.watch or 300, location=args.location
+        url,
+        store,
+        args.public_key,
+        digest,
+        _policy(args),
+        interval_s=args.watch or 300,
+        location=args.location,
+        timeout_s=args.timeout,
     )
     if args.watch:
         puller.start()
@@ -707,13 +729,15 @@ def _sync_status(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    bundle = args.gallery
-    if (bundle / "current").is_symlink():
+    bundle, public_key = args.gallery, args.public_key
+    if BundleStore.is_store(bundle):  # its current bundle, checked with the key the puller verified it with
+        store = BundleStore(bundle)
         bundle = (bundle / "current").resolve()
+        public_key = public_key or store.verified_key()
     if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
         raise InputError("--box", "applies to one image, not to several or a folder")
     pipeline = open_pipeline(args)
-    gallery = load_bundle(bundle, args.public_key, pipeline.embedder.digest, _policy(args))  # None: built-in
+    gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, _policy(args))  # policy None: built-in
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0
     if not args.json:

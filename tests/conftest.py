@@ -8,6 +8,7 @@ tests that need it skip with a message saying so.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -33,7 +34,14 @@ from lookout.relay.local_postgres import PASSWORD_ENV, LocalPostgres, find_pg_bi
 from lookout.rtsp_server import RtspCamera, RtspUnavailable, gst_python
 from lookout.sync.build import build_gallery_from_folders
 from tests.broker import Brokers
-from tests.helpers import FACES_DEV, PROJECT_ROOT, SHARED_DIR, STRANGERS, TEST_JURISDICTION  # noqa: F401 (older imports)
+from tests.helpers import (  # noqa: F401 (older imports)
+    FACES_DEV,
+    PROJECT_ROOT,
+    SHARED_DIR,
+    STRANGERS,
+    TEST_JURISDICTION,
+    wait_for,
+)
 from tests.pki import make_pki
 from tests.relay_helpers import MotoSns, WebhookServer
 
@@ -91,10 +99,6 @@ def pipeline(pipeline_for, model_store: ModelStore) -> FacePipeline:
     return pipeline_for(DEFAULT_EMBEDDER)
 
 
-def _rgb_to_bgr(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-
-
 @pytest.fixture(scope="session")
 def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     """A signed gallery bundle of faces-dev's identity folders (built once a session) and its key:
@@ -106,36 +110,42 @@ def faces_dev_gallery(tmp_path_factory, faces_dev, pipeline) -> SimpleNamespace:
     return SimpleNamespace(bundle=bundle, public=public, private=private, faces_dev=faces_dev)
 
 
-@pytest.fixture(scope="session")
-def grace_hopper() -> np.ndarray:
-    """A real face shipped in matplotlib's wheel (BGR)."""
-    import matplotlib
+def package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing the package (matplotlib and
+    scikit-image take seconds to import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed (a dev dependency: pip install -e '.[dev]')")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+def _read_bgr(path: Path) -> np.ndarray:
     image = cv2.imread(str(path))
     assert image is not None, f"cannot read {path}"
     return image
 
 
 @pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    """A real face shipped in matplotlib's wheel (BGR)."""
+    return _read_bgr(package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"))
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real face shipped in scikit-image (Eileen Collins), BGR."""
-    from skimage import data
-
-    return _rgb_to_bgr(data.astronaut())
+    return _read_bgr(package_file("skimage", "data", "astronaut.png"))
 
 
 @pytest.fixture(scope="session")
 def faceless_images() -> dict[str, np.ndarray]:
     """Pictures with no human face: a cat, a cup of coffee, a rocket, and synthetic noise/gradients."""
-    from skimage import data
-
     rng = np.random.default_rng(0)
     gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
     return {
-        "chelsea (cat)": _rgb_to_bgr(data.chelsea()),
-        "coffee": _rgb_to_bgr(data.coffee()),
-        "rocket": _rgb_to_bgr(data.rocket()),
+        "chelsea (cat)": _read_bgr(package_file("skimage", "data", "chelsea.png")),
+        "coffee": _read_bgr(package_file("skimage", "data", "coffee.png")),
+        "rocket": _read_bgr(package_file("skimage", "data", "rocket.jpg")),
         "noise": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
         "gradient": cv2.cvtColor(gradient, cv2.COLOR_GRAY2BGR),
         "black": np.zeros((720, 1280, 3), np.uint8),
@@ -223,7 +233,7 @@ def pg_cluster() -> Iterator[LocalPostgres]:
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql, or set LOOKOUT_PG_BIN)")
     pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'lookout[postgresql]')")
-    cluster = LocalPostgres().start()
+    cluster = LocalPostgres(fsync=False).start()
     previous = os.environ.get(PASSWORD_ENV)
     os.environ[PASSWORD_ENV] = cluster.password
     try:
@@ -254,8 +264,9 @@ def store_settings(request, tmp_path) -> StoreSettings:
 # -- relay: a local AWS endpoint (moto) and a webhook receiver --------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_sns() -> Iterator[MotoSns]:
+    """One moto_server a session (tests call ``reset()``): it takes seconds to import and start, more under load."""
     binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
     if not os.access(binary, os.X_OK):
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
@@ -264,12 +275,23 @@ def moto_sns() -> Iterator[MotoSns]:
         [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        if not wait_for_port("127.0.0.1", port, 20):
-            pytest.fail("moto_server did not start within 20 s")
-        yield MotoSns(f"http://127.0.0.1:{port}")
+        sns = MotoSns(f"http://127.0.0.1:{port}")
+        alive = lambda: proc.poll() is None  # noqa: E731
+        if not wait_for_port("127.0.0.1", port, 90, alive=alive):
+            pytest.fail(f"moto_server did not listen within 90 s (exit code {proc.poll()})")
+        wait_for(lambda: _answers(sns), timeout=60, what="moto_server answering HTTP")
+        yield sns
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _answers(sns: MotoSns) -> bool:
+    try:
+        sns.sms()
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from lookout.gallery.threshold import GalleryScores
 pytestmark = pytest.mark.shared
 
 
+@pytest.mark.slow  # two embedders over faces-dev: 4-12 s
 def test_bench_accuracy_prints_embedders_side_by_side(faces_dev, model_store, tmp_path, capsys) -> None:
     embedders = "face-reidentification-retail-0095,dlib-resnet"
     args = ["bench", "accuracy", str(faces_dev), "--embedders", embedders, "--splits", "2", "--device", "CPU"]

@@ -43,15 +43,15 @@ PYTHON = sys.executable
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory, faces_dev, pipeline, jurisdiction):
-    """Gallery bundles and videos, built once per session."""
-    from lookout.gallery.keys import generate_keys
+def world(tmp_path_factory, faces_dev_gallery, pipeline, jurisdiction):
+    """Gallery bundles and videos, built once per session. v1 is the session's faces-dev gallery (conftest); the
+    hot-reload bundles are signed with its key and share one enrol cache, so each photo is embedded once."""
     from lookout.sync.build import build_gallery_from_folders
 
+    faces_dev, private, public = faces_dev_gallery.faces_dev, faces_dev_gallery.private, faces_dev_gallery.public
     root = tmp_path_factory.mktemp("device-world")
-    private, public = generate_keys(root / "keys")
-    bundle = root / "bundle-v1"
-    build_gallery_from_folders(faces_dev, bundle, private, pipeline, progress=False, jurisdiction=jurisdiction)
+    bundle = faces_dev_gallery.bundle
+    enrol_cache = root / "enrol-work"
     # Hot reload: v1 without sheldon, v2 with everyone.
     partial = root / "people-no-sheldon"
     partial.mkdir()
@@ -60,12 +60,14 @@ def world(tmp_path_factory, faces_dev, pipeline, jurisdiction):
             (partial / person.name).symlink_to(person)
     no_sheldon = root / "reload-v1"
     build_gallery_from_folders(
-        partial, no_sheldon, private, pipeline, progress=False, version=1, jurisdiction=jurisdiction
-    )
+        partial, no_sheldon, private, pipeline, progress=False, version=1, jurisdiction=jurisdiction,
+        work_dir=enrol_cache,
+    )  # fmt: skip
     full_v2 = root / "reload-v2"
     build_gallery_from_folders(
-        faces_dev, full_v2, private, pipeline, progress=False, version=2, jurisdiction=jurisdiction
-    )
+        faces_dev, full_v2, private, pipeline, progress=False, version=2, jurisdiction=jurisdiction,
+        work_dir=enrol_cache,
+    )  # fmt: skip
     scene = make_scene_video(root / "scene.mp4", faces_dev, fps=5, photo_s=3.0, blank_s=1.0, stranger_s=1.6)
     strangers = make_scene_video(root / "strangers.mp4", faces_dev, fps=5, photos=(), blank_s=0.0, stranger_s=2.0)
     blank = make_scene_video(root / "blank.mp4", faces_dev, fps=5, photos=(), strangers=False, blank_s=1.0)

@@ -268,5 +268,7 @@ def test_running_device_shows_up_in_home_assistant_and_fires_events(
         if names:
             assert events[0]["name"] == "sheldon"
         assert runtime.metrics.events_delivered == len(matches)  # Home Assistant's copies are not counted twice
+        assert sorted(m["seq"]["n"] for m in matches) == list(range(1, len(matches) + 1))  # A14: no gaps
+        assert all("seq" not in e for e in events)
     finally:
         ha.close()

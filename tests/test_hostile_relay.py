@@ -17,11 +17,17 @@ import threading
 import paho.mqtt.client as paho
 import pytest
 
+from lookout.console.fleet import FleetWatcher
+from lookout.device.tail import tail
 from lookout.errors import InputError
 from lookout.events import parse_match_event
+from lookout.gallery.format import BundleError, parse_manifest
+from lookout.http_client import FetchError
+from lookout.mqtt import MqttSettings
 from lookout.relay.config import RelayConfig, load_config
 from lookout.relay.records import Outcome
 from lookout.relay.service import RelayService
+from lookout.sync.sources.http_api import ApiConfig, HttpApiSource
 from lookout.topics import Topics
 from tests.helpers import Subscriber, wait_for
 from tests.relay_helpers import NO_GATE, make_event, publish, write_config
@@ -183,9 +189,6 @@ DEEP = b"[" * 60_000
 def test_console_fleet_watcher_survives_any_status_or_heartbeat(payload, caplog):
     """The console's fleet page reads every device's retained status: one hostile one must not end paho's
     network thread (RecursionError escaped the watcher's handler before)."""
-    from lookout.console.fleet import FleetWatcher
-    from lookout.mqtt import MqttSettings
-
     watcher = FleetWatcher(MqttSettings(port=1), Topics(), offline_after_s=60)
     for kind in ("status", "heartbeat"):
         message = _message(payload, f"dt/lookout/cam-x/{kind}")
@@ -201,9 +204,6 @@ def test_console_fleet_watcher_survives_any_status_or_heartbeat(payload, caplog)
 
 
 def test_http_api_source_refuses_a_5000_digit_number_as_not_json():
-    from lookout.http_client import FetchError
-    from lookout.sync.sources.http_api import ApiConfig, HttpApiSource
-
     source = HttpApiSource(ApiConfig(url_template="http://127.0.0.1:1/c/{id}"))
     source.client.get = lambda url, accept=None: HOSTILE["5000-digit integer"]  # type: ignore[method-assign]
     with pytest.raises(FetchError, match="not JSON"):
@@ -211,17 +211,44 @@ def test_http_api_source_refuses_a_5000_digit_number_as_not_json():
 
 
 def test_bundle_manifest_with_a_5000_digit_number_is_a_bundle_error():
-    from lookout.gallery.format import BundleError, parse_manifest
-
     with pytest.raises(BundleError, match="not JSON"):
         parse_manifest(b'{"format": "lookout-gallery", "version": ' + b"9" * 5000 + b"}", "publish")
 
 
+@pytest.mark.slow  # tail listens for its whole 3 s timeout
 def test_events_tail_skips_a_deeply_nested_status(mosquitto, capsys):
     """``lookout events tail`` prints what it can read and says what it skipped (a retained status here)."""
-    from lookout.device.tail import tail
-    from lookout.mqtt import MqttSettings
-
     publish(mosquitto.port, "dt/lookout/cam-x/status", [DEEP], retain=True)
     assert tail(MqttSettings(port=mosquitto.port), prefix="dt/lookout", timeout=3) == 0
     assert "skipped invalid message" in capsys.readouterr().err
+
+
+@pytest.mark.broker
+def test_the_fleet_watcher_says_when_its_thread_stopped(mosquitto, caplog):
+    """Defence behind the defence (A12): were the watcher's network thread ever to end (here: a bug in a
+    callback), ``stopped`` says when and why, so the fleet page stops showing the last states as live."""
+    watcher = FleetWatcher(MqttSettings(port=mosquitto.port), Topics(), offline_after_s=60).start()
+    try:
+        assert watcher.connected.wait(15) and watcher.running and watcher.stopped is None
+
+        def bug(client, userdata, message):
+            raise RuntimeError("a bug nobody has written yet")
+
+        watcher.client.on_message = bug
+        with caplog.at_level(logging.ERROR):
+            publish(mosquitto.port, "dt/lookout/cam-x/status", [b"{}"])
+            wait_for(lambda: watcher.stopped is not None, timeout=15, what="the watcher to report its stop")
+        assert not watcher.running and not watcher.connected.is_set()
+        assert "RuntimeError: a bug nobody has written yet" in watcher.stopped[1]
+        [line] = logged(caplog, "fleet.watcher_stopped")
+        assert "a bug nobody" in line["error"]
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.broker
+def test_a_fleet_watcher_stopped_on_purpose_is_not_reported(mosquitto):
+    watcher = FleetWatcher(MqttSettings(port=mosquitto.port), Topics(), offline_after_s=60).start()
+    assert watcher.connected.wait(15)
+    watcher.stop()
+    assert not watcher.running and watcher.stopped is None

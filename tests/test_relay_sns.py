@@ -51,20 +51,20 @@ def relay(tmp_path, mosquitto, moto_sns, aws_env):
         review={"url_template": "https://lookout.example/review/{alert_id}"},
     )
     service = RelayService(load_config(path)).start()
-    assert service.connected.wait(5), "relay did not connect"
+    assert service.connected.wait(30), "relay did not connect"
     yield service
     service.stop()
 
 
 def _settle(service: RelayService, received: int) -> None:
     """Wait until ``received`` events are in and every delivery is decided: nothing more will be sent."""
-    wait_for(lambda: service.counters.snapshot()["received"] >= received, timeout=5)
+    wait_for(lambda: service.counters.snapshot()["received"] >= received, timeout=30)
     store = service.intake_store
     wait_for(
         lambda: all(
             d.status not in ("pending", "sending") for a in store.alerts(None, 100) for d in store.deliveries_of(a.id)
         ),
-        timeout=5,
+        timeout=30,
         what="every delivery sent, held or given up",
     )
 
@@ -72,7 +72,7 @@ def _settle(service: RelayService, received: int) -> None:
 def test_one_event_gives_one_sms_with_the_expected_text(relay, mosquitto, moto_sns):
     event = make_event(person_id="p-001", score=0.83)
     publish_event(mosquitto.port, event)
-    sms = wait_for(moto_sns.sms, timeout=5)
+    sms = wait_for(moto_sns.sms, timeout=30)
     _settle(relay, 1)
     assert len(moto_sns.sms()) == 1
     assert sms[0]["phone_number"] == PHONE
@@ -90,7 +90,7 @@ def test_same_event_twice_and_second_camera_in_window_give_one_sms(relay, mosqui
     publish_event(mosquitto.port, first)
     publish_event(mosquitto.port, first)  # at-least-once redelivery from the device
     publish_event(mosquitto.port, second_camera)
-    wait_for(moto_sns.sms, timeout=5)
+    wait_for(moto_sns.sms, timeout=30)
     _settle(relay, 3)
     counts = relay.counters.snapshot()
     assert len(moto_sns.sms()) == 1
@@ -103,8 +103,8 @@ def test_a_person_not_in_the_gallery_is_never_texted(relay, mosquitto, moto_sns)
     """A10: the relay checks membership itself (was: "possible match person p-999 (details unavailable)")."""
     publish_event(mosquitto.port, make_event(person_id="p-999"))
     publish_event(mosquitto.port, make_event(person_id="p-001"))
-    sms = wait_for(moto_sns.sms, timeout=5)
-    wait_for(lambda: relay.counters.snapshot()["refused"] == 1, timeout=5, what="p-999 refused")
+    sms = wait_for(moto_sns.sms, timeout=30)
+    wait_for(lambda: relay.counters.snapshot()["refused"] == 1, timeout=30, what="p-999 refused")
     assert len(sms) == 1 and "Jane Doe" in sms[0]["message"] and "p-999" not in sms[0]["message"]
 
 
@@ -119,8 +119,8 @@ def test_malformed_payload_goes_to_dead_letter_and_next_event_is_delivered(relay
         ]  # valid, but on another device's topic
         publish(mosquitto.port, topic, bad)
         publish_event(mosquitto.port, make_event(person_id="p-001"))
-        sms = wait_for(moto_sns.sms, timeout=5)
-        wait_for(lambda: len(deadletter.messages) == 3, timeout=5)
+        sms = wait_for(moto_sns.sms, timeout=30)
+        wait_for(lambda: len(deadletter.messages) == 3, timeout=30)
     finally:
         deadletter.close()
     assert len(sms) == 1 and "Jane Doe" in sms[0]["message"]

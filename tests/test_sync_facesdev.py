@@ -192,7 +192,7 @@ def test_search_many_images_one_json_line_each(facesdev_gallery, faces_dev, sync
     assert by_name["amy1.png"]["decision"] == {**by_name["amy1.png"]["decision"], "match": True, "person_id": "amy"}
 
 
-def test_search_cli_bad_box_names_input(facesdev_gallery, faces_dev, capsys):
+def test_search_cli_bad_box_names_input(facesdev_gallery, faces_dev, sync_keys, capsys):
     report, _ = facesdev_gallery
     code = main(
         [
@@ -200,6 +200,8 @@ def test_search_cli_bad_box_names_input(facesdev_gallery, faces_dev, capsys):
             str(faces_dev / "bbt2.jpg"),
             "--gallery",
             str(report.bundle_dir),
+            "--public-key",
+            str(sync_keys[1]),
             "--device",
             "CPU",
             "--box",

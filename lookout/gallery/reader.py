@@ -253,17 +253,23 @@ def load_bundle(
     expected_model_digest: str | None,
     policy: Policy | None,
     location: str | None = None,
+    *,
+    allow_unsigned: bool = False,
 ) -> Gallery:
     """Verify a bundle folder (files, signature, model, policy) and load it for searching.
 
-    ``public_key``: PEM path or bytes (None skips the signature check, with a warning: tests only).
+    ``public_key``: PEM path or bytes. None refuses the bundle (``unverified``: fail closed, the policy check would
+    trust jurisdictions anyone can edit) unless ``allow_unsigned`` (tests; the signature check is skipped, with a
+    warning).
     ``expected_model_digest``: the device's embedder digest (None skips the check).
     ``policy``: the device's policy (None: the built-in one; the bundle's own applies too). ``location``: the device's
     jurisdiction; refused if the policy denies recognition there.
     """
     bundle_dir = Path(bundle_dir)
     t0 = time.perf_counter()
-    manifest, active = verify_bundle(bundle_dir, public_key, expected_model_digest, policy, location)
+    manifest, active = verify_bundle(
+        bundle_dir, public_key, expected_model_digest, policy, location, allow_unsigned=allow_unsigned
+    )
     try:
         index = load_index(bundle_dir, manifest)
     except (RuntimeError, ValueError, MemoryError) as err:

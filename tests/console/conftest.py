@@ -208,14 +208,15 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture
-def browser(request, tmp_path) -> Iterator:
-    """Headless Debian chromium through chromedriver (selenium), a fresh profile; a screenshot if the test fails."""
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Iterator:
+    """Headless Debian chromium through chromedriver (selenium), started once a session (seconds each time)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip(f"chromium/chromedriver not found at {CHROMIUM} / {CHROMEDRIVER} (./run installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    folder = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -229,24 +230,41 @@ def browser(request, tmp_path) -> Iterator:
         "--no-first-run",
         "--disable-dev-shm-usage",
         "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--user-data-dir={folder / 'chromium-profile'}",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(
-        service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options
+        service=Service(CHROMEDRIVER, log_output=str(folder / "chromedriver.log")), options=options
     )
     driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(request, chromium) -> Iterator:
+    """The session's chromium, as a fresh one: no cookies or cache from an earlier test (each test's console
+    is another server on 127.0.0.1, where cookies are shared across ports); a screenshot if the test fails."""
+    _forget_everything(chromium)
+    try:
+        yield chromium
+    finally:
         failed = getattr(request.node, "report_call", None)
         if failed is not None and failed.failed:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shot = ARTIFACTS / f"{request.node.name}.png"
-            driver.save_screenshot(str(shot))
-            (ARTIFACTS / f"{request.node.name}.html").write_text(driver.page_source)
+            chromium.save_screenshot(str(shot))
+            (ARTIFACTS / f"{request.node.name}.html").write_text(chromium.page_source)
             print(f"screenshot of the failure: {shot}")
-        driver.quit()
+        _forget_everything(chromium)
+
+
+def _forget_everything(driver) -> None:
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import ssl
@@ -13,9 +14,12 @@ import cv2
 import pytest
 from starlette.testclient import TestClient
 
-from lookout.console.app import create_app
+from lookout.console.app import Services, create_app
+from lookout.console.audit import AuditFilter
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
+from tests.helpers import wait_for
+from tests.relay_helpers import publish
 
 pytestmark = pytest.mark.slow  # each test starts a console on a fresh copy of its data (~2 s)
 
@@ -291,26 +295,29 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
     """A bundle whose own policy allowed Illinois (signed that way) is refused under the console's default policy."""
     from lookout.console.app import Services
     from lookout.console.audit import AuditFilter
-    from lookout.gallery.policy import Policy
-    from lookout.sync.build import build_gallery_from_folders
     from lookout.sync.publish import publish
+    from lookout.sync.sources.folders import read_folders
+    from tests.helpers import hostile_bundle
 
     people = tmp_path / "il"
     (people / "grace_hopper").mkdir(parents=True)
     cv2.imwrite(str(people / "grace_hopper" / "1.jpg"), console_env.grace)
     (people / "grace_hopper" / "person.json").write_text('{"name": "Grace Hopper", "jurisdiction": "US-IL"}')
-    allow_all = Policy.from_dict({"version": "allow-all"})
-    build_gallery_from_folders(
-        people,
+    hostile_bundle(
+        list(read_folders(people)),
         tmp_path / "b",
         console_env.root / "keys" / "bundle-signing.key.pem",
         pipeline,
-        allow_all,
-        progress=False,
+        {"version": "allow-all"},
     )
     publish(tmp_path / "b", console_env.published.parent / "published-il")
     services = Services.open(
-        console_env.config(**{"galleries.il.published": str(console_env.published.parent / "published-il")}),
+        console_env.config(
+            **{
+                "galleries.il.published": str(console_env.published.parent / "published-il"),
+                "galleries.il.public_key": str(console_env.root / "keys" / "bundle-signing.pub.pem"),
+            }
+        ),
         start_fleet=False,
     )
     try:
@@ -323,6 +330,25 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
             )
             assert r.status_code == 400 and "cannot be used" in r.text and "US-IL" in r.text
             assert "Grace Hopper" not in r.text
+            assert services.audit.count(AuditFilter(action="search.denied")) == 1
+    finally:
+        services.close()
+
+
+def test_a_gallery_without_a_public_key_is_never_searched(console_env):
+    """Attack A13: without the key the console cannot tell a signed bundle from an edited one: fail closed."""
+    services = Services.open(
+        console_env.config(**{"galleries.nokey.published": str(console_env.published)}), start_fleet=False
+    )
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = c.post(
+                "/search",
+                data={"csrf": csrf, "gallery": "nokey"},
+                files={"photo": ("p.jpg", _jpeg(console_env.grace), "image/jpeg")},
+            )
+            assert r.status_code == 400 and "no public key" in r.text and "Grace Hopper" not in r.text
             assert services.audit.count(AuditFilter(action="search.denied")) == 1
     finally:
         services.close()
@@ -630,5 +656,34 @@ def test_searches_per_account_are_limited_and_the_refusal_is_audited(console_env
             assert "Grace Hopper" not in third.text
         assert services.audit.count(AuditFilter(action="search.denied")) == 1
         assert services.audit.count(AuditFilter(action="search", actor="rita")) == 3  # prefix: the refusal too
+    finally:
+        services.close()
+
+
+@pytest.mark.broker
+def test_the_fleet_page_says_when_its_watcher_stopped(console_env, mosquitto):
+    """A12: a fleet watcher whose network thread ended must not show the last states it saw as live."""
+    config = console_env.config(**{"fleet.enabled": "true", "mqtt.port": str(mosquitto.port)})
+    services = Services.open(config)
+    try:
+        watcher = services.fleet
+        assert watcher is not None and watcher.connected.wait(15)
+        status = {"schema_version": "1", "device_id": "cam-1", "state": "online", "at": "2030-01-01T00:00:00Z"}
+        publish(mosquitto.port, "dt/lookout/cam-1/status", [json.dumps(status).encode()])
+        wait_for(lambda: watcher.devices.get("cam-1") is not None, timeout=15, what="cam-1's status")
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            _user(c, "admin")
+            live = c.get("/fleet").text
+            assert 'id="watcher-stopped"' not in live and 'data-state="online"' in live
+
+            def bug(client, userdata, message):
+                raise RuntimeError("a bug nobody has written yet")
+
+            watcher.client.on_message = bug
+            publish(mosquitto.port, "dt/lookout/cam-1/heartbeat", [b"{}"])
+            wait_for(lambda: watcher.stopped is not None, timeout=15, what="the watcher's stop")
+            page = c.get("/fleet").text
+        assert 'id="watcher-stopped"' in page and "a bug nobody has written yet" in page
+        assert 'data-state="unknown"' in page and 'data-state="online"' not in page and ">connected<" not in page
     finally:
         services.close()
