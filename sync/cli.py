@@ -24,7 +24,13 @@ from lookout.gallery.pull import BundlePuller
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
-from lookout.gallery.threshold import describe, threshold_arg
+from lookout.gallery.threshold import (
+    DEFAULT_TARGET_FPIR,
+    describe,
+    operator_threshold_problem,
+    predict_at,
+    threshold_arg,
+)
 from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
@@ -728,6 +734,26 @@ def _sync_status(args: argparse.Namespace) -> int:
 # -- search ----------------------------------------------------------------------------------------
 
 
+def _say_search_threshold(threshold: float, gallery) -> None:
+    """A threshold given to `search` in place of the bundle's: one line (stderr) with the FPIR it predicts at this
+    gallery's size from the model's calibration, loud when far above the bundle's target."""
+    m = gallery.manifest
+    target = float(m.threshold.basis.get("target_fpir", DEFAULT_TARGET_FPIR))
+    basis = predict_at(
+        threshold, m.model.name, None, m.counts.get("persons", 0), m.counts.get("photos", 0), None, target
+    )
+    predicted = basis.get("predicted_fpir")
+    if predicted is None:
+        return
+    far = operator_threshold_problem(basis)
+    print(
+        f"{'warning' if far else 'note'}: --threshold {threshold:g} instead of the bundle's {m.threshold.value:g}: "
+        f"predicted FPIR {predicted:.2g} at {basis['gallery_persons']} people / {basis['gallery_photos']} photos "
+        f"(target {target:g})" + ("; far above the target: expect many wrong candidates marked *" if far else ""),
+        file=sys.stderr,
+    )
+
+
 def _search(args: argparse.Namespace) -> int:
     bundle, public_key = args.gallery, args.public_key
     if BundleStore.is_store(bundle):  # its current bundle, checked with the key the puller verified it with
@@ -742,6 +768,8 @@ def _search(args: argparse.Namespace) -> int:
     failed = total = 0
     if not args.json:
         print(f"gallery {bundle} v{gallery.version}, {gallery.count_persons} people, threshold {threshold:.3f}")
+    if args.threshold is not None:
+        _say_search_threshold(args.threshold, gallery)
     found = search_paths(
         args.images, pipeline, gallery, top=args.top, threshold=args.threshold, box=args.box, max_pixels=args.max_pixels
     )

@@ -171,3 +171,42 @@ def test_events_queued_during_an_outage_about_a_withdrawn_person_never_leave(
         thread.join(30)
         sub.close()
     assert not thread.is_alive()
+
+
+@pytest.mark.slow
+def test_events_left_from_before_a_restart_about_a_withdrawn_person_are_dropped_at_start(
+    tmp_path, pipeline, grace_hopper, astronaut
+):
+    """The device was off while the withdrawal arrived (`lookout sync pull` beside it): its outbox still holds
+    her events from the last run. At start, with the new gallery in use, they are deleted unsent."""
+    private, public = generate_keys(tmp_path / "keys")
+    cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
+    cv2.imwrite(str(tmp_path / "eileen.jpg"), astronaut)
+    records = [
+        PhotoRecord(person_id="grace", name="Grace", photo=str(tmp_path / "grace.jpg"), jurisdiction="US-NY"),
+        PhotoRecord(person_id="eileen", name="Eileen", photo=str(tmp_path / "eileen.jpg"), jurisdiction="US-NY"),
+    ]
+    build_gallery(records, tmp_path / "v1", private, pipeline, progress=False)
+    update_gallery(tmp_path / "v1", records, tmp_path / "v2", private, pipeline, public_key=public,
+                   withdraw=["grace/grace.jpg"], progress=False)  # fmt: skip
+    left = Outbox(tmp_path / "outbox.sqlite")  # what the last run left behind
+    for event_id, person in (("g-1", "grace"), ("e-1", "eileen"), ("g-2", "grace")):
+        _add(left, event_id, person)
+    left.close()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))  # nobody in view
+    doc = {
+        "device_id": "cam-restart",
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
+    }  # fmt: skip
+    publisher = MemoryPublisher()
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    assert runtime.run() == 0
+    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    assert sent == ["e-1"], sent
+    assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 2

@@ -171,3 +171,16 @@ def test_search_decision_does_not_depend_on_how_many_candidates_are_shown(
     for option, value in (("--top", "0"), ("--top", "-1"), ("--threshold", "nan"), ("--threshold", "5")):
         line = _refused(["search", image, "--gallery", str(tmp_path / "g"), option, value], capsys)
         assert option in line
+
+
+@pytest.mark.slow
+def test_search_with_an_operator_threshold_says_what_it_predicts(tmp_path, people, keys, pipeline, capsys):
+    build_gallery(_records(people), tmp_path / "g", keys[0], pipeline, progress=False)
+    image = str(people.parent / "grace.jpg")
+    argv = ["search", image, "--gallery", str(tmp_path / "g"), "--public-key", str(keys[1]), "--device", "CPU"]
+    assert main([*argv, "--threshold", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --threshold 0.1 instead of the bundle's" in err and "far above the target" in err
+    assert main([*argv, "--threshold", "0.6"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --threshold 0.6" in err and "far above" not in err
