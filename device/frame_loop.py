@@ -210,7 +210,9 @@ class FrameLoop:
             if candidates:
                 top = candidates[0]
                 second = candidates[1].score if len(candidates) > 1 else -1.0
-                obs = Observation(work.frame.index, top.person_id, float(top.score), float(second), top.name)
+                obs = Observation(
+                    work.frame.index, top.person_id, float(top.score), float(second), top.name, top.photo_id
+                )
             else:
                 obs = Observation(work.frame.index, None, -1.0, -1.0)
             decision = self.decider.observe(track, obs, threshold, work.now)

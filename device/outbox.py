@@ -20,9 +20,10 @@ when it is finally sent (the event itself says ``expires_at``, so subscribers ca
 show it as old news). Nothing is dropped for being stale; the outbox is capped at
 ``max_events`` rows, oldest dropped first, with a warning.
 
-Each row also carries the person it is about (``person_id``), so that a withdrawal that
-reached the device also reaches what waits here: :meth:`Outbox.drop_persons` deletes the
-rows (crop included) of everyone the gallery in use no longer holds, and the sender asks
+Each row also carries the person it is about (``person_id``) and the enrolled photos its
+match rests on (``photo_ids``), so that a withdrawal that reached the device also reaches
+what waits here: :meth:`Outbox.drop_rows` deletes the rows (crop included) about anyone, or
+resting on any photo, the gallery in use no longer holds, and the sender asks
 ``admit`` about each row before it goes out. Every drop is reported to ``on_dropped(reason,
 event_ids)`` (reasons ``outbox_full``, ``withdrawn``) for the device's metrics. Deleted rows
 are overwritten on disk (``secure_delete``): a withdrawn person's crop does not linger in free pages.
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_sent_at REAL,
     stale INTEGER NOT NULL DEFAULT 0,
-    person_id TEXT
+    person_id TEXT,
+    photo_ids TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -105,6 +107,7 @@ class OutboxRow:
     expires_at: float
     attempts: int
     person_id: str | None = None
+    photo_ids: tuple[str, ...] = ()  # the enrolled photos the match rests on
 
 
 class Outbox:
@@ -132,8 +135,9 @@ class Outbox:
     def _migrate(self) -> None:
         """Outbox files written before rows named their person get the column (NULL: read from the payload)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "person_id" not in columns:
-            self._db.execute("ALTER TABLE outbox ADD COLUMN person_id TEXT")
+        for column in ("person_id", "photo_ids"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
 
     def _stream(self) -> str:
         """This outbox file's sequence stream id, made once and kept."""
@@ -152,16 +156,18 @@ class Outbox:
         created_at: float | None = None,
         person_id: str | None = None,
         sequenced: bool = True,
+        photo_ids: tuple[str, ...] = (),
     ) -> int:
         """Store an event durably; returns its row's place in the queue. A repeated event id is ignored.
-        ``person_id``: whom the event is about (dropped if they are withdrawn). ``sequenced``: number it in the
+        ``person_id``: whom the event is about, ``photo_ids``: the enrolled photos its match rests on (dropped if
+        either is withdrawn). ``sequenced``: number it in the
         relay's stream (``seq``); False for copies on topics the relay does not read."""
         dropped: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._insert(
-                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced
+                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced, photo_ids
                 )
                 over = self._count() - self.max_events
                 if over > 0:
@@ -189,6 +195,7 @@ class Outbox:
         created_at: float,
         person_id: str | None,
         sequenced: bool,
+        photo_ids: tuple[str, ...] = (),
     ) -> int:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         if row is not None:
@@ -198,9 +205,9 @@ class Outbox:
         if sequenced:
             payload = with_sequence(payload, self.stream, self._next_number(seq))
         self._db.execute(
-            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (seq, event_id, topic, payload, created_at, expires_at, person_id),
+            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id, photo_ids) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (seq, event_id, topic, payload, created_at, expires_at, person_id, json.dumps(list(photo_ids))),
         )
         return seq
 
@@ -216,23 +223,20 @@ class Outbox:
         """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts, person_id "
-                "FROM outbox ORDER BY seq LIMIT ?",
+                f"SELECT {ROW_COLUMNS} FROM outbox ORDER BY seq LIMIT ?",
                 (limit + len(exclude),),
             ).fetchall()
         return [_row(r) for r in rows if r[0] not in exclude][:limit]
 
-    def drop_persons(self, holds: Callable[[str], bool]) -> list[str]:
-        """Delete every row about a person for whom ``holds(person_id)`` is False (a withdrawal reached the
-        device); returns the dropped event ids. Rows about nobody in particular stay."""
+    def drop_rows(self, keep: Callable[[OutboxRow], bool]) -> list[str]:
+        """Delete every row for which ``keep(row)`` is False (a withdrawal reached the device: its person, or a
+        photo its match rests on, is no longer in the gallery); returns the dropped event ids."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, event_id, person_id, payload FROM outbox").fetchall()
-            gone = [
-                (seq, event_id) for seq, event_id, pid, payload in rows if not _held(pid or person_in(payload), holds)
-            ]
+            rows = [_row(r) for r in self._db.execute(f"SELECT {ROW_COLUMNS} FROM outbox").fetchall()]
+            gone = [row for row in rows if not keep(row)]
             if gone:
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in gone])
-        dropped = [event_id for _, event_id in gone]
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(row.seq,) for row in gone])
+        dropped = [row.event_id for row in gone]
         if dropped:
             self._report(DROPPED_WITHDRAWN, dropped)
         return dropped
@@ -272,13 +276,15 @@ class Outbox:
             self._db.close()
 
 
+ROW_COLUMNS = "seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids"
+
+
 def _row(r: tuple) -> OutboxRow:
-    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id = r
-    return OutboxRow(seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload))
-
-
-def _held(person_id: str | None, holds: Callable[[str], bool]) -> bool:
-    return person_id is None or holds(person_id)
+    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids = r
+    photos = tuple(str(p) for p in json.loads(photo_ids)) if photo_ids else ()
+    return OutboxRow(
+        seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload), photos
+    )
 
 
 # A row the sender may not judge yet (no gallery in use) is asked about again after this long.

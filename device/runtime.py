@@ -33,7 +33,7 @@ from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider
 from lookout.device.emitter import Deliveries, EventEmitter
 from lookout.device.frame_loop import Clock, FrameLoop
-from lookout.device.gallery_swap import GallerySwap
+from lookout.device.gallery_swap import GallerySwap, gallery_holds
 from lookout.device.homeassistant import HomeAssistantDiscovery
 from lookout.device.outbox import Outbox, OutboxRow, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
@@ -428,19 +428,22 @@ class Runtime:
     def _admit(self, row: OutboxRow) -> bool | None:
         """The sender's question before a row goes out: nothing about a person the gallery in use no longer
         holds leaves the device; while no gallery is in use, rows about a person wait (cannot tell)."""
-        return True if row.person_id is None else self.galleries.holds(row.person_id)
+        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids)
 
     def _drop_withdrawn(self, gallery: GalleryReader) -> None:
         """A gallery came into use: delete what the outbox holds about anyone it no longer holds (crops too)."""
         if self.session is None:
             return
-        dropped = self.session.outbox.drop_persons(lambda person_id: gallery.person(person_id) is not None)
+        dropped = self.session.outbox.drop_rows(
+            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids)
+        )
         if dropped:
             log.warning(
                 "outbox.withdrawn_dropped",
                 events=len(dropped),
                 bundle=str(gallery.version),
-                why="their person is no longer in the gallery (withdrawn or removed): not sent, deleted",
+                why="their person, or a photo their match rests on, is no longer in the gallery (withdrawn or "
+                "removed): not sent, deleted",
             )
 
     def _frame_ready(self) -> None:
