@@ -109,7 +109,13 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-fpir",
         action="store_true",
-        help="sign a --threshold even though its predicted FPIR is far above the target (said in the manifest)",
+        help="sign a --threshold even though its predicted FPIR is far above the target, or build for a "
+        "--target-fpir above 0.05 (said in the manifest)",
+    )
+    p.add_argument(
+        "--accept-fnir",
+        action="store_true",
+        help="sign a threshold predicted to miss half the enrolled people or more (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
@@ -450,7 +456,7 @@ def _records(args: argparse.Namespace, work: Path):
 def _gallery_build(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
-    check_build_options(args.threshold, args.target_fpir, args.bundle_version)
+    check_build_options(args.threshold, args.target_fpir, args.bundle_version, args.accept_fpir)
     load_private_key(args.key)  # a bad key is said before any folder is made or photo fetched
     policy = _policy(args) or Policy.default()
     check_output_dir(args.out)  # before walking a source or downloading a photo
@@ -472,6 +478,7 @@ def _gallery_build(args: argparse.Namespace) -> int:
             **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     if report.headline:  # up front: nothing enrolled because records have no jurisdiction
@@ -498,7 +505,7 @@ def _say_calibration(manifest) -> None:
 def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
-    check_build_options(args.threshold, args.target_fpir)
+    check_build_options(args.threshold, args.target_fpir, accept_fpir=args.accept_fpir)
     load_private_key(args.key)
     check_output_dir(args.out)
     with _output_folders(args.out, work):
@@ -522,6 +529,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
             target_fpir=args.target_fpir,
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     assert m.delta is not None  # an update always carries its delta
