@@ -25,6 +25,7 @@ from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS
 from lookout.face.quality import QualityConfig
 from lookout.gallery.jurisdiction import normalise_jurisdiction
+from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, Purpose
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
@@ -228,7 +229,9 @@ class DeviceConfig(_Section):
     device_id: str
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: LocationConfig = LocationConfig()
-    purpose: str = Field("identification", description="purpose checked against the policy")
+    purpose: Purpose = Field(
+        DEFAULT_PURPOSE, description=f"purpose checked against the policy: one of {', '.join(PURPOSES)}"
+    )
     source: SourceConfig
     models: ModelsConfig = ModelsConfig()
     quality: QualitySettings = QualitySettings()

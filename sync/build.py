@@ -30,7 +30,8 @@ from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.keys import load_private_key
-from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.policy import Policy
+from lookout.gallery.purpose import DEFAULT_PURPOSE
 from lookout.gallery.threshold import (
     DEFAULT_TARGET_FPIR,
     GalleryScores,

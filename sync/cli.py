@@ -21,6 +21,7 @@ from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys, load_private_key
 from lookout.gallery.policy import Policy
 from lookout.gallery.pull import BundlePuller
+from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, argparse_purpose
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
@@ -147,7 +148,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create (must be new or empty)"
     )
     build.add_argument(
-        "--purpose", default="identification", help="what the gallery is for (policy rules may depend on it)"
+        "--purpose",
+        default=DEFAULT_PURPOSE,
+        type=argparse_purpose,
+        help=f"what the gallery is for, one of {', '.join(PURPOSES)} (policy rules may depend on it)",
     )
     build.add_argument(
         "--bundle-version",

@@ -27,7 +27,8 @@ from lookout.face.image_io import MAX_PIXELS, decode_image, read_file_bytes
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL
 from lookout.face.subject import SubjectRule
-from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.policy import Policy
+from lookout.gallery.purpose import DEFAULT_PURPOSE
 from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
 from lookout.sync.records import PhotoRecord

@@ -33,6 +33,7 @@ from lookout import __version__
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
 from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.purpose import Purpose
 
 FORMAT: Final = "lookout-bundle/1"
 MANIFEST = "manifest.json"
@@ -114,7 +115,7 @@ class Manifest(BaseModel):
     created: str
     builder: str = f"lookout {__version__}"
     sqlite_version: str = sqlite3.sqlite_version
-    purpose: str
+    purpose: Purpose
     model: ModelInfo
     threshold: ThresholdInfo
     index: IndexInfo
