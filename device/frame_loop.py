@@ -121,6 +121,7 @@ class FrameLoop:
                 continue
             self.metrics.stage("wait", (time.perf_counter() - t0) * 1000)
             self.metrics.dropped_frames = grabber.dropped
+            self.metrics.source_unreadable = grabber.source.skipped
             gallery = self._take_gallery()
             t1 = time.perf_counter()
             detection = self.pipeline.submit_detection(frame.image)

@@ -8,12 +8,14 @@ to the publisher are its to retransmit after a reconnect (paho resends unacknowl
 QoS 1 messages itself, in order); after a restart everything still in the outbox is
 sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
 
-Each match event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
-outbox file, and ``n``, one more than the last number given, kept in ``meta`` in the same transaction,
-never reused): the count survives restarts, so the relay can tell events lost on the way (gaps) from
-duplicates, reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
-Rows the relay never receives (Home Assistant's copies, ``sequenced=False``) take no number: they would
-show up at the relay as a gap for every match (attack finding A14).
+Each match event is numbered the first time it is handed to the broker (:meth:`Outbox.number`; field
+``seq``: ``stream``, an id made once per outbox file, and ``n``, one more than the last number given, kept
+in ``meta`` in the same transaction as the numbered payload, never reused; a resend carries the same
+number): the count survives restarts, so the relay can tell events lost on the way (gaps) from duplicates,
+reordering and restarts. Rows the device drops on purpose before sending them (the outbox full, a
+withdrawal: counted in ``lookout_events_dropped_total``) take no number, so they are no gap at the relay
+(attack finding A38); nor do rows the relay never receives (Home Assistant's copies, ``sequenced=False``,
+attack finding A14).
 
 Each row carries the event's expiry: a row past it is counted and logged as stale
 when it is finally sent (the event itself says ``expires_at``, so subscribers can
@@ -38,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -60,7 +62,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_sent_at REAL,
     stale INTEGER NOT NULL DEFAULT 0,
     person_id TEXT,
-    photo_ids TEXT
+    photo_ids TEXT,
+    sequenced INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -76,6 +79,15 @@ def with_sequence(payload: bytes, stream: str, n: int) -> bytes:
         return payload
     doc["seq"] = {"stream": stream, "n": n}
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _needs_number(payload: bytes) -> bool:
+    """A match event (it has an ``event_id``) not numbered yet."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "event_id" in doc and "seq" not in doc
 
 
 def person_in(payload: bytes) -> str | None:
@@ -138,6 +150,15 @@ class Outbox:
         for column in ("person_id", "photo_ids"):
             if column not in columns:
                 self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
+        if "sequenced" not in columns:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sequenced INTEGER NOT NULL DEFAULT 1")
+        if self._db.execute("SELECT value FROM meta WHERE key='numbering'").fetchone() is None:
+            # Files from before numbering at send time: their queued rows are numbered already; files without a
+            # counter numbered rows by their row number, so the stream goes on from the last row.
+            last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            if last is not None:
+                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('last_n', ?)", (str(last[0]),))
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('numbering', 'at_send')")
 
     def _stream(self) -> str:
         """This outbox file's sequence stream id, made once and kept."""
@@ -202,20 +223,34 @@ class Outbox:
             return int(row[0])
         last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         seq = (int(last[0]) if last else 0) + 1
-        if sequenced:
-            payload = with_sequence(payload, self.stream, self._next_number(seq))
         self._db.execute(
-            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id, photo_ids) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (seq, event_id, topic, payload, created_at, expires_at, person_id, json.dumps(list(photo_ids))),
+            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id, photo_ids, "
+            "sequenced) VALUES (?,?,?,?,?,?,?,?,?)",
+            (seq, event_id, topic, payload, created_at, expires_at, person_id, json.dumps(list(photo_ids)), sequenced),
         )
         return seq
 
-    def _next_number(self, row_seq: int) -> int:
-        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction). Files written
-        before the counter existed numbered events by row: they go on from the last row number."""
+    def number(self, row: OutboxRow) -> OutboxRow | None:
+        """``row`` as it goes out: a match event gets its sequence number the first time (kept in the row, so a
+        resend carries the same one); None when the row is gone (acknowledged or dropped meanwhile)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._db.execute("SELECT payload, sequenced FROM outbox WHERE seq = ?", (row.seq,)).fetchone()
+                payload: bytes | None = bytes(found[0]) if found is not None else None
+                if payload is not None and found[1] and _needs_number(payload):
+                    payload = with_sequence(payload, self.stream, self._next_number())
+                    self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (payload, row.seq))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return None if payload is None else replace(row, payload=payload)
+
+    def _next_number(self) -> int:
+        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction)."""
         row = self._db.execute("SELECT value FROM meta WHERE key='last_n'").fetchone()
-        n = int(row[0]) + 1 if row is not None else row_seq
+        n = int(row[0]) + 1 if row is not None else 1
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_n', ?)", (str(n),))
         return n
 
@@ -371,6 +406,10 @@ class OutboxSender:
                     "outbox.withdrawn_dropped", event_id=row.event_id, why="the gallery no longer holds its person"
                 )
                 continue
+            numbered = self.outbox.number(row)  # its sequence number, the first time it goes out
+            if numbered is None:
+                continue
+            row = numbered
             stale = row.expires_at <= now
             if stale:
                 self.outbox.stale_sent += 1

@@ -51,6 +51,7 @@ class Metrics:
         self.events_stale = 0  # sent after their expiry (the broker was away longer than events.ttl_s)
         self.tracks_active = 0
         self.dropped_frames = 0
+        self.source_unreadable = 0  # images a folder source skipped (unreadable, a bomb), every time
         self.outbox_depth = 0
         self.bundle_version: str | None = None
         self.threshold: float | None = None  # the threshold in use (the gallery's or recognition.threshold)
@@ -100,6 +101,9 @@ class Metrics:
             f"lookout_frames_total{{{lab}}} {self.frames}",
             "# TYPE lookout_frames_dropped_total counter",
             f"lookout_frames_dropped_total{{{lab}}} {self.dropped_frames}",
+            "# HELP lookout_source_unreadable_total Images a folder source skipped (unreadable, too large).",
+            "# TYPE lookout_source_unreadable_total counter",
+            f"lookout_source_unreadable_total{{{lab}}} {self.source_unreadable}",
             "# TYPE lookout_faces_total counter",
             f"lookout_faces_total{{{lab}}} {self.faces}",
             "# TYPE lookout_faces_embedded_total counter",

@@ -27,10 +27,15 @@ from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import Runtime
 from lookout.device.status import Metrics
 from lookout.device.tracker import Track
+from lookout.events import parse_match_event
 from lookout.gallery.keys import generate_keys
+from lookout.relay.config import RelayConfig
+from lookout.relay.service import RelayService
 from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.records import PhotoRecord
+from lookout.topics import Topics
 from tests.helpers import Subscriber, wait_for
+from tests.relay_helpers import NO_GATE, make_event
 
 
 def _event(event_id: str, person_id: str) -> bytes:
@@ -271,3 +276,27 @@ def test_events_resting_on_a_withdrawn_photo_are_dropped_while_her_other_events_
     sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
     assert sent == ["on-kept"], sent
     assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 2
+
+
+def test_events_dropped_on_the_device_leave_no_gap_for_the_relay(tmp_path, store_settings, caplog):
+    """A38: a withdrawal (or a full outbox) drops rows before they are sent; numbers are given at the first send,
+    so the relay sees 1, 2, 3 ... and reports nothing lost in transit."""
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    for i in range(6):
+        event = make_event(person_id="grace" if i % 2 else "eileen")
+        outbox.add(str(event.event_id), Topics().match(event.device_id), event.to_json(),
+                   event.expires_at.timestamp(), person_id=event.person_id)  # fmt: skip
+    assert len(outbox.drop_rows(lambda row: row.person_id != "grace")) == 3
+    sent = [row for row in map(outbox.number, outbox.pending(100)) if row is not None]
+    outbox.close()
+    assert [parse_match_event(row.payload).seq.n for row in sent] == [1, 2, 3]
+    clock = [time.time()]
+    config = RelayConfig(store=store_settings, policy=NO_GATE, gaps={"grace_s": 60, "scan_every_s": 5})
+    relay = RelayService(config, notifiers={}, clock=lambda: clock[0])
+    try:
+        for row in sent:
+            relay.handle(row.topic, row.payload)
+        clock[0] += 600
+        assert relay.scan_gaps(clock[0]) == 0 and relay.counters.snapshot()["seq_missing"] == 0
+    finally:
+        relay.stop()
