@@ -443,7 +443,7 @@ class Runtime:
     def _admit(self, row: OutboxRow) -> bool | None:
         """The sender's question before a row goes out: nothing about a person the gallery in use no longer
         holds leaves the device; while no gallery is in use, rows about a person wait (cannot tell)."""
-        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids)
+        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids, row.photo_sha256)
 
     def _gallery_arrives(self, gallery: GalleryReader) -> None:
         """A new gallery comes into use (frame-loop thread, before its version shows)."""
@@ -478,7 +478,7 @@ class Runtime:
         if self.session is None:
             return
         dropped = self.session.outbox.drop_rows(
-            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids)
+            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids, row.photo_sha256)
         )
         if dropped:
             log.warning(
