@@ -45,7 +45,8 @@ from functools import partial
 from pathlib import Path
 
 from lookout.device.publisher import EventPublisher
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
+from lookout.events import read_json
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -94,8 +95,8 @@ def _needs_number(payload: bytes) -> bool:
 def person_in(payload: bytes) -> str | None:
     """The ``person_id`` an event payload names (rows written before the column existed), or None."""
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = read_json(payload, "outbox row")
+    except InputError:
         return None
     person_id = doc.get("person_id") if isinstance(doc, dict) else None
     return person_id if isinstance(person_id, str) else None
