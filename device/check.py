@@ -15,10 +15,12 @@ import os
 from lookout.device.config import DeviceConfig
 from lookout.device.runtime import check_jurisdiction, load_policy
 from lookout.device.sources import CaptureSource, open_source
+from lookout.device.threshold_guard import judge
 from lookout.errors import LookoutError
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.model_store.store import ModelStore
+from lookout.mqtt import tls_context
 from lookout.redact import redact_url
 
 
@@ -86,6 +88,12 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                     f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "
                     f"threshold {gallery.threshold}",
                 )
+                verdict = judge(cfg.recognition.threshold, gallery)
+                refusal = verdict.refusal(cfg.recognition.accept_fpir, cfg.recognition.accept_fnir)
+                if refusal:
+                    bad("threshold", f"{verdict.describe()}: {refusal}")
+                else:
+                    ok("threshold", f"in use {verdict.describe()}")
             except LookoutError as err:
                 bad("gallery", str(err))
     try:
@@ -100,10 +108,13 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         bad("source", str(err))
     tls = cfg.mqtt.tls
     if tls is not None:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(tls, name)
-            if path is not None and not path.is_file():
-                bad(f"mqtt.tls.{name}", f"{path} does not exist")
+        try:
+            tls_context(tls)
+            ok("mqtt.tls", f"CA {tls.ca_file or '(system)'}" + (", client certificate" if tls.cert_file else ""))
+        except LookoutError as err:
+            bad("mqtt.tls", str(err))
+        if tls.insecure:
+            out("WARN  mqtt.tls.insecure is set: the broker's certificate is NOT checked against its host name")
     if cfg.mqtt.password_env and cfg.mqtt.password_env not in os.environ:
         bad("mqtt.password_env", f"environment variable {cfg.mqtt.password_env} is not set")
     folder = cfg.outbox.path.parent

@@ -120,17 +120,19 @@ class GallerySwap:
             new, self._next = self._next, None
         if new is not None:
             old = self.metrics.bundle_version
+            if self.on_swapped is not None:  # before the new version shows: nothing about the withdrawn is left then
+                self.on_swapped(new)
             self._use(new, self.bundle_dir)
             log.info("gallery.swapped", old=old, new=new.version, persons=new.count_persons)
-            if self.on_swapped is not None:
-                self.on_swapped(new)
             release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
 
-    def holds(self, person_id: str) -> bool | None:
-        """Whether the gallery in use holds ``person_id``; None while no gallery is in use (cannot tell)."""
+    def holds(self, person_id: str, photo_ids: tuple[str, ...] = (), photo_sha256: tuple[str, ...] = ()) -> bool | None:
+        """Whether the gallery in use holds ``person_id`` and every one of ``photo_ids`` (a match resting on a
+        withdrawn photo is void; one only renamed still counts, by ``photo_sha256``); None while no gallery is in
+        use (cannot tell)."""
         current = self.current
-        return None if current is None else current.person(person_id) is not None
+        return None if current is None else gallery_holds(current, person_id, photo_ids, photo_sha256)
 
     def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:
         self.current = gallery
@@ -153,3 +155,14 @@ class GallerySwap:
             current = self.store.current_dir()
             if current is not None and current != self.bundle_dir:
                 self.on_swap(current)
+
+
+def gallery_holds(
+    gallery: GalleryReader, person_id: str, photo_ids: tuple[str, ...] = (), photo_sha256: tuple[str, ...] = ()
+) -> bool:
+    """``person_id`` is enrolled in ``gallery`` and each of ``photo_ids`` still counts there (enrolled, or the same
+    content enrolled for that person under another id, and not in the withdrawal ledger)."""
+    if gallery.person(person_id) is None:
+        return False
+    digests = photo_sha256 if len(photo_sha256) == len(photo_ids) else ("",) * len(photo_ids)
+    return all(gallery.photo_still_enrolled(person_id, p, d) for p, d in zip(photo_ids, digests))

@@ -6,13 +6,15 @@
 - ``Subscriber``: THE test MQTT subscriber. It returns only once the broker has acknowledged the
   subscription (SUBACK), so nothing published after it is missed; ``barrier()`` proves that
   everything the broker had queued for it before has arrived (for asserting that nothing more came);
-- ``OutputReader``: a subprocess's output, read as it comes, for waiting on a log line.
+- ``OutputReader``: a subprocess's output, read as it comes, for waiting on a log line;
+- ``hostile_bundle``: a bundle signed with people the product's policy denies (US-IL), as a hostile builder makes it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -24,8 +26,12 @@ from typing import IO, Any, TypeVar
 import paho.mqtt.client as paho
 import pytest
 
+from lookout.digest import sha256_file
 from lookout.events import MatchEvent, parse_match_event
+from lookout.gallery.keys import write_signed_manifest
+from lookout.gallery.policy import Policy
 from lookout.mqtt import MqttSettings, connect, connect_properties, make_client
+from lookout.sync.build import build_gallery
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("LOOKOUT_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
@@ -190,3 +196,39 @@ class OutputReader:
         for thread in self._threads:
             thread.join(timeout)
         return self.text("stdout"), self.text("stderr")
+
+
+def hostile_bundle(
+    records: list[Any],
+    out: Path,
+    private_key: Path,
+    pipeline: Any,
+    policy_doc: dict | None = None,
+    default: str | None = TEST_JURISDICTION,
+    **build_kwargs: Any,
+) -> Path:
+    """A signed bundle as a hostile or careless builder's own code would make it: the records' people with the
+    jurisdictions they give (US-IL, say; ``default`` for those that give none), sealed under ``policy_doc`` (default: allow everything), bypassing the
+    product's builder, which can no longer make one (the built-in denials are a floor no policy file lifts).
+
+    Built by the product with every person placed in US-CA, then gallery.sqlite's jurisdictions and policy.json
+    rewritten and the manifest signed again with ``private_key``, as anyone holding the key could."""
+    out = Path(out)
+    real = {r.person_id: r.jurisdiction or default for r in records}
+    placed = [r.model_copy(update={"jurisdiction": "US-CA"}) for r in records]
+    build_gallery(placed, out, private_key, pipeline, Policy.from_dict({"version": "placeholder"}), progress=False,
+                  **build_kwargs)  # fmt: skip
+    conn = sqlite3.connect(out / "gallery.sqlite")
+    with conn:
+        conn.executemany("UPDATE persons SET jurisdiction = ? WHERE person_id = ?", [(j, p) for p, j in real.items()])
+        found = [r[0] or "" for r in conn.execute("SELECT DISTINCT jurisdiction FROM persons ORDER BY 1")]
+    conn.close()
+    doc = policy_doc or {"version": "allow-all", "default": "allow", "unknown_jurisdiction": "allow", "rules": []}
+    (out / "policy.json").write_bytes(json.dumps(doc, sort_keys=True, indent=1).encode())
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    for name in ("gallery.sqlite", "policy.json"):
+        manifest["files"][name] = {"sha256": sha256_file(out / name), "size": (out / name).stat().st_size}
+    manifest["policy"] = {"version": doc["version"], "sha256": manifest["files"]["policy.json"]["sha256"]}
+    manifest["jurisdictions"] = found
+    write_signed_manifest(out, json.dumps(manifest, sort_keys=True, indent=1).encode() + b"\n", private_key)
+    return out

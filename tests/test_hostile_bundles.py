@@ -1,8 +1,9 @@
 """Bundles that should not be used, and operators who need to go back (issue 12 items 6, 13, 15).
 
 - A bundle signed with an allow-all policy and holding someone in Illinois: `sync pull`
-  refuses it without `--policy`, `lookout search` never names that person, `lookout run
-  --check-config` fails. The built-in policy applies unless a policy file says otherwise.
+  refuses it with or without `--policy`, `lookout search` never names that person, `lookout run
+  --check-config` fails. The built-in denial of Illinois is a floor: no policy file lifts it
+  (attack finding A3; more in tests/test_hostile_policy.py).
 - `lookout sync rollback` goes back a version and pins it; `sync pull` then installs nothing
   newer (saying so) until `sync unpin`; `sync status` shows it all.
 - A pull with a public key logs no "no public key configured" warning.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,12 +24,12 @@ import pytest
 
 from lookout.cli import main
 from lookout.gallery.keys import generate_keys
-from lookout.gallery.policy import Policy
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.sync.build import build_gallery
 from lookout.sync.publish import publish
 from lookout.sync.records import PhotoRecord
+from tests.helpers import hostile_bundle
 
 ALLOW_ALL = {"version": "allow-all", "default": "allow", "unknown_jurisdiction": "allow", "rules": []}
 
@@ -70,8 +72,10 @@ def illinois_bundle(tmp_path_factory, photos, pipeline, keys) -> Path:
         PhotoRecord(person_id="grace", name="Illinois Person", photo=str(photos / "grace.jpg"), jurisdiction="US-IL"),
         PhotoRecord(person_id="eileen", name="Eileen", photo=str(photos / "eileen.jpg"), jurisdiction="US-NY"),
     ]
-    report = build_gallery(records, out, keys[0], pipeline, Policy.from_dict(ALLOW_ALL), progress=False)
-    assert report.manifest.counts["persons"] == 2
+    hostile_bundle(records, out, keys[0], pipeline, ALLOW_ALL)
+    conn = sqlite3.connect(out / "gallery.sqlite")
+    assert dict(conn.execute("SELECT person_id, jurisdiction FROM persons")) == {"grace": "US-IL", "eileen": "US-NY"}
+    conn.close()
     return out
 
 
@@ -102,11 +106,13 @@ def test_pull_refuses_an_allow_all_bundle_holding_illinois_without_policy(
     code = main(
         ["sync", "pull", server.url, "--into", str(store), "--public-key", str(keys[1]), "--policy", str(allow_all)]
     )
-    assert code == 0 and BundleStore(store).current_dir() is not None  # an explicit policy file says otherwise
+    err = capsys.readouterr().err
+    assert code == 2 and "US-IL" in err and "no policy file lifts" in err  # the built-in denial is a floor
+    assert BundleStore(store).current_dir() is None
 
 
 def test_search_never_names_a_person_the_built_in_policy_denies(illinois_bundle, photos, keys, capsys):
-    code = main(["search", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
+    code = main(["search", "--jurisdiction", "US-CA", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
                  str(keys[1]), "--device", "CPU"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 2 and "Illinois Person" not in out + err and "MATCH" not in out

@@ -25,6 +25,7 @@ from lookout.gallery.verify import check_files, read_manifest
 from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.publish import publish
 from lookout.sync.sources.folders import read_folders
+from tests.helpers import hostile_bundle
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +177,8 @@ def test_device_refuses_bundle_with_denied_person(people_dir, keys, pipeline, tm
         for r in read_folders(people_dir)
         if r.person_id != "mirror"
     ]
-    build_gallery(records, tmp_path / "b", keys[0], pipeline, permissive, progress=False, jurisdiction=jurisdiction)
-    assert load_bundle(tmp_path / "b", keys[1], None, permissive).person("grace")["jurisdiction"] == "US-IL"
-    for device_policy in (Policy.default(), None):  # no device policy: the built-in one, not the bundle's
+    hostile_bundle(records, tmp_path / "b", keys[0], pipeline, {"version": "open-1", "rules": []})
+    for device_policy in (Policy.default(), None, permissive):  # none: the built-in one; a file: the floor stays
         with pytest.raises(BundleError) as err:
             load_bundle(tmp_path / "b", keys[1], None, device_policy)
         assert err.value.reason == "policy" and "US-IL" in str(err.value)
@@ -272,15 +272,7 @@ def test_policy_bundle_rejected_by_puller(people_dir, keys, pipeline, served, tm
         r.model_copy(update={"jurisdiction": "US-IL"}) if r.person_id == "grace" else r
         for r in read_folders(people_dir)
     ]
-    build_gallery(
-        records,
-        tmp_path / "b",
-        keys[0],
-        pipeline,
-        Policy.from_dict({"version": "open", "rules": []}),
-        progress=False,
-        jurisdiction=jurisdiction,
-    )
+    hostile_bundle(records, tmp_path / "b", keys[0], pipeline, {"version": "open", "rules": []})
     publish(tmp_path / "b", root)
     store = BundleStore(tmp_path / "dev")
     with caplog.at_level("ERROR"):

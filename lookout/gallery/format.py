@@ -33,6 +33,7 @@ from lookout import __version__
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
 from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.purpose import Purpose
 
 FORMAT: Final = "lookout-bundle/1"
 MANIFEST = "manifest.json"
@@ -94,7 +95,7 @@ class PolicyInfo(BaseModel):
 
 class ThresholdInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: float
+    value: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)  # a cosine (a bundle saying -3 matches everyone)
     metric: Literal["cosine"] = "cosine"
     aggregation: Literal["max"] = "max"  # a person's score: best score over their photos
     basis: dict[str, Any] = Field(default_factory=dict)  # the measured figures it was chosen from
@@ -114,7 +115,7 @@ class Manifest(BaseModel):
     created: str
     builder: str = f"lookout {__version__}"
     sqlite_version: str = sqlite3.sqlite_version
-    purpose: str
+    purpose: Purpose
     model: ModelInfo
     threshold: ThresholdInfo
     index: IndexInfo

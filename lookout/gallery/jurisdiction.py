@@ -10,7 +10,10 @@ to one canonical code:
 - case, and separators (space, ``_``, ``.``, ``/``, ``,``, ``:``) between the parts;
 - ISO 3166-1 alpha-2 and alpha-3 country codes and country names (``USA`` -> ``US``);
 - ISO 3166-2 subdivision codes, checked against the ISO list (``pycountry``);
-  a local level after a known subdivision is kept (``US-IL-COOK``);
+  a local level after a known subdivision is kept (``US-IL-COOK``); one that is itself a
+  subdivision of the same country (``US-MO/IL``, ``US-IN-IL``: the St. Louis or Chicago
+  metro written as two states) is a second reading (``US-IL``), so the policy denies it
+  when it denies either;
 - US state names and USPS abbreviations (``Illinois``, ``NY`` -> ``US-NY``).
 
 Some inputs have more than one reading: ``IL`` is Israel's ISO code and Illinois' USPS
@@ -154,7 +157,21 @@ def _compound(parts: list[str], text: str) -> tuple[str, ...]:
     for part in local:
         if not _LOCAL_PART.match(part):
             raise InputError(f"jurisdiction {text!r}", f"local level {part!r} is not letters and digits; {HINT}")
-    return ("-".join([subdivision, *local]),)
+    readings = ["-".join([subdivision, *local])]
+    for part in local:  # "US-MO/IL", "US-IN-IL": the "local level" may be a second subdivision
+        other = _subdivision_reading(country, part)
+        if other is not None and other != subdivision:
+            readings.append(other)
+    return tuple(readings)
+
+
+def _subdivision_reading(country: str, part: str) -> str | None:
+    """The subdivision of ``country`` that a local level may also mean (``IL`` in ``US-MO-IL``: Illinois), or None."""
+    _alpha2, _alpha3, subdivisions, names = _tables()
+    if f"{country}-{part}" in subdivisions:
+        return f"{country}-{part}"
+    states = [c for c in names.get(_key(part), ()) if c.startswith(f"{country}-")]
+    return states[0] if len(states) == 1 else None
 
 
 def department_key(name: str) -> str:
@@ -189,10 +206,16 @@ def normalise_jurisdiction(text: str) -> str:
     return parse_jurisdiction(text).code
 
 
+def is_blank(text: object) -> bool:
+    """No jurisdiction at all: None, or text without a letter or digit (``""``, ``" "``, ``"-"``, ``"--"``, ``"."``:
+    what APIs and spreadsheets put in an unknown field). Never a country, never a place."""
+    return text is None or not any(c.isalnum() for c in clean_text(str(text)))
+
+
 def jurisdiction_or_raw(text: str | None) -> str | None:
     """For records: the canonical code when ``text`` can be read, else ``text`` as given (which the
-    policy then denies, naming it). None and blank stay None (no jurisdiction given)."""
-    if text is None or not clean_text(str(text)):
+    policy then denies, naming it). None and blank (``is_blank``) stay None (no jurisdiction given)."""
+    if is_blank(text):
         return None
     try:
         return normalise_jurisdiction(str(text))

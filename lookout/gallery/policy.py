@@ -41,6 +41,16 @@ policy file may say ``unknown_jurisdiction: allow`` for people, as an operator's
 deliberate, documented choice; it does not let a device run recognition without a
 declared location (``location.jurisdiction``): a device always needs one.
 
+The built-in denials (``BUILTIN_DENIALS``: US-IL, Illinois' BIPA) are a floor that no
+policy file lifts: they are decided before any rule of the file, whatever its rules and
+``default`` say, and a file with a rule allowing such a jurisdiction (or a part of it, or a
+department there) is refused when it is loaded. An operator who writes a policy for
+another purpose (Texas' commercial rule, say) has decided nothing about Illinois.
+
+A country-level code (``US``, ``United States``) says nothing about where in the country a
+person or device is: where the policy denies any subdivision of that country (US-IL), it is
+denied too (it could be Illinois); write the subdivision (``US-CA``).
+
 The gallery builder never embeds a photo whose record is denied; the bundle
 carries the policy it was built with; the device refuses a bundle holding a
 person its own policy denies, and drops search results for such people.
@@ -59,20 +69,27 @@ from lookout.config_file import read_mapping
 from lookout.digest import sha256_bytes
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import department_key, parse_jurisdiction
+from lookout.gallery.purpose import ANY_PURPOSE, DEFAULT_PURPOSE, parse_purpose
 from lookout.identifiers import VERSION_MAX_CHARS, identifier_problem
-
-ANY_PURPOSE = "*"
-DEFAULT_PURPOSE = "identification"
 
 # The built-in policy's version. "default-1" allowed people with no jurisdiction; "default-2" denies them.
 BUILTIN_VERSION = "default-2"
 SUPERSEDED_BUILTIN_VERSIONS = frozenset({"default-1"})
 
 # Jurisdictions where biometric identifiers may not be computed without written
-# consent (the product never has it for a gallery): denied out of the box.
-DEFAULT_DENY = (
+# consent (the product never has it for a gallery): denied out of the box, and by every
+# policy file too (a floor no file can lift: see the module's docstring).
+BUILTIN_DENIALS = (
     ("US-IL", "Illinois Biometric Information Privacy Act (BIPA): no biometric identifier without written consent"),
 )
+
+
+def builtin_denial(code: str) -> tuple[str, str] | None:
+    """(jurisdiction, reason) of the built-in denial covering canonical ``code`` (itself or a part of it), or None."""
+    for jurisdiction, reason in BUILTIN_DENIALS:
+        if code == jurisdiction or code.startswith(jurisdiction + "-"):
+            return jurisdiction, reason
+    return None
 
 
 class Rule(BaseModel):
@@ -96,6 +113,17 @@ class Rule(BaseModel):
             return parse_jurisdiction(value).code
         except InputError as err:
             raise ValueError(str(err)) from None
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, value: list[str] | None) -> list[str] | None:
+        """Known purposes only (lookout.gallery.purpose): a misspelt one would never match, and fail open."""
+        if value is None:
+            return None
+        try:
+            return [p if p.strip() == ANY_PURPOSE else parse_purpose(p, "purposes") for p in value]
+        except InputError as err:
+            raise ValueError(err.reason) from None
 
     @field_validator("department")
     @classmethod
@@ -151,6 +179,22 @@ class PolicyDoc(BaseModel):
             raise ValueError(f"version {problem}")
         return value  # type: ignore[return-value]
 
+    @field_validator("rules")
+    @classmethod
+    def _no_lifting_builtin_denials(cls, rules: list[Rule]) -> list[Rule]:
+        """A rule allowing a jurisdiction the built-in policy denies is refused, loudly, before anything runs:
+        the built-in denials are a floor (fail closed; docs/gallery.md "Jurisdiction policy")."""
+        for n, rule in enumerate(rules):
+            if rule.decision != "allow" or rule.jurisdiction in (None, "*"):
+                continue
+            floor = builtin_denial(rule.jurisdiction)
+            if floor is not None:
+                raise ValueError(
+                    f"rule {n} allows {rule.label}, which the built-in policy denies ({floor[1]}); the built-in "
+                    f"denial of {floor[0]} is a floor no policy file can lift: remove the rule"
+                )
+        return rules
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -172,7 +216,7 @@ class Policy:
     # -- construction ----------------------------------------------------------
     @classmethod
     def default(cls) -> Policy:
-        rules = [Rule(jurisdiction=j, decision="deny", reason=r) for j, r in DEFAULT_DENY]
+        rules = [Rule(jurisdiction=j, decision="deny", reason=r) for j, r in BUILTIN_DENIALS]
         return cls(PolicyDoc(version=BUILTIN_VERSION, rules=rules), "built-in default")
 
     @property
@@ -203,9 +247,14 @@ class Policy:
         """Is face recognition allowed for someone (or a device) in ``jurisdiction`` and ``department``?
 
         Fail closed: a jurisdiction that cannot be read is denied; one with several readings
-        is denied when any reading is; a missing one follows ``unknown_jurisdiction`` (deny unless
-        the policy file says allow; denied as well when a rule for its department denies)."""
-        purpose = purpose or DEFAULT_PURPOSE
+        (``IL``, ``US-MO-IL``) is denied when any reading is; a country-level code is denied where the
+        policy denies a subdivision of that country; the built-in denials come before every rule;
+        a missing one follows ``unknown_jurisdiction`` (deny unless the policy file says allow; denied
+        as well when a rule for its department denies)."""
+        try:
+            purpose = parse_purpose(purpose or DEFAULT_PURPOSE)
+        except InputError as err:
+            return Decision(False, f"{err.reason}: denied (fail closed) by policy {self.version}")
         if jurisdiction is None or not str(jurisdiction).strip():
             return self._decide_missing(purpose, department)
         try:
@@ -222,11 +271,34 @@ class Policy:
         return denied[0]
 
     def _decide_code(self, code: str, purpose: str, department: str | None) -> Decision:
+        floor = builtin_denial(code)
+        if floor is not None:
+            return Decision(False, f"{code} denied by the built-in policy, which no policy file lifts ({floor[1]})")
+        if "-" not in code and code != "*":
+            within = self._denied_subdivision(code, purpose, department)
+            if within is not None:
+                return Decision(
+                    False,
+                    f"{code} is a whole country, and policy {self.version} denies {within} within it (it could be "
+                    f"{within}): give the ISO 3166-2 subdivision (e.g. {'US-CA' if code == 'US' else code + '-...'})",
+                )
         for rule in self.doc.rules:
             if rule.matches(code, department, purpose):
                 why = f"{code} {rule.decision} by policy {self.version} rule {rule.label}"
                 return Decision(rule.decision == "allow", why + (f" ({rule.reason})" if rule.reason else ""))
         return Decision(self.doc.default == "allow", f"{code}: policy {self.version} default {self.doc.default}")
+
+    def _denied_subdivision(self, country: str, purpose: str, department: str | None) -> str | None:
+        """A subdivision of ``country`` that the built-in floor or a rule denies (for this purpose and
+        department), or None: a country-level code may be any of its subdivisions."""
+        for jurisdiction, _reason in BUILTIN_DENIALS:
+            if jurisdiction.startswith(country + "-"):
+                return jurisdiction
+        for rule in self.doc.rules:
+            j = rule.jurisdiction
+            if rule.decision == "deny" and j and j.startswith(country + "-") and rule.matches(j, department, purpose):
+                return j
+        return None
 
     def _decide_missing(self, purpose: str, department: str | None) -> Decision:
         ok = self.doc.unknown_jurisdiction == "allow"
@@ -251,7 +323,10 @@ class Policy:
     def crops_allowed(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
         """May a device there attach a face crop to a match event? The first matching rule that says, else the
         policy, for the jurisdiction's canonical code (``DE`` is Germany). One that cannot be read gets no crops."""
-        purpose = purpose or DEFAULT_PURPOSE
+        try:
+            purpose = parse_purpose(purpose or DEFAULT_PURPOSE)
+        except InputError:
+            return False
         if jurisdiction is None or not str(jurisdiction).strip():
             return self.doc.crops
         try:

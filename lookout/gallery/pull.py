@@ -12,7 +12,11 @@
 
 Any failure (network down, truncated file, flipped byte, bad signature, wrong
 model, policy) leaves ``current`` as it was and logs one ``sync.rejected`` or
-``sync.unreachable`` line saying what was wrong.
+``sync.unreachable`` line saying what was wrong. Every request over http(s) has a
+deadline for the whole of it (``lookout.http_client``): ``timeout_s`` for the manifest
+and signature, plus the file's size at ``MIN_RATE_BYTES_S`` for a download. A server
+trickling bytes is cut off, and the next pull tries again (a wedged puller would never
+install a later bundle, nor the withdrawals it carries).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
@@ -40,10 +44,11 @@ from lookout.gallery.format import (
     manifest_sha256,
     parse_manifest,
 )
-from lookout.gallery.keys import PublicKeySource
+from lookout.gallery.keys import PublicKeySource, load_public_key, public_pem
 from lookout.gallery.policy import Policy
 from lookout.gallery.store import BundleStore
 from lookout.gallery.verify import check_files, check_model, check_signature, verify_bundle
+from lookout.http_client import FetchError, HttpClient, Response
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -51,6 +56,7 @@ log = get_logger(__name__)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_DELTA_CHAIN = 16
 USER_AGENT = "lookout-sync/1"
+MIN_RATE_BYTES_S = 16 * 1024  # a download slower than this on average (128 kbit/s) is cut off at its deadline
 
 
 class SyncError(LookoutError):
@@ -89,45 +95,53 @@ class BundlePuller:
         self.on_swap = on_swap
         self.location = location
         self.timeout_s = timeout_s
+        self.http = HttpClient(retries=0, timeout_s=timeout_s, user_agent=USER_AGENT)
         self.last_error: str | None = None
         self.published_version: int | None = None  # the version the publish URL offered at the last pull
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- HTTP ----------------------------------------------------------------------
-    def _open(self, url: str, headers: dict[str, str] | None = None) -> Any:  # an http.client.HTTPResponse
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-        return urllib.request.urlopen(request, timeout=self.timeout_s)
-
-    def _get_bytes(self, path: str, limit: int) -> bytes:
-        url = _join(self.url, path)
+    def _fetch(
+        self, url: str, limit: int, headers: dict[str, str] | None = None, sink: BinaryIO | None = None
+    ) -> Response:
+        """One GET of at most ``limit`` bytes (into ``sink`` when given). Over http(s) the whole request has a
+        deadline: ``timeout_s``, plus the time ``limit`` bytes take at ``MIN_RATE_BYTES_S`` for a download, so a
+        server trickling bytes cannot wedge the puller (and with it every later bundle, withdrawals included)."""
+        if not url.lower().startswith(("http://", "https://")):
+            return self._fetch_local(url, limit, headers, sink)
+        timeout = self.timeout_s + (limit / MIN_RATE_BYTES_S if sink is not None else 0.0)
         try:
-            with self._open(url) as resp:
+            return self.http.fetch(url, headers=headers, timeout_s=timeout, max_bytes=limit, sink=sink)
+        except FetchError as err:
+            raise SyncError(str(err)) from None
+
+    def _fetch_local(self, url: str, limit: int, headers: dict[str, str] | None, sink: BinaryIO | None) -> Response:
+        """A ``file://`` publish folder (tests, a mounted share): read through urllib, no deadline needed."""
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+        try:
+            with urllib.request.urlopen(request) as resp:
                 data: bytes = resp.read(limit + 1)
+                found = resp.headers
         except urllib.error.HTTPError as err:
             raise SyncError(f"{url}: HTTP {err.code}") from None
-        except (urllib.error.URLError, OSError) as err:
+        except (urllib.error.URLError, OSError, ValueError) as err:
             raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
         if len(data) > limit:
             raise SyncError(f"{url}: larger than {limit} bytes")
-        return data
+        if sink is not None:
+            sink.write(data)
+            return Response(200, found)
+        return Response(200, found, data)
+
+    def _get_bytes(self, path: str, limit: int) -> bytes:
+        return self._fetch(_join(self.url, path), limit).body
 
     def _download(self, path: str, dest: Path, size: int) -> None:
         """Fetch to ``dest``, refusing more than ``size`` bytes (a short file is caught by the size check)."""
-        url = _join(self.url, path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        got = 0
-        try:
-            with self._open(url) as resp, open(dest, "wb") as f:
-                while chunk := resp.read(1 << 20):
-                    got += len(chunk)
-                    if got > size:
-                        raise SyncError(f"{url}: longer than the manifest's {size} bytes")
-                    f.write(chunk)
-        except urllib.error.HTTPError as err:
-            raise SyncError(f"{url}: HTTP {err.code}") from None
-        except (urllib.error.URLError, OSError) as err:  # includes http.client.IncompleteRead
-            raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
+        with open(dest, "wb") as f:
+            self._fetch(_join(self.url, path), size, sink=f)
 
     def _signed_manifest(self, version: int, data: bytes | None = None) -> tuple[Manifest, bytes, bytes]:
         vdir = f"v/{version}"
@@ -170,19 +184,12 @@ class BundlePuller:
             if state.get("last_modified"):
                 headers["If-Modified-Since"] = state["last_modified"]
         url = _join(self.url, MANIFEST)
-        try:
-            with self._open(url, headers) as resp:
-                top = resp.read(MAX_MANIFEST_BYTES + 1)
-                validators = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
-        except urllib.error.HTTPError as err:
-            if err.code == 304:
-                log.debug("sync.unchanged", url=self.url)
-                return False
-            raise SyncError(f"{url}: HTTP {err.code}") from None
-        except (urllib.error.URLError, OSError) as err:
-            raise SyncError(f"{url}: {getattr(err, 'reason', err)}") from None
-        if len(top) > MAX_MANIFEST_BYTES:
-            raise SyncError(f"{url}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+        resp = self._fetch(url, MAX_MANIFEST_BYTES, headers)
+        if resp.status == 304:
+            log.debug("sync.unchanged", url=self.url)
+            return False
+        top = resp.body
+        validators = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
         try:
             version = int(json.loads(top)["version"])
         except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: hostile nesting
@@ -233,6 +240,8 @@ class BundlePuller:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         final = self.store.install(staged, manifest.version)
+        if self.public_key is not None:  # search on the store checks the signature again with it
+            self.store.remember_key(public_pem(load_public_key(self.public_key)))
         self.store.save_state(state)
         log.info(
             "sync.swapped",

@@ -9,6 +9,10 @@ keeps the last good one and rolls back.
 A rollback pins the version it goes back to (``pin.json``): the puller then installs
 nothing newer until the operator unpins (``lookout sync unpin``). Without the pin the
 next pull would bring back the very version that was rolled back.
+
+The store also keeps the public key the puller verified its bundles with (``KEY_FILE``), so
+``lookout search --gallery STORE`` checks the installed bundle's signature again without
+being given the key (a copied or edited store no longer verifies).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from lookout.log import get_logger
 
 log = get_logger(__name__)
 
+KEY_FILE = "signing-key.pub.pem"  # the public key (PEM) the installed bundles were verified with
+
 
 class BundleStore:
     """Verified bundles on the device: ``current``, ``previous`` and a staging area."""
@@ -47,6 +53,27 @@ class BundleStore:
             return None
         target = (self.root / os.readlink(link)).resolve()
         return target if target.is_dir() else None
+
+    @staticmethod
+    def is_store(path: Path) -> bool:
+        """A store folder (what ``sync pull --into`` makes), as opposed to a bundle folder."""
+        return (Path(path) / "current").is_symlink()
+
+    def remember_key(self, pem: bytes) -> None:
+        """Keep the public key (PEM) the installed bundles were verified with (written atomically, once)."""
+        path = self.root / KEY_FILE
+        if self.verified_key() == pem:
+            return
+        tmp = path.with_name(f".{KEY_FILE}.tmp")
+        tmp.write_bytes(pem)
+        os.replace(tmp, path)
+
+    def verified_key(self) -> bytes | None:
+        """The public key the puller verified the installed bundles with; None for a store made before it kept one."""
+        try:
+            return (self.root / KEY_FILE).read_bytes()
+        except OSError:
+            return None
 
     def current_dir(self) -> Path | None:
         return self._link("current")

@@ -31,11 +31,18 @@ from lookout.log import get_logger
 
 log = get_logger(__name__)
 
+UNVERIFIED = (
+    "no public key to check its signature with: refused (unsigned, its people and jurisdictions could be anyone's); "
+    "give the key that signs your galleries (--public-key, gallery.public_key), or search a sync store whose bundles "
+    "`lookout sync pull` verified"
+)
+
 
 def check_signature(
     manifest_bytes: bytes, signature_text: bytes | None, public_key: PublicKeySource | None, where: str | Path
 ) -> None:
-    """The signature must verify with the configured key; without a key (tests only) a warning says so."""
+    """The signature must verify with the configured key; without a key (``allow_unsigned``, tests and tools that
+    read their own output only) a warning says so."""
     if public_key is None:
         log.warning("bundle.unverified", bundle=str(where), why="no public key configured: signature not checked")
         return
@@ -150,9 +157,17 @@ def verify_bundle(
     expected_model_digest: str | None,
     policy: Policy | None,
     location: str | None = None,
+    *,
+    allow_unsigned: bool = False,
 ) -> tuple[Manifest, Policy]:
-    """Every check ``load_bundle`` makes, without loading the index. Raises BundleError."""
+    """Every check ``load_bundle`` makes, without loading the index. Raises BundleError.
+
+    Fail closed: without ``public_key`` the bundle is refused (``unverified``) unless ``allow_unsigned`` says so
+    in so many words. The policy check reads the people's jurisdictions from ``gallery.sqlite``; with the signature
+    unchecked anyone can edit them (and the manifest's digests) and the check checks nothing."""
     bundle_dir = Path(bundle_dir)
+    if public_key is None and not allow_unsigned:
+        raise BundleError(bundle_dir, "unverified", UNVERIFIED)
     manifest, _ = read_manifest(bundle_dir, public_key)
     check_files(bundle_dir, manifest.files)
     check_model(manifest, expected_model_digest, bundle_dir)

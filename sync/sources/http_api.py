@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookout.errors import ConfigError, InputError
+from lookout.gallery.jurisdiction import is_blank
 from lookout.http_client import FetchError, HttpClient, http_url_problem
 from lookout.log import get_logger
 from lookout.sync.records import PhotoRecord, source_jurisdiction
@@ -258,17 +259,22 @@ class HttpApiSource:
         problem = http_url_problem(url)
         return (url, None) if problem is None else (text, f"photo URL {text[:200]!r} refused: {problem}")
 
+    def jurisdiction_of(self, doc: dict) -> str | None:
+        """The record's jurisdiction with ``jurisdiction_prefix`` put in front (``IL`` -> ``US-IL``), else the
+        config's ``jurisdiction``, else None (unknown: denied). A blank value (``" "``, ``"-"``, ``"."``) is no
+        jurisdiction: the prefix alone (``US-``) would read as the whole country."""
+        value = dig(doc, self.config.fields.jurisdiction)
+        if is_blank(value):
+            return self.config.jurisdiction
+        text, prefix = str(value).strip(), self.config.jurisdiction_prefix
+        return text if text.upper().startswith(prefix.upper()) else prefix + text
+
     def to_records(self, case_id: int, doc: dict) -> list[PhotoRecord]:
         f, where = self.config.fields, self.config.url_template.format(id=case_id)
         pid = dig(doc, f.person_id)
         names = [f.name] if isinstance(f.name, str) else f.name
         name = " ".join(str(v) for v in (dig(doc, p) for p in names) if v not in (None, ""))
-        jurisdiction = dig(doc, f.jurisdiction)
-        prefix = self.config.jurisdiction_prefix
-        if jurisdiction and not str(jurisdiction).strip().upper().startswith(prefix.upper()):
-            jurisdiction = prefix + str(jurisdiction).strip()
-        if jurisdiction in (None, "") or not str(jurisdiction).strip():
-            jurisdiction = self.config.jurisdiction
+        jurisdiction = self.jurisdiction_of(doc)
         attributes = {k: v for k, v in ((k, dig(doc, p)) for k, p in f.attributes.items()) if v not in (None, "")}
         attributes.setdefault("source_id", case_id)
         photos = dig(doc, f.photos) or []

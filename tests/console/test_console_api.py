@@ -15,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from lookout.console.app import Services, create_app
+from lookout.console.audit import AuditFilter
 from lookout.gallery import metadata
 from lookout.relay.store import SqliteStore
 from tests.helpers import wait_for
@@ -290,30 +291,68 @@ def test_no_search_where_the_policy_denies_recognition_and_the_refusal_is_audite
         services.close()
 
 
+@pytest.mark.parametrize("taken_in", ["US-IL", "illinois", "US-MO/IL", "Atlantis"])
+def test_no_search_of_a_photo_taken_where_recognition_is_denied(console_env, taken_in):
+    """Attack A40: the face in the photo is someone where it was taken, whoever searches it and from where."""
+    from lookout.console.app import Services
+    from lookout.console.audit import AuditFilter
+
+    services = Services.open(console_env.config(), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = _search(c, csrf, _jpeg(console_env.grace), taken_in=taken_in)
+            assert r.status_code == 400
+            assert "not allowed where the photo was taken" in r.text and "Grace Hopper" not in r.text
+            denied = services.audit.entries(AuditFilter(action="search.denied"))
+            assert len(denied) == 1 and denied[0].detail["taken_in"] == taken_in
+    finally:
+        services.close()
+
+
+def test_a_console_without_a_location_asks_where_the_photo_was_taken(console_env):
+    from lookout.console.app import Services
+
+    services = Services.open(console_env.config(location=""), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = _search(c, csrf, _jpeg(console_env.grace))
+            assert r.status_code == 400 and "say where the photo was taken" in r.text
+            assert "Grace Hopper" not in r.text
+            r = _search(c, csrf, _jpeg(console_env.grace), taken_in="US-CA")
+            assert r.status_code == 200 and "Grace Hopper" in r.text
+    finally:
+        services.close()
+
+
 def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeline, tmp_path):
     """A bundle whose own policy allowed Illinois (signed that way) is refused under the console's default policy."""
     from lookout.console.app import Services
     from lookout.console.audit import AuditFilter
-    from lookout.gallery.policy import Policy
-    from lookout.sync.build import build_gallery_from_folders
     from lookout.sync.publish import publish
+    from lookout.sync.sources.folders import read_folders
+    from tests.helpers import hostile_bundle
 
     people = tmp_path / "il"
     (people / "grace_hopper").mkdir(parents=True)
     cv2.imwrite(str(people / "grace_hopper" / "1.jpg"), console_env.grace)
     (people / "grace_hopper" / "person.json").write_text('{"name": "Grace Hopper", "jurisdiction": "US-IL"}')
-    allow_all = Policy.from_dict({"version": "allow-all"})
-    build_gallery_from_folders(
-        people,
+    hostile_bundle(
+        list(read_folders(people)),
         tmp_path / "b",
         console_env.root / "keys" / "bundle-signing.key.pem",
         pipeline,
-        allow_all,
-        progress=False,
+        {"version": "allow-all"},
     )
     publish(tmp_path / "b", console_env.published.parent / "published-il")
     services = Services.open(
-        console_env.config(**{"galleries.il.published": str(console_env.published.parent / "published-il")}),
+        console_env.config(
+            **{
+                "galleries.il.published": str(console_env.published.parent / "published-il"),
+                "galleries.il.public_key": str(console_env.root / "keys" / "bundle-signing.pub.pem"),
+            }
+        ),
         start_fleet=False,
     )
     try:
@@ -326,6 +365,25 @@ def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeli
             )
             assert r.status_code == 400 and "cannot be used" in r.text and "US-IL" in r.text
             assert "Grace Hopper" not in r.text
+            assert services.audit.count(AuditFilter(action="search.denied")) == 1
+    finally:
+        services.close()
+
+
+def test_a_gallery_without_a_public_key_is_never_searched(console_env):
+    """Attack A13: without the key the console cannot tell a signed bundle from an edited one: fail closed."""
+    services = Services.open(
+        console_env.config(**{"galleries.nokey.published": str(console_env.published)}), start_fleet=False
+    )
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = c.post(
+                "/search",
+                data={"csrf": csrf, "gallery": "nokey"},
+                files={"photo": ("p.jpg", _jpeg(console_env.grace), "image/jpeg")},
+            )
+            assert r.status_code == 400 and "no public key" in r.text and "Grace Hopper" not in r.text
             assert services.audit.count(AuditFilter(action="search.denied")) == 1
     finally:
         services.close()
