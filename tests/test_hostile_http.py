@@ -123,6 +123,7 @@ def test_a_connection_refused_is_still_retried(trickler):
         client.get(f"http://127.0.0.1:{port}/x")
 
 
+@pytest.mark.slow  # four attempts, each waits out its 2 s deadline
 def test_gallery_build_is_not_held_by_a_photo_url_trickling_headers(trickler, keys, tmp_path, capsys, jurisdiction):
     trickler.docs["1"] = {"id": "slow", "name": "Slow Photo", "photos": ["/trickle-headers"]}
     (tmp_path / "api.yaml").write_text(

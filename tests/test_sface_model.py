@@ -84,6 +84,7 @@ def _subject_vector(pipeline: FacePipeline, path) -> np.ndarray:
     return max(faces, key=lambda f: f.face.width).embedding
 
 
+@pytest.mark.slow  # embeds faces-dev: 2 s of CPU
 def test_real_faces_are_told_apart_at_the_threshold_the_gallery_rule_picks(
     sface_pipeline: FacePipeline, faces_dev
 ) -> None:
