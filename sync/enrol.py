@@ -42,6 +42,7 @@ POSE = "pose"
 DUPLICATE = "duplicate"
 POLICY_EXCLUDED = "policy_excluded"
 NOT_FOR_RECOGNITION = "not_for_recognition"
+WITHDRAWN = "withdrawn"  # an operator withdrew it (or these very bytes, under any file name or id)
 QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
 JURISDICTION_FIX = (
     "give the record a jurisdiction (e.g. US-CA) or declare its whole source's with "
@@ -134,9 +135,12 @@ class Enroller:
         cache: EnrolCache | None = None,
         rule: SubjectRule | None = None,
         max_pixels: int = MAX_PIXELS,
+        withdrawn_sha256: dict[str, str] | None = None,
     ) -> None:
         """``rule``: which face of a photo is its subject and which quality reasons refuse it (default:
-        the dominant face of several, only too-small faces refused; lookout.face.subject)."""
+        the dominant face of several, only too-small faces refused; lookout.face.subject).
+        ``withdrawn_sha256``: SHA-256 of withdrawn photos' bytes -> why; a photo with those bytes is never enrolled,
+        whatever its file name, photo id or person id (a withdrawal follows the photo, not its path)."""
         self.pipeline = pipeline
         self.rule = rule or SubjectRule()
         self.max_pixels = max_pixels
@@ -145,8 +149,20 @@ class Enroller:
         self.fetcher = fetcher or PhotoFetcher()
         self.cache = cache
         self.embedded = 0  # embeddings computed by this enroller (not from the cache)
+        self.withdrawn_sha256 = withdrawn_sha256 or {}
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
+        result = self._enrol_cached(rec)  # a cached result may predate the withdrawal: checked again here
+        if result.sha256 is not None and result.sha256 in self.withdrawn_sha256 and result.reason != WITHDRAWN:
+            return self._withdrawn(result.photo_id, result.person_id, result.source, result.sha256)
+        return result
+
+    def _withdrawn(self, photo_id: str, person_id: str, source: str, digest: str) -> PhotoResult:
+        why = self.withdrawn_sha256[digest]
+        detail = f"the same photo (sha256 {digest[:16]}...) was withdrawn: {why}"
+        return PhotoResult(photo_id, person_id, source, EXCLUDED, reason=WITHDRAWN, detail=detail, sha256=digest)
+
+    def _enrol_cached(self, rec: PhotoRecord) -> PhotoResult:
         base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
         problem = rec.problem()  # an id no event can carry, a record contradicting an earlier one
         if problem is not None:
@@ -165,7 +181,7 @@ class Enroller:
         if (hit := self.cache.get(key)) is not None:
             return hit
         result = self._enrol(rec, base)
-        if result.reason != DOWNLOAD_FAILED:
+        if result.reason not in (DOWNLOAD_FAILED, WITHDRAWN):  # a withdrawal may be lifted (reinstate)
             self.cache.put(key, result)
         return result
 
@@ -183,6 +199,8 @@ class Enroller:
         except InputError as err:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
         digest = sha256_bytes(data)
+        if digest in self.withdrawn_sha256:  # never decoded nor embedded
+            return self._withdrawn(rec.key, rec.person_id, rec.photo, digest)
         try:
             image = decode_image(data, rec.photo, self.max_pixels)
         except InputError as err:
