@@ -5,9 +5,10 @@ jurisdiction at all (unknown: denied, fail closed), or marked
 ``use_for_recognition: false``, is never downloaded, decoded or embedded
 (``Enroller.embedded`` counts the embeddings actually computed).
 
-Results are cached in the work folder (``enrol-cache.sqlite``, keyed by model,
-photo id, source and box) so an interrupted build resumes without redoing
-finished photos; download failures are not cached (retried next run).
+Results are cached in the work folder (``enrol-cache.sqlite``, keyed by the photo's
+content (SHA-256 of its bytes), box, model and rules) so an interrupted build resumes
+without embedding finished photos again; the policy, consent and withdrawals are
+checked every time, before the cache; download failures are not cached.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,10 @@ class EnrolCache:
         self.conn.execute("CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, doc TEXT NOT NULL, vector BLOB)")
 
     @staticmethod
-    def key(settings: str, rec: PhotoRecord) -> str:
-        """One result per photo and settings (model digest, enrolment rule, quality gates)."""
-        return sha256_bytes(json.dumps([settings, rec.photo_id, rec.photo, rec.box]).encode())
+    def key(settings: str, content_sha256: str, box: tuple[float, float, float, float] | None) -> str:
+        """One result per photo content (its bytes' SHA-256, whatever its path, URL or id), box and settings
+        (model digest, enrolment rule, quality gates): a cached result can never stand for other bytes."""
+        return sha256_bytes(json.dumps([settings, content_sha256, box]).encode())
 
     def get(self, key: str) -> PhotoResult | None:
         row = self.conn.execute("SELECT doc, vector FROM results WHERE key = ?", (key,)).fetchone()
@@ -152,17 +154,6 @@ class Enroller:
         self.withdrawn_sha256 = withdrawn_sha256 or {}
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
-        result = self._enrol_cached(rec)  # a cached result may predate the withdrawal: checked again here
-        if result.sha256 is not None and result.sha256 in self.withdrawn_sha256 and result.reason != WITHDRAWN:
-            return self._withdrawn(result.photo_id, result.person_id, result.source, result.sha256)
-        return result
-
-    def _withdrawn(self, photo_id: str, person_id: str, source: str, digest: str) -> PhotoResult:
-        why = self.withdrawn_sha256[digest]
-        detail = f"the same photo (sha256 {digest[:16]}...) was withdrawn: {why}"
-        return PhotoResult(photo_id, person_id, source, EXCLUDED, reason=WITHDRAWN, detail=detail, sha256=digest)
-
-    def _enrol_cached(self, rec: PhotoRecord) -> PhotoResult:
         base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
         problem = rec.problem()  # an id no event can carry, a record contradicting an earlier one
         if problem is not None:
@@ -175,23 +166,6 @@ class Enroller:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"
             )
-        if self.cache is None:
-            return self._enrol(rec, base)
-        key = EnrolCache.key(self._settings(), rec)
-        if (hit := self.cache.get(key)) is not None:
-            return hit
-        result = self._enrol(rec, base)
-        if result.reason not in (DOWNLOAD_FAILED, WITHDRAWN):  # a withdrawal may be lifted (reinstate)
-            self.cache.put(key, result)
-        return result
-
-    def _settings(self) -> str:
-        """What makes a cached result valid: the model, the enrolment rule and the quality gates."""
-        return json.dumps(
-            [self.pipeline.embedder.digest, asdict(self.rule), asdict(self.pipeline.quality_config)], sort_keys=True
-        )
-
-    def _enrol(self, rec: PhotoRecord, base: dict[str, Any]) -> PhotoResult:
         try:
             data = self.fetcher.fetch(rec.photo)
         except FetchError as err:
@@ -200,7 +174,25 @@ class Enroller:
             return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
         digest = sha256_bytes(data)
         if digest in self.withdrawn_sha256:  # never decoded nor embedded
-            return self._withdrawn(rec.key, rec.person_id, rec.photo, digest)
+            why = self.withdrawn_sha256[digest]
+            detail = f"the same photo (sha256 {digest[:16]}...) was withdrawn: {why}"
+            return PhotoResult(**base, status=EXCLUDED, reason=WITHDRAWN, detail=detail, sha256=digest)
+        if self.cache is None:
+            return self._enrol(rec, base, data, digest)
+        key = EnrolCache.key(self._settings(), digest, rec.box)
+        if (hit := self.cache.get(key)) is not None:
+            return replace(hit, **base)  # the same bytes, under this record's ids
+        result = self._enrol(rec, base, data, digest)
+        self.cache.put(key, result)
+        return result
+
+    def _settings(self) -> str:
+        """What makes a cached result valid: the model, the enrolment rule and the quality gates."""
+        return json.dumps(
+            [self.pipeline.embedder.digest, asdict(self.rule), asdict(self.pipeline.quality_config)], sort_keys=True
+        )
+
+    def _enrol(self, rec: PhotoRecord, base: dict[str, Any], data: bytes, digest: str) -> PhotoResult:
         try:
             image = decode_image(data, rec.photo, self.max_pixels)
         except InputError as err:
