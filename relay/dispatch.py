@@ -2,9 +2,10 @@
 
 Runs in one thread with its own store connection. Deliveries are claimed in small batches
 (:meth:`RelayStore.claim_due`), so several relays share one outbox without sending a delivery
-twice. A delivery is marked sent only after the notifier accepted it, so a crash at worst repeats
-the sends of the batch in hand (the webhook carries a stable delivery id for receivers to drop
-repeats); it never loses one. Rate limits are counted in the store's ledger, shared by every relay;
+twice. A delivery is marked sent only after the notifier accepted it, and each send is written the
+moment it is accepted (PostgreSQL: a mark committed outside the claim's transaction), so a crash at
+worst repeats the send in hand (the webhook carries a stable delivery id for receivers to drop
+repeats); it never loses one. Other results (retries, failures, holds) are written per batch. Rate limits are counted in the store's ledger, shared by every relay;
 what they hold is summarised to the recipient ``summary_after_s`` after the first hold.
 """
 
@@ -30,7 +31,7 @@ from lookout.relay.store import RelayStore
 
 log = get_logger(__name__)
 
-CLAIM_BATCH = 32  # deliveries claimed (and marked) together; a crash can repeat at most this many sends
+CLAIM_BATCH = 32  # deliveries claimed together; their sends are written one by one as they are accepted
 MAX_ROUNDS = 8  # claim batches per pass before housekeeping gets a turn
 
 
@@ -106,8 +107,15 @@ class Dispatcher:
         s = self.settings
         with self.store.claim_due(self.clock(), CLAIM_BATCH, s.owner, s.lease_s) as due:
             alerts = self.store.alerts_by_id(sorted({d.alert_id for d in due})) if due else {}
-            results = [self._deliver(d, alerts.get(d.alert_id), self.clock()) for d in due]
-            self.store.record(results)
+            later = []
+            for delivery in due:
+                result = self._deliver(delivery, alerts.get(delivery.alert_id), self.clock())
+                if result.kind == "sent":
+                    self.store.record([result])  # now: a crash after this send must not repeat it
+                else:
+                    later.append(result)
+            if later:
+                self.store.record(later)
         return len(due)
 
     def _target(self, delivery: Delivery) -> tuple[Recipient, Notifier] | DeliveryResult:

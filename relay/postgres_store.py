@@ -241,10 +241,13 @@ class PostgresStore(ReviewSql):
 
     @contextmanager
     def claim_due(self, now: float, limit: int, owner: str, lease_s: float) -> Iterator[list[Delivery]]:
-        """Due deliveries locked (SKIP LOCKED) until the block ends: send and mark them inside it."""
+        """Due deliveries locked (SKIP LOCKED) until the block ends: send and mark them inside it. Sends noted
+        by a relay that died inside its claim (``delivery_sent_marks``) are marked sent first, not sent again."""
         with self.transaction():
+            self._x(_FOLD_SENT_MARKS)
             rows = self._x(
-                "SELECT * FROM deliveries WHERE status='pending' AND next_attempt_at<=%s"
+                "SELECT * FROM deliveries d WHERE status='pending' AND next_attempt_at<=%s AND NOT EXISTS"
+                " (SELECT 1 FROM delivery_sent_marks m WHERE m.delivery_id=d.id)"
                 " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, limit),
             ).rows
@@ -275,7 +278,12 @@ class PostgresStore(ReviewSql):
         return {r["id"]: alert_from_row(r) for r in rows}
 
     def record(self, results: list[DeliveryResult]) -> None:
-        """Write a batch's delivery results: one statement per kind, in the claim's transaction."""
+        """Write a batch's delivery results: one statement per kind, in the claim's transaction. Sends are also
+        noted at once on a connection of their own (:meth:`_note_sent`): a crash before the claim commits
+        then repeats none of them."""
+        sent = [r for r in results if r.kind == "sent"]
+        if sent and self._conn is not None:
+            self._note_sent(sent)
         statements = {
             "sent": ("UPDATE deliveries SET status='sent', sent_at=%s, provider_id=%s, attempts=attempts+1 WHERE id=%s", lambda r: (r.at, r.provider_id, r.delivery_id)),
             "retry": ("UPDATE deliveries SET attempts=attempts+1, next_attempt_at=%s, last_error=%s WHERE id=%s", lambda r: (r.at, r.error[:500], r.delivery_id)),
@@ -293,8 +301,26 @@ class PostgresStore(ReviewSql):
                     sql, args = statements[kind]
                     with conn.cursor() as cur:
                         cur.executemany(sql, [args(r) for r in rows])
+                if sent:  # the results themselves now say it (and go with the claim's commit)
+                    conn.execute(
+                        "DELETE FROM delivery_sent_marks WHERE delivery_id = ANY(%s)", ([r.delivery_id for r in sent],)
+                    )
             except psycopg.OperationalError as err:
                 raise StoreUnavailable(f"{self.where}: {err}".strip()) from None
+
+    def _note_sent(self, sent: list[DeliveryResult]) -> None:
+        """Commit marks of these sends now, outside the open claim (whose row locks and results a crash would
+        roll back). A separate connection: the marks table has no foreign key, so nothing waits on the claim."""
+        rows = [(r.delivery_id, r.at, r.provider_id) for r in sent]
+        with self._checkout() as conn, conn.transaction():
+            if not self._durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO delivery_sent_marks (delivery_id, sent_at, provider_id) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (delivery_id) DO NOTHING",
+                    rows,
+                )
 
     def next_due_at(self) -> float | None:
         row = self._x("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status='pending'").one()
@@ -388,6 +414,8 @@ class PostgresStore(ReviewSql):
                 "sends": self._x("DELETE FROM sends WHERE at<%s", (now - sends_s,)).rowcount,
                 "device_seq": self._x("DELETE FROM device_seq WHERE received_at<%s", (now - seen_ids_s,)).rowcount,
             }
+            # marks left by a relay that died are folded at the next claim; any older than this are orphans
+            self._x("DELETE FROM delivery_sent_marks WHERE sent_at<%s", (now - seen_ids_s,))
             counts["alerts"] = self._x(
                 "DELETE FROM alerts a WHERE created_at<%s AND status<>%s AND NOT EXISTS (SELECT 1 FROM deliveries d"
                 " WHERE d.alert_id=a.id AND NOT (d.status = ANY(%s)))",
@@ -398,6 +426,21 @@ class PostgresStore(ReviewSql):
     def close(self) -> None:
         if self._owns_pool:
             self._pool.close()
+
+
+# Sends noted by a relay that died inside its claim: mark their deliveries sent (rows another relay holds
+# locked are skipped: their claim is alive and will write its own results).
+_FOLD_SENT_MARKS = """
+WITH marked AS (
+    SELECT d.id, m.sent_at, m.provider_id FROM deliveries d JOIN delivery_sent_marks m ON m.delivery_id = d.id
+    WHERE d.status = 'pending' FOR UPDATE OF d SKIP LOCKED
+), folded AS (
+    UPDATE deliveries SET status = 'sent', sent_at = marked.sent_at, provider_id = marked.provider_id,
+        attempts = attempts + 1
+    FROM marked WHERE deliveries.id = marked.id RETURNING deliveries.id
+)
+DELETE FROM delivery_sent_marks WHERE delivery_id IN (SELECT id FROM folded)
+"""
 
 
 def _fetch(run: Callable[[], psycopg.Cursor[Any]], where: str) -> _Result:

@@ -55,7 +55,7 @@ def logged(caplog, event: str) -> list[dict]:
 @pytest.mark.parametrize(
     ("person_id", "why"),
     [
-        ("amy", "US-IL deny"),
+        ("amy", "US-IL denied"),
         ("nowhere", "no jurisdiction"),
         ("gone", "withdrawn from the gallery: removed by an operator"),
         ("ghost-not-in-directory", "is not in the gallery directory"),

@@ -351,3 +351,44 @@ def test_tls_settings_check_files(tmp_path):
     settings = MqttSettings(host="broker.example", port=8883, tls=TlsSettings(ca_file=tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match=r"mqtt\.tls\.ca_file"):
         make_client(settings)
+
+
+# --- a crash between a send and the batch's results -----------------------------------------------
+
+
+class Killed(BaseException):
+    """The relay process dying (kill -9) while a notifier call is in progress: nothing after it runs."""
+
+
+class DiesOnSend(Recorder):
+    """Accepts ``survive`` sends, then the process 'dies' inside the next one (that message never went out)."""
+
+    def __init__(self, survive: int) -> None:
+        super().__init__()
+        self.survive = survive
+
+    def send(self, message):
+        if len(self.sent) == self.survive:
+            raise Killed
+        return super().send(message)
+
+
+def test_a_crash_mid_batch_repeats_no_send_already_accepted(store):
+    """A relay dies while sending the 4th of a claimed batch of 6. Its successor (same owner, as a supervisor
+    restarts it; PostgreSQL: the claim's transaction rolled back) sends each of the 6 exactly once in all: the 3
+    accepted before the crash are not sent again (was: the whole batch, up to 32 SMS, repeated)."""
+    for i in range(6):
+        _ingest(store, make_event(person_id=f"p{i}"), now=time.time())
+    dying = DiesOnSend(survive=3)
+    first = store.sibling(durable=False)
+    with pytest.raises(Killed):
+        _dispatcher(first, dying, time.time).step()
+    assert len(dying.sent) == 3
+    second_store = store.sibling(durable=False)
+    second_store.release_claims("relay")  # what RelayService.start does for its owner id
+    again = Recorder()
+    _dispatcher(second_store, again, time.time).step()
+    ids = [m.delivery_id for m in dying.sent] + [m.delivery_id for m in again.sent]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 6, f"repeated sends: {ids}"
+    assert {d.status for a in range(1, 7) for d in store.deliveries_of(a)} == {"sent"}
+    assert [d.attempts for a in range(1, 7) for d in store.deliveries_of(a)] == [1] * 6
