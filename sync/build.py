@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -28,7 +29,7 @@ from lookout.face.pipeline import FacePipeline
 from lookout.face.subject import SubjectRule
 from lookout.gallery import metadata
 from lookout.gallery.delta import DeltaDoc, apply_delta
-from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
+from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo, gallery_id_problem
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
 from lookout.gallery.threshold import DEFAULT_TARGET_FPIR, GalleryScores, choose_threshold
@@ -194,8 +195,12 @@ def build_gallery(
     max_pixels: int = MAX_PIXELS,
     subject_rule: SubjectRule | None = None,
     jurisdiction: str | None = None,
+    gallery_id: str | None = None,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
+
+    ``gallery_id``: the gallery line the bundle starts (kept by every update; devices configured with it refuse
+    other galleries' bundles); default: a new random id, logged and in the manifest.
 
     Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size.
 
@@ -205,6 +210,7 @@ def build_gallery(
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
+    gallery_id = _gallery_id(gallery_id)
     persons = group_persons(with_jurisdiction(records, jurisdiction))
     results, enroller = _enrol_all(
         persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels, rule=subject_rule
@@ -233,6 +239,7 @@ def build_gallery(
             index=index,
             policy=policy,
             private_key=private_key,
+            gallery_id=gallery_id,
         )
         _finish_dir(tmp, out_dir)
     except BaseException:
@@ -244,6 +251,7 @@ def build_gallery(
     log.info(
         "gallery.built",
         bundle=str(out_dir),
+        gallery_id=gallery_id,
         version=version,
         persons=manifest.counts["persons"],
         photos=manifest.counts["photos"],
@@ -287,6 +295,7 @@ def update_gallery(
     subject_rule: SubjectRule | None = None,
     target_fpir: float | None = None,
     jurisdiction: str | None = None,
+    gallery_id: str | None = None,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
@@ -306,6 +315,8 @@ def update_gallery(
     bundle's target), unless ``threshold`` is given.
 
     ``jurisdiction``: the source-wide default for records that give none, as for ``build_gallery``.
+    ``gallery_id``: the base's is kept (another is refused); a base built before gallery ids gets this one, or a new
+    random one.
     ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
     with no jurisdiction in): then today's built-in policy, so such people leave the gallery."""
     base_dir, out_dir = Path(base_dir), Path(out_dir)
@@ -318,6 +329,11 @@ def update_gallery(
             f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
             f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating",
         )
+    if base.gallery_id is not None and gallery_id not in (None, base.gallery_id):
+        raise InputError(
+            f"--gallery-id {gallery_id}", f"{base_dir} belongs to gallery {base.gallery_id}: an update keeps it"
+        )
+    gallery_id = base.gallery_id or _gallery_id(gallery_id)
     policy = policy or _inherited_policy(base_dir)
     conn = metadata.connect_readonly(base_dir / GALLERY)
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
@@ -441,6 +457,7 @@ def update_gallery(
             policy=policy,
             private_key=private_key,
             delta_from=(base.version, sha256_bytes(base_bytes)),
+            gallery_id=gallery_id,
         )
         _finish_dir(tmp, out_dir)
     except BaseException:
@@ -536,6 +553,16 @@ def _ledger(
     sha = {ident: why for (kind, ident), why in kept.items() if kind == SHA256}
     sha.update({row[1]: row[2] for row in add if row[0] == SHA256})
     return Ledger(add, drop, photos - reinstate, persons - reinstate, sha)
+
+
+def _gallery_id(given: str | None) -> str:
+    """A gallery id as given (checked), or a new random one."""
+    if given is None:
+        return f"g-{secrets.token_hex(8)}"
+    problem = gallery_id_problem(given)
+    if problem:
+        raise InputError(f"gallery id {given!r}", problem)
+    return given
 
 
 def _same_person(person_id: str) -> str:

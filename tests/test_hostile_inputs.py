@@ -313,12 +313,12 @@ def test_api_photo_urls_never_reach_local_files(server, tmp_path, pipeline, keys
     server.cases["5"] = {"id": "e", "name": "FTP", "photos": ["ftp://127.0.0.1/x.jpg"]}
     records = list(_api_source(server, tmp_path / "work", jurisdiction=jurisdiction).records())
     report = build_gallery(records, tmp_path / "b", keys[0], pipeline, work_dir=tmp_path / "work", progress=False)
-    results = _results(report)
-    assert results["a/0"][:2] == ("failed", "download_failed")  # asked the API host for /dev/zero: 404
-    assert results["b/0"][:2] == ("failed", "download_failed")  # resolved to http://host/etc/passwd: 404
-    assert results["c/0"][:2] == ("failed", "bad_photo_url") and "only http and https" in results["c/0"][2]
-    assert results["e/0"][:2] == ("failed", "bad_photo_url")
-    assert results["d/0"][0] == "enrolled"
+    results = {r.person_id: (r.status, r.reason, r.detail) for r in report.results}  # one photo each
+    assert results["a"][:2] == ("failed", "download_failed")  # asked the API host for /dev/zero: 404
+    assert results["b"][:2] == ("failed", "download_failed")  # resolved to http://host/etc/passwd: 404
+    assert results["c"][:2] == ("failed", "bad_photo_url") and "only http and https" in results["c"][2]
+    assert results["e"][:2] == ("failed", "bad_photo_url")
+    assert results["d"][0] == "enrolled"
     assert "/dev/zero" in server.paths and "/etc/passwd" in server.paths  # asked of the server, never read here
 
 
