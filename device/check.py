@@ -19,6 +19,7 @@ from lookout.errors import LookoutError
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
 from lookout.model_store.store import ModelStore
+from lookout.mqtt import tls_context
 from lookout.redact import redact_url
 
 
@@ -108,10 +109,13 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
         bad("source", str(err))
     tls = cfg.mqtt.tls
     if tls is not None:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(tls, name)
-            if path is not None and not path.is_file():
-                bad(f"mqtt.tls.{name}", f"{path} does not exist")
+        try:
+            tls_context(tls)
+            ok("mqtt.tls", f"CA {tls.ca_file or '(system)'}" + (", client certificate" if tls.cert_file else ""))
+        except LookoutError as err:
+            bad("mqtt.tls", str(err))
+        if tls.insecure:
+            out("WARN  mqtt.tls.insecure is set: the broker's certificate is NOT checked against its host name")
     if cfg.mqtt.password_env and cfg.mqtt.password_env not in os.environ:
         bad("mqtt.password_env", f"environment variable {cfg.mqtt.password_env} is not set")
     folder = cfg.outbox.path.parent

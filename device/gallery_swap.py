@@ -122,10 +122,10 @@ class GallerySwap:
             new, self._next = self._next, None
         if new is not None:
             old = self.metrics.bundle_version
+            if self.on_swapped is not None:  # before the new version shows: nothing about the withdrawn is left then
+                self.on_swapped(new)
             self._use(new, self.bundle_dir)
             log.info("gallery.swapped", old=old, new=new.version, persons=new.count_persons)
-            if self.on_swapped is not None:
-                self.on_swapped(new)
             release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
 

@@ -71,6 +71,7 @@ class PahoPublisher(EventPublisher):
         self, settings: MqttSettings, *, client_id: str, will: tuple[str, bytes, int, bool] | None = None
     ) -> None:
         self.settings = settings
+        self.client_id = client_id
         self.client = make_client(settings, client_id=client_id, will=will)
         self.client.max_inflight_messages_set(1000)  # the outbox bounds what is in flight
         self.client.on_connect = self._on_connect
@@ -91,7 +92,7 @@ class PahoPublisher(EventPublisher):
         self._subscriptions: dict[str, MessageCallback] = {}
 
     def start(self) -> None:
-        connect(self.client, self.settings, blocking=False)
+        connect(self.client, self.settings, blocking=False, client_id=self.client_id)
         self.client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:

@@ -171,12 +171,14 @@ class Runtime:
         self.galleries.on_swap(bundle_dir)
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """For ``/readyz``: models loaded, frames flowing and, if recognition is on, a gallery in use;
+        """For ``/readyz``: models loaded, frames flowing (not while the source is away) and, if recognition is on,
+        a gallery in use;
         events go to the broker (or wait in the outbox while it is away: not ready)."""
         publisher = self.session.publisher if self.session else None
+        grabber = self.session.grabber if self.session else None
         checks: dict[str, object] = {
             "models": self.models_loaded,
-            "processing": self.ready.is_set(),
+            "processing": self.ready.is_set() and grabber is not None and grabber.available,
             "gallery": self.gallery is not None or not self.recognition,
             "broker_connected": bool(publisher is not None and publisher.connected),
         }

@@ -132,7 +132,13 @@ class VideoFileSource(FrameSource):
 
 class FolderSource(FrameSource):
     """Images in a folder, in name order. An image that cannot be used (unreadable, or larger than
-    ``max_pixels`` by its header: a decompression bomb) is skipped with one log line naming it."""
+    ``max_pixels`` by its header: a decompression bomb) is skipped with one log line naming it.
+
+    A folder that goes away while it is read (a removable disk, a network share of camera snapshots, a
+    folder another program rotates), or that no longer holds a readable image, is a source that went
+    away: ``read`` raises SourceUnavailable and the grabber backs off and reopens it as it does a camera
+    (reopening raises SourceUnavailable too; only the first open refuses a missing folder for good).
+    A looping folder is listed again at each pass, so images added or removed meanwhile are seen."""
 
     def __init__(self, path: Path, fps: float | None = None, loop: bool = False, max_pixels: int = MAX_PIXELS) -> None:
         super().__init__(str(path))
@@ -144,31 +150,53 @@ class FolderSource(FrameSource):
         self._i = 0
         self._n = 0
         self.skipped = 0
+        self._failed_in_a_row = 0
+        self._opened = False
 
     def open(self) -> None:
-        if not self.path.is_dir():
-            raise InputError(f"image folder {self.path}", "does not exist or is not a folder")
-        self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self._files:
-            raise InputError(f"image folder {self.path}", f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        try:
+            self._files = self._list()
+        except SourceUnavailable as err:
+            if self._opened:  # it was there: it went away, and may come back
+                raise
+            raise InputError(f"image folder {self.path}", str(err)) from None
+        self._opened = True
         self._i = 0
+        self._failed_in_a_row = 0
+
+    def _list(self) -> list[Path]:
+        if not self.path.is_dir():
+            raise SourceUnavailable("does not exist or is not a folder")
+        try:
+            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as err:
+            raise SourceUnavailable(f"cannot be listed: {err.strerror or err}") from None
+        if not files:
+            raise SourceUnavailable(f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return files
 
     def read(self) -> tuple[np.ndarray, float] | None:
         while True:
             if self._i >= len(self._files):
                 if not self.loop:
                     return None
-                self._i = 0
+                self._files, self._i = self._list(), 0  # each pass sees what the folder holds now
             path = self._files[self._i]
             self._i += 1
             try:
                 image = read_image(path, self.max_pixels)
             except InputError as err:
+                if not self.path.is_dir():
+                    raise SourceUnavailable("the folder went away") from None
                 log.warning("source.unreadable_image", path=str(path), reason=err.reason)
                 self.skipped += 1
+                self._failed_in_a_row += 1
                 if self.skipped >= len(self._files) and not self._n:
                     return None  # nothing in the folder can be read: end rather than spin
+                if self._failed_in_a_row >= len(self._files):
+                    raise SourceUnavailable("no image in it can be read any more") from None
                 continue
+            self._failed_in_a_row = 0
             pts = self._n / self.rate
             self._n += 1
             return image, pts
@@ -344,6 +372,7 @@ class FrameGrabber:
         self.frames = 0
         self.dropped = 0
         self.reopens = 0
+        self.available = False  # frames are arriving (False before the first, and while the source is away)
         self._opened = False
         self._thread: threading.Thread | None = None
 
@@ -439,6 +468,7 @@ class FrameGrabber:
     def _run(self) -> None:
         index = 0
         start = time.monotonic()
+        last_pts = 0.0
         try:
             if self.source.live and not self._open_live():
                 return
@@ -446,12 +476,14 @@ class FrameGrabber:
                 try:
                     got = self.source.read()
                 except SourceUnavailable as err:
+                    self.available = False
                     delay = self.backoff.next_delay()
                     log.warning("source.lost", source=self.source.name, reason=str(err), retry_in_s=round(delay, 2))
                     self.source.close()
                     self.reopens += 1
                     if not self._open_live(first_delay=delay):
                         return
+                    start = time.monotonic() - last_pts  # a paced file or folder goes on at its pace, not in a rush
                     continue
                 self.backoff.reset()
                 if got is None:
@@ -459,6 +491,8 @@ class FrameGrabber:
                     self._finish()
                     return
                 image, pts = got
+                last_pts = pts
+                self.available = True
                 if self.pace:
                     delay = start + pts - time.monotonic()
                     if delay > 0:

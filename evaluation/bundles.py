@@ -20,6 +20,7 @@ from lookout.evaluation.calibration import Calibration
 from lookout.gallery.format import Manifest, ThresholdInfo
 from lookout.gallery.keys import PrivateKeySource, PublicKeySource, write_signed_manifest
 from lookout.gallery.reader import load_bundle
+from lookout.gallery.threshold import threshold_problem
 from lookout.gallery.verify import read_manifest
 
 CALIBRATION_BASIS = "calibration"
@@ -73,6 +74,9 @@ def apply_calibration(
     persons = manifest.counts.get("persons", 0)
     if persons != calibration.gallery_size:
         raise InputError(str(bundle_dir), f"holds {persons} people, the calibration is for {calibration.gallery_size}")
+    problem = threshold_problem(float(calibration.threshold))
+    if problem:
+        raise InputError(str(bundle_dir), f"the calibration's threshold cannot be written: {problem}")
     threshold = ThresholdInfo(
         value=float(calibration.threshold),
         basis={**(manifest.threshold.basis or {}), CALIBRATION_BASIS: calibration.to_dict()},

@@ -30,6 +30,7 @@ from lookout.face.embedder import FaceEmbedder
 from lookout.face.engine import InferenceEngine
 from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
 from lookout.face.pipeline import FacePipeline, PipelineConfig
+from lookout.gallery.threshold import threshold_arg
 from lookout.log import get_logger
 from lookout.model_store.catalog import ALL_MODELS
 from lookout.model_store.store import ModelStore
@@ -77,7 +78,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run the same evaluation with another embedder too (e.g. facenet-int8) and compare",
     )
     _add_threshold_options(ev)
-    ev.add_argument("--threshold", type=float, help="evaluate at this threshold (default: calibrated on the data)")
+    ev.add_argument(
+        "--threshold", type=threshold_arg, help="evaluate at this threshold (default: calibrated on the data)"
+    )
     ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples of people for intervals")
     ev.add_argument(
         "--no-quality-gate",

@@ -70,19 +70,21 @@ class MqttSettings(BaseModel):
             raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
         return value
 
-    def describe(self) -> dict[str, object]:
-        """Fields safe to log (no secrets)."""
+    def describe(self, client_id: str | None = None) -> dict[str, object]:
+        """Fields safe to log (no secrets); ``client_id``: the one the client was made with, if not the setting's."""
         return {
             "host": self.host,
             "port": self.port,
-            "client_id": self.client_id or "(random)",
+            "client_id": (self.client_id if client_id is None else client_id) or "(random)",
             "tls": self.tls is not None,
             "client_cert": bool(self.tls and self.tls.cert_file),
             "username": self.username or "",
         }
 
 
-def _configure_tls(client: paho.Client, tls: TlsSettings) -> None:
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """The TLS context ``tls`` describes, its files read and parsed (``--check-config`` uses it too: a CA file
+    that holds no certificate is refused here, not at the first connection)."""
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(tls, name)
         if path is not None and not Path(path).is_file():
@@ -93,7 +95,18 @@ def _configure_tls(client: paho.Client, tls: TlsSettings) -> None:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     except (ssl.SSLError, OSError) as err:
         raise ConfigError(f"mqtt.tls: cannot load certificates: {err}") from err
+    return context
+
+
+def _configure_tls(client: paho.Client, tls: TlsSettings) -> None:
+    context = tls_context(tls)
     if tls.insecure:
+        log.warning(
+            "mqtt.tls_insecure",
+            effect="the broker's certificate is NOT checked against its host name: anyone on the path can pose "
+            "as the broker and read every event",
+            hint="testing only; remove mqtt.tls.insecure for anything real",
+        )
         context.check_hostname = False
     client.tls_set_context(context)
     client.tls_insecure_set(tls.insecure)
@@ -139,10 +152,13 @@ def connect_properties(settings: MqttSettings) -> Properties | None:
     return props
 
 
-def connect(client: paho.Client, settings: MqttSettings, *, blocking: bool = False) -> None:
-    """Connect ``client`` per ``settings``; ``blocking=False`` lets ``loop_start`` do it and retry."""
+def connect(
+    client: paho.Client, settings: MqttSettings, *, blocking: bool = False, client_id: str | None = None
+) -> None:
+    """Connect ``client`` per ``settings``; ``blocking=False`` lets ``loop_start`` do it and retry.
+    ``client_id``: the id ``client`` was made with when not the setting's (logged as it is)."""
     start = client.connect if blocking else client.connect_async
-    log.info("mqtt.connecting", **settings.describe())
+    log.info("mqtt.connecting", **settings.describe(client_id))
     try:
         start(
             host=settings.host,

@@ -31,8 +31,16 @@ from lookout.gallery import metadata
 from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo, gallery_id_problem
 from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.keys import load_private_key
 from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
-from lookout.gallery.threshold import DEFAULT_TARGET_FPIR, GalleryScores, choose_threshold
+from lookout.gallery.threshold import (
+    DEFAULT_TARGET_FPIR,
+    GalleryScores,
+    choose_threshold,
+    operator_threshold_problem,
+    predict_at,
+    threshold_problem,
+)
 from lookout.gallery.verify import check_files, read_manifest
 from lookout.log import get_logger
 from lookout.progress import Progress
@@ -87,15 +95,41 @@ def _model_info(pipeline: FacePipeline) -> ModelInfo:
     return ModelInfo(name=embedder.name, digest=embedder.digest, dim=embedder.dim, precision=embedder.precision)
 
 
+def check_build_options(
+    threshold: float | None = None, target_fpir: float | None = None, version: int | None = None
+) -> None:
+    """Refuse a bad option in one line before any source is read, photo fetched or folder made."""
+    if threshold is not None and (problem := threshold_problem(threshold)):
+        raise InputError("--threshold", problem)
+    if target_fpir is not None and not 0 < target_fpir < 1:
+        raise InputError("--target-fpir", f"a share of strangers between 0 and 1 (both excluded), got {target_fpir}")
+    if version is not None and version < 1:
+        raise InputError("--bundle-version", f"a bundle version is 1 or more, got {version}")
+
+
 def _threshold(
-    value: float | None, pipeline: FacePipeline, vectors: np.ndarray, owners: list[str], target_fpir: float
+    value: float | None,
+    pipeline: FacePipeline,
+    vectors: np.ndarray,
+    owners: list[str],
+    target_fpir: float,
+    accept_fpir: bool = False,
 ) -> ThresholdInfo:
-    """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (lookout/gallery/threshold.py)."""
-    if value is not None:
-        return ThresholdInfo(value=value, basis={"chosen_by": "operator (--threshold)"})
+    """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (lookout/gallery/threshold.py).
+    An operator's threshold carries what it predicts at this size; one predicted far above the target is refused
+    unless ``accept_fpir``."""
     codes = {p: i for i, p in enumerate(sorted(set(owners)))}
     own = GalleryScores.from_vectors(vectors, np.asarray([codes[p] for p in owners], np.int64)) if owners else None
     embedder = pipeline.embedder
+    if value is not None:
+        basis = predict_at(value, embedder.name, embedder.manifest.extra, len(codes), len(owners), own, target_fpir)
+        problem = operator_threshold_problem(basis)
+        if problem and not accept_fpir:
+            raise InputError(f"--threshold {value}", problem)
+        if problem:
+            basis["accepted_by_operator"] = "--accept-fpir"
+            log.warning("threshold.accepted_far_above_target", threshold=value, why=problem)
+        return ThresholdInfo(value=value, basis=basis)
     try:
         chosen, basis = choose_threshold(
             embedder.name, embedder.manifest.extra, len(codes), len(owners), own, target_fpir
@@ -196,17 +230,22 @@ def build_gallery(
     subject_rule: SubjectRule | None = None,
     jurisdiction: str | None = None,
     gallery_id: str | None = None,
+    accept_fpir: bool = False,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
 
     ``gallery_id``: the gallery line the bundle starts (kept by every update; devices configured with it refuse
     other galleries' bundles); default: a new random id, logged and in the manifest.
 
-    Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size.
+    Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size. With it, the
+    bundle records the FPIR it predicts at this size, and a prediction over ``FAR_ABOVE_TARGET`` times the target
+    is refused unless ``accept_fpir``.
 
     ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
     A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
     policy file says ``unknown_jurisdiction: allow``."""
+    check_build_options(threshold, target_fpir, version)
+    private_key = load_private_key(private_key)  # a bad key is said before any photo is embedded
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
@@ -235,7 +274,9 @@ def build_gallery(
             version=version,
             purpose=purpose,
             model=_model_info(pipeline),
-            threshold=_threshold(threshold, pipeline, vectors, [r.person_id for r in enrolled], target_fpir),
+            threshold=_threshold(
+                threshold, pipeline, vectors, [r.person_id for r in enrolled], target_fpir, accept_fpir
+            ),
             index=index,
             policy=policy,
             private_key=private_key,
@@ -296,6 +337,7 @@ def update_gallery(
     target_fpir: float | None = None,
     jurisdiction: str | None = None,
     gallery_id: str | None = None,
+    accept_fpir: bool = False,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
@@ -312,13 +354,15 @@ def update_gallery(
     ``reinstate`` names them (photo ids or person ids).
 
     The threshold is chosen again for the new gallery size (at ``target_fpir``, default the base
-    bundle's target), unless ``threshold`` is given.
+    bundle's target), unless ``threshold`` is given (checked as in ``build_gallery``, ``accept_fpir`` too).
 
     ``jurisdiction``: the source-wide default for records that give none, as for ``build_gallery``.
     ``gallery_id``: the base's is kept (another is refused); a base built before gallery ids gets this one, or a new
     random one.
     ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
     with no jurisdiction in): then today's built-in policy, so such people leave the gallery."""
+    check_build_options(threshold, target_fpir)
+    private_key = load_private_key(private_key)  # a bad key is said before any photo is embedded
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     check_output_dir(out_dir)
     base, base_bytes = read_manifest(base_dir, public_key)
@@ -452,6 +496,7 @@ def update_gallery(
                 index.get(live) if live else np.zeros((0, base.model.dim), np.float32),
                 [owner_by_label[label] for label in live],
                 target,
+                accept_fpir,
             ),
             index=index,
             policy=policy,

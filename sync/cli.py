@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lookout.errors import ConfigError, InputError
@@ -14,18 +18,18 @@ from lookout.evaluation.bundles import calibration_problems
 from lookout.face.options import add_model_dir, add_pipeline_options, open_pipeline
 from lookout.gallery.delta import read_delta
 from lookout.gallery.index import IndexParams
-from lookout.gallery.keys import generate_keys
+from lookout.gallery.keys import generate_keys, load_private_key
 from lookout.gallery.policy import Policy
 from lookout.gallery.pull import BundlePuller
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
-from lookout.gallery.threshold import describe
+from lookout.gallery.threshold import describe, threshold_arg
 from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
 from lookout.sync.bench import run_index_bench
-from lookout.sync.build import build_gallery, check_output_dir, update_gallery
+from lookout.sync.build import build_gallery, check_build_options, check_output_dir, update_gallery
 from lookout.sync.enrol import PhotoResult
 from lookout.sync.publish import publish
 from lookout.sync.report import count, summarise, summary_line
@@ -90,8 +94,15 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
-        help="decision threshold (cosine); default: chosen for --target-fpir at this gallery's size",
+        type=threshold_arg,
+        help="decision threshold (cosine, -1 to 1); default: chosen for --target-fpir at this gallery's size. "
+        "The build prints (and the manifest records) the FPIR it predicts at this gallery's size, and refuses "
+        "one predicted over 5 times --target-fpir unless --accept-fpir",
+    )
+    p.add_argument(
+        "--accept-fpir",
+        action="store_true",
+        help="sign a --threshold even though its predicted FPIR is far above the target (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
@@ -127,7 +138,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--purpose", default="identification", help="what the gallery is for (policy rules may depend on it)"
     )
     build.add_argument(
-        "--bundle-version", type=int, default=1, metavar="N", help="version number of the bundle (default 1)"
+        "--bundle-version",
+        type=_at_least(1),
+        default=1,
+        metavar="N",
+        help="version number of the bundle, 1 or more (default 1); devices install only a version above theirs",
     )
     build.add_argument(
         "--gallery-id",
@@ -135,10 +150,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="the gallery line this bundle starts, kept by every update (default: a new random id, printed); "
         "configure devices with it (gallery.gallery_id, sync pull --gallery-id): they refuse other galleries' bundles",
     )
-    build.add_argument("--M", type=int, default=32, help="HNSW M (graph degree), default 32")
-    build.add_argument("--ef-construction", type=int, default=200, help="HNSW ef_construction, default 200")
+    build.add_argument("--M", type=_at_least(2), default=32, help="HNSW M (graph degree), 2 or more, default 32")
     build.add_argument(
-        "--ef", type=int, default=256, help="HNSW ef at search time (saved in the manifest), default 256"
+        "--ef-construction", type=_at_least(1), default=200, help="HNSW ef_construction, 1 or more, default 200"
+    )
+    build.add_argument(
+        "--ef", type=_at_least(1), default=256, help="HNSW ef at search time (saved in the manifest), default 256"
     )
     build.set_defaults(func=_gallery_build)
 
@@ -188,7 +205,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     audit = sub.add_parser("audit", help="look-alike people and people whose photos disagree")
     audit.add_argument("bundle", type=Path, metavar="DIR")
-    audit.add_argument("--threshold", type=float, help="default: the bundle's threshold")
+    audit.add_argument("--threshold", type=threshold_arg, help="default: the bundle's threshold")
     audit.add_argument(
         "--public-key", type=Path, required=True, metavar="FILE", help="the key that signs your galleries (checked)"
     )
@@ -307,8 +324,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the bundle's own applies too)",
     )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box (one image only)")
-    search.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
-    search.add_argument("--threshold", type=float, help="default: the bundle's")
+    search.add_argument(
+        "--top",
+        type=_at_least(1),
+        default=5,
+        metavar="K",
+        help="candidates shown per face, 1 or more (default 5); the decision is the best one's, however many are shown",
+    )
+    search.add_argument("--threshold", type=threshold_arg, help="cosine, -1 to 1 (default: the bundle's)")
     search.add_argument(
         "--public-key",
         type=Path,
@@ -359,7 +382,67 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=_bench_index)
 
 
+def _at_least(least: int) -> Callable[[str], int]:
+    """argparse type: an integer of at least ``least`` (hnswlib crashes the process with M 0)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return parse
+
+
 # -- gallery ---------------------------------------------------------------------------------------
+
+
+def _made_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first. One line if it cannot be."""
+    missing = [f for f in [folder, *folder.parents] if not f.exists()][::-1]
+    made: list[Path] = []
+    for f in missing:
+        try:
+            f.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as err:
+            for done in reversed(made):
+                _remove_if_empty(done)
+            raise InputError(str(folder), f"cannot create this folder: {err.strerror or err}") from None
+        made.append(f)
+    if not folder.is_dir():
+        raise InputError(str(folder), "exists and is not a folder")
+    return made
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing but empty folders (a work folder with a cache is kept: it resumes)."""
+    if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _output_folders(out: Path, work: Path) -> Iterator[None]:
+    """Before any source is read: OUT's parent and the work folder can be made and written to (one line if not).
+    A refused or failed build removes the folders it made that are still empty."""
+    made: list[Path] = []
+    parent = out.absolute().parent
+    try:
+        made += _made_dirs(parent)
+        try:
+            Path(tempfile.mkdtemp(prefix=f".{out.name}-probe-", dir=parent)).rmdir()
+        except OSError as err:
+            raise InputError(str(out), f"cannot write in {parent}: {err.strerror or err}") from None
+        made += _made_dirs(work)
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            _remove_if_empty(folder)
+        raise
 
 
 def _records(args: argparse.Namespace, work: Path):
@@ -377,26 +460,30 @@ def _records(args: argparse.Namespace, work: Path):
 def _gallery_build(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
+    check_build_options(args.threshold, args.target_fpir, args.bundle_version)
+    load_private_key(args.key)  # a bad key is said before any folder is made or photo fetched
     policy = _policy(args) or Policy.default()
     check_output_dir(args.out)  # before walking a source or downloading a photo
-    records = list(_records(args, work))
-    report = build_gallery(
-        records,
-        args.out,
-        args.key,
-        open_pipeline(args, hint="THROUGHPUT"),
-        policy,
-        purpose=args.purpose,
-        threshold=args.threshold,
-        params=IndexParams(args.M, args.ef_construction, args.ef),
-        work_dir=work,
-        report_path=args.report,
-        version=args.bundle_version,
-        progress=not args.no_progress,
-        gallery_id=args.gallery_id,
-        **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
-        max_pixels=args.max_pixels,
-    )
+    with _output_folders(args.out, work):
+        records = list(_records(args, work))
+        report = build_gallery(
+            records,
+            args.out,
+            args.key,
+            open_pipeline(args, hint="THROUGHPUT"),
+            policy,
+            purpose=args.purpose,
+            threshold=args.threshold,
+            params=IndexParams(args.M, args.ef_construction, args.ef),
+            work_dir=work,
+            report_path=args.report,
+            version=args.bundle_version,
+            progress=not args.no_progress,
+            **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
+            max_pixels=args.max_pixels,
+            accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
+        )
     m = report.manifest
     if report.headline:  # up front: nothing enrolled because records have no jurisdiction
         print(report.headline)
@@ -422,28 +509,32 @@ def _say_calibration(manifest) -> None:
 def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
+    check_build_options(args.threshold, args.target_fpir)
+    load_private_key(args.key)
     check_output_dir(args.out)
-    records = list(_records(args, work))
-    report = update_gallery(
-        args.gallery,
-        records,
-        args.out,
-        args.key,
-        open_pipeline(args, hint="THROUGHPUT"),
-        _policy(args),
-        public_key=args.public_key,
-        only_listed=args.only_listed,
-        remove=args.remove,
-        withdraw=args.withdraw,
-        reinstate=args.reinstate,
-        threshold=args.threshold,
-        work_dir=work,
-        report_path=args.report,
-        progress=not args.no_progress,
-        target_fpir=args.target_fpir,
-        max_pixels=args.max_pixels,
-        gallery_id=args.gallery_id,
-    )
+    with _output_folders(args.out, work):
+        records = list(_records(args, work))
+        report = update_gallery(
+            args.gallery,
+            records,
+            args.out,
+            args.key,
+            open_pipeline(args, hint="THROUGHPUT"),
+            _policy(args),
+            public_key=args.public_key,
+            only_listed=args.only_listed,
+            remove=args.remove,
+            withdraw=args.withdraw,
+            reinstate=args.reinstate,
+            threshold=args.threshold,
+            work_dir=work,
+            report_path=args.report,
+            progress=not args.no_progress,
+            target_fpir=args.target_fpir,
+            max_pixels=args.max_pixels,
+            accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
+        )
     m = report.manifest
     assert m.delta is not None  # an update always carries its delta
     delta = sum(e.size for e in m.delta.files.values())

@@ -157,6 +157,15 @@ def outbox_ids(path: Path) -> list[str]:
         db.close()
 
 
+def outbox_ids_sent(path: Path) -> list[str]:
+    """Event ids handed to the MQTT client at least once and not yet acknowledged."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return [r[0] for r in db.execute("SELECT event_id FROM outbox WHERE attempts > 0 ORDER BY seq")]
+    finally:
+        db.close()
+
+
 def stranger_times(world) -> list[tuple[float, float]]:
     return [(s.start_s, s.end_s) for s in world.scene.segments if s.kind == "stranger"]
 
@@ -258,22 +267,30 @@ def test_hot_reload_uses_new_bundle_from_next_frame(world, tmp_path, pipeline):
 # -- delivery ---------------------------------------------------------------------------------
 
 
-def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pipeline, mosquitto_persistent):
+def test_broker_outage_loses_nothing_and_duplicates_only_what_was_in_flight(
+    world, tmp_path, pipeline, mosquitto_persistent
+):
+    """The promise under a broker outage (QoS 1, at least once): every event arrives; an event arrives twice
+    only if it was in flight at the outage, on either leg: handed to the device's MQTT client with its PUBACK
+    not yet back (the broker may have taken it and the outage swallowed the acknowledgement: the client resends
+    it), or delivered to the subscriber whose acknowledgement the outage swallowed (the broker, persistent,
+    redelivers it). Subscribers (the relay) drop repeats by event id. Events that waited in the outbox during the
+    outage arrive exactly once, in order. Exactly-once is not promised (it would take QoS 2 on both legs): this
+    test used to assert it and failed whenever an event was in flight at the moment the broker stopped."""
     broker = mosquitto_persistent
     sub = Subscriber(broker.port, persistent=True)
     doc = config(world, tmp_path, world.scene.path, broker.port, source={"loop": True, "realtime": True, "fps": 10})
     runtime, thread, result = start_runtime(doc, pipeline)
-    # Stop the broker when nothing is in flight: a PUBLISH the broker took whose PUBACK the outage swallows is
-    # resent under QoS 1 (at least once; the relay deduplicates by event id), which this test is not about.
-    wait_for(
-        lambda: runtime.metrics.events_delivered >= 1 and runtime.session.sender.inflight == 0,
-        60,
-        "a first delivered event and nothing in flight",
-    )
+    wait_for(lambda: runtime.metrics.events_delivered >= 1, 60, "a first delivered event")
     broker.stop()  # outage while matches keep happening
+    publisher = runtime.session.publisher
+    wait_for(lambda: not publisher.connected, 15, "the device to notice the outage")
+    # Sent and not acknowledged (acknowledged rows leave the outbox): nothing is handed over while disconnected.
+    in_flight = set(outbox_ids_sent(tmp_path / "outbox.sqlite"))
     delivered_before = runtime.metrics.events_delivered
-    wait_for(lambda: runtime.events_emitted >= delivered_before + 3, 60, "events during the outage")
+    wait_for(lambda: runtime.events_emitted >= delivered_before + len(in_flight) + 3, 60, "events during the outage")
     assert runtime.outbox.count() >= 3
+    seen_before = {str(e.event_id) for e in sub.matches()}  # the subscriber's acks for these may be lost
     broker.start()
     wait_for(lambda: runtime.events_emitted >= 7 and runtime.outbox.count() == 0, 90, "delivery after the outage")
     runtime.request_stop()
@@ -283,8 +300,11 @@ def test_broker_outage_loses_nothing_and_duplicates_nothing(world, tmp_path, pip
     received = [str(e.event_id) for e in sub.matches()]
     sub.close()
     assert sorted(set(received)) == sorted(runtime.emitted_ids), "every event arrives"
-    assert len(received) == len(set(received)), f"duplicates: {len(received) - len(set(received))}"
-    assert received == runtime.emitted_ids, "oldest first"
+    repeated = {event_id for event_id in received if received.count(event_id) > 1}
+    may_repeat = in_flight | seen_before
+    assert repeated <= may_repeat, f"repeated events that were not in flight at the outage: {repeated - may_repeat}"
+    queued = [e for e in runtime.emitted_ids if e not in may_repeat]  # emitted during the outage
+    assert len(queued) >= 3 and [e for e in received if e in set(queued)] == queued, "once each, oldest first"
 
 
 def test_sigkill_with_events_in_outbox_then_restart_delivers_them(world, tmp_path, mosquitto_factory):

@@ -34,12 +34,23 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tile",
-        type=int,
+        type=tile_px,
         default=0,
         metavar="PX",
-        help="also detect in overlapping square tiles of PX pixels, for small faces in large frames",
+        help="also detect in overlapping square tiles of PX pixels, for small faces in large frames (0: off)",
     )
     add_image_limit(parser)
+
+
+def tile_px(text: str) -> int:
+    """argparse type for ``--tile``: 0 (off) or a tile size in pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a tile size in pixels, or 0 for none; got {value}")
+    return value
 
 
 def add_image_limit(parser: argparse.ArgumentParser) -> None:

@@ -95,7 +95,7 @@ class PolicyInfo(BaseModel):
 
 class ThresholdInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: float
+    value: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)  # a cosine (a bundle saying -3 matches everyone)
     metric: Literal["cosine"] = "cosine"
     aggregation: Literal["max"] = "max"  # a person's score: best score over their photos
     basis: dict[str, Any] = Field(default_factory=dict)  # the measured figures it was chosen from

@@ -37,6 +37,19 @@ class IndexParams:
     ef_construction: int = 200
     ef: int = 256
 
+    def __post_init__(self) -> None:
+        """hnswlib crashes the process (segmentation fault) with M below 2: refuse bad values here, whether they
+        come from the command line or from a manifest."""
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        for name, value, least in (("M", self.M, 2), ("ef_construction", self.ef_construction, 1), ("ef", self.ef, 1)):
+            if not isinstance(value, int) or value < least:
+                return f"HNSW {name} must be an integer of at least {least}, got {value!r}"
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

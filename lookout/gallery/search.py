@@ -28,6 +28,7 @@ from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import assess
 from lookout.face.types import Face, Quality
 from lookout.gallery.reader import Candidate, GalleryReader
+from lookout.gallery.threshold import threshold_problem
 
 BOX_MIN_IOU = 0.3
 
@@ -99,7 +100,12 @@ def search_image(
     top: int = 5,
     threshold: float | None = None,
 ) -> list[FaceResult]:
-    """Every face of ``image`` (or the one in ``box``) with its top candidates and the threshold they face."""
+    """Every face of ``image`` (or the one in ``box``) with its top candidates and the threshold they face.
+    The decision is the best candidate's, so it does not depend on ``top`` (how many are shown)."""
+    if top < 1:
+        raise InputError(f"top {top}", "at least one candidate per face is searched (the decision is the best one's)")
+    if threshold is not None and (problem := threshold_problem(threshold)):
+        raise InputError(f"threshold {threshold}", problem)
     if pipeline.embedder.digest != gallery.model_digest:
         raise InputError(
             f"gallery version {gallery.version}",

@@ -46,6 +46,7 @@ on top.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from itertools import pairwise
@@ -64,6 +65,28 @@ OWN_CONFIDENCE = 0.9  # one-sided Clopper-Pearson upper bound on the gallery's o
 OWN_MIN_EXCEEDANCES = 10  # the own estimate decides from 10 expected exceedances at target / safety
 MIN_MATES = 50  # people-with-several-photos scores needed to predict FNIR from the gallery itself
 _CHUNK = 512
+# An operator's threshold predicted to name more than this many times the target share of strangers is refused
+# unless the operator accepts it in so many words (`--accept-fpir`): a typo (-0.3 for 0.3) texts about everyone.
+FAR_ABOVE_TARGET = 5.0
+
+
+def threshold_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a decision threshold (a cosine: finite, within [-1, 1]), or None."""
+    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+        return f"a threshold is a cosine between -1 and 1, got {value}"
+    return None
+
+
+def threshold_arg(text: str) -> float:
+    """argparse type for ``--threshold``: a cosine between -1 and 1 (refuses nan, inf, 5)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = threshold_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 @dataclass(frozen=True)
@@ -341,8 +364,89 @@ def _predict(
         basis["predicted_fnir_from"] = "model calibration (genuine face pairs), failures to enrol not included"
 
 
+def predict_at(
+    threshold: float,
+    model_name: str,
+    model_extra: dict[str, Any] | None,
+    persons: int,
+    photos: int,
+    own: GalleryScores | None,
+    target_fpir: float = DEFAULT_TARGET_FPIR,
+) -> dict[str, Any]:
+    """The basis of a threshold the operator gave: what it predicts at this gallery's size (FPIR from the model's
+    calibration and, where the gallery has enough photos, the higher of that and its own share; FNIR as for a
+    chosen threshold). ``predicted_fpir`` is absent when neither estimate exists (no calibration, small gallery)."""
+    if not 0 < target_fpir < 1:
+        raise ValueError(f"target FPIR must be between 0 and 1, got {target_fpir}")
+    calibration = model_calibration(model_name, model_extra)
+    photos = max(photos, 1)
+    basis: dict[str, Any] = {
+        "chosen_by": "operator (--threshold)",
+        "target_fpir": target_fpir,
+        "gallery_persons": persons,
+        "gallery_photos": photos,
+    }
+    estimates = []
+    if calibration is not None:
+        fmr, below = _fmr_cautious(calibration, threshold)
+        table = 1 - (1 - fmr) ** photos
+        basis["model_calibration"] = {"set": calibration.source, "predicted_fpir": float(f"{table:.3g}")}
+        if below:
+            basis["model_calibration"]["extrapolated_below_measured"] = True
+        estimates.append(table)
+    if own is not None and len(own.best_other) >= OWN_MIN_EXCEEDANCES / target_fpir:
+        share = _share_at_or_above(own.best_other, threshold)
+        basis["gallery_own"] = {"photos_scored": len(own.best_other), "share_at_or_above": float(f"{share:.3g}")}
+        estimates.append(share)
+    if estimates:
+        basis["predicted_fpir"] = float(f"{max(estimates):.3g}")
+    if own is not None and len(own.best_mate) >= MIN_MATES:
+        basis["predicted_fnir"] = round(1 - _share_at_or_above(own.best_mate, threshold), 4)
+    elif calibration is not None:
+        basis["predicted_fnir"] = round(calibration.fnmr_at(threshold), 4)
+    return basis
+
+
+def _fmr_cautious(calibration: ModelCalibration, threshold: float) -> tuple[float, bool]:
+    """(FMR at ``threshold``, extrapolated below the table). Below the lowest measured threshold ``fmr_at`` holds the
+    first point's FMR; an operator's value there (a typo: 0.03 for 0.3) is extrapolated log-linearly upwards from
+    the first two points instead, capped at 1: cautious, never the optimistic floor."""
+    (t0, f0, _), (t1, f1, _) = calibration.points[0], calibration.points[min(1, len(calibration.points) - 1)]
+    if threshold >= t0 or t1 == t0:
+        return calibration.fmr_at(threshold), False
+    log_fmr = _lerp(threshold, t0, t1, math.log10(f0), math.log10(f1))
+    return min(1.0, 10**log_fmr), True
+
+
+def operator_threshold_problem(basis: dict[str, Any]) -> str | None:
+    """Why an operator's threshold should not be signed without ``--accept-fpir``: its predicted FPIR is more than
+    ``FAR_ABOVE_TARGET`` times the target. None when it is not (or cannot be predicted)."""
+    predicted, target = basis.get("predicted_fpir"), basis["target_fpir"]
+    if predicted is None or predicted <= FAR_ABOVE_TARGET * target:
+        return None
+    return (
+        f"predicted FPIR {predicted:.1%} at {basis['gallery_persons']} people / {basis['gallery_photos']} photos: "
+        f"{predicted / target:.0f} times the target {target:.2%} (that share of strangers walking past would be "
+        f"named as someone); check the value, or pass --accept-fpir to sign it anyway"
+    )
+
+
+def _pct(share: float) -> str:
+    """A share as a percentage with two significant digits (0.0012%, 1.5%, 100%)."""
+    return f"{share * 100:.2g}%"
+
+
 def describe(value: float, basis: dict[str, Any]) -> str:
     """One line for the build summary."""
+    if str(basis.get("chosen_by", "")).startswith("operator"):
+        predicted = basis.get("predicted_fpir")
+        return f"threshold {value:.4f} ({basis['chosen_by']}): " + (
+            f"predicted FPIR {_pct(predicted)} at {basis['gallery_persons']} people / {basis['gallery_photos']} photos "
+            f"(target {basis['target_fpir']:.2%})"
+            + (f", FNIR {basis['predicted_fnir']:.1%} plus failures to enrol" if "predicted_fnir" in basis else "")
+            if predicted is not None
+            else "FPIR cannot be predicted (no calibration for the model, too few photos)"
+        )
     if "target_fpir" not in basis:
         return f"threshold {value:.4f} ({basis.get('chosen_by', 'given')})"
     extrapolated = basis.get("model_calibration", {}).get("extrapolated_beyond_measured")
