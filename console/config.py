@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lookout.config_file import load_settings
 from lookout.errors import ConfigError, InputError
+from lookout.gallery.purpose import Purpose
 from lookout.mqtt import MqttSettings
 from lookout.sync.records import source_jurisdiction
 from lookout.topics import DEFAULT_PREFIX, check_prefix
@@ -124,7 +125,7 @@ class ConsoleConfig(_Strict):
     relay_store: Path | None = Field(None, description="the relay store file when no relay_config is given")
     policy: Path | None = Field(None, description="jurisdiction policy; default: the built-in one (denies US-IL)")
     location: str | None = Field(None, description="jurisdiction the console's users search from")
-    purpose: str | None = Field(None, description="purpose searches are made for; default: each gallery's")
+    purpose: Purpose | None = Field(None, description="purpose searches are made for; default: each gallery's")
     galleries: dict[str, GallerySettings] = Field(default_factory=dict)
     models: ModelSettings = ModelSettings()
     mqtt: MqttSettings = MqttSettings()

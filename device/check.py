@@ -15,6 +15,7 @@ import os
 from lookout.device.config import DeviceConfig
 from lookout.device.runtime import check_jurisdiction, load_policy
 from lookout.device.sources import CaptureSource, open_source
+from lookout.device.threshold_guard import judge
 from lookout.errors import LookoutError
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
@@ -95,6 +96,11 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                     f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "
                     f"threshold {gallery.threshold}",
                 )
+                verdict = judge(cfg.recognition.threshold, gallery)
+                if verdict.problem and not cfg.recognition.accept_fpir:
+                    bad("threshold", f"{verdict.describe()}: {verdict.problem}")
+                else:
+                    ok("threshold", f"in use {verdict.describe()}")
             except LookoutError as err:
                 bad("gallery", str(err))
     try:

@@ -26,6 +26,7 @@ from lookout.face.image_io import MAX_PIXELS
 from lookout.face.quality import QualityConfig
 from lookout.gallery.format import gallery_id_problem
 from lookout.gallery.jurisdiction import normalise_jurisdiction
+from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, Purpose
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
 from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
@@ -137,6 +138,11 @@ class RecognitionConfig(_Section):
     k: int = Field(3, ge=1, description="votes needed ...")
     n: int = Field(5, ge=1, description="... among the last n embedded frames of a track")
     threshold: float | None = Field(None, ge=-1, le=1, description="cosine needed; default: the gallery's threshold")
+    accept_fpir: bool = Field(
+        False,
+        description="use recognition.threshold even when the FPIR it predicts at the gallery's size is more than "
+        "5 times the gallery's target (otherwise refused at start, ignored at a swap, refused as a live update)",
+    )
     min_margin: float = Field(0.05, ge=0, le=2, description="best person's score over the second-best person's")
     embed_every: int = Field(1, ge=1, description="frames between embeddings of an undecided track")
     slow_embed_every: int = Field(5, ge=1, description="... once it has had 3n embeddings without a decision")
@@ -237,7 +243,9 @@ class DeviceConfig(_Section):
     device_id: str
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: LocationConfig = LocationConfig()
-    purpose: str = Field("identification", description="purpose checked against the policy")
+    purpose: Purpose = Field(
+        DEFAULT_PURPOSE, description=f"purpose checked against the policy: one of {', '.join(PURPOSES)}"
+    )
     source: SourceConfig
     models: ModelsConfig = ModelsConfig()
     quality: QualitySettings = QualitySettings()

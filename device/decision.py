@@ -36,6 +36,7 @@ class Observation:
     score: float  # best person's score
     second: float  # best other person's score (-1 when there is none)
     name: str | None = None
+    photo_id: str | None = None  # the enrolled photo the best person's score came from
 
     @property
     def margin(self) -> float:
@@ -53,6 +54,7 @@ class Decision:
     track_length: int
     box: tuple[int, int, int, int]
     crop: np.ndarray | None  # BGR, best-quality crop of the track
+    photo_ids: tuple[str, ...] = ()  # the enrolled photos the votes rest on (a withdrawn one voids the event)
 
 
 @dataclass
@@ -130,10 +132,10 @@ class Decider:
         person, count = votes.most_common(1)[0]
         if count < self.k:
             return None
-        best = max(
-            (o for o in state.recent if o.person_id == person and o.score >= threshold and o.margin >= self.min_margin),
-            key=lambda o: o.score,
-        )
+        voters = [
+            o for o in state.recent if o.person_id == person and o.score >= threshold and o.margin >= self.min_margin
+        ]
+        best = max(voters, key=lambda o: o.score)
         state.decided = person
         if not self.cooldown.ready(person, now):
             state.suppressed += 1
@@ -150,6 +152,7 @@ class Decider:
             track_length=track.length,
             box=_pixel_box(box),
             crop=state.crop,
+            photo_ids=tuple(sorted({o.photo_id for o in voters if o.photo_id is not None})),
         )
 
 

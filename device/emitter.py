@@ -114,12 +114,12 @@ class EventEmitter:
         tuning: Tuning,
         crops_allowed: bool,
         homeassistant: HomeAssistantDiscovery | None = None,
-        holds: Callable[[str], bool | None] | None = None,
+        holds: Callable[[str, tuple[str, ...]], bool | None] | None = None,
     ) -> None:
         """``homeassistant``: when discovery is on, each match also goes out as a Home Assistant event
         (through the outbox, so it survives an outage too, and expires with the match).
-        ``holds(person_id)``: whether the gallery in use still holds that person; a decision made on the
-        previous gallery (the frame in flight at a swap) about someone since withdrawn is dropped here."""
+        ``holds(person_id, photo_ids)``: whether the gallery in use still holds that person and those photos; a
+        decision made on the previous gallery (the frame in flight at a swap) resting on a withdrawal is dropped."""
         self.cfg = cfg
         self.homeassistant = homeassistant
         self.topics = topics
@@ -139,7 +139,7 @@ class EventEmitter:
     def emit(self, decision: Decision, gallery: GalleryReader, seen_at: float, captured: float) -> None:
         """``seen_at``: the frame's time (epoch seconds); ``captured``: when it was grabbed (monotonic)."""
         cfg = self.cfg
-        if self.holds is not None and self.holds(decision.person_id) is False:
+        if self.holds is not None and self.holds(decision.person_id, decision.photo_ids) is False:
             self.metrics.dropped(DROPPED_WITHDRAWN)
             log.info(
                 "event.withdrawn_dropped",
@@ -171,6 +171,7 @@ class EventEmitter:
             event.expires_at.timestamp(),
             time.time(),
             person_id=person_id,
+            photo_ids=decision.photo_ids,
         )
         if self.homeassistant is not None:
             payload = self.homeassistant.event_payload(
@@ -189,6 +190,7 @@ class EventEmitter:
                 expires,
                 time.time(),
                 person_id=person_id,
+                photo_ids=decision.photo_ids,
                 sequenced=False,  # the relay never sees this copy: numbering it would read as a lost event there
             )
         self.deliveries.queued(event_id, captured)

@@ -121,6 +121,7 @@ class FrameLoop:
                 continue
             self.metrics.stage("wait", (time.perf_counter() - t0) * 1000)
             self.metrics.dropped_frames = grabber.dropped
+            self.metrics.source_unreadable = grabber.source.skipped
             gallery = self._take_gallery()
             t1 = time.perf_counter()
             detection = self.pipeline.submit_detection(frame.image)
@@ -210,7 +211,9 @@ class FrameLoop:
             if candidates:
                 top = candidates[0]
                 second = candidates[1].score if len(candidates) > 1 else -1.0
-                obs = Observation(work.frame.index, top.person_id, float(top.score), float(second), top.name)
+                obs = Observation(
+                    work.frame.index, top.person_id, float(top.score), float(second), top.name, top.photo_id
+                )
             else:
                 obs = Observation(work.frame.index, None, -1.0, -1.0)
             decision = self.decider.observe(track, obs, threshold, work.now)

@@ -129,10 +129,11 @@ class GallerySwap:
             release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
 
-    def holds(self, person_id: str) -> bool | None:
-        """Whether the gallery in use holds ``person_id``; None while no gallery is in use (cannot tell)."""
+    def holds(self, person_id: str, photo_ids: tuple[str, ...] = ()) -> bool | None:
+        """Whether the gallery in use holds ``person_id`` and every one of ``photo_ids`` (a match resting on a
+        withdrawn photo is void); None while no gallery is in use (cannot tell)."""
         current = self.current
-        return None if current is None else current.person(person_id) is not None
+        return None if current is None else gallery_holds(current, person_id, photo_ids)
 
     def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:
         self.current = gallery
@@ -157,3 +158,8 @@ class GallerySwap:
             current = self.store.current_dir()
             if current is not None and current != self.bundle_dir:
                 self.on_swap(current)
+
+
+def gallery_holds(gallery: GalleryReader, person_id: str, photo_ids: tuple[str, ...] = ()) -> bool:
+    """``person_id`` and each of ``photo_ids`` are enrolled in ``gallery``."""
+    return gallery.person(person_id) is not None and all(gallery.has_photo(p) for p in photo_ids)

@@ -8,21 +8,24 @@ to the publisher are its to retransmit after a reconnect (paho resends unacknowl
 QoS 1 messages itself, in order); after a restart everything still in the outbox is
 sent again. Delivery is therefore at-least-once; subscribers drop repeated event ids.
 
-Each match event is numbered as it enters the outbox (field ``seq``: ``stream``, an id made once per
-outbox file, and ``n``, one more than the last number given, kept in ``meta`` in the same transaction,
-never reused): the count survives restarts, so the relay can tell events lost on the way (gaps) from
-duplicates, reordering and restarts. Rows dropped because the outbox is full show up there as a gap.
-Rows the relay never receives (Home Assistant's copies, ``sequenced=False``) take no number: they would
-show up at the relay as a gap for every match (attack finding A14).
+Each match event is numbered the first time it is handed to the broker (:meth:`Outbox.number`; field
+``seq``: ``stream``, an id made once per outbox file, and ``n``, one more than the last number given, kept
+in ``meta`` in the same transaction as the numbered payload, never reused; a resend carries the same
+number): the count survives restarts, so the relay can tell events lost on the way (gaps) from duplicates,
+reordering and restarts. Rows the device drops on purpose before sending them (the outbox full, a
+withdrawal: counted in ``lookout_events_dropped_total``) take no number, so they are no gap at the relay
+(attack finding A38); nor do rows the relay never receives (Home Assistant's copies, ``sequenced=False``,
+attack finding A14).
 
 Each row carries the event's expiry: a row past it is counted and logged as stale
 when it is finally sent (the event itself says ``expires_at``, so subscribers can
 show it as old news). Nothing is dropped for being stale; the outbox is capped at
 ``max_events`` rows, oldest dropped first, with a warning.
 
-Each row also carries the person it is about (``person_id``), so that a withdrawal that
-reached the device also reaches what waits here: :meth:`Outbox.drop_persons` deletes the
-rows (crop included) of everyone the gallery in use no longer holds, and the sender asks
+Each row also carries the person it is about (``person_id``) and the enrolled photos its
+match rests on (``photo_ids``), so that a withdrawal that reached the device also reaches
+what waits here: :meth:`Outbox.drop_rows` deletes the rows (crop included) about anyone, or
+resting on any photo, the gallery in use no longer holds, and the sender asks
 ``admit`` about each row before it goes out. Every drop is reported to ``on_dropped(reason,
 event_ids)`` (reasons ``outbox_full``, ``withdrawn``) for the device's metrics. Deleted rows
 are overwritten on disk (``secure_delete``): a withdrawn person's crop does not linger in free pages.
@@ -37,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -58,7 +61,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_sent_at REAL,
     stale INTEGER NOT NULL DEFAULT 0,
-    person_id TEXT
+    person_id TEXT,
+    photo_ids TEXT,
+    sequenced INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -74,6 +79,15 @@ def with_sequence(payload: bytes, stream: str, n: int) -> bytes:
         return payload
     doc["seq"] = {"stream": stream, "n": n}
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _needs_number(payload: bytes) -> bool:
+    """A match event (it has an ``event_id``) not numbered yet."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "event_id" in doc and "seq" not in doc
 
 
 def person_in(payload: bytes) -> str | None:
@@ -105,6 +119,7 @@ class OutboxRow:
     expires_at: float
     attempts: int
     person_id: str | None = None
+    photo_ids: tuple[str, ...] = ()  # the enrolled photos the match rests on
 
 
 class Outbox:
@@ -132,8 +147,18 @@ class Outbox:
     def _migrate(self) -> None:
         """Outbox files written before rows named their person get the column (NULL: read from the payload)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "person_id" not in columns:
-            self._db.execute("ALTER TABLE outbox ADD COLUMN person_id TEXT")
+        for column in ("person_id", "photo_ids"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
+        if "sequenced" not in columns:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sequenced INTEGER NOT NULL DEFAULT 1")
+        if self._db.execute("SELECT value FROM meta WHERE key='numbering'").fetchone() is None:
+            # Files from before numbering at send time: their queued rows are numbered already; files without a
+            # counter numbered rows by their row number, so the stream goes on from the last row.
+            last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            if last is not None:
+                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('last_n', ?)", (str(last[0]),))
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('numbering', 'at_send')")
 
     def _stream(self) -> str:
         """This outbox file's sequence stream id, made once and kept."""
@@ -152,16 +177,18 @@ class Outbox:
         created_at: float | None = None,
         person_id: str | None = None,
         sequenced: bool = True,
+        photo_ids: tuple[str, ...] = (),
     ) -> int:
         """Store an event durably; returns its row's place in the queue. A repeated event id is ignored.
-        ``person_id``: whom the event is about (dropped if they are withdrawn). ``sequenced``: number it in the
+        ``person_id``: whom the event is about, ``photo_ids``: the enrolled photos its match rests on (dropped if
+        either is withdrawn). ``sequenced``: number it in the
         relay's stream (``seq``); False for copies on topics the relay does not read."""
         dropped: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._insert(
-                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced
+                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced, photo_ids
                 )
                 over = self._count() - self.max_events
                 if over > 0:
@@ -189,26 +216,41 @@ class Outbox:
         created_at: float,
         person_id: str | None,
         sequenced: bool,
+        photo_ids: tuple[str, ...] = (),
     ) -> int:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         if row is not None:
             return int(row[0])
         last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         seq = (int(last[0]) if last else 0) + 1
-        if sequenced:
-            payload = with_sequence(payload, self.stream, self._next_number(seq))
         self._db.execute(
-            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (seq, event_id, topic, payload, created_at, expires_at, person_id),
+            "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id, photo_ids, "
+            "sequenced) VALUES (?,?,?,?,?,?,?,?,?)",
+            (seq, event_id, topic, payload, created_at, expires_at, person_id, json.dumps(list(photo_ids)), sequenced),
         )
         return seq
 
-    def _next_number(self, row_seq: int) -> int:
-        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction). Files written
-        before the counter existed numbered events by row: they go on from the last row number."""
+    def number(self, row: OutboxRow) -> OutboxRow | None:
+        """``row`` as it goes out: a match event gets its sequence number the first time (kept in the row, so a
+        resend carries the same one); None when the row is gone (acknowledged or dropped meanwhile)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._db.execute("SELECT payload, sequenced FROM outbox WHERE seq = ?", (row.seq,)).fetchone()
+                payload: bytes | None = bytes(found[0]) if found is not None else None
+                if payload is not None and found[1] and _needs_number(payload):
+                    payload = with_sequence(payload, self.stream, self._next_number())
+                    self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (payload, row.seq))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return None if payload is None else replace(row, payload=payload)
+
+    def _next_number(self) -> int:
+        """The next ``seq.n`` of the stream, kept in ``meta`` (inside the caller's transaction)."""
         row = self._db.execute("SELECT value FROM meta WHERE key='last_n'").fetchone()
-        n = int(row[0]) + 1 if row is not None else row_seq
+        n = int(row[0]) + 1 if row is not None else 1
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_n', ?)", (str(n),))
         return n
 
@@ -216,23 +258,20 @@ class Outbox:
         """Oldest first, skipping sequence numbers in ``exclude`` (already in flight)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload, created_at, expires_at, attempts, person_id "
-                "FROM outbox ORDER BY seq LIMIT ?",
+                f"SELECT {ROW_COLUMNS} FROM outbox ORDER BY seq LIMIT ?",
                 (limit + len(exclude),),
             ).fetchall()
         return [_row(r) for r in rows if r[0] not in exclude][:limit]
 
-    def drop_persons(self, holds: Callable[[str], bool]) -> list[str]:
-        """Delete every row about a person for whom ``holds(person_id)`` is False (a withdrawal reached the
-        device); returns the dropped event ids. Rows about nobody in particular stay."""
+    def drop_rows(self, keep: Callable[[OutboxRow], bool]) -> list[str]:
+        """Delete every row for which ``keep(row)`` is False (a withdrawal reached the device: its person, or a
+        photo its match rests on, is no longer in the gallery); returns the dropped event ids."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, event_id, person_id, payload FROM outbox").fetchall()
-            gone = [
-                (seq, event_id) for seq, event_id, pid, payload in rows if not _held(pid or person_in(payload), holds)
-            ]
+            rows = [_row(r) for r in self._db.execute(f"SELECT {ROW_COLUMNS} FROM outbox").fetchall()]
+            gone = [row for row in rows if not keep(row)]
             if gone:
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in gone])
-        dropped = [event_id for _, event_id in gone]
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(row.seq,) for row in gone])
+        dropped = [row.event_id for row in gone]
         if dropped:
             self._report(DROPPED_WITHDRAWN, dropped)
         return dropped
@@ -272,13 +311,15 @@ class Outbox:
             self._db.close()
 
 
+ROW_COLUMNS = "seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids"
+
+
 def _row(r: tuple) -> OutboxRow:
-    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id = r
-    return OutboxRow(seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload))
-
-
-def _held(person_id: str | None, holds: Callable[[str], bool]) -> bool:
-    return person_id is None or holds(person_id)
+    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids = r
+    photos = tuple(str(p) for p in json.loads(photo_ids)) if photo_ids else ()
+    return OutboxRow(
+        seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload), photos
+    )
 
 
 # A row the sender may not judge yet (no gallery in use) is asked about again after this long.
@@ -365,6 +406,10 @@ class OutboxSender:
                     "outbox.withdrawn_dropped", event_id=row.event_id, why="the gallery no longer holds its person"
                 )
                 continue
+            numbered = self.outbox.number(row)  # its sequence number, the first time it goes out
+            if numbered is None:
+                continue
+            row = numbered
             stale = row.expires_at <= now
             if stale:
                 self.outbox.stale_sent += 1

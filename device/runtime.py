@@ -33,12 +33,13 @@ from lookout.device.cooldown import Cooldown
 from lookout.device.decision import Decider
 from lookout.device.emitter import Deliveries, EventEmitter
 from lookout.device.frame_loop import Clock, FrameLoop
-from lookout.device.gallery_swap import GallerySwap
+from lookout.device.gallery_swap import GallerySwap, gallery_holds
 from lookout.device.homeassistant import HomeAssistantDiscovery
 from lookout.device.outbox import Outbox, OutboxRow, OutboxSender
 from lookout.device.publisher import EventPublisher, PahoPublisher
 from lookout.device.sources import FrameGrabber, FrameSource, open_source
 from lookout.device.status import Metrics, StatusReporter, last_will
+from lookout.device.threshold_guard import judge
 from lookout.device.tuning import Tuning
 from lookout.errors import LookoutError
 from lookout.face.detector import DetectorConfig
@@ -192,8 +193,16 @@ class Runtime:
 
     def apply_live(self, *, threshold: float | None, min_margin: float, cooldown_s: float, crop: bool) -> None:
         """Settings that may change while running (a Greengrass configuration update): from the next frame.
-        ``threshold=None`` means the gallery's own (calibrated) threshold."""
+        ``threshold=None`` means the gallery's own (calibrated) threshold. A threshold predicted far above the
+        gallery's target is not applied unless ``recognition.accept_fpir`` (the other settings are)."""
         cfg = self.cfg
+        gallery = self.gallery
+        if threshold is not None and gallery is not None:
+            verdict = judge(threshold, gallery)
+            if verdict.problem and not cfg.recognition.accept_fpir:
+                log.error("config.live_threshold_refused", threshold=threshold, why=verdict.problem,
+                          keeping=self.tuning.threshold)  # fmt: skip
+                threshold = self.tuning.threshold
         self.cfg = cfg.model_copy(
             update={
                 "recognition": cfg.recognition.model_copy(update={"threshold": threshold, "min_margin": min_margin}),
@@ -201,6 +210,9 @@ class Runtime:
             }
         )
         self.tuning.threshold, self.tuning.crop = threshold, crop
+        if gallery is not None:
+            verdict = judge(threshold, gallery)
+            self.metrics.threshold, self.metrics.predicted_fpir = verdict.threshold, verdict.predicted_fpir
         self.decider.min_margin = min_margin
         self.decider.cooldown.seconds = cooldown_s
         log.info("config.live_update", threshold=threshold, min_margin=min_margin, cooldown_s=cooldown_s, crop=crop)
@@ -218,6 +230,8 @@ class Runtime:
             if self.recognition:
                 self.galleries.open(pipeline.embedder.digest)
                 self._note_precision(pipeline)
+                if self.gallery is not None:
+                    self._judge_threshold(self.gallery, at_start=True)
             release_freed_memory()  # model weights read and repacked, gallery metadata read and compacted
         except BaseException:
             if metrics_server is not None:
@@ -226,7 +240,7 @@ class Runtime:
         self.metrics.recognition = "on" if self.recognition else "off"
         session = self.session = self._assemble(grabber, pipeline, metrics_server)
         if self.recognition:
-            self.galleries.on_swapped = self._drop_withdrawn
+            self.galleries.on_swapped = self._gallery_arrives
             if self.gallery is not None:  # the outbox may hold events of people withdrawn while the device was off
                 self._drop_withdrawn(self.gallery)
         self._install_signals()
@@ -428,19 +442,48 @@ class Runtime:
     def _admit(self, row: OutboxRow) -> bool | None:
         """The sender's question before a row goes out: nothing about a person the gallery in use no longer
         holds leaves the device; while no gallery is in use, rows about a person wait (cannot tell)."""
-        return True if row.person_id is None else self.galleries.holds(row.person_id)
+        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids)
+
+    def _gallery_arrives(self, gallery: GalleryReader) -> None:
+        """A new gallery comes into use (frame-loop thread, before its version shows)."""
+        self._drop_withdrawn(gallery)
+        self._judge_threshold(gallery, at_start=False)
+
+    def _judge_threshold(self, gallery: GalleryReader, *, at_start: bool) -> None:
+        """recognition.threshold under the rule of an operator's threshold (device/threshold_guard.py); the
+        threshold in use and its predicted FPIR go to the metrics."""
+        verdict = judge(self.tuning.threshold, gallery)
+        if verdict.problem and not self.cfg.recognition.accept_fpir:
+            if at_start:
+                raise RecognitionRefused(f"recognition.threshold {verdict.threshold:g}: {verdict.problem}")
+            log.error(
+                "threshold.override_refused",
+                threshold=verdict.threshold,
+                bundle=str(gallery.version),
+                why=verdict.problem,
+                effect="the gallery's own threshold is used",
+            )
+            self.tuning.threshold = None
+            verdict = judge(None, gallery)
+        elif verdict.problem:
+            log.warning("threshold.accepted_far_above_target", threshold=verdict.threshold, why=verdict.problem)
+        self.metrics.threshold, self.metrics.predicted_fpir = verdict.threshold, verdict.predicted_fpir
+        log.info("threshold.in_use", bundle=str(gallery.version), threshold=verdict.describe())
 
     def _drop_withdrawn(self, gallery: GalleryReader) -> None:
         """A gallery came into use: delete what the outbox holds about anyone it no longer holds (crops too)."""
         if self.session is None:
             return
-        dropped = self.session.outbox.drop_persons(lambda person_id: gallery.person(person_id) is not None)
+        dropped = self.session.outbox.drop_rows(
+            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids)
+        )
         if dropped:
             log.warning(
                 "outbox.withdrawn_dropped",
                 events=len(dropped),
                 bundle=str(gallery.version),
-                why="their person is no longer in the gallery (withdrawn or removed): not sent, deleted",
+                why="their person, or a photo their match rests on, is no longer in the gallery (withdrawn or "
+                "removed): not sent, deleted",
             )
 
     def _frame_ready(self) -> None:

@@ -33,6 +33,12 @@ from lookout.redact import redact_url
 
 log = get_logger(__name__)
 
+# Every image that cannot be read gets one structured line from us; OpenCV's own unstructured stderr warnings about
+# the same file ("PNG input buffer is incomplete") would only add noise log shippers cannot parse.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# Bad files remembered so that each is reported once (a rotating folder with unique names: forgotten past this).
+MAX_REPORTED_BAD_FILES = 10_000
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
@@ -60,6 +66,7 @@ class FrameSource(ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.skipped = 0  # images that could not be used (folder sources), for lookout_source_unreadable_total
 
     @abstractmethod
     def open(self) -> None:
@@ -132,7 +139,9 @@ class VideoFileSource(FrameSource):
 
 class FolderSource(FrameSource):
     """Images in a folder, in name order. An image that cannot be used (unreadable, or larger than
-    ``max_pixels`` by its header: a decompression bomb) is skipped with one log line naming it.
+    ``max_pixels`` by its header: a decompression bomb) is skipped, with one log line naming it the first time
+    (per path, size and modification time: a looping folder does not repeat it at every pass; counted in
+    ``skipped`` every time).
 
     A folder that goes away while it is read (a removable disk, a network share of camera snapshots, a
     folder another program rotates), or that no longer holds a readable image, is a source that went
@@ -152,6 +161,7 @@ class FolderSource(FrameSource):
         self.skipped = 0
         self._failed_in_a_row = 0
         self._opened = False
+        self._reported: set[tuple[str, int, float]] = set()
 
     def open(self) -> None:
         try:
@@ -175,6 +185,16 @@ class FolderSource(FrameSource):
             raise SourceUnavailable(f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return files
 
+    def _report(self, path: Path, reason: str) -> None:
+        """One line per bad file (path, size, mtime): a file replaced by a new one is reported again."""
+        key = _file_key(path)
+        if key in self._reported:
+            return
+        if len(self._reported) >= MAX_REPORTED_BAD_FILES:
+            self._reported.clear()
+        self._reported.add(key)
+        log.warning("source.unreadable_image", path=str(path), reason=reason, hint="skipped (said once per file)")
+
     def read(self) -> tuple[np.ndarray, float] | None:
         while True:
             if self._i >= len(self._files):
@@ -188,7 +208,7 @@ class FolderSource(FrameSource):
             except InputError as err:
                 if not self.path.is_dir():
                     raise SourceUnavailable("the folder went away") from None
-                log.warning("source.unreadable_image", path=str(path), reason=err.reason)
+                self._report(path, err.reason)
                 self.skipped += 1
                 self._failed_in_a_row += 1
                 if self.skipped >= len(self._files) and not self._n:
@@ -200,6 +220,14 @@ class FolderSource(FrameSource):
             pts = self._n / self.rate
             self._n += 1
             return image, pts
+
+
+def _file_key(path: Path) -> tuple[str, int, float]:
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path), -1, -1.0
+    return str(path), st.st_size, st.st_mtime
 
 
 # FFmpeg options for network streams (OpenCV reads them from this variable; an operator's own value wins):

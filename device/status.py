@@ -51,8 +51,11 @@ class Metrics:
         self.events_stale = 0  # sent after their expiry (the broker was away longer than events.ttl_s)
         self.tracks_active = 0
         self.dropped_frames = 0
+        self.source_unreadable = 0  # images a folder source skipped (unreadable, a bomb), every time
         self.outbox_depth = 0
         self.bundle_version: str | None = None
+        self.threshold: float | None = None  # the threshold in use (the gallery's or recognition.threshold)
+        self.predicted_fpir: float | None = None  # what it predicts at the gallery's size (None: unknown)
         self.recognition = "off"
         self._stage: dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
         self._frame_times: deque = deque(maxlen=window)
@@ -98,6 +101,9 @@ class Metrics:
             f"lookout_frames_total{{{lab}}} {self.frames}",
             "# TYPE lookout_frames_dropped_total counter",
             f"lookout_frames_dropped_total{{{lab}}} {self.dropped_frames}",
+            "# HELP lookout_source_unreadable_total Images a folder source skipped (unreadable, too large).",
+            "# TYPE lookout_source_unreadable_total counter",
+            f"lookout_source_unreadable_total{{{lab}}} {self.source_unreadable}",
             "# TYPE lookout_faces_total counter",
             f"lookout_faces_total{{{lab}}} {self.faces}",
             "# TYPE lookout_faces_embedded_total counter",
@@ -128,6 +134,19 @@ class Metrics:
             lines.append(f'lookout_stage_ms{{{lab},stage="{stage}"}} {ms}')
         lines.append("# TYPE lookout_uptime_seconds gauge")
         lines.append(f"lookout_uptime_seconds{{{lab}}} {self.uptime_s():.1f}")
+        if self.threshold is not None:
+            lines += [
+                "# HELP lookout_threshold The decision threshold in use (cosine).",
+                "# TYPE lookout_threshold gauge",
+            ]
+            lines.append(f"lookout_threshold{{{lab}}} {self.threshold:g}")
+        if self.predicted_fpir is not None:
+            lines += [
+                "# HELP lookout_predicted_fpir Share of strangers the threshold in use predicts to match someone, "
+                "at the gallery's size.",
+                "# TYPE lookout_predicted_fpir gauge",
+                f"lookout_predicted_fpir{{{lab}}} {self.predicted_fpir:g}",
+            ]
         lines.append("# TYPE lookout_bundle_info gauge")
         lines.append(
             f'lookout_bundle_info{{{lab},version="{self.bundle_version or ""}",recognition="{self.recognition}"}} 1'

@@ -16,6 +16,7 @@ from lookout import __version__
 from lookout.errors import LookoutError
 from lookout.log import configure
 
+EXIT_FAILED = 1  # the system refused (a file or folder that cannot be made or read): one line saying which
 EXIT_REFUSED = 2  # a LookoutError: the input or the config was refused, with one line saying why
 EXIT_INTERRUPTED = 130
 
@@ -39,7 +40,9 @@ def command_parser(prog: str, description: str) -> Parser:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse, configure logging, run the chosen subcommand's ``func``; a refusal is one line on stderr."""
+    """Parse, configure logging, run the chosen subcommand's ``func``. A refusal (LookoutError) or a file
+    or folder the system refuses (OSError: ``--out /proc/x``) is one line on stderr naming it, no traceback
+    (``--log-level debug`` shows the traceback of an OSError)."""
     args = parser.parse_args(argv)
     configure(args.log_level, args.log_format)
     try:
@@ -47,5 +50,11 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except LookoutError as err:
         print(f"lookout: {err}", file=sys.stderr)
         return EXIT_REFUSED
+    except OSError as err:
+        if args.log_level == "debug":
+            raise  # the traceback, for whoever asked for detail
+        where = err.filename if err.filename is not None else "lookout"
+        print(f"lookout: {where}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -19,7 +19,8 @@ import tomllib
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
+from lookout.files import read_text_file
 
 Settings = TypeVar("Settings", bound=BaseModel)
 Override = tuple[list[str], object, str]  # (key path, value, where it came from)
@@ -28,9 +29,9 @@ Override = tuple[list[str], object, str]  # (key path, value, where it came from
 def read_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
     """Parse a YAML (default), TOML (``.toml``) or JSON (``.json``) file that must hold a mapping."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+        text = read_text_file(path, what)  # regular files only, size-capped: never /dev/zero or a pipe
+    except InputError as err:
+        raise ConfigError(f"{path}: cannot read {err.reason}") from None
     suffix = path.suffix.lower()
     kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
     try:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.policy import Policy
+from lookout.gallery.purpose import DEFAULT_PURPOSE
 from lookout.relay.config import RelayConfig
 from lookout.relay.directory import Directories, PersonDetails
 

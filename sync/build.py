@@ -32,7 +32,8 @@ from lookout.gallery.delta import DeltaDoc, apply_delta
 from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo, gallery_id_problem
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.keys import load_private_key
-from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.policy import Policy
+from lookout.gallery.purpose import DEFAULT_PURPOSE
 from lookout.gallery.threshold import (
     DEFAULT_TARGET_FPIR,
     GalleryScores,
@@ -95,14 +96,34 @@ def _model_info(pipeline: FacePipeline) -> ModelInfo:
     return ModelInfo(name=embedder.name, digest=embedder.digest, dim=embedder.dim, precision=embedder.precision)
 
 
+# A target FPIR above this needs --accept-fpir (a typo: 0.1 for 0.001); below MIN_TARGET_FPIR no calibration can say.
+MAX_TARGET_FPIR = 0.05
+MIN_TARGET_FPIR = 1e-6
+# A threshold predicted to miss at least this share of enrolled people needs --accept-fnir (0.95 for 0.35).
+MAX_FNIR = 0.5
+
+
 def check_build_options(
-    threshold: float | None = None, target_fpir: float | None = None, version: int | None = None
+    threshold: float | None = None,
+    target_fpir: float | None = None,
+    version: int | None = None,
+    accept_fpir: bool = False,
 ) -> None:
     """Refuse a bad option in one line before any source is read, photo fetched or folder made."""
     if threshold is not None and (problem := threshold_problem(threshold)):
         raise InputError("--threshold", problem)
     if target_fpir is not None and not 0 < target_fpir < 1:
         raise InputError("--target-fpir", f"a share of strangers between 0 and 1 (both excluded), got {target_fpir}")
+    if target_fpir is not None and target_fpir < MIN_TARGET_FPIR:
+        raise InputError(
+            "--target-fpir", f"{target_fpir:g} is below {MIN_TARGET_FPIR:g}: no calibration measures rates that small"
+        )
+    if target_fpir is not None and target_fpir > MAX_TARGET_FPIR and not accept_fpir:
+        raise InputError(
+            "--target-fpir",
+            f"{target_fpir:g}: {target_fpir:.0%} of strangers walking past would be named as someone (the default "
+            f"is {DEFAULT_TARGET_FPIR:g}); check the value, or pass --accept-fpir to build for it anyway",
+        )
     if version is not None and version < 1:
         raise InputError("--bundle-version", f"a bundle version is 1 or more, got {version}")
 
@@ -114,6 +135,7 @@ def _threshold(
     owners: list[str],
     target_fpir: float,
     accept_fpir: bool = False,
+    accept_fnir: bool = False,
 ) -> ThresholdInfo:
     """The operator's threshold, or one chosen for ``target_fpir`` at this gallery's size (lookout/gallery/threshold.py).
     An operator's threshold carries what it predicts at this size; one predicted far above the target is refused
@@ -129,14 +151,30 @@ def _threshold(
         if problem:
             basis["accepted_by_operator"] = "--accept-fpir"
             log.warning("threshold.accepted_far_above_target", threshold=value, why=problem)
-        return ThresholdInfo(value=value, basis=basis)
+        return ThresholdInfo(value=value, basis=_check_fnir(value, basis, accept_fnir))
     try:
         chosen, basis = choose_threshold(
             embedder.name, embedder.manifest.extra, len(codes), len(owners), own, target_fpir
         )
     except ValueError as err:
         raise InputError(f"model {embedder.name}", str(err)) from None
-    return ThresholdInfo(value=chosen, basis=basis)
+    return ThresholdInfo(value=chosen, basis=_check_fnir(chosen, basis, accept_fnir))
+
+
+def _check_fnir(threshold: float, basis: dict[str, Any], accept_fnir: bool) -> dict[str, Any]:
+    """A threshold predicted to miss half the enrolled people or more is refused unless ``accept_fnir``: a
+    missing-persons gallery that never alerts is as wrong as one that always does."""
+    fnir = basis.get("predicted_fnir")
+    if fnir is None or fnir < MAX_FNIR:
+        return basis
+    problem = (
+        f"predicted FNIR {fnir:.0%}: the gallery would miss that share of the people enrolled in it; check the "
+        f"value, or pass --accept-fnir to sign it anyway"
+    )
+    if not accept_fnir:
+        raise InputError(f"threshold {threshold:g}", problem)
+    log.warning("threshold.accepted_high_fnir", threshold=threshold, why=problem)
+    return {**basis, "accepted_fnir_by_operator": "--accept-fnir"}
 
 
 def _enrol_all(
@@ -231,6 +269,7 @@ def build_gallery(
     jurisdiction: str | None = None,
     gallery_id: str | None = None,
     accept_fpir: bool = False,
+    accept_fnir: bool = False,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
 
@@ -239,12 +278,13 @@ def build_gallery(
 
     Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size. With it, the
     bundle records the FPIR it predicts at this size, and a prediction over ``FAR_ABOVE_TARGET`` times the target
-    is refused unless ``accept_fpir``.
+    is refused unless ``accept_fpir`` (so is a ``target_fpir`` over ``MAX_TARGET_FPIR``), and any threshold predicted
+    to miss ``MAX_FNIR`` of the enrolled or more unless ``accept_fnir``.
 
     ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
     A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
     policy file says ``unknown_jurisdiction: allow``."""
-    check_build_options(threshold, target_fpir, version)
+    check_build_options(threshold, target_fpir, version, accept_fpir)
     private_key = load_private_key(private_key)  # a bad key is said before any photo is embedded
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
@@ -275,7 +315,7 @@ def build_gallery(
             purpose=purpose,
             model=_model_info(pipeline),
             threshold=_threshold(
-                threshold, pipeline, vectors, [r.person_id for r in enrolled], target_fpir, accept_fpir
+                threshold, pipeline, vectors, [r.person_id for r in enrolled], target_fpir, accept_fpir, accept_fnir
             ),
             index=index,
             policy=policy,
@@ -338,6 +378,7 @@ def update_gallery(
     jurisdiction: str | None = None,
     gallery_id: str | None = None,
     accept_fpir: bool = False,
+    accept_fnir: bool = False,
 ) -> BuildReport:
     """The next version of ``base_dir``: ``records`` is the new state of the source (people missing
     from it are removed, unless ``only_listed``); ``remove`` names people to remove; ``withdraw`` names
@@ -361,7 +402,7 @@ def update_gallery(
     random one.
     ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
     with no jurisdiction in): then today's built-in policy, so such people leave the gallery."""
-    check_build_options(threshold, target_fpir)
+    check_build_options(threshold, target_fpir, accept_fpir=accept_fpir)
     private_key = load_private_key(private_key)  # a bad key is said before any photo is embedded
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     check_output_dir(out_dir)
@@ -497,6 +538,7 @@ def update_gallery(
                 [owner_by_label[label] for label in live],
                 target,
                 accept_fpir,
+                accept_fnir,
             ),
             index=index,
             policy=policy,

@@ -21,10 +21,17 @@ from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys, load_private_key
 from lookout.gallery.policy import Policy
 from lookout.gallery.pull import BundlePuller
+from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, argparse_purpose
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.search import search_paths
 from lookout.gallery.store import BundleStore
-from lookout.gallery.threshold import describe, threshold_arg
+from lookout.gallery.threshold import (
+    DEFAULT_TARGET_FPIR,
+    describe,
+    operator_threshold_problem,
+    predict_at,
+    threshold_arg,
+)
 from lookout.gallery.verify import read_manifest, verify_bundle
 from lookout.model_store.store import ModelStore
 from lookout.sync.audit import audit_gallery
@@ -102,7 +109,13 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-fpir",
         action="store_true",
-        help="sign a --threshold even though its predicted FPIR is far above the target (said in the manifest)",
+        help="sign a --threshold even though its predicted FPIR is far above the target, or build for a "
+        "--target-fpir above 0.05 (said in the manifest)",
+    )
+    p.add_argument(
+        "--accept-fnir",
+        action="store_true",
+        help="sign a threshold predicted to miss half the enrolled people or more (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
@@ -135,7 +148,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="bundle folder to create (must be new or empty)"
     )
     build.add_argument(
-        "--purpose", default="identification", help="what the gallery is for (policy rules may depend on it)"
+        "--purpose",
+        default=DEFAULT_PURPOSE,
+        type=argparse_purpose,
+        help=f"what the gallery is for, one of {', '.join(PURPOSES)} (policy rules may depend on it)",
     )
     build.add_argument(
         "--bundle-version",
@@ -279,7 +295,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "with the gallery of the bundle it holds. Use an https:// URL: whoever answers a plain http one chooses "
         "what you are offered",
     )
-    pull.add_argument("--purpose", help="install only bundles built for this purpose (e.g. identification)")
+    pull.add_argument(
+        "--purpose", type=argparse_purpose, help="install only bundles built for this purpose (e.g. identification)"
+    )
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
     pull.add_argument(
         "--timeout",
@@ -460,7 +478,7 @@ def _records(args: argparse.Namespace, work: Path):
 def _gallery_build(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
-    check_build_options(args.threshold, args.target_fpir, args.bundle_version)
+    check_build_options(args.threshold, args.target_fpir, args.bundle_version, args.accept_fpir)
     load_private_key(args.key)  # a bad key is said before any folder is made or photo fetched
     policy = _policy(args) or Policy.default()
     check_output_dir(args.out)  # before walking a source or downloading a photo
@@ -483,6 +501,7 @@ def _gallery_build(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
             gallery_id=args.gallery_id,
+            accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     if report.headline:  # up front: nothing enrolled because records have no jurisdiction
@@ -509,7 +528,7 @@ def _say_calibration(manifest) -> None:
 def _gallery_update(args: argparse.Namespace) -> int:
 
     work = args.work or args.out.with_name(args.out.name + ".work")
-    check_build_options(args.threshold, args.target_fpir)
+    check_build_options(args.threshold, args.target_fpir, accept_fpir=args.accept_fpir)
     load_private_key(args.key)
     check_output_dir(args.out)
     with _output_folders(args.out, work):
@@ -534,6 +553,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
             gallery_id=args.gallery_id,
+            accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     assert m.delta is not None  # an update always carries its delta
@@ -753,6 +773,26 @@ def _sync_status(args: argparse.Namespace) -> int:
 # -- search ----------------------------------------------------------------------------------------
 
 
+def _say_search_threshold(threshold: float, gallery) -> None:
+    """A threshold given to `search` in place of the bundle's: one line (stderr) with the FPIR it predicts at this
+    gallery's size from the model's calibration, loud when far above the bundle's target."""
+    m = gallery.manifest
+    target = float(m.threshold.basis.get("target_fpir", DEFAULT_TARGET_FPIR))
+    basis = predict_at(
+        threshold, m.model.name, None, m.counts.get("persons", 0), m.counts.get("photos", 0), None, target
+    )
+    predicted = basis.get("predicted_fpir")
+    if predicted is None:
+        return
+    far = operator_threshold_problem(basis)
+    print(
+        f"{'warning' if far else 'note'}: --threshold {threshold:g} instead of the bundle's {m.threshold.value:g}: "
+        f"predicted FPIR {predicted:.2g} at {basis['gallery_persons']} people / {basis['gallery_photos']} photos "
+        f"(target {target:g})" + ("; far above the target: expect many wrong candidates marked *" if far else ""),
+        file=sys.stderr,
+    )
+
+
 def _search(args: argparse.Namespace) -> int:
     bundle, public_key = args.gallery, args.public_key
     if BundleStore.is_store(bundle):  # its current bundle, checked with the key the puller verified it with
@@ -767,6 +807,8 @@ def _search(args: argparse.Namespace) -> int:
     failed = total = 0
     if not args.json:
         print(f"gallery {bundle} v{gallery.version}, {gallery.count_persons} people, threshold {threshold:.3f}")
+    if args.threshold is not None:
+        _say_search_threshold(args.threshold, gallery)
     found = search_paths(
         args.images, pipeline, gallery, top=args.top, threshold=args.threshold, box=args.box, max_pixels=args.max_pixels
     )

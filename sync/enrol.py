@@ -24,11 +24,12 @@ import numpy as np
 
 from lookout.digest import sha256_bytes
 from lookout.errors import InputError
-from lookout.face.image_io import MAX_PIXELS, decode_image, read_file_bytes
+from lookout.face.image_io import MAX_PIXELS, decode_image, read_image_file
 from lookout.face.pipeline import FacePipeline
 from lookout.face.quality import POSE_PITCH, POSE_YAW, TOO_BLURRED, TOO_SMALL
 from lookout.face.subject import SubjectRule
-from lookout.gallery.policy import DEFAULT_PURPOSE, Policy
+from lookout.gallery.policy import Policy
+from lookout.gallery.purpose import DEFAULT_PURPOSE
 from lookout.http_client import FetchError, HttpClient
 from lookout.log import get_logger
 from lookout.sync.records import PhotoRecord
@@ -91,7 +92,7 @@ class PhotoFetcher:
                 tmp.write_bytes(data)
                 tmp.replace(cached)
             return data
-        return read_file_bytes(source)  # regular files only, size-capped: never /dev/zero or a pipe
+        return read_image_file(source)  # regular files only, size-capped: never /dev/zero or a pipe
 
 
 class EnrolCache:

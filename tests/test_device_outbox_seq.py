@@ -1,4 +1,6 @@
-"""Issue 12 item 10, device side: the outbox numbers events durably (``seq``), across restarts."""
+"""Issue 12 item 10, device side: the outbox numbers events durably (``seq``), across restarts, when they are
+first handed to the broker (``Outbox.number``, called by the sender): rows dropped on the device before that
+(outbox full, withdrawn) leave no gap for the relay to report as lost (attack finding A38)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ def _add(outbox: Outbox, event) -> int:
 
 
 def _sent(outbox: Outbox) -> list:
-    return [parse_match_event(row.payload) for row in outbox.pending(100)]
+    """The pending events as the sender hands them over (numbered)."""
+    numbered = [outbox.number(row) for row in outbox.pending(100)]
+    return [parse_match_event(row.payload) for row in numbered if row is not None]
 
 
 def test_sequence_numbers_survive_a_restart_and_are_never_reused(tmp_path):
@@ -23,7 +27,8 @@ def test_sequence_numbers_survive_a_restart_and_are_never_reused(tmp_path):
     assert _add(outbox, first[0]) == 1  # a repeated event id gets no new number
     stream = outbox.stream
     for row in outbox.pending(2):
-        outbox.remove(row.seq)  # acknowledged and deleted: their numbers stay used
+        assert outbox.number(row) is not None  # sent ...
+        outbox.remove(row.seq)  # ... acknowledged and deleted: their numbers stay used
     outbox.close()
 
     outbox = Outbox(path)  # the device restarts
@@ -48,11 +53,12 @@ def test_a_new_outbox_is_a_new_stream(tmp_path):
         b.close()
 
 
-def test_a_full_outbox_drops_the_oldest_and_the_numbers_show_the_gap(tmp_path):
+def test_a_full_outbox_drops_the_oldest_unsent_and_leaves_no_gap(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite", max_events=2)
     try:
         for i in range(4):
             _add(outbox, make_event(person_id=f"p{i}"))
-        assert [e.seq.n for e in _sent(outbox)] == [3, 4] and outbox.dropped == 2
+        assert [e.seq.n for e in _sent(outbox)] == [1, 2] and outbox.dropped == 2  # counted on the device
+        assert [e.seq.n for e in _sent(outbox)] == [1, 2], "a resend carries the same numbers"
     finally:
         outbox.close()

@@ -144,3 +144,23 @@ def test_the_device_is_not_ready_while_its_folder_is_away_and_gives_up_as_config
     assert not thread.is_alive()
     assert "gave up" in str(result.get("error")), result
     assert time.monotonic() - t0 < 15
+
+
+def test_a_looping_folder_reports_each_bad_file_once_and_counts_every_skip(tmp_path, caplog):
+    """A32: a truncated PNG and an empty file in a looping folder: one line each, not one per pass; counted;
+    a bad file replaced by another bad one is reported again; OpenCV's own stderr warnings are off."""
+    folder = _folder(tmp_path / "frames", images=1)
+    good = (folder / "frame-0.png").read_bytes()
+    (folder / "trunc.png").write_bytes(good[: len(good) // 3])
+    (folder / "empty.png").write_bytes(b"")
+    source = FolderSource(folder, fps=1000, loop=True)
+    source.open()
+    with caplog.at_level(logging.WARNING, logger="lookout.device.sources"):
+        frames = [source.read() for _ in range(10)]
+        (folder / "trunc.png").write_bytes(good[: len(good) // 2])  # another bad file under the same name
+        frames += [source.read() for _ in range(3)]
+    assert all(f is not None for f in frames)
+    reported = [r.lookout_fields["path"] for r in caplog.records if r.getMessage() == "source.unreadable_image"]
+    assert sorted(Path(p).name for p in reported) == ["empty.png", "trunc.png", "trunc.png"], reported
+    assert source.skipped >= 2 * 12
+    assert cv2.utils.logging.getLogLevel() <= cv2.utils.logging.LOG_LEVEL_ERROR

@@ -20,23 +20,37 @@ import numpy as np
 import pytest
 
 from lookout.device.config import DeviceConfig
+from lookout.device.decision import Decider, Observation
 from lookout.device.emitter import Deliveries
 from lookout.device.outbox import DROPPED_FULL, DROPPED_WITHDRAWN, Outbox, OutboxSender
 from lookout.device.publisher import MemoryPublisher
 from lookout.device.runtime import Runtime
 from lookout.device.status import Metrics
+from lookout.device.tracker import Track
+from lookout.events import parse_match_event
 from lookout.gallery.keys import generate_keys
+from lookout.relay.config import RelayConfig
+from lookout.relay.service import RelayService
 from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.records import PhotoRecord
+from lookout.topics import Topics
 from tests.helpers import Subscriber, wait_for
+from tests.relay_helpers import NO_GATE, make_event
 
 
 def _event(event_id: str, person_id: str) -> bytes:
     return json.dumps({"event_id": event_id, "person_id": person_id, "crop_jpeg_b64": "/9j/"}).encode()
 
 
-def _add(outbox: Outbox, event_id: str, person_id: str) -> None:
-    outbox.add(event_id, "dt/lookout/cam/match", _event(event_id, person_id), time.time() + 60, person_id=person_id)
+def _add(outbox: Outbox, event_id: str, person_id: str, photo_ids: tuple[str, ...] = ()) -> None:
+    outbox.add(
+        event_id,
+        "dt/lookout/cam/match",
+        _event(event_id, person_id),
+        time.time() + 60,
+        person_id=person_id,
+        photo_ids=photo_ids,
+    )
 
 
 def test_outbox_drops_every_row_of_a_person_the_gallery_no_longer_holds(tmp_path):
@@ -59,7 +73,7 @@ def test_outbox_drops_every_row_of_a_person_the_gallery_no_longer_holds(tmp_path
     _add(outbox, "e-1", "eileen")
     outbox.add("status-1", "t", b"{}", time.time() + 60)  # about nobody: stays
     _add(outbox, "g-2", "grace")
-    dropped = outbox.drop_persons(lambda person_id: person_id == "eileen")
+    dropped = outbox.drop_rows(lambda row: row.person_id in (None, "eileen"))
     assert sorted(dropped) == ["g-1", "g-2", "old-grace"]
     assert [r.event_id for r in outbox.pending(10)] == ["e-1", "status-1"]
     assert metrics.events_dropped[DROPPED_WITHDRAWN] == 3
@@ -171,3 +185,118 @@ def test_events_queued_during_an_outage_about_a_withdrawn_person_never_leave(
         thread.join(30)
         sub.close()
     assert not thread.is_alive()
+
+
+@pytest.mark.slow
+def test_events_left_from_before_a_restart_about_a_withdrawn_person_are_dropped_at_start(
+    tmp_path, pipeline, grace_hopper, astronaut
+):
+    """The device was off while the withdrawal arrived (`lookout sync pull` beside it): its outbox still holds
+    her events from the last run. At start, with the new gallery in use, they are deleted unsent."""
+    private, public = generate_keys(tmp_path / "keys")
+    cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
+    cv2.imwrite(str(tmp_path / "eileen.jpg"), astronaut)
+    records = [
+        PhotoRecord(person_id="grace", name="Grace", photo=str(tmp_path / "grace.jpg"), jurisdiction="US-NY"),
+        PhotoRecord(person_id="eileen", name="Eileen", photo=str(tmp_path / "eileen.jpg"), jurisdiction="US-NY"),
+    ]
+    build_gallery(records, tmp_path / "v1", private, pipeline, progress=False)
+    update_gallery(tmp_path / "v1", records, tmp_path / "v2", private, pipeline, public_key=public,
+                   withdraw=["grace/grace.jpg"], progress=False)  # fmt: skip
+    left = Outbox(tmp_path / "outbox.sqlite")  # what the last run left behind
+    for event_id, person in (("g-1", "grace"), ("e-1", "eileen"), ("g-2", "grace")):
+        _add(left, event_id, person)
+    left.close()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))  # nobody in view
+    doc = {
+        "device_id": "cam-restart",
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
+    }  # fmt: skip
+    publisher = MemoryPublisher()
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    assert runtime.run() == 0
+    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    assert sent == ["e-1"], sent
+    assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 2
+
+
+def test_a_decision_names_the_enrolled_photos_its_votes_rest_on():
+    decider = Decider(k=2, n=3, min_margin=0.05)
+    track = Track(id=1, box=np.array([0, 0, 10, 10], np.float32), first_frame=0, last_frame=1)
+    votes = [("amy/amy1.png", 0.9), ("amy/amy2.png", 0.8)]
+    decisions = [
+        decider.observe(track, Observation(i, "amy", score, 0.1, "Amy", photo), 0.5, 100.0 + i)
+        for i, (photo, score) in enumerate(votes)
+    ]
+    assert decisions[0] is None and decisions[1] is not None
+    assert decisions[1].photo_ids == ("amy/amy1.png", "amy/amy2.png")
+
+
+@pytest.mark.slow
+def test_events_resting_on_a_withdrawn_photo_are_dropped_while_her_other_events_go(
+    tmp_path, pipeline, grace_hopper, astronaut
+):
+    """A29: the person stays (another photo), the withdrawn photo's matches do not leave the device."""
+    private, public = generate_keys(tmp_path / "keys")
+    cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
+    cv2.imwrite(str(tmp_path / "grace-mirror.jpg"), cv2.flip(grace_hopper, 1))
+    cv2.imwrite(str(tmp_path / "eileen.jpg"), astronaut)
+    records = [
+        PhotoRecord(person_id="grace", name="Grace", photo=str(tmp_path / f"{p}.jpg"), jurisdiction="US-NY")
+        for p in ("grace", "grace-mirror")
+    ] + [PhotoRecord(person_id="eileen", name="Eileen", photo=str(tmp_path / "eileen.jpg"), jurisdiction="US-NY")]
+    build_gallery(records, tmp_path / "v1", private, pipeline, progress=False)
+    update_gallery(tmp_path / "v1", records, tmp_path / "v2", private, pipeline, public_key=public,
+                   withdraw=["grace/grace.jpg"], progress=False)  # fmt: skip
+    left = Outbox(tmp_path / "outbox.sqlite")  # queued before the withdrawal reached the device
+    _add(left, "on-withdrawn", "grace", ("grace/grace.jpg",))
+    _add(left, "on-both", "grace", ("grace/grace-mirror.jpg", "grace/grace.jpg"))
+    _add(left, "on-kept", "grace", ("grace/grace-mirror.jpg",))
+    left.close()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))
+    doc = {
+        "device_id": "cam-photo",
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
+    }  # fmt: skip
+    publisher = MemoryPublisher()
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    assert runtime.run() == 0
+    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    assert sent == ["on-kept"], sent
+    assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 2
+
+
+def test_events_dropped_on_the_device_leave_no_gap_for_the_relay(tmp_path, store_settings, caplog):
+    """A38: a withdrawal (or a full outbox) drops rows before they are sent; numbers are given at the first send,
+    so the relay sees 1, 2, 3 ... and reports nothing lost in transit."""
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    for i in range(6):
+        event = make_event(person_id="grace" if i % 2 else "eileen")
+        outbox.add(str(event.event_id), Topics().match(event.device_id), event.to_json(),
+                   event.expires_at.timestamp(), person_id=event.person_id)  # fmt: skip
+    assert len(outbox.drop_rows(lambda row: row.person_id != "grace")) == 3
+    sent = [row for row in map(outbox.number, outbox.pending(100)) if row is not None]
+    outbox.close()
+    assert [parse_match_event(row.payload).seq.n for row in sent] == [1, 2, 3]
+    clock = [time.time()]
+    config = RelayConfig(store=store_settings, policy=NO_GATE, gaps={"grace_s": 60, "scan_every_s": 5})
+    relay = RelayService(config, notifiers={}, clock=lambda: clock[0])
+    try:
+        for row in sent:
+            relay.handle(row.topic, row.payload)
+        clock[0] += 600
+        assert relay.scan_gaps(clock[0]) == 0 and relay.counters.snapshot()["seq_missing"] == 0
+    finally:
+        relay.stop()

@@ -91,6 +91,8 @@ def _refused(argv: list[str], capsys) -> str:
         ("--bundle-version", "-1", "1 or more"),
         ("--bundle-version", "0", "1 or more"),
         ("--target-fpir", "5", "between 0 and 1"),
+        ("--target-fpir", "0.9", "--accept-fpir"),
+        ("--target-fpir", "1e-300", "no calibration measures rates that small"),
         ("--tile", "-5", "tile size"),
     ],
 )
@@ -171,3 +173,27 @@ def test_search_decision_does_not_depend_on_how_many_candidates_are_shown(
     for option, value in (("--top", "0"), ("--top", "-1"), ("--threshold", "nan"), ("--threshold", "5")):
         line = _refused(["search", image, "--gallery", str(tmp_path / "g"), option, value], capsys)
         assert option in line
+
+
+@pytest.mark.slow
+def test_search_with_an_operator_threshold_says_what_it_predicts(tmp_path, people, keys, pipeline, capsys):
+    build_gallery(_records(people), tmp_path / "g", keys[0], pipeline, progress=False)
+    image = str(people.parent / "grace.jpg")
+    argv = ["search", image, "--gallery", str(tmp_path / "g"), "--public-key", str(keys[1]), "--device", "CPU"]
+    assert main([*argv, "--threshold", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --threshold 0.1 instead of the bundle's" in err and "far above the target" in err
+    assert main([*argv, "--threshold", "0.6"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --threshold 0.6" in err and "far above" not in err
+
+
+@pytest.mark.slow
+def test_a_threshold_that_would_miss_most_enrolled_people_needs_accept_fnir(tmp_path, keys, people, pipeline):
+    """A31: 0.99 for 0.35 signs a missing-persons gallery that never alerts."""
+    with pytest.raises(InputError, match=r"predicted FNIR .*--accept-fnir"):
+        build_gallery(_records(people), tmp_path / "g", keys[0], pipeline, threshold=0.99, progress=False)
+    report = build_gallery(
+        _records(people), tmp_path / "g", keys[0], pipeline, threshold=0.99, accept_fnir=True, progress=False
+    )
+    assert report.manifest.threshold.basis["accepted_fnir_by_operator"] == "--accept-fnir"

@@ -74,7 +74,7 @@ def people(tmp_path_factory, grace_hopper, astronaut) -> Path:
 def work_counted(monkeypatch) -> dict[str, int]:
     """How many photos were read and how many faces embedded, whoever builds (library or CLI)."""
     counts = {"read": 0, "embedded": 0}
-    read, embed = enrol.read_file_bytes, FacePipeline.embed
+    read, embed = enrol.read_image_file, FacePipeline.embed
 
     def counting_read(path, *args, **kwargs):
         counts["read"] += 1
@@ -84,7 +84,7 @@ def work_counted(monkeypatch) -> dict[str, int]:
         counts["embedded"] += len(chips)
         return embed(self, chips)
 
-    monkeypatch.setattr(enrol, "read_file_bytes", counting_read)
+    monkeypatch.setattr(enrol, "read_image_file", counting_read)
     monkeypatch.setattr(FacePipeline, "embed", counting_embed)
     return counts
 

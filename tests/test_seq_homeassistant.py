@@ -60,7 +60,7 @@ def test_home_assistant_copies_take_no_number_and_the_relay_sees_no_gap(tmp_path
     for i in range(5):
         decision = Decision(1, f"p{i}", None, 0.97, 0.2, 3, 5, (1, 2, 30, 40), None)
         emitter.emit(decision, Gallery(), time.time(), time.monotonic())
-    rows = outbox.pending(100)
+    rows = [row for row in map(outbox.number, outbox.pending(100)) if row is not None]  # as the sender sends them
     outbox.close()
     matches = [r for r in rows if r.topic == Topics().match("cam-ha")]
     copies = [r for r in rows if r.topic.endswith("/homeassistant/match")]
@@ -91,13 +91,16 @@ def test_an_outbox_numbered_by_row_goes_on_from_its_last_number(tmp_path):
     for i in range(3):
         event = make_event(person_id=f"p{i}")
         outbox.add(str(event.event_id), "dt/lookout/cam-1/match", event.to_json(), event.expires_at.timestamp())
+    for row in outbox.pending(10):
+        outbox.number(row)  # numbered 1, 2, 3 (an older device numbered them by row as they came in)
     outbox.close()
     with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM meta WHERE key = 'last_n'")  # as an older device left it
+        db.execute("DELETE FROM meta WHERE key IN ('last_n', 'numbering')")  # as an older device left it
     outbox = Outbox(path)
     try:
         event = make_event(person_id="p3")
         outbox.add(str(event.event_id), "dt/lookout/cam-1/match", event.to_json(), event.expires_at.timestamp())
-        assert [parse_match_event(r.payload).seq.n for r in outbox.pending(10)] == [1, 2, 3, 4]
+        numbered = [row for row in map(outbox.number, outbox.pending(10)) if row is not None]
+        assert [parse_match_event(r.payload).seq.n for r in numbered] == [1, 2, 3, 4]
     finally:
         outbox.close()

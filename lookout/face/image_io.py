@@ -11,8 +11,6 @@ format whose header this module cannot read is refused too: fail closed.
 
 from __future__ import annotations
 
-import os
-import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import cv2
 import numpy as np
 
 from lookout.errors import InputError
+from lookout.files import read_file_bytes
 
 MAX_PIXELS = 50_000_000  # default limit: a 50-megapixel photo (e.g. 8660 x 5773) decodes to 150 MB
 MAX_FILE_BYTES = 100 << 20  # an image file larger than this is refused before it is read
@@ -198,28 +197,10 @@ def decode_image(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> np.n
     return image
 
 
-def read_file_bytes(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, or InputError: missing, a folder, a device or pipe (``/dev/zero``), too large.
-    The kind and size are checked before the file is opened (opening a pipe would block)."""
-    path = Path(path)
-    try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(str(path), "is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(str(path), "not a regular file (a device, pipe or socket)")
-        if info.st_size > max_bytes:
-            raise InputError(str(path), f"{info.st_size} bytes, more than the {max_bytes} allowed")
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise InputError(str(path), "no such file") from None
-    except OSError as err:
-        raise InputError(str(path), err.strerror or str(err)) from None
-    if len(data) > max_bytes:
-        raise InputError(str(path), f"more than the {max_bytes} bytes allowed")
-    return data
+def read_image_file(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """An image file's bytes: a regular file of at most ``max_bytes`` (lookout.files), else one InputError."""
+    return read_file_bytes(path, max_bytes)
 
 
 def read_image(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    return decode_image(read_file_bytes(path), str(path), max_pixels)
+    return decode_image(read_image_file(path), str(path), max_pixels)

@@ -34,6 +34,7 @@ from lookout import __version__
 from lookout.digest import sha256_bytes
 from lookout.errors import LookoutError
 from lookout.gallery.index import IndexParams, VectorIndex
+from lookout.gallery.purpose import Purpose
 
 FORMAT: Final = "lookout-bundle/1"
 MANIFEST = "manifest.json"
@@ -125,7 +126,7 @@ class Manifest(BaseModel):
     created: str
     builder: str = f"lookout {__version__}"
     sqlite_version: str = sqlite3.sqlite_version
-    purpose: str
+    purpose: Purpose
     # The gallery line this bundle belongs to (set at build, kept by every update): a device configured for one
     # gallery (or holding one) refuses another's bundles, however validly signed. None: built before gallery ids.
     gallery_id: str | None = None

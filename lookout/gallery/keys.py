@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from lookout.digest import sha256_bytes
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
+from lookout.files import MAX_KEY_FILE_BYTES, read_file_bytes
 from lookout.gallery.format import MANIFEST, SIGNATURE
 
 PRIVATE_NAME = "bundle-signing.key.pem"
@@ -51,9 +52,9 @@ def _read(source: Path | bytes, what: str) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), f"{what} (bytes)"
     try:
-        return Path(source).read_bytes(), str(source)
-    except OSError as err:
-        raise ConfigError(f"{source}: cannot read {what}: {err.strerror or err}") from None
+        return read_file_bytes(source, MAX_KEY_FILE_BYTES, what), str(source)
+    except InputError as err:
+        raise ConfigError(f"{source}: cannot read {err.reason}") from None
 
 
 def load_private_key(source: PrivateKeySource) -> Ed25519PrivateKey:

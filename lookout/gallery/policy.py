@@ -69,10 +69,8 @@ from lookout.config_file import read_mapping
 from lookout.digest import sha256_bytes
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import department_key, parse_jurisdiction
+from lookout.gallery.purpose import ANY_PURPOSE, DEFAULT_PURPOSE, parse_purpose
 from lookout.identifiers import VERSION_MAX_CHARS, identifier_problem
-
-ANY_PURPOSE = "*"
-DEFAULT_PURPOSE = "identification"
 
 # The built-in policy's version. "default-1" allowed people with no jurisdiction; "default-2" denies them.
 BUILTIN_VERSION = "default-2"
@@ -115,6 +113,17 @@ class Rule(BaseModel):
             return parse_jurisdiction(value).code
         except InputError as err:
             raise ValueError(str(err)) from None
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, value: list[str] | None) -> list[str] | None:
+        """Known purposes only (lookout.gallery.purpose): a misspelt one would never match, and fail open."""
+        if value is None:
+            return None
+        try:
+            return [p if p.strip() == ANY_PURPOSE else parse_purpose(p, "purposes") for p in value]
+        except InputError as err:
+            raise ValueError(err.reason) from None
 
     @field_validator("department")
     @classmethod
@@ -242,7 +251,10 @@ class Policy:
         policy denies a subdivision of that country; the built-in denials come before every rule;
         a missing one follows ``unknown_jurisdiction`` (deny unless the policy file says allow; denied
         as well when a rule for its department denies)."""
-        purpose = purpose or DEFAULT_PURPOSE
+        try:
+            purpose = parse_purpose(purpose or DEFAULT_PURPOSE)
+        except InputError as err:
+            return Decision(False, f"{err.reason}: denied (fail closed) by policy {self.version}")
         if jurisdiction is None or not str(jurisdiction).strip():
             return self._decide_missing(purpose, department)
         try:
@@ -311,7 +323,10 @@ class Policy:
     def crops_allowed(self, jurisdiction: str | None, purpose: str | None = None) -> bool:
         """May a device there attach a face crop to a match event? The first matching rule that says, else the
         policy, for the jurisdiction's canonical code (``DE`` is Germany). One that cannot be read gets no crops."""
-        purpose = purpose or DEFAULT_PURPOSE
+        try:
+            purpose = parse_purpose(purpose or DEFAULT_PURPOSE)
+        except InputError:
+            return False
         if jurisdiction is None or not str(jurisdiction).strip():
             return self.doc.crops
         try:

@@ -58,6 +58,8 @@ class GalleryReader(Protocol):
 
     def person(self, person_id: str) -> dict[str, Any] | None: ...
 
+    def has_photo(self, photo_id: str) -> bool: ...
+
     def enrolled(self) -> tuple[list[str], np.ndarray]:
         """(the person id of each enrolled photo, their vectors (M, D)), in label order."""
         ...
@@ -91,6 +93,7 @@ class Gallery:
         ordered = sorted(photos, key=lambda p: int(p["label"]))
         self._labels = np.fromiter((int(p["label"]) for p in ordered), np.int64, len(ordered))
         self._photo_ids = [str(p["photo_id"]) for p in ordered]
+        self._photo_set: frozenset[str] | None = None  # made on first use (has_photo)
         self._person_ids = sorted(persons)
         position = {person_id: i for i, person_id in enumerate(self._person_ids)}
         self._owners = np.fromiter((position[p["person_id"]] for p in ordered), np.int32, len(ordered))
@@ -178,6 +181,12 @@ class Gallery:
     def person(self, person_id: str) -> dict[str, Any] | None:
         found = self._persons.get(person_id)
         return dict(found) if found else None
+
+    def has_photo(self, photo_id: str) -> bool:
+        """Whether ``photo_id`` is enrolled (a withdrawn photo is not): the device drops queued events resting on one."""
+        if self._photo_set is None:
+            self._photo_set = frozenset(self._photo_ids)
+        return photo_id in self._photo_set
 
     def persons(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._persons.values()]

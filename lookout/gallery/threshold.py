@@ -418,16 +418,18 @@ def _fmr_cautious(calibration: ModelCalibration, threshold: float) -> tuple[floa
     return min(1.0, 10**log_fmr), True
 
 
-def operator_threshold_problem(basis: dict[str, Any]) -> str | None:
-    """Why an operator's threshold should not be signed without ``--accept-fpir``: its predicted FPIR is more than
-    ``FAR_ABOVE_TARGET`` times the target. None when it is not (or cannot be predicted)."""
+def operator_threshold_problem(
+    basis: dict[str, Any], accept_hint: str = "check the value, or pass --accept-fpir to sign it anyway"
+) -> str | None:
+    """Why an operator's threshold should not be used without accepting it in so many words: its predicted FPIR is
+    more than ``FAR_ABOVE_TARGET`` times the target. None when it is not (or cannot be predicted)."""
     predicted, target = basis.get("predicted_fpir"), basis["target_fpir"]
     if predicted is None or predicted <= FAR_ABOVE_TARGET * target:
         return None
     return (
         f"predicted FPIR {predicted:.1%} at {basis['gallery_persons']} people / {basis['gallery_photos']} photos: "
         f"{predicted / target:.0f} times the target {target:.2%} (that share of strangers walking past would be "
-        f"named as someone); check the value, or pass --accept-fpir to sign it anyway"
+        f"named as someone); {accept_hint}"
     )
 
 
