@@ -12,7 +12,6 @@ last states it saw as a live fleet (attack finding A12).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from lookout.events import DeviceStatus, Heartbeat
+from lookout.events import DeviceStatus, Heartbeat, read_json
 from lookout.log import get_logger
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
@@ -139,7 +138,7 @@ class FleetWatcher:
             with self._lock:
                 self.devices.pop(device, None)
             return
-        status = DeviceStatus.model_validate(json.loads(payload), strict=False)
+        status = DeviceStatus.model_validate(read_json(payload, f"status of {device}"), strict=False)
         if status.device_id != device:
             raise ValueError(f"device_id {status.device_id!r} differs from the topic's {device!r}")
         fields: dict[str, Any] = {"state": status.state, "status_at": status.at.timestamp(), "version": status.version}
@@ -148,7 +147,7 @@ class FleetWatcher:
         self._update(device, **fields)
 
     def _heartbeat(self, device: str, payload: bytes | bytearray) -> None:
-        beat = Heartbeat.model_validate(json.loads(payload), strict=False)
+        beat = Heartbeat.model_validate(read_json(payload, f"heartbeat of {device}"), strict=False)
         if beat.device_id != device:
             raise ValueError(f"device_id {beat.device_id!r} differs from the topic's {device!r}")
         fields: dict[str, Any] = {

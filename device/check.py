@@ -97,8 +97,9 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                     f"threshold {gallery.threshold}",
                 )
                 verdict = judge(cfg.recognition.threshold, gallery)
-                if verdict.problem and not cfg.recognition.accept_fpir:
-                    bad("threshold", f"{verdict.describe()}: {verdict.problem}")
+                refusal = verdict.refusal(cfg.recognition.accept_fpir, cfg.recognition.accept_fnir)
+                if refusal:
+                    bad("threshold", f"{verdict.describe()}: {refusal}")
                 else:
                     ok("threshold", f"in use {verdict.describe()}")
             except LookoutError as err:

@@ -143,6 +143,10 @@ class RecognitionConfig(_Section):
         description="use recognition.threshold even when the FPIR it predicts at the gallery's size is more than "
         "5 times the gallery's target (otherwise refused at start, ignored at a swap, refused as a live update)",
     )
+    accept_fnir: bool = Field(
+        False,
+        description="use recognition.threshold even when it is predicted to miss half the gallery's people or more",
+    )
     min_margin: float = Field(0.05, ge=0, le=2, description="best person's score over the second-best person's")
     embed_every: int = Field(1, ge=1, description="frames between embeddings of an undecided track")
     slow_embed_every: int = Field(5, ge=1, description="... once it has had 3n embeddings without a decision")

@@ -114,7 +114,7 @@ class EventEmitter:
         tuning: Tuning,
         crops_allowed: bool,
         homeassistant: HomeAssistantDiscovery | None = None,
-        holds: Callable[[str, tuple[str, ...]], bool | None] | None = None,
+        holds: Callable[[str, tuple[str, ...], tuple[str, ...]], bool | None] | None = None,
     ) -> None:
         """``homeassistant``: when discovery is on, each match also goes out as a Home Assistant event
         (through the outbox, so it survives an outage too, and expires with the match).
@@ -139,7 +139,8 @@ class EventEmitter:
     def emit(self, decision: Decision, gallery: GalleryReader, seen_at: float, captured: float) -> None:
         """``seen_at``: the frame's time (epoch seconds); ``captured``: when it was grabbed (monotonic)."""
         cfg = self.cfg
-        if self.holds is not None and self.holds(decision.person_id, decision.photo_ids) is False:
+        digests = gallery.photo_sha256(decision.photo_ids) if decision.photo_ids else ()
+        if self.holds is not None and self.holds(decision.person_id, decision.photo_ids, digests) is False:
             self.metrics.dropped(DROPPED_WITHDRAWN)
             log.info(
                 "event.withdrawn_dropped",
@@ -172,6 +173,7 @@ class EventEmitter:
             time.time(),
             person_id=person_id,
             photo_ids=decision.photo_ids,
+            photo_sha256=digests,
         )
         if self.homeassistant is not None:
             payload = self.homeassistant.event_payload(
@@ -191,6 +193,7 @@ class EventEmitter:
                 time.time(),
                 person_id=person_id,
                 photo_ids=decision.photo_ids,
+                photo_sha256=digests,
                 sequenced=False,  # the relay never sees this copy: numbering it would read as a lost event there
             )
         self.deliveries.queued(event_id, captured)

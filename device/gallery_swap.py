@@ -129,11 +129,12 @@ class GallerySwap:
             release_freed_memory()  # the old gallery is gone: give its pages back
         return self.current
 
-    def holds(self, person_id: str, photo_ids: tuple[str, ...] = ()) -> bool | None:
+    def holds(self, person_id: str, photo_ids: tuple[str, ...] = (), photo_sha256: tuple[str, ...] = ()) -> bool | None:
         """Whether the gallery in use holds ``person_id`` and every one of ``photo_ids`` (a match resting on a
-        withdrawn photo is void); None while no gallery is in use (cannot tell)."""
+        withdrawn photo is void; one only renamed still counts, by ``photo_sha256``); None while no gallery is in
+        use (cannot tell)."""
         current = self.current
-        return None if current is None else gallery_holds(current, person_id, photo_ids)
+        return None if current is None else gallery_holds(current, person_id, photo_ids, photo_sha256)
 
     def _use(self, gallery: GalleryReader, bundle_dir: Path | None) -> None:
         self.current = gallery
@@ -160,6 +161,12 @@ class GallerySwap:
                 self.on_swap(current)
 
 
-def gallery_holds(gallery: GalleryReader, person_id: str, photo_ids: tuple[str, ...] = ()) -> bool:
-    """``person_id`` and each of ``photo_ids`` are enrolled in ``gallery``."""
-    return gallery.person(person_id) is not None and all(gallery.has_photo(p) for p in photo_ids)
+def gallery_holds(
+    gallery: GalleryReader, person_id: str, photo_ids: tuple[str, ...] = (), photo_sha256: tuple[str, ...] = ()
+) -> bool:
+    """``person_id`` is enrolled in ``gallery`` and each of ``photo_ids`` still counts there (enrolled, or the same
+    content enrolled for that person under another id, and not in the withdrawal ledger)."""
+    if gallery.person(person_id) is None:
+        return False
+    digests = photo_sha256 if len(photo_sha256) == len(photo_ids) else ("",) * len(photo_ids)
+    return all(gallery.photo_still_enrolled(person_id, p, d) for p, d in zip(photo_ids, digests))

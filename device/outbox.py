@@ -45,7 +45,8 @@ from functools import partial
 from pathlib import Path
 
 from lookout.device.publisher import EventPublisher
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
+from lookout.events import read_json
 from lookout.log import get_logger
 
 log = get_logger(__name__)
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     stale INTEGER NOT NULL DEFAULT 0,
     person_id TEXT,
     photo_ids TEXT,
-    sequenced INTEGER NOT NULL DEFAULT 1
+    sequenced INTEGER NOT NULL DEFAULT 1,
+    photo_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -93,8 +95,8 @@ def _needs_number(payload: bytes) -> bool:
 def person_in(payload: bytes) -> str | None:
     """The ``person_id`` an event payload names (rows written before the column existed), or None."""
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = read_json(payload, "outbox row")
+    except InputError:
         return None
     person_id = doc.get("person_id") if isinstance(doc, dict) else None
     return person_id if isinstance(person_id, str) else None
@@ -120,6 +122,7 @@ class OutboxRow:
     attempts: int
     person_id: str | None = None
     photo_ids: tuple[str, ...] = ()  # the enrolled photos the match rests on
+    photo_sha256: tuple[str, ...] = ()  # their content digests, in the same order ("" where unknown)
 
 
 class Outbox:
@@ -147,7 +150,7 @@ class Outbox:
     def _migrate(self) -> None:
         """Outbox files written before rows named their person get the column (NULL: read from the payload)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        for column in ("person_id", "photo_ids"):
+        for column in ("person_id", "photo_ids", "photo_sha256"):
             if column not in columns:
                 self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
         if "sequenced" not in columns:
@@ -178,17 +181,27 @@ class Outbox:
         person_id: str | None = None,
         sequenced: bool = True,
         photo_ids: tuple[str, ...] = (),
+        photo_sha256: tuple[str, ...] = (),
     ) -> int:
         """Store an event durably; returns its row's place in the queue. A repeated event id is ignored.
         ``person_id``: whom the event is about, ``photo_ids``: the enrolled photos its match rests on (dropped if
-        either is withdrawn). ``sequenced``: number it in the
+        either is withdrawn; ``photo_sha256``: their content digests, so a photo only renamed in the source still
+        counts). ``sequenced``: number it in the
         relay's stream (``seq``); False for copies on topics the relay does not read."""
         dropped: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._insert(
-                    event_id, topic, payload, expires_at, created_at or time.time(), person_id, sequenced, photo_ids
+                    event_id,
+                    topic,
+                    payload,
+                    expires_at,
+                    created_at or time.time(),
+                    person_id,
+                    sequenced,
+                    photo_ids,
+                    photo_sha256,
                 )
                 over = self._count() - self.max_events
                 if over > 0:
@@ -217,6 +230,7 @@ class Outbox:
         person_id: str | None,
         sequenced: bool,
         photo_ids: tuple[str, ...] = (),
+        photo_sha256: tuple[str, ...] = (),
     ) -> int:
         row = self._db.execute("SELECT seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
         if row is not None:
@@ -225,8 +239,19 @@ class Outbox:
         seq = (int(last[0]) if last else 0) + 1
         self._db.execute(
             "INSERT INTO outbox (seq, event_id, topic, payload, created_at, expires_at, person_id, photo_ids, "
-            "sequenced) VALUES (?,?,?,?,?,?,?,?,?)",
-            (seq, event_id, topic, payload, created_at, expires_at, person_id, json.dumps(list(photo_ids)), sequenced),
+            "sequenced, photo_sha256) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                seq,
+                event_id,
+                topic,
+                payload,
+                created_at,
+                expires_at,
+                person_id,
+                json.dumps(list(photo_ids)),
+                sequenced,
+                json.dumps(list(photo_sha256)),
+            ),
         )
         return seq
 
@@ -311,15 +336,15 @@ class Outbox:
             self._db.close()
 
 
-ROW_COLUMNS = "seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids"
+ROW_COLUMNS = "seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids, photo_sha256"
 
 
 def _row(r: tuple) -> OutboxRow:
-    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids = r
+    seq, event_id, topic, payload, created_at, expires_at, attempts, person_id, photo_ids, photo_sha256 = r
     photos = tuple(str(p) for p in json.loads(photo_ids)) if photo_ids else ()
-    return OutboxRow(
-        seq, event_id, topic, payload, created_at, expires_at, attempts, person_id or person_in(payload), photos
-    )
+    digests = tuple(str(d) for d in json.loads(photo_sha256)) if photo_sha256 else ()
+    person = person_id or person_in(payload)
+    return OutboxRow(seq, event_id, topic, payload, created_at, expires_at, attempts, person, photos, digests)
 
 
 # A row the sender may not judge yet (no gallery in use) is asked about again after this long.

@@ -198,10 +198,11 @@ class Runtime:
         cfg = self.cfg
         gallery = self.gallery
         if threshold is not None and gallery is not None:
-            verdict = judge(threshold, gallery)
-            if verdict.problem and not cfg.recognition.accept_fpir:
-                log.error("config.live_threshold_refused", threshold=threshold, why=verdict.problem,
-                          keeping=self.tuning.threshold)  # fmt: skip
+            refusal = judge(threshold, gallery).refusal(cfg.recognition.accept_fpir, cfg.recognition.accept_fnir)
+            if refusal:
+                log.error(
+                    "config.live_threshold_refused", threshold=threshold, why=refusal, keeping=self.tuning.threshold
+                )
                 threshold = self.tuning.threshold
         self.cfg = cfg.model_copy(
             update={
@@ -442,7 +443,7 @@ class Runtime:
     def _admit(self, row: OutboxRow) -> bool | None:
         """The sender's question before a row goes out: nothing about a person the gallery in use no longer
         holds leaves the device; while no gallery is in use, rows about a person wait (cannot tell)."""
-        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids)
+        return True if row.person_id is None else self.galleries.holds(row.person_id, row.photo_ids, row.photo_sha256)
 
     def _gallery_arrives(self, gallery: GalleryReader) -> None:
         """A new gallery comes into use (frame-loop thread, before its version shows)."""
@@ -452,21 +453,23 @@ class Runtime:
     def _judge_threshold(self, gallery: GalleryReader, *, at_start: bool) -> None:
         """recognition.threshold under the rule of an operator's threshold (device/threshold_guard.py); the
         threshold in use and its predicted FPIR go to the metrics."""
+        rec = self.cfg.recognition
         verdict = judge(self.tuning.threshold, gallery)
-        if verdict.problem and not self.cfg.recognition.accept_fpir:
+        refusal = verdict.refusal(rec.accept_fpir, rec.accept_fnir)
+        if refusal:
             if at_start:
-                raise RecognitionRefused(f"recognition.threshold {verdict.threshold:g}: {verdict.problem}")
+                raise RecognitionRefused(f"recognition.threshold {verdict.threshold:g}: {refusal}")
             log.error(
                 "threshold.override_refused",
                 threshold=verdict.threshold,
                 bundle=str(gallery.version),
-                why=verdict.problem,
+                why=refusal,
                 effect="the gallery's own threshold is used",
             )
             self.tuning.threshold = None
             verdict = judge(None, gallery)
-        elif verdict.problem:
-            log.warning("threshold.accepted_far_above_target", threshold=verdict.threshold, why=verdict.problem)
+        elif verdict.problem or verdict.fnir_problem:
+            log.warning("threshold.accepted", threshold=verdict.threshold, why=verdict.problem or verdict.fnir_problem)
         self.metrics.threshold, self.metrics.predicted_fpir = verdict.threshold, verdict.predicted_fpir
         log.info("threshold.in_use", bundle=str(gallery.version), threshold=verdict.describe())
 
@@ -475,7 +478,7 @@ class Runtime:
         if self.session is None:
             return
         dropped = self.session.outbox.drop_rows(
-            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids)
+            lambda row: row.person_id is None or gallery_holds(gallery, row.person_id, row.photo_ids, row.photo_sha256)
         )
         if dropped:
             log.warning(

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 
 from lookout.errors import InputError
-from lookout.events import parse_match_event
+from lookout.events import parse_match_event, read_json_object
 from lookout.mqtt import MqttSettings, connect, make_client
 from lookout.topics import Topics
 
@@ -92,15 +92,13 @@ def tail(
                 )
                 seen["matches"] += 1
             else:
-                doc = json.loads(msg.payload)
-                if not isinstance(doc, dict):
-                    raise InputError(f"message on {msg.topic}", "expected a JSON object")
+                doc = read_json_object(msg.payload, f"message on {msg.topic}")
                 line = (
                     json.dumps({"topic": msg.topic, "kind": kind, "payload": doc})
                     if as_json
                     else (format_status(doc) if kind == "status" else format_heartbeat(doc))
                 )
-        except (InputError, ValueError, RecursionError) as err:  # RecursionError: "[[[[..." 60,000 deep
+        except (InputError, ValueError) as err:  # unreadable JSON is an InputError (read_json_object)
             print(f"lookout: skipped invalid message: {err}", file=sys.stderr, flush=True)
             return
         print(line, file=out, flush=True)

@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -205,6 +205,26 @@ def _short(err: Exception, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def read_json(payload: bytes | bytearray | str, source: str) -> Any:
+    """``json.loads`` for input from the network, a file or another program: every way it can fail (not UTF-8,
+    not JSON, a number of 5,000 digits, ``[[[[...`` 60,000 deep) is one InputError naming ``source``. The one
+    guard for every reader of untrusted JSON (attack findings A11, A12: each reader missed one of these)."""
+    try:
+        return json.loads(payload)
+    except RecursionError:  # "[[[[..." deep: must not take a network thread down
+        raise InputError(source, "JSON nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, and a number of 5,000 digits (int limit)
+        raise InputError(source, f"not JSON: {_short(err)}") from None
+
+
+def read_json_object(payload: bytes | bytearray | str, source: str) -> dict[str, Any]:
+    """:func:`read_json` for a JSON object (anything else: InputError naming ``source``)."""
+    doc = read_json(payload, source)
+    if not isinstance(doc, dict):
+        raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
 def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent:
     """Parse and validate a match event, raising InputError naming ``source`` and the reason.
 
@@ -217,14 +237,7 @@ def parse_match_event(payload: bytes, source: str = "match event") -> MatchEvent
         return MatchEvent.model_validate_json(payload)
     except ValidationError as err:
         problem = err
-    try:
-        doc = json.loads(payload)
-    except RecursionError:  # "[[[[..." 64 KB deep: a hostile publisher must not take the relay's thread down
-        raise InputError(source, "JSON nested too deeply") from None
-    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, and a number of 5,000 digits (int limit)
-        raise InputError(source, f"not JSON: {_short(err)}") from None
-    if not isinstance(doc, dict):
-        raise InputError(source, f"expected a JSON object, got {type(doc).__name__}")
+    doc = read_json_object(payload, source)
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise InputError(source, f"unsupported schema_version {version!r} (this relay reads {SCHEMA_VERSION!r})")

@@ -14,7 +14,6 @@ relay's own check of every event (:meth:`SqliteDirectory.membership`, which says
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -24,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lookout.errors import LookoutError
+from lookout.errors import InputError, LookoutError
+from lookout.events import read_json
 from lookout.gallery import metadata
 from lookout.log import get_logger
 
@@ -145,8 +145,8 @@ def _attributes(text: str | None, person_id: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
+        value = read_json(text, f"attributes of person {person_id!r}")
+    except InputError:
         log.warning("directory.bad_attributes", person_id=person_id)
         return {}
     return value if isinstance(value, dict) else {}

@@ -341,6 +341,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="jurisdiction policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
         "the bundle's own applies too)",
     )
+    search.add_argument(
+        "--jurisdiction",
+        required=True,
+        metavar="CODE",
+        help="where the photos were taken (ISO 3166-2, e.g. US-CA): their faces are people there, so the policy "
+        "decides on it before any face is detected; a denied or unknown place refuses the search",
+    )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box (one image only)")
     search.add_argument(
         "--top",
@@ -802,7 +809,13 @@ def _search(args: argparse.Namespace) -> int:
     if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
         raise InputError("--box", "applies to one image, not to several or a folder")
     pipeline = open_pipeline(args)
-    gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, _policy(args))  # policy None: built-in
+    policy = _policy(args)
+    gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, policy)  # policy None: built-in
+    taken = (policy or Policy.default()).decide(args.jurisdiction, gallery.purpose)
+    if not taken.allowed:  # before any face is detected (attack A40)
+        raise InputError(
+            "--jurisdiction", f"face recognition is not allowed where the photos were taken: {taken.reason}"
+        )
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0
     if not args.json:

@@ -112,7 +112,7 @@ def test_pull_refuses_an_allow_all_bundle_holding_illinois_without_policy(
 
 
 def test_search_never_names_a_person_the_built_in_policy_denies(illinois_bundle, photos, keys, capsys):
-    code = main(["search", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
+    code = main(["search", "--jurisdiction", "US-CA", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
                  str(keys[1]), "--device", "CPU"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 2 and "Illinois Person" not in out + err and "MATCH" not in out

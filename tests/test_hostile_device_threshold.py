@@ -94,3 +94,20 @@ def test_a_live_update_far_above_the_target_is_not_applied(bundle, tmp_path, pip
     runtime.apply_live(threshold=0.5, min_margin=0.1, cooldown_s=30, crop=False)
     assert runtime.tuning.threshold == 0.5 and runtime.metrics.threshold == 0.5
     assert runtime.metrics.predicted_fpir is not None and runtime.metrics.predicted_fpir < 0.01
+
+
+def test_an_override_that_would_never_match_anyone_needs_accept_fnir(bundle, tmp_path, pipeline):
+    """A41: 0.99 (a typo for 0.35) keeps a missing-persons camera silent while it reports healthy."""
+    root, public = bundle
+    lines = _check(_cfg(root, public, tmp_path, threshold=0.99))
+    (line,) = [x for x in lines if x.startswith("FAIL  threshold")]
+    assert "FNIR 100%" in line and "recognition.accept_fnir" in line
+    accepted = _check(_cfg(root, public, tmp_path, threshold=0.99, accept_fnir=True))
+    assert [x for x in accepted if x.startswith("ok    threshold: in use 0.99")], accepted
+    runtime = Runtime(_cfg(root, public, tmp_path, threshold=0.99), pipeline=pipeline, publisher=MemoryPublisher())
+    with pytest.raises(RecognitionRefused, match="predicted FNIR"):
+        runtime.run()
+    live = Runtime(_cfg(root, public, tmp_path), pipeline=pipeline, publisher=MemoryPublisher())
+    live.galleries.open(pipeline.embedder.digest)
+    live.apply_live(threshold=0.99, min_margin=0.05, cooldown_s=60, crop=False)
+    assert live.tuning.threshold is None

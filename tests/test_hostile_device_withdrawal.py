@@ -29,6 +29,7 @@ from lookout.device.status import Metrics
 from lookout.device.tracker import Track
 from lookout.events import parse_match_event
 from lookout.gallery.keys import generate_keys
+from lookout.gallery.reader import load_bundle
 from lookout.relay.config import RelayConfig
 from lookout.relay.service import RelayService
 from lookout.sync.build import build_gallery, update_gallery
@@ -300,3 +301,48 @@ def test_events_dropped_on_the_device_leave_no_gap_for_the_relay(tmp_path, store
         assert relay.scan_gaps(clock[0]) == 0 and relay.counters.snapshot()["seq_missing"] == 0
     finally:
         relay.stop()
+
+
+@pytest.mark.slow
+def test_a_photo_only_renamed_in_the_source_keeps_its_queued_events(tmp_path, pipeline, grace_hopper, astronaut):
+    """A44: a photo that left the gallery only because its file was renamed (same bytes, enrolled again under the
+    new id) is not a withdrawal: events resting on it still go. One whose content is gone (the source withdrew its
+    consent: use_for_recognition false) is: those are dropped."""
+    private, public = generate_keys(tmp_path / "keys")
+    photos = {"grace": grace_hopper, "grace-mirror": cv2.flip(grace_hopper, 1), "eileen": astronaut}
+    for name, image in photos.items():
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), image)
+    (tmp_path / "grace-renamed.jpg").write_bytes((tmp_path / "grace.jpg").read_bytes())
+
+    def record(person: str, file: str, use: bool = True) -> PhotoRecord:
+        return PhotoRecord(person_id=person, name=person.title(), photo=str(tmp_path / file), jurisdiction="US-NY",
+                           use_for_recognition=use)  # fmt: skip
+
+    v1 = [record("grace", "grace.jpg"), record("grace", "grace-mirror.jpg"), record("eileen", "eileen.jpg")]
+    v2 = [record("grace", "grace-renamed.jpg"), record("grace", "grace-mirror.jpg", use=False),
+          record("eileen", "eileen.jpg")]  # fmt: skip
+    build_gallery(v1, tmp_path / "v1", private, pipeline, progress=False)
+    update_gallery(tmp_path / "v1", v2, tmp_path / "v2", private, pipeline, public_key=public, progress=False)
+    old = load_bundle(tmp_path / "v1", public, pipeline.embedder.digest, None, location="US-NY")
+    left = Outbox(tmp_path / "outbox.sqlite")
+    for event_id, photo in (("on-renamed", "grace/grace.jpg"), ("on-mirror", "grace/grace-mirror.jpg")):
+        left.add(event_id, "dt/lookout/cam/match", _event(event_id, "grace"), time.time() + 60, person_id="grace",
+                 photo_ids=(photo,), photo_sha256=old.photo_sha256((photo,)))  # fmt: skip
+    left.close()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))
+    doc = {
+        "device_id": "cam-rename",
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
+    }  # fmt: skip
+    publisher = MemoryPublisher()
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    assert runtime.run() == 0
+    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    assert sent == ["on-renamed"], sent
+    assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 1

@@ -637,7 +637,11 @@ def test_cli_takes_no_abbreviations_and_device_is_the_openvino_device():
     assert args.device == "CPU" and args.device_id is None
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device-i", "cam1"])
-    for command in (["detect", "x.jpg"], ["embed", "x.jpg"], ["search", "x.jpg", "--gallery", "g"]):
+    for command in (
+        ["detect", "x.jpg"],
+        ["embed", "x.jpg"],
+        ["search", "--jurisdiction", "US-CA", "x.jpg", "--gallery", "g"],
+    ):
         assert parser.parse_args([*command, "--device", "CPU"]).device == "CPU"
 
 

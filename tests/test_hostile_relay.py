@@ -20,7 +20,7 @@ import pytest
 from lookout.console.fleet import FleetWatcher
 from lookout.device.tail import tail
 from lookout.errors import InputError
-from lookout.events import parse_match_event
+from lookout.events import parse_match_event, read_json, read_json_object
 from lookout.gallery.format import BundleError, parse_manifest
 from lookout.http_client import FetchError
 from lookout.mqtt import MqttSettings
@@ -252,3 +252,17 @@ def test_a_fleet_watcher_stopped_on_purpose_is_not_reported(mosquitto):
     assert watcher.connected.wait(15)
     watcher.stop()
     assert not watcher.running and watcher.stopped is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [DEEP, HOSTILE["5000-digit integer"], b"\xff", b"{not json", b"[]"],
+    ids=["deep", "digits", "utf8", "syntax", "list"],
+)
+def test_one_guard_for_every_reader_of_untrusted_json(payload):
+    """lookout.events.read_json(_object): every failure of json.loads is one InputError naming the input (used by
+    the relay's parser, the directory, the console's fleet watcher, events tail and the device outbox)."""
+    with pytest.raises(InputError) as caught:
+        read_json_object(payload, "status of cam-x")
+    assert "status of cam-x" in str(caught.value) and len(str(caught.value)) < 400
+    assert read_json(b'{"a": [1]}', "x") == {"a": [1]}

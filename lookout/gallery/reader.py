@@ -60,6 +60,10 @@ class GalleryReader(Protocol):
 
     def has_photo(self, photo_id: str) -> bool: ...
 
+    def photo_sha256(self, photo_ids: tuple[str, ...]) -> tuple[str, ...]: ...
+
+    def photo_still_enrolled(self, person_id: str, photo_id: str, sha256: str | None) -> bool: ...
+
     def enrolled(self) -> tuple[list[str], np.ndarray]:
         """(the person id of each enrolled photo, their vectors (M, D)), in label order."""
         ...
@@ -94,6 +98,8 @@ class Gallery:
         self._labels = np.fromiter((int(p["label"]) for p in ordered), np.int64, len(ordered))
         self._photo_ids = [str(p["photo_id"]) for p in ordered]
         self._photo_set: frozenset[str] | None = None  # made on first use (has_photo)
+        self._contents: frozenset[tuple[str, str]] | None = None  # (person, photo SHA-256), on first use
+        self._withdrawn_photos: frozenset[str] | None = None  # the withdrawal ledger's photo ids, on first use
         self._person_ids = sorted(persons)
         position = {person_id: i for i, person_id in enumerate(self._person_ids)}
         self._owners = np.fromiter((position[p["person_id"]] for p in ordered), np.int32, len(ordered))
@@ -187,6 +193,44 @@ class Gallery:
         if self._photo_set is None:
             self._photo_set = frozenset(self._photo_ids)
         return photo_id in self._photo_set
+
+    def photo_sha256(self, photo_ids: tuple[str, ...]) -> tuple[str, ...]:
+        """The content digest of each of ``photo_ids`` ("" where unknown), read from the bundle's metadata on
+        demand (a device keeps no digests in memory; it asks for a match's few photos)."""
+        found = self._read(
+            f"SELECT photo_id, sha256 FROM photos WHERE photo_id IN ({','.join('?' * len(photo_ids))})", photo_ids
+        )
+        digests = {str(r[0]): str(r[1] or "") for r in found}
+        return tuple(digests.get(p, "") for p in photo_ids)
+
+    def photo_still_enrolled(self, person_id: str, photo_id: str, sha256: str | None) -> bool:
+        """Whether a photo a match rested on still counts in this gallery: enrolled under its id, or (renamed or
+        moved in the source: A44) the same content enrolled for the same person, unless the withdrawal ledger
+        names it. A photo whose content is gone (withdrawn in the source, replaced) does not."""
+        if self.has_photo(photo_id):
+            return True
+        if self._withdrawn_photos is None:
+            self._withdrawn_photos = frozenset(
+                str(r[1]) for r in self._read("SELECT kind, id FROM withdrawn") if r[0] == "photo"
+            )
+        if photo_id in self._withdrawn_photos or not sha256:
+            return False
+        if self._contents is None:
+            self._contents = frozenset(
+                (str(r[0]), str(r[1])) for r in self._read("SELECT person_id, sha256 FROM photos") if r[1]
+            )
+        return (person_id, sha256) in self._contents
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows from the bundle's metadata; none when it cannot be read (the callers then fail closed)."""
+        try:
+            conn = metadata.connect_readonly(self.bundle_dir / GALLERY)
+            try:
+                return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return []
 
     def persons(self) -> list[dict[str, Any]]:
         return [dict(p) for p in self._persons.values()]
