@@ -188,11 +188,20 @@ def _enrol_all(
     max_pixels: int = MAX_PIXELS,
     rule: SubjectRule | None = None,
     withdrawn_sha256: dict[str, str] | None = None,
+    withdrawn_ids: Set[str] = frozenset(),
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
     enroller = Enroller(
-        pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels, rule=rule, withdrawn_sha256=withdrawn_sha256
+        pipeline,
+        policy,
+        purpose,
+        fetcher,
+        cache,
+        max_pixels=max_pixels,
+        rule=rule,
+        withdrawn_sha256=withdrawn_sha256,
+        withdrawn_ids=set(withdrawn_ids),
     )
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
@@ -455,6 +464,7 @@ def update_gallery(
         max_pixels=max_pixels,
         rule=subject_rule,
         withdrawn_sha256=ledger.sha256,
+        withdrawn_ids=withdraw,
     )
     denied = _denied_persons(persons, old_persons if only_listed else {}, policy, base.purpose)
     withdrawn = withdraw | {

@@ -754,7 +754,8 @@ def _sync_status(args: argparse.Namespace) -> int:
             return info["error"]
         return (
             f"version {info['version']} ({count(info['persons'] or 0, 'person', 'people')}, "
-            f"built {info['created']}) in {info['dir']}"
+            f"built {info['created']}, gallery {info.get('gallery_id') or 'none (built before gallery ids)'}) "
+            f"in {info['dir']}"
         )
 
     print(f"store {status['store']}")

@@ -102,6 +102,9 @@ def test_a_store_refuses_another_gallerys_bundle_with_or_without_gallery_id(line
     publish(lines["mp2"], root)  # the line's own next version still installs
     assert _pull(server.url, store, keys[1], "--gallery-id", "missing-persons") == 0
     assert BundleStore(store).current_manifest().version == 2
+    capsys.readouterr()
+    assert main(["sync", "status", "--into", str(store)]) == 0
+    assert "gallery missing-persons" in capsys.readouterr().out
 
 
 def test_a_device_loading_a_bundle_checks_its_gallery_and_purpose(lines, keys):
