@@ -1,7 +1,7 @@
 """CSV or JSON manifest: one row per photo.
 
 Columns / keys: ``person_id``, ``name``, ``photo`` (path relative to the
-manifest, absolute path, or http(s) URL) required; optional ``photo_id``,
+manifest, absolute path, or http(s) URL; a path is stored absolute in the bundle) required; optional ``photo_id``,
 ``jurisdiction``, ``department``, ``use_for_recognition`` (true/false, default
 true), ``box`` ("x1,y1,x2,y2"); every other column is an attribute kept for
 alerts (age, sex, date_last_seen, case_url, ...). In JSON, ``attributes`` may
@@ -68,7 +68,7 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
         raise InputError(where, f"missing {', '.join(missing)}")
     photo = str(row["photo"]).strip()
     if base is not None and "://" not in photo and not Path(photo).is_absolute():
-        photo = str(base / photo)
+        photo = str((base / photo).absolute())  # bundles keep it for reviewers: not bound to the builder's cwd
     attributes = dict(row.get("attributes") or {}) if isinstance(row.get("attributes"), dict) else {}
     attributes.update({k: v for k, v in row.items() if k not in KNOWN and v not in (None, "")})
     try:
