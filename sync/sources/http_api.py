@@ -47,9 +47,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lookout.config_file import read_mapping
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import is_blank
 from lookout.http_client import FetchError, HttpClient, http_url_problem
@@ -133,11 +133,7 @@ class HttpApiSource:
     ) -> HttpApiSource:
         data: dict = {}
         if path is not None:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-                data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
-            except (OSError, ValueError, yaml.YAMLError) as err:
-                raise ConfigError(f"{path}: cannot read API config ({err})") from None
+            data = read_mapping(Path(path), "API config")  # bounded: never /dev/zero or a pipe
         if url_template:
             data["url_template"] = url_template
         data.update(overrides)
