@@ -402,6 +402,7 @@ class ConsoleApp:
             request,
             "search.html",
             session,
+            default_taken_in=self.s.config.location,
             galleries=sorted(self.s.galleries.settings),
             outcome=None,
             upload=None,
@@ -440,18 +441,23 @@ class ConsoleApp:
                 )
                 upload = self.s.search.uploads.put(session.token_sha256, file.filename or "photo", image)
             box = _box(form)
-            outcome = await run_in_threadpool(self.s.search.search, session.user.username, gid, upload, box)
+            taken_in = str(form.get("taken_in") or "") or None
+            outcome = await run_in_threadpool(
+                self.s.search.search, session.user.username, gid, upload, box, 5, taken_in
+            )
         except LookoutError as err:
             return self._search_error(request, session, galleries, str(err), 400)
         return self.pages.render(
             request,
             "search.html",
             session,
+            default_taken_in=self.s.config.location,
             galleries=galleries,
             outcome=outcome,
             upload=upload,
             error=None,
             gallery=gid,
+            taken_in=taken_in,
         )
 
     def _search_error(
@@ -461,6 +467,7 @@ class ConsoleApp:
             request,
             "search.html",
             session,
+            default_taken_in=self.s.config.location,
             status=status,
             galleries=galleries,
             outcome=None,

@@ -173,9 +173,18 @@ class SearchDesk:
         return InputError(f"search in gallery {gid!r}", why)
 
     def search(
-        self, actor: str, gid: str, upload: Upload, box: tuple[float, float, float, float] | None, top: int = 5
+        self,
+        actor: str,
+        gid: str,
+        upload: Upload,
+        box: tuple[float, float, float, float] | None,
+        top: int = 5,
+        taken_in: str | None = None,
     ) -> SearchOutcome:
-        detail: dict[str, Any] = {"upload": upload.name[:200], "box": list(box) if box else None}
+        """Search ``upload`` in gallery ``gid``. ``taken_in``: where the photo was taken (default: the console's
+        ``location``): the face in it is someone there, so the policy decides on it before any face is found."""
+        taken_in = (taken_in or "").strip()[:100] or self.location
+        detail: dict[str, Any] = {"upload": upload.name[:200], "box": list(box) if box else None, "taken_in": taken_in}
         try:
             gallery = self.galleries.current(gid)
         except InputError:
@@ -192,13 +201,27 @@ class SearchDesk:
                 detail,
             )
         purpose = self.purpose or gallery.purpose
-        # A search concerns the gallery's people (each checked by the policy when the gallery is loaded, and withheld
-        # from results if denied), not where the searcher sits: with no `location` configured there is nothing more
-        # to check (the policy would deny a missing jurisdiction); a configured one must be allowed.
+        # The photo's subject is someone where the photo was taken: the policy decides on that place before anything
+        # is detected or embedded, and an unknown place is denied (attack A40). The gallery's people are checked when
+        # the gallery is loaded (and withheld from results if denied); a configured console `location` must be
+        # allowed too.
         where = self.policy.decide(self.location, purpose) if self.location else None
         if where is not None and not where.allowed:
             raise self._refuse(
                 actor, gid, f"face recognition is not allowed where this console is: {where.reason}", detail
+            )
+        if not taken_in:
+            raise self._refuse(
+                actor,
+                gid,
+                "say where the photo was taken (an ISO 3166-2 code such as US-CA): face recognition is not allowed "
+                "everywhere, and an unknown place is denied",
+                detail,
+            )
+        taken = self.policy.decide(taken_in, purpose)
+        if not taken.allowed:
+            raise self._refuse(
+                actor, gid, f"face recognition is not allowed where the photo was taken: {taken.reason}", detail
             )
         with self.pipeline_lock:
             results = search_image(upload.image, self.pipeline(gallery.model_name), gallery, box=box, top=top)

@@ -31,6 +31,7 @@ from email.message import Message
 from typing import BinaryIO
 
 from lookout.log import get_logger
+from lookout.redact import redact_url
 
 log = get_logger(__name__)
 
@@ -42,7 +43,7 @@ SCHEMES = ("http", "https")
 
 class FetchError(Exception):
     def __init__(self, url: str, reason: str, status: int | None = None, retry: bool = False) -> None:
-        super().__init__(f"{url}: {reason}")
+        super().__init__(f"{redact_url(url)}: {reason}")  # the message is logged: no credentials (A15)
         self.url = url
         self.reason = reason
         self.status = status
@@ -166,7 +167,7 @@ class HttpClient:
                     raise FetchError(err.url, err.reason + suffix, err.status) from None
                 reason = err.reason
             delay = self.backoff_s * 2**attempt
-            log.info("http.retry", url=url, reason=reason, attempt=attempt + 1, wait_s=delay)
+            log.info("http.retry", url=redact_url(url), reason=reason, attempt=attempt + 1, wait_s=delay)
             time.sleep(delay)
             attempt += 1
 
@@ -184,7 +185,7 @@ class HttpClient:
             target = urllib.parse.urljoin(url, location)
             problem = http_url_problem(target)
             if problem:
-                raise FetchError(url, f"redirect to {target!r} refused: {problem}", response.status)
+                raise FetchError(url, f"redirect to {redact_url(target)!r} refused: {problem}", response.status)
             url = target
         raise FetchError(url, f"more than {MAX_REDIRECTS} redirects", None)
 

@@ -160,6 +160,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="version number of the bundle, 1 or more (default 1); devices install only a version above theirs",
     )
+    build.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="the gallery line this bundle starts, kept by every update (default: a new random id, printed); "
+        "configure devices with it (gallery.gallery_id, sync pull --gallery-id): they refuse other galleries' bundles",
+    )
     build.add_argument("--M", type=_at_least(2), default=32, help="HNSW M (graph degree), 2 or more, default 32")
     build.add_argument(
         "--ef-construction", type=_at_least(1), default=200, help="HNSW ef_construction, 1 or more, default 200"
@@ -200,6 +206,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="lift an earlier --withdraw (photo id) or --remove (person id): the source may enrol it again",
     )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
+    update.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="only for a previous bundle built before gallery ids: the id to give the line (default: a new one); "
+        "otherwise the previous bundle's id is kept and another is refused",
+    )
     update.set_defaults(func=_gallery_update)
 
     delta = sub.add_parser("delta", help="what changed in a bundle since its previous version, and the delta's size")
@@ -276,6 +288,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the bundle's own applies too)",
     )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
+    pull.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="install only bundles of this gallery (the id `gallery build` printed); without it the store stays "
+        "with the gallery of the bundle it holds. Use an https:// URL: whoever answers a plain http one chooses "
+        "what you are offered",
+    )
+    pull.add_argument(
+        "--purpose", type=argparse_purpose, help="install only bundles built for this purpose (e.g. identification)"
+    )
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
     pull.add_argument(
         "--timeout",
@@ -318,6 +340,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="jurisdiction policy (default: the built-in one, denying US-IL and people with no jurisdiction; "
         "the bundle's own applies too)",
+    )
+    search.add_argument(
+        "--jurisdiction",
+        required=True,
+        metavar="CODE",
+        help="where the photos were taken (ISO 3166-2, e.g. US-CA): their faces are people there, so the policy "
+        "decides on it before any face is detected; a denied or unknown place refuses the search",
     )
     search.add_argument("--box", type=_box, metavar="x1,y1,x2,y2", help="only the face in this box (one image only)")
     search.add_argument(
@@ -478,13 +507,14 @@ def _gallery_build(args: argparse.Namespace) -> int:
             **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
             accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     if report.headline:  # up front: nothing enrolled because records have no jurisdiction
         print(report.headline)
     print(
-        f"{args.out}: version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
+        f"{args.out}: gallery {m.gallery_id} version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
         f"{count(m.counts['photos'], 'photo')}, model "
         f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
     )
@@ -529,6 +559,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
             target_fpir=args.target_fpir,
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
             accept_fnir=args.accept_fnir,
         )
     m = report.manifest
@@ -538,7 +569,8 @@ def _gallery_update(args: argparse.Namespace) -> int:
     if report.headline:
         print(report.headline)
     print(
-        f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
+        f"{args.out}: gallery {m.gallery_id} version {m.version} (delta from {m.delta.from_version}: {delta} bytes, "
+        f"full bundle {full} bytes), "
         f"{count(m.counts['persons'], 'person', 'people')}, {count(m.counts['photos'], 'photo')}"
     )
     print(report.details_line)
@@ -660,6 +692,8 @@ def _sync_pull(args: argparse.Namespace) -> int:
         interval_s=args.watch or 300,
         location=args.location,
         timeout_s=args.timeout,
+        gallery_id=args.gallery_id,
+        purpose=args.purpose,
     )
     if args.watch:
         puller.start()
@@ -775,7 +809,13 @@ def _search(args: argparse.Namespace) -> int:
     if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
         raise InputError("--box", "applies to one image, not to several or a folder")
     pipeline = open_pipeline(args)
-    gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, _policy(args))  # policy None: built-in
+    policy = _policy(args)
+    gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, policy)  # policy None: built-in
+    taken = (policy or Policy.default()).decide(args.jurisdiction, gallery.purpose)
+    if not taken.allowed:  # before any face is detected (attack A40)
+        raise InputError(
+            "--jurisdiction", f"face recognition is not allowed where the photos were taken: {taken.reason}"
+        )
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0
     if not args.json:

@@ -112,7 +112,7 @@ def test_pull_refuses_an_allow_all_bundle_holding_illinois_without_policy(
 
 
 def test_search_never_names_a_person_the_built_in_policy_denies(illinois_bundle, photos, keys, capsys):
-    code = main(["search", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
+    code = main(["search", "--jurisdiction", "US-CA", str(photos / "grace.jpg"), "--gallery", str(illinois_bundle), "--public-key",
                  str(keys[1]), "--device", "CPU"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 2 and "Illinois Person" not in out + err and "MATCH" not in out
@@ -147,8 +147,8 @@ def two_versions(tmp_path_factory, photos, pipeline, keys):
     base = tmp_path_factory.mktemp("versions")
     grace = PhotoRecord(person_id="grace", name="Grace", photo=str(photos / "grace.jpg"), jurisdiction="US-NY")
     eileen = PhotoRecord(person_id="eileen", name="Eileen", photo=str(photos / "eileen.jpg"), jurisdiction="US-NY")
-    build_gallery([grace], base / "v1", keys[0], pipeline, progress=False)
-    build_gallery([grace, eileen], base / "v2", keys[0], pipeline, progress=False, version=2)
+    build_gallery([grace], base / "v1", keys[0], pipeline, progress=False, gallery_id="line")
+    build_gallery([grace, eileen], base / "v2", keys[0], pipeline, progress=False, version=2, gallery_id="line")
     return base
 
 

@@ -171,7 +171,9 @@ def test_search_decision_does_not_depend_on_how_many_candidates_are_shown(
         search_image(grace_hopper, pipeline, gallery, threshold=float("nan"))
     image = str(people.parent / "grace.jpg")
     for option, value in (("--top", "0"), ("--top", "-1"), ("--threshold", "nan"), ("--threshold", "5")):
-        line = _refused(["search", image, "--gallery", str(tmp_path / "g"), option, value], capsys)
+        line = _refused(
+            ["search", "--jurisdiction", "US-CA", image, "--gallery", str(tmp_path / "g"), option, value], capsys
+        )
         assert option in line
 
 
@@ -179,7 +181,18 @@ def test_search_decision_does_not_depend_on_how_many_candidates_are_shown(
 def test_search_with_an_operator_threshold_says_what_it_predicts(tmp_path, people, keys, pipeline, capsys):
     build_gallery(_records(people), tmp_path / "g", keys[0], pipeline, progress=False)
     image = str(people.parent / "grace.jpg")
-    argv = ["search", image, "--gallery", str(tmp_path / "g"), "--public-key", str(keys[1]), "--device", "CPU"]
+    argv = [
+        "search",
+        "--jurisdiction",
+        "US-CA",
+        image,
+        "--gallery",
+        str(tmp_path / "g"),
+        "--public-key",
+        str(keys[1]),
+        "--device",
+        "CPU",
+    ]
     assert main([*argv, "--threshold", "0.1"]) == 0
     err = capsys.readouterr().err
     assert "warning: --threshold 0.1 instead of the bundle's" in err and "far above the target" in err

@@ -80,7 +80,17 @@ def tampered(tmp_path_factory, photos, pipeline, keys) -> Path:
 
 
 def _search(photos: Path, gallery: Path, *extra: str) -> list[str]:
-    return ["search", str(photos / "grace.jpg"), "--gallery", str(gallery), "--device", "CPU", *extra]
+    return [
+        "search",
+        "--jurisdiction",
+        "US-CA",
+        str(photos / "grace.jpg"),
+        "--gallery",
+        str(gallery),
+        "--device",
+        "CPU",
+        *extra,
+    ]
 
 
 def test_search_refuses_a_tampered_bundle_without_a_key(tampered, photos, capsys):
@@ -145,3 +155,33 @@ def test_a_sync_store_is_searched_with_the_key_it_was_verified_with(honest, phot
     (copy / KEY_FILE).unlink()  # a store from before the key was kept: fail closed, say how to fix it
     assert main(_search(photos, copy)) == 2
     assert "unverified" in capsys.readouterr().err
+
+
+# -- attack A40: the probe photo's subject is someone where the photo was taken -------------------------------
+
+
+def _search_taken_in(photos: Path, gallery: Path, where: str, *extra: str) -> list[str]:
+    return ["search", "--jurisdiction", where, str(photos / "grace.jpg"), "--gallery", str(gallery), *extra]
+
+
+@pytest.mark.parametrize("where", ["US-IL", "Illinois", "US", "Atlantis"])
+def test_search_of_a_photo_taken_where_recognition_is_denied_is_refused(
+    where, honest, photos, keys, capsys, monkeypatch
+):
+    detected: list[object] = []
+    monkeypatch.setattr("lookout.face.pipeline.FacePipeline.detect", lambda *a, **k: detected.append(a) or [])
+    code = main(_search_taken_in(photos, honest, where, "--public-key", str(keys[1]), "--device", "CPU"))
+    out, err = capsys.readouterr()
+    assert code == 2 and "Grace Hopper" not in out
+    refusals = [line for line in err.splitlines() if line.startswith("lookout:")]
+    assert len(refusals) == 1 and "Traceback" not in err
+    assert refusals[0].startswith(
+        "lookout: --jurisdiction: face recognition is not allowed where the photos were taken"
+    )
+    assert detected == []  # refused before any face was looked for
+
+
+def test_search_without_saying_where_the_photo_was_taken_is_refused(honest, photos, keys, capsys):
+    with pytest.raises(SystemExit) as ended:
+        main(["search", str(photos / "grace.jpg"), "--gallery", str(honest), "--public-key", str(keys[1])])
+    assert ended.value.code == 2 and "--jurisdiction" in capsys.readouterr().err

@@ -223,7 +223,7 @@ def unknown_bundle(tmp_path_factory, people, pipeline, keys) -> Path:
 
 
 def test_search_never_names_a_person_with_no_jurisdiction(unknown_bundle, people, keys, capsys):
-    code = main(["search", str(people / "grace" / "grace.jpg"), "--gallery", str(unknown_bundle), "--public-key",
+    code = main(["search", "--jurisdiction", "US-CA", str(people / "grace" / "grace.jpg"), "--gallery", str(unknown_bundle), "--public-key",
                  str(keys[1]), "--device", "CPU"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 2 and "Grace" not in out and "MATCH" not in out

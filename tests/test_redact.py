@@ -13,6 +13,8 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 from lookout.device.check import check_config
 from lookout.device.config import load_config as load_device_config
 from lookout.errors import ConfigError
+from lookout.http_client import FetchError, HttpClient
 from lookout.redact import redact_dsn, redact_url
 from lookout.relay.config import WebhookNotifier as WebhookSettings
 from lookout.relay.config import load_config
@@ -160,3 +163,30 @@ def test_the_relay_log_never_holds_the_webhook_token(tmp_path, mosquitto, webhoo
     text = "\n".join(f"{r.getMessage()} {getattr(r, 'lookout_fields', {})}" for r in caplog.records)
     assert "delivery.retry" in text and HOOK_TOKEN not in text
     assert HOOK_TOKEN not in (deliveries[0].last_error or "")
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_http_fetch_errors_and_retries_never_name_the_credentials(caplog):
+    """The gallery's HTTP client (pull, HTTP sources): a presigned or userinfo URL is shown redacted in the error
+    (which callers log) and in each ``http.retry`` line."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://mirror:{CAM_PASSWORD}@127.0.0.1:{server.server_address[1]}/g/manifest.json?sig={HOOK_TOKEN}"
+    try:
+        with caplog.at_level(logging.INFO), pytest.raises(FetchError) as caught:
+            HttpClient(retries=1, backoff_s=0.01, timeout_s=5).get(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = str(caught.value) + "\n".join(f"{r.getMessage()} {getattr(r, 'lookout_fields', {})}" for r in caplog.records)
+    assert "HTTP 503" in str(caught.value) and "http.retry" in text
+    assert CAM_PASSWORD not in text and HOOK_TOKEN not in text and "mirror:***@" in text

@@ -171,6 +171,8 @@ def test_three_relays_one_alert_per_sighting_window_through_a_sigkill(tmp_path, 
         relays[1].kill()  # mid-run: batches in hand, claims held, events queued for its session
         time.sleep(1.0)
         relays[1].start()  # its supervisor restarts it under the same client id
+        # up before the end: a SIGTERM while it still imports (a loaded CI machine) would end it with -15
+        wait_for(lambda: relays[1].events("mqtt.connected") >= 2, timeout=60)
         publisher.join(300)
         assert not publisher.is_alive(), "the devices could not publish everything"
 

@@ -149,6 +149,8 @@ def test_search_cli_json(facesdev_gallery, faces_dev, sync_keys, capsys):
     code = main(
         [
             "search",
+            "--jurisdiction",
+            "US-CA",
             str(faces_dev / "bbt2.jpg"),
             "--gallery",
             str(report.bundle_dir),
@@ -177,7 +179,15 @@ def test_search_many_images_one_json_line_each(facesdev_gallery, faces_dev, sync
     for name in ("bbt2.jpg", "happy.jpg"):
         (folder / name).write_bytes((faces_dev / name).read_bytes())
     (folder / "sub" / "broken.jpg").write_bytes(b"not a jpeg")
-    args = ["search", str(folder), str(faces_dev / "amy" / "amy1.png"), "--gallery", str(report.bundle_dir)]
+    args = [
+        "search",
+        "--jurisdiction",
+        "US-CA",
+        str(folder),
+        str(faces_dev / "amy" / "amy1.png"),
+        "--gallery",
+        str(report.bundle_dir),
+    ]
     code = main([*args, "--json", "--public-key", str(sync_keys[1]), "--device", "CPU"])
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
@@ -197,6 +207,8 @@ def test_search_cli_bad_box_names_input(facesdev_gallery, faces_dev, sync_keys, 
     code = main(
         [
             "search",
+            "--jurisdiction",
+            "US-CA",
             str(faces_dev / "bbt2.jpg"),
             "--gallery",
             str(report.bundle_dir),

@@ -147,6 +147,7 @@ def console_template(tmp_path_factory, pipeline, model_store, grace_hopper, astr
         },
         "models": {"model_dir": str(model_store.root), "device": "CPU"},
         "fleet": {"enabled": False},
+        "location": "US-CA",  # where the console's users are: the default for where a searched photo was taken
     }
     (root / "console.yaml").write_text(yaml.safe_dump(config))
     accounts = Accounts(load_config(root / "console.yaml").database)  # one account per role, hashed once

@@ -291,6 +291,41 @@ def test_no_search_where_the_policy_denies_recognition_and_the_refusal_is_audite
         services.close()
 
 
+@pytest.mark.parametrize("taken_in", ["US-IL", "illinois", "US-MO/IL", "Atlantis"])
+def test_no_search_of_a_photo_taken_where_recognition_is_denied(console_env, taken_in):
+    """Attack A40: the face in the photo is someone where it was taken, whoever searches it and from where."""
+    from lookout.console.app import Services
+    from lookout.console.audit import AuditFilter
+
+    services = Services.open(console_env.config(), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = _search(c, csrf, _jpeg(console_env.grace), taken_in=taken_in)
+            assert r.status_code == 400
+            assert "not allowed where the photo was taken" in r.text and "Grace Hopper" not in r.text
+            denied = services.audit.entries(AuditFilter(action="search.denied"))
+            assert len(denied) == 1 and denied[0].detail["taken_in"] == taken_in
+    finally:
+        services.close()
+
+
+def test_a_console_without_a_location_asks_where_the_photo_was_taken(console_env):
+    from lookout.console.app import Services
+
+    services = Services.open(console_env.config(location=""), start_fleet=False)
+    try:
+        with TestClient(create_app(services), base_url="http://127.0.0.1") as c:
+            csrf = _user(c, "rita")
+            r = _search(c, csrf, _jpeg(console_env.grace))
+            assert r.status_code == 400 and "say where the photo was taken" in r.text
+            assert "Grace Hopper" not in r.text
+            r = _search(c, csrf, _jpeg(console_env.grace), taken_in="US-CA")
+            assert r.status_code == 200 and "Grace Hopper" in r.text
+    finally:
+        services.close()
+
+
 def test_a_gallery_holding_a_denied_person_is_never_searched(console_env, pipeline, tmp_path):
     """A bundle whose own policy allowed Illinois (signed that way) is refused under the console's default policy."""
     from lookout.console.app import Services
