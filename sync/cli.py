@@ -115,7 +115,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-fnir",
         action="store_true",
-        help="sign a threshold predicted to miss half the enrolled people or more (said in the manifest)",
+        help="sign a --threshold predicted to miss half the enrolled people or more (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
