@@ -22,7 +22,7 @@ from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import parse_jurisdiction
 from lookout.mqtt import MqttSettings
 from lookout.redact import redact_dsn, redact_url
-from lookout.topics import DEFAULT_PREFIX, check_prefix
+from lookout.topics import DEFAULT_PREFIX, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_RELAY__"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -33,18 +33,10 @@ class _Strict(BaseModel):
 
 
 class TopicSettings(_Strict):
-    prefix: str = DEFAULT_PREFIX
+    prefix: TopicPrefix = DEFAULT_PREFIX
     share_group: str | None = Field(
         "lookout-relay", description="MQTT v5 shared-subscription group; null subscribes alone"
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> TopicSettings:
-        try:
-            check_prefix(self.prefix)
-        except InputError as err:
-            raise ValueError(str(err)) from None
-        return self
 
 
 _DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@?]*:[^/@?]*@|[?&]password=", re.IGNORECASE)
