@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from lookout.config_file import load_settings
-from lookout.errors import ConfigError
 from lookout.gallery.purpose import Purpose
 from lookout.mqtt import MqttSettings
-from lookout.sync.records import source_jurisdiction
+from lookout.sync.records import SourceJurisdiction
 from lookout.topics import DEFAULT_PREFIX, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_CONSOLE__"
@@ -45,7 +44,7 @@ class GallerySettings(_Strict):
     source: str | None = Field(None, description="the gallery's source, as for `lookout gallery build SOURCE`")
     people: Path | None = Field(None, description="person details for a folder source (--people)")
     api_config: Path | None = Field(None, description="HTTP API source config (--api-config)")
-    jurisdiction: str | None = Field(
+    jurisdiction: SourceJurisdiction = Field(
         None,
         description="where the source's people are, for records that do not say (--jurisdiction); without it such "
         "records are refused (an unknown jurisdiction is denied)",
@@ -58,15 +57,6 @@ class GallerySettings(_Strict):
     photo_roots: list[Path] = Field(
         default_factory=list, description="folders enrolled photos may be shown from (default: the source's folder)"
     )
-
-    @field_validator("jurisdiction")
-    @classmethod
-    def _jurisdiction(cls, value: str | None) -> str | None:
-        """Normalised like every jurisdiction; one that cannot be read stops the console at start."""
-        try:
-            return source_jurisdiction(value, "jurisdiction")
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
 
 
 class TopicSettings(_Strict):
