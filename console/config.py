@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookout.config_file import load_settings
-from lookout.errors import ConfigError, InputError
+from lookout.errors import ConfigError
 from lookout.gallery.purpose import Purpose
 from lookout.mqtt import MqttSettings
 from lookout.sync.records import source_jurisdiction
-from lookout.topics import DEFAULT_PREFIX, check_prefix
+from lookout.topics import DEFAULT_PREFIX, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_CONSOLE__"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -70,15 +70,7 @@ class GallerySettings(_Strict):
 
 
 class TopicSettings(_Strict):
-    prefix: str = DEFAULT_PREFIX
-
-    @model_validator(mode="after")
-    def _check(self) -> TopicSettings:
-        try:
-            check_prefix(self.prefix)
-        except InputError as err:
-            raise ValueError(str(err)) from None
-        return self
+    prefix: TopicPrefix = DEFAULT_PREFIX
 
 
 class FleetSettings(_Strict):

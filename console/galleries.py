@@ -276,7 +276,9 @@ class GalleryDesk:
             ledger = metadata.withdrawn(conn)
         finally:
             conn.close()
-        return [Withdrawal(kind, item, why, at) for (kind, item), (why, at) in sorted(ledger.items())]
+        return [  # the ledger's sha256 rows follow the photos and people listed here (reinstated with them)
+            Withdrawal(kind, item, why, at) for (kind, item), (why, at) in sorted(ledger.items()) if kind != "sha256"
+        ]
 
     def _person_of(self, gid: str, photo_id: str) -> str:
         gallery = self.current(gid)

@@ -82,7 +82,15 @@ def check_config(cfg: DeviceConfig, out=print) -> int:
                 )
         if bundle_dir is not None:
             try:
-                gallery = load_bundle(bundle_dir, g.public_key, digest, policy, location=cfg.location.jurisdiction)
+                gallery = load_bundle(
+                    bundle_dir,
+                    g.public_key,
+                    digest,
+                    policy,
+                    location=cfg.location.jurisdiction,
+                    gallery_id=g.gallery_id,
+                    purpose=cfg.bundle_purpose,
+                )
                 ok(
                     "gallery",
                     f"{bundle_dir}: version {gallery.version}, {gallery.count_persons} people, "

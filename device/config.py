@@ -24,11 +24,12 @@ from lookout.device.homeassistant import HomeAssistantConfig
 from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS
 from lookout.face.quality import QualityConfig
+from lookout.gallery.format import gallery_id_problem
 from lookout.gallery.jurisdiction import normalise_jurisdiction
 from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, Purpose
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
-from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
+from lookout.topics import DEFAULT_PREFIX, DeviceId, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_DEVICE__"
 
@@ -175,7 +176,20 @@ class GalleryConfig(_Section):
     store_dir: Path | None = Field(None, description="a bundle store (lookout sync), its current bundle is used")
     public_key: Path | None = Field(None, description="Ed25519 public key (PEM) that signs bundles")
     policy: Path | None = Field(None, description="jurisdiction policy file; unset: the built-in default")
+    gallery_id: str | None = Field(
+        None,
+        description="the gallery this device is for (`gallery build` prints it): bundles of any other are refused; "
+        "unset: a store keeps to the gallery of the bundle it holds",
+    )
     pull: PullConfig | None = None
+
+    @field_validator("gallery_id")
+    @classmethod
+    def _gallery_id(cls, value: str | None) -> str | None:
+        problem = gallery_id_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(f"{value!r}: {problem}")
+        return value
 
     @model_validator(mode="after")
     def _where(self) -> GalleryConfig:
@@ -195,16 +209,8 @@ class EventsConfig(_Section):
 
 
 class DeviceMqttConfig(MqttSettings):
-    topic_prefix: str = DEFAULT_PREFIX
+    topic_prefix: TopicPrefix = DEFAULT_PREFIX
     qos: Literal[1] = 1
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        try:
-            return check_prefix(value)
-        except InputError as err:
-            raise ValueError(str(err)) from None
 
 
 class OutboxConfig(_Section):
@@ -230,7 +236,7 @@ class DebugConfig(_Section):
 
 
 class DeviceConfig(_Section):
-    device_id: str
+    device_id: DeviceId
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: LocationConfig = LocationConfig()
     purpose: Purpose = Field(
@@ -252,13 +258,10 @@ class DeviceConfig(_Section):
         "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)"
     )
 
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        try:
-            return check_device_id(value)
-        except InputError as err:
-            raise ValueError(str(err)) from None
+    @property
+    def bundle_purpose(self) -> str | None:
+        """The purpose a bundle must have been built for: ``purpose`` when device.yaml sets it, else None (any)."""
+        return self.purpose if "purpose" in self.model_fields_set else None
 
     @model_validator(mode="after")
     def _cross(self) -> DeviceConfig:
@@ -346,7 +349,8 @@ gallery:
   store_dir: /var/lib/lookout/bundles
   public_key: /etc/lookout/bundle-signing.pub.pem   # Ed25519 key the gallery builder signs with
   # policy: /etc/lookout/policy.yaml   # unset: the built-in policy (deny US-IL and people with no jurisdiction)
-  # pull: {url: https://example.com/galleries/lobby, interval_s: 300}   # keep store_dir current
+  # gallery_id: g-0123456789abcdef    # the gallery this device is for (`gallery build` prints it); others refused
+  # pull: {url: https://example.com/galleries/lobby, interval_s: 300}   # keep store_dir current (use https)
 
 # models: {device: AUTO}              # OpenVINO device: AUTO, CPU, GPU, NPU (`lookout run --device CPU`)
 

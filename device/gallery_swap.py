@@ -87,6 +87,8 @@ class GallerySwap:
                 g.pull.interval_s,
                 on_swap=self.on_swap,
                 location=self.cfg.location.jurisdiction,
+                gallery_id=g.gallery_id,
+                purpose=self.cfg.bundle_purpose,
             )
             self._puller.start()
         else:
@@ -146,6 +148,8 @@ class GallerySwap:
             self._embedder_digest,
             self.policy,
             location=self.cfg.location.jurisdiction,
+            gallery_id=self.cfg.gallery.gallery_id,
+            purpose=self.cfg.bundle_purpose,
         )
 
     def _watch_store(self) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from lookout.digest import sha256_bytes
+from lookout.digest import sha256_bytes, sha256_file
 from lookout.errors import InputError
 from lookout.face.image_io import MAX_PIXELS
 from lookout.face.pipeline import FacePipeline
 from lookout.face.subject import SubjectRule
 from lookout.gallery import metadata
 from lookout.gallery.delta import DeltaDoc, apply_delta
-from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo
+from lookout.gallery.format import GALLERY, INDEX, Manifest, ModelInfo, ThresholdInfo, gallery_id_problem
 from lookout.gallery.index import IndexParams, VectorIndex
 from lookout.gallery.keys import load_private_key
 from lookout.gallery.policy import Policy
@@ -156,12 +158,16 @@ def _threshold(
         )
     except ValueError as err:
         raise InputError(f"model {embedder.name}", str(err)) from None
-    return ThresholdInfo(value=chosen, basis=_check_fnir(chosen, basis, accept_fnir))
+    fnir = basis.get("predicted_fnir")
+    if fnir is not None and fnir >= MAX_FNIR:  # chosen for the target: said, not refused (the model's trade-off)
+        log.warning("threshold.high_fnir", threshold=chosen, predicted_fnir=fnir, target_fpir=target_fpir)
+    return ThresholdInfo(value=chosen, basis=basis)
 
 
 def _check_fnir(threshold: float, basis: dict[str, Any], accept_fnir: bool) -> dict[str, Any]:
-    """A threshold predicted to miss half the enrolled people or more is refused unless ``accept_fnir``: a
-    missing-persons gallery that never alerts is as wrong as one that always does."""
+    """An operator's threshold predicted to miss half the enrolled people or more is refused unless
+    ``accept_fnir`` (0.99 for 0.35): a missing-persons gallery that never alerts is as wrong as one that always
+    does. A threshold chosen for the target is not checked: a weaker model's trade-off is not a typo."""
     fnir = basis.get("predicted_fnir")
     if fnir is None or fnir < MAX_FNIR:
         return basis
@@ -185,10 +191,22 @@ def _enrol_all(
     skip: Set[tuple[str, str]] = frozenset(),
     max_pixels: int = MAX_PIXELS,
     rule: SubjectRule | None = None,
+    withdrawn_sha256: dict[str, str] | None = None,
+    withdrawn_ids: Set[str] = frozenset(),
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
-    enroller = Enroller(pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels, rule=rule)
+    enroller = Enroller(
+        pipeline,
+        policy,
+        purpose,
+        fetcher,
+        cache,
+        max_pixels=max_pixels,
+        rule=rule,
+        withdrawn_sha256=withdrawn_sha256,
+        withdrawn_ids=set(withdrawn_ids),
+    )
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
     results = []
@@ -262,15 +280,19 @@ def build_gallery(
     max_pixels: int = MAX_PIXELS,
     subject_rule: SubjectRule | None = None,
     jurisdiction: str | None = None,
+    gallery_id: str | None = None,
     accept_fpir: bool = False,
     accept_fnir: bool = False,
 ) -> BuildReport:
     """Enrol every photo and write a signed bundle to ``out_dir`` (which must not exist or be empty).
 
+    ``gallery_id``: the gallery line the bundle starts (kept by every update; devices configured with it refuse
+    other galleries' bundles); default: a new random id, logged and in the manifest.
+
     Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size. With it, the
     bundle records the FPIR it predicts at this size, and a prediction over ``FAR_ABOVE_TARGET`` times the target
-    is refused unless ``accept_fpir`` (so is a ``target_fpir`` over ``MAX_TARGET_FPIR``), and any threshold predicted
-    to miss ``MAX_FNIR`` of the enrolled or more unless ``accept_fnir``.
+    is refused unless ``accept_fpir`` (so is a ``target_fpir`` over ``MAX_TARGET_FPIR``), and an operator's threshold
+    predicted to miss ``MAX_FNIR`` of the enrolled or more unless ``accept_fnir``.
 
     ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
     A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
@@ -280,6 +302,7 @@ def build_gallery(
     policy = policy or Policy.default()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)
+    gallery_id = _gallery_id(gallery_id)
     persons = group_persons(with_jurisdiction(records, jurisdiction))
     results, enroller = _enrol_all(
         persons, pipeline, policy, purpose, work_dir, progress, max_pixels=max_pixels, rule=subject_rule
@@ -310,6 +333,7 @@ def build_gallery(
             index=index,
             policy=policy,
             private_key=private_key,
+            gallery_id=gallery_id,
         )
         _finish_dir(tmp, out_dir)
     except BaseException:
@@ -321,6 +345,7 @@ def build_gallery(
     log.info(
         "gallery.built",
         bundle=str(out_dir),
+        gallery_id=gallery_id,
         version=version,
         persons=manifest.counts["persons"],
         photos=manifest.counts["photos"],
@@ -364,6 +389,7 @@ def update_gallery(
     subject_rule: SubjectRule | None = None,
     target_fpir: float | None = None,
     jurisdiction: str | None = None,
+    gallery_id: str | None = None,
     accept_fpir: bool = False,
     accept_fnir: bool = False,
 ) -> BuildReport:
@@ -385,6 +411,8 @@ def update_gallery(
     bundle's target), unless ``threshold`` is given (checked as in ``build_gallery``, ``accept_fpir`` too).
 
     ``jurisdiction``: the source-wide default for records that give none, as for ``build_gallery``.
+    ``gallery_id``: the base's is kept (another is refused); a base built before gallery ids gets this one, or a new
+    random one.
     ``policy`` None: the previous version's policy, unless that was an earlier built-in one (which let people
     with no jurisdiction in): then today's built-in policy, so such people leave the gallery."""
     check_build_options(threshold, target_fpir, accept_fpir=accept_fpir)
@@ -399,6 +427,11 @@ def update_gallery(
             f"built with model {base.model.name} {base.model.digest[:12]}, this pipeline runs "
             f"{pipeline.embedder.name} {pipeline.embedder.digest[:12]}: rebuild instead of updating",
         )
+    if base.gallery_id is not None and gallery_id not in (None, base.gallery_id):
+        raise InputError(
+            f"--gallery-id {gallery_id}", f"{base_dir} belongs to gallery {base.gallery_id}: an update keeps it"
+        )
+    gallery_id = base.gallery_id or _gallery_id(gallery_id)
     policy = policy or _inherited_policy(base_dir)
     conn = metadata.connect_readonly(base_dir / GALLERY)
     old_persons, old_photos = metadata.persons(conn), metadata.photos(conn)
@@ -410,14 +443,19 @@ def update_gallery(
 
     persons = group_persons(with_jurisdiction(records, jurisdiction))
     _check_named(set(withdraw), set(remove), old_photos, old_persons, persons, base_dir)
-    ledger_add, ledger_drop, withdraw, remove = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate))
-    for pid in remove:
-        persons.pop(pid, None)
+    contents = _contents(set(withdraw), set(remove), old_photos, persons)
+    ledger = _ledger(old_ledger, set(withdraw), set(remove), set(reinstate), contents)
+    withdraw, remove = ledger.photos, ledger.persons
+    gone = {_same_person(pid) for pid in remove}  # `Amy` is the `amy` an operator removed
+    for pid in [pid for pid in persons if _same_person(pid) in gone]:
+        persons.pop(pid)
     for person in persons.values():  # a withdrawn photo is never enrolled again, even if the source offers it
         person.photos = [
             r.model_copy(update={"use_for_recognition": False}) if r.key in withdraw else r for r in person.photos
         ]
     keep_unchanged = {(p["photo_id"], p["source"]) for p in old_photos}
+    moved = _moved_unchanged(old_photos, persons, keep_unchanged)  # same id, same bytes, another path
+    keep_unchanged |= set(moved)
     # photos of people the policy now denies must go, and never be re-embedded
     results, enroller = _enrol_all(
         persons,
@@ -429,6 +467,8 @@ def update_gallery(
         skip=keep_unchanged,
         max_pixels=max_pixels,
         rule=subject_rule,
+        withdrawn_sha256=ledger.sha256,
+        withdrawn_ids=withdraw,
     )
     denied = _denied_persons(persons, old_persons if only_listed else {}, policy, base.purpose)
     withdrawn = withdraw | {
@@ -436,15 +476,20 @@ def update_gallery(
     }
     new_ok = {r.photo_id: r for r in results if r.status == ENROLLED}
     listed = {(rec.key, rec.photo) for person in persons.values() for rec in person.photos}
+    listed |= {(key, old_source) for (key, _new), old_source in moved.items()}
     remove_persons = {
-        pid for pid in old_persons if pid in remove or pid in denied or (not only_listed and pid not in persons)
+        pid
+        for pid in old_persons
+        if _same_person(pid) in gone or pid in denied or (not only_listed and pid not in persons)
     }
     remove_photos: list[dict] = []
     removals: list[PhotoResult] = []
     kept = 0
     for pid, photos in old_by_person.items():
         for p in photos:
-            why = _removal_reason(p, pid, remove, denied, remove_persons, withdrawn, persons, listed, new_ok)
+            why = _removal_reason(p, pid, gone, denied, remove_persons, withdrawn, persons, listed, new_ok)
+            if why is None and p["sha256"] in ledger.sha256:  # a copy of withdrawn bytes under another id
+                why = "withdrawn", f"the same photo was withdrawn: {ledger.sha256[p['sha256']]}"
             if why is None:
                 kept += 1
                 continue
@@ -483,8 +528,8 @@ def update_gallery(
         remove_labels=sorted(int(p["label"]) for p in remove_photos),
         upsert_persons=upserts,
         add_photos=[_photo_row(r, next_label + i) for i, r in enumerate(added)],
-        withdraw=ledger_add,
-        reinstate=ledger_drop,
+        withdraw=ledger.add,
+        reinstate=ledger.drop,
     )
     vectors = _vectors(added, base.model.dim)
     tmp = _tmp_dir(out_dir)
@@ -513,6 +558,7 @@ def update_gallery(
             policy=policy,
             private_key=private_key,
             delta_from=(base.version, sha256_bytes(base_bytes)),
+            gallery_id=gallery_id,
         )
         _finish_dir(tmp, out_dir)
     except BaseException:
@@ -563,19 +609,114 @@ def _check_named(
         )
 
 
+SHA256 = "sha256"  # ledger kind: the bytes of a withdrawn photo, or of a removed person's photo
+
+
+@dataclass
+class Ledger:
+    """The withdrawal ledger after this update: rows to add and to lift, the photo ids withdrawn and person ids
+    removed (this update's own and the ledger's, less those reinstated), and the withdrawn bytes (SHA-256 -> why)."""
+
+    add: list[list[str]]
+    drop: list[list[str]]
+    photos: set[str]
+    persons: set[str]
+    sha256: dict[str, str]
+
+
 def _ledger(
-    old: dict[tuple[str, str], tuple[str, str]], withdraw: set[str], remove: set[str], reinstate: set[str]
-) -> tuple[list[list[str]], list[list[str]], set[str], set[str]]:
-    """The withdrawal ledger's rows to add and to lift, and the photo ids withdrawn and person ids removed
-    in this update (this update's own and the ledger's, less those reinstated)."""
+    old: dict[tuple[str, str], tuple[str, str]],
+    withdraw: set[str],
+    remove: set[str],
+    reinstate: set[str],
+    contents: dict[str, set[str]],
+) -> Ledger:
+    """The ledger follows the photo, not its path: each withdrawn photo and each photo of a removed person is kept
+    by its SHA-256 too (``contents``: "photo <id>" / "person <id>" -> digests), so the same bytes under another file
+    name, photo id or person id are never enrolled again. A reinstated id lifts its digests with it."""
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    drop = [[kind, ident] for kind, ident in old if ident in reinstate]
-    kept = {key for key in old if key[1] not in reinstate}
+
+    def lifted(kind: str, ident: str, reason: str) -> bool:
+        if kind != SHA256:
+            return ident in reinstate
+        subject = reason.split(":", 1)[0].split(" ", 1)  # "photo amy/amy1.png: ..." / "person amy: ..."
+        return ident in reinstate or (len(subject) == 2 and subject[1] in reinstate)
+
+    drop = [[kind, ident] for (kind, ident), (reason, _at) in old.items() if lifted(kind, ident, reason)]
+    kept = {key: why for key, (why, _at) in old.items() if not lifted(key[0], key[1], why)}
     add = [["photo", p, "consent withdrawn by an operator", at] for p in sorted(withdraw) if ("photo", p) not in kept]
     add += [["person", p, "removed by an operator", at] for p in sorted(remove) if ("person", p) not in kept]
+    for subject, digests in sorted(contents.items()):
+        why = f"{subject}: consent withdrawn by an operator" if subject.startswith("photo ") else f"{subject}: removed"
+        add += [[SHA256, d, why, at] for d in sorted(digests) if (SHA256, d) not in kept]
     photos = withdraw | {ident for kind, ident in kept if kind == "photo"}
     persons = remove | {ident for kind, ident in kept if kind == "person"}
-    return add, drop, photos - reinstate, persons - reinstate
+    sha = {ident: why for (kind, ident), why in kept.items() if kind == SHA256}
+    sha.update({row[1]: row[2] for row in add if row[0] == SHA256})
+    return Ledger(add, drop, photos - reinstate, persons - reinstate, sha)
+
+
+def _gallery_id(given: str | None) -> str:
+    """A gallery id as given (checked), or a new random one."""
+    if given is None:
+        return f"g-{secrets.token_hex(8)}"
+    problem = gallery_id_problem(given)
+    if problem:
+        raise InputError(f"gallery id {given!r}", problem)
+    return given
+
+
+def _same_person(person_id: str) -> str:
+    """Person ids as the ledger compares them: NFKC, case-folded (``Amy`` is the ``amy`` an operator removed)."""
+    return unicodedata.normalize("NFKC", person_id).casefold()
+
+
+def _local_sha256(photo: str) -> str | None:
+    """The SHA-256 of a local photo file (None for a URL or a path that is not a regular file)."""
+    if "://" in photo:
+        return None
+    path = Path(photo)
+    try:
+        return sha256_file(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _contents(
+    withdraw: set[str], remove: set[str], old_photos: list[dict], persons: dict[str, PersonRecord]
+) -> dict[str, set[str]]:
+    """The bytes being withdrawn or removed in this update: "photo <id>" / "person <id>" -> SHA-256 digests, from
+    the gallery (its stored digests) and, for photos not enrolled yet, from the source's local files."""
+    out: dict[str, set[str]] = {}
+    gone = {_same_person(p) for p in remove}
+    for p in old_photos:
+        if p["photo_id"] in withdraw and p["sha256"]:
+            out.setdefault(f"photo {p['photo_id']}", set()).add(p["sha256"])
+        if _same_person(p["person_id"]) in gone and p["sha256"]:
+            out.setdefault(f"person {p['person_id']}", set()).add(p["sha256"])
+    for person in persons.values():
+        for rec in person.photos:
+            if rec.key in withdraw and (digest := _local_sha256(rec.photo)):
+                out.setdefault(f"photo {rec.key}", set()).add(digest)
+    return out
+
+
+def _moved_unchanged(
+    old_photos: list[dict], persons: dict[str, PersonRecord], unchanged: set[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Records whose photo id the gallery holds with the same bytes at another path (a source folder moved or
+    copied): (photo id, new path) -> the stored path. They are unchanged: not removed, not fetched or embedded
+    again (the bundle keeps the stored path)."""
+    old = {p["photo_id"]: p for p in old_photos}
+    moved = {}
+    for person in persons.values():
+        for rec in person.photos:
+            was = old.get(rec.key)
+            if was is None or was["person_id"] != rec.person_id or (rec.key, rec.photo) in unchanged:
+                continue
+            if was["sha256"] and _local_sha256(rec.photo) == was["sha256"]:
+                moved[(rec.key, rec.photo)] = was["source"]
+    return moved
 
 
 def _denied_persons(
@@ -607,7 +748,7 @@ def _removal_reason(
     new_ok: dict[str, PhotoResult],
 ) -> tuple[str, str] | None:
     """(reason code, detail) when a photo of the previous version must leave the bundle, else None."""
-    if pid in remove:
+    if _same_person(pid) in remove:
         return "removed_by_operator", f"person {pid!r} named for removal"
     if pid in denied:
         return "policy_excluded", denied[pid]

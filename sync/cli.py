@@ -19,7 +19,7 @@ from lookout.face.options import add_model_dir, add_pipeline_options, open_pipel
 from lookout.gallery.delta import read_delta
 from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys, load_private_key
-from lookout.gallery.policy import Policy
+from lookout.gallery.policy import Policy, check_photos_taken_in
 from lookout.gallery.pull import BundlePuller
 from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, argparse_purpose
 from lookout.gallery.reader import load_bundle
@@ -115,7 +115,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-fnir",
         action="store_true",
-        help="sign a threshold predicted to miss half the enrolled people or more (said in the manifest)",
+        help="sign a --threshold predicted to miss half the enrolled people or more (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
@@ -160,6 +160,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="version number of the bundle, 1 or more (default 1); devices install only a version above theirs",
     )
+    build.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="the gallery line this bundle starts, kept by every update (default: a new random id, printed); "
+        "configure devices with it (gallery.gallery_id, sync pull --gallery-id): they refuse other galleries' bundles",
+    )
     build.add_argument("--M", type=_at_least(2), default=32, help="HNSW M (graph degree), 2 or more, default 32")
     build.add_argument(
         "--ef-construction", type=_at_least(1), default=200, help="HNSW ef_construction, 1 or more, default 200"
@@ -200,6 +206,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="lift an earlier --withdraw (photo id) or --remove (person id): the source may enrol it again",
     )
     update.add_argument("--public-key", type=Path, metavar="FILE", help="check the previous bundle's signature first")
+    update.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="only for a previous bundle built before gallery ids: the id to give the line (default: a new one); "
+        "otherwise the previous bundle's id is kept and another is refused",
+    )
     update.set_defaults(func=_gallery_update)
 
     delta = sub.add_parser("delta", help="what changed in a bundle since its previous version, and the delta's size")
@@ -276,6 +288,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the bundle's own applies too)",
     )
     pull.add_argument("--location", help="the device's jurisdiction, e.g. US-CA")
+    pull.add_argument(
+        "--gallery-id",
+        metavar="ID",
+        help="install only bundles of this gallery (the id `gallery build` printed); without it the store stays "
+        "with the gallery of the bundle it holds. Use an https:// URL: whoever answers a plain http one chooses "
+        "what you are offered",
+    )
+    pull.add_argument(
+        "--purpose", type=argparse_purpose, help="install only bundles built for this purpose (e.g. identification)"
+    )
     pull.add_argument("--watch", type=float, metavar="SECONDS", help="keep pulling every SECONDS (Ctrl-C stops)")
     pull.add_argument(
         "--timeout",
@@ -485,13 +507,14 @@ def _gallery_build(args: argparse.Namespace) -> int:
             **({"target_fpir": args.target_fpir} if args.target_fpir is not None else {}),
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
             accept_fnir=args.accept_fnir,
         )
     m = report.manifest
     if report.headline:  # up front: nothing enrolled because records have no jurisdiction
         print(report.headline)
     print(
-        f"{args.out}: version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
+        f"{args.out}: gallery {m.gallery_id} version {m.version}, {count(m.counts['persons'], 'person', 'people')}, "
         f"{count(m.counts['photos'], 'photo')}, model "
         f"{m.model.name}, threshold {m.threshold.value}, policy {m.policy.version}"
     )
@@ -536,6 +559,7 @@ def _gallery_update(args: argparse.Namespace) -> int:
             target_fpir=args.target_fpir,
             max_pixels=args.max_pixels,
             accept_fpir=args.accept_fpir,
+            gallery_id=args.gallery_id,
             accept_fnir=args.accept_fnir,
         )
     m = report.manifest
@@ -545,7 +569,8 @@ def _gallery_update(args: argparse.Namespace) -> int:
     if report.headline:
         print(report.headline)
     print(
-        f"{args.out}: version {m.version} (delta from {m.delta.from_version}: {delta} bytes, full bundle {full} bytes), "
+        f"{args.out}: gallery {m.gallery_id} version {m.version} (delta from {m.delta.from_version}: {delta} bytes, "
+        f"full bundle {full} bytes), "
         f"{count(m.counts['persons'], 'person', 'people')}, {count(m.counts['photos'], 'photo')}"
     )
     print(report.details_line)
@@ -667,6 +692,8 @@ def _sync_pull(args: argparse.Namespace) -> int:
         interval_s=args.watch or 300,
         location=args.location,
         timeout_s=args.timeout,
+        gallery_id=args.gallery_id,
+        purpose=args.purpose,
     )
     if args.watch:
         puller.start()
@@ -727,7 +754,8 @@ def _sync_status(args: argparse.Namespace) -> int:
             return info["error"]
         return (
             f"version {info['version']} ({count(info['persons'] or 0, 'person', 'people')}, "
-            f"built {info['created']}) in {info['dir']}"
+            f"built {info['created']}, gallery {info.get('gallery_id') or 'none (built before gallery ids)'}) "
+            f"in {info['dir']}"
         )
 
     print(f"store {status['store']}")
@@ -784,11 +812,7 @@ def _search(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(args)
     policy = _policy(args)
     gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, policy)  # policy None: built-in
-    taken = (policy or Policy.default()).decide(args.jurisdiction, gallery.purpose)
-    if not taken.allowed:  # before any face is detected (attack A40)
-        raise InputError(
-            "--jurisdiction", f"face recognition is not allowed where the photos were taken: {taken.reason}"
-        )
+    check_photos_taken_in(policy or Policy.default(), args.jurisdiction, gallery.purpose)  # before any face (A40)
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0
     if not args.json:

@@ -5,9 +5,10 @@ jurisdiction at all (unknown: denied, fail closed), or marked
 ``use_for_recognition: false``, is never downloaded, decoded or embedded
 (``Enroller.embedded`` counts the embeddings actually computed).
 
-Results are cached in the work folder (``enrol-cache.sqlite``, keyed by model,
-photo id, source and box) so an interrupted build resumes without redoing
-finished photos; download failures are not cached (retried next run).
+Results are cached in the work folder (``enrol-cache.sqlite``, keyed by the photo's
+content (SHA-256 of its bytes), box, model and rules) so an interrupted build resumes
+without embedding finished photos again; the policy, consent and withdrawals are
+checked every time, before the cache; download failures are not cached.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ POSE = "pose"
 DUPLICATE = "duplicate"
 POLICY_EXCLUDED = "policy_excluded"
 NOT_FOR_RECOGNITION = "not_for_recognition"
+WITHDRAWN = "withdrawn"  # an operator withdrew it (or these very bytes, under any file name or id)
 QUALITY_REASONS = {TOO_SMALL: TOO_SMALL, TOO_BLURRED: TOO_BLURRED, POSE_YAW: POSE, POSE_PITCH: POSE}
 JURISDICTION_FIX = (
     "give the record a jurisdiction (e.g. US-CA) or declare its whole source's with "
@@ -100,9 +102,10 @@ class EnrolCache:
         self.conn.execute("CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, doc TEXT NOT NULL, vector BLOB)")
 
     @staticmethod
-    def key(settings: str, rec: PhotoRecord) -> str:
-        """One result per photo and settings (model digest, enrolment rule, quality gates)."""
-        return sha256_bytes(json.dumps([settings, rec.photo_id, rec.photo, rec.box]).encode())
+    def key(settings: str, content_sha256: str, box: tuple[float, float, float, float] | None) -> str:
+        """One result per photo content (its bytes' SHA-256, whatever its path, URL or id), box and settings
+        (model digest, enrolment rule, quality gates): a cached result can never stand for other bytes."""
+        return sha256_bytes(json.dumps([settings, content_sha256, box]).encode())
 
     def get(self, key: str) -> PhotoResult | None:
         row = self.conn.execute("SELECT doc, vector FROM results WHERE key = ?", (key,)).fetchone()
@@ -135,9 +138,13 @@ class Enroller:
         cache: EnrolCache | None = None,
         rule: SubjectRule | None = None,
         max_pixels: int = MAX_PIXELS,
+        withdrawn_sha256: dict[str, str] | None = None,
+        withdrawn_ids: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         """``rule``: which face of a photo is its subject and which quality reasons refuse it (default:
-        the dominant face of several, only too-small faces refused; lookout.face.subject)."""
+        the dominant face of several, only too-small faces refused; lookout.face.subject).
+        ``withdrawn_sha256``: SHA-256 of withdrawn photos' bytes -> why; a photo with those bytes is never enrolled,
+        whatever its file name, photo id or person id (a withdrawal follows the photo, not its path)."""
         self.pipeline = pipeline
         self.rule = rule or SubjectRule()
         self.max_pixels = max_pixels
@@ -146,6 +153,8 @@ class Enroller:
         self.fetcher = fetcher or PhotoFetcher()
         self.cache = cache
         self.embedded = 0  # embeddings computed by this enroller (not from the cache)
+        self.withdrawn_sha256 = withdrawn_sha256 or {}
+        self.withdrawn_ids = withdrawn_ids  # photo ids an operator withdrew (reported `withdrawn`, not the record's)
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
         base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
@@ -156,18 +165,31 @@ class Enroller:
         if not decision.allowed:
             detail = no_jurisdiction_detail(decision.reason) if decision.unknown else decision.reason
             return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=detail)
+        if rec.key in self.withdrawn_ids:
+            why = "consent withdrawn by an operator (the gallery's withdrawal ledger; --reinstate lifts it)"
+            return PhotoResult(**base, status=EXCLUDED, reason=WITHDRAWN, detail=why)
         if not rec.use_for_recognition:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"
             )
+        try:
+            data = self.fetcher.fetch(rec.photo)
+        except FetchError as err:
+            return PhotoResult(**base, status=FAILED, reason=DOWNLOAD_FAILED, detail=err.reason)
+        except InputError as err:
+            return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
+        digest = sha256_bytes(data)
+        if digest in self.withdrawn_sha256:  # never decoded nor embedded
+            why = self.withdrawn_sha256[digest]
+            detail = f"the same photo (sha256 {digest[:16]}...) was withdrawn: {why}"
+            return PhotoResult(**base, status=EXCLUDED, reason=WITHDRAWN, detail=detail, sha256=digest)
         if self.cache is None:
-            return self._enrol(rec, base)
-        key = EnrolCache.key(self._settings(), rec)
+            return self._enrol(rec, base, data, digest)
+        key = EnrolCache.key(self._settings(), digest, rec.box)
         if (hit := self.cache.get(key)) is not None:
-            return hit
-        result = self._enrol(rec, base)
-        if result.reason != DOWNLOAD_FAILED:
-            self.cache.put(key, result)
+            return replace(hit, **base)  # the same bytes, under this record's ids
+        result = self._enrol(rec, base, data, digest)
+        self.cache.put(key, result)
         return result
 
     def _settings(self) -> str:
@@ -176,14 +198,7 @@ class Enroller:
             [self.pipeline.embedder.digest, asdict(self.rule), asdict(self.pipeline.quality_config)], sort_keys=True
         )
 
-    def _enrol(self, rec: PhotoRecord, base: dict[str, Any]) -> PhotoResult:
-        try:
-            data = self.fetcher.fetch(rec.photo)
-        except FetchError as err:
-            return PhotoResult(**base, status=FAILED, reason=DOWNLOAD_FAILED, detail=err.reason)
-        except InputError as err:
-            return PhotoResult(**base, status=FAILED, reason=UNREADABLE, detail=err.reason)
-        digest = sha256_bytes(data)
+    def _enrol(self, rec: PhotoRecord, base: dict[str, Any], data: bytes, digest: str) -> PhotoResult:
         try:
             image = decode_image(data, rec.photo, self.max_pixels)
         except InputError as err:

@@ -52,6 +52,7 @@ def seal_bundle(
     policy: Policy,
     private_key: PrivateKeySource,
     delta_from: tuple[int, str] | None = None,
+    gallery_id: str | None = None,
 ) -> Manifest:
     """Write policy.json, then manifest.json with every file's digest, then its signature.
     ``index.bin`` and ``gallery.sqlite`` must already be in ``bundle_dir``."""
@@ -77,6 +78,7 @@ def seal_bundle(
         version=version,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         purpose=purpose,
+        gallery_id=gallery_id,
         model=model,
         threshold=threshold,
         index=IndexInfo(

@@ -61,12 +61,12 @@ def world(tmp_path_factory, faces_dev_gallery, pipeline, jurisdiction):
     no_sheldon = root / "reload-v1"
     build_gallery_from_folders(
         partial, no_sheldon, private, pipeline, progress=False, version=1, jurisdiction=jurisdiction,
-        work_dir=enrol_cache,
+        work_dir=enrol_cache, gallery_id="faces-dev",
     )  # fmt: skip
     full_v2 = root / "reload-v2"
     build_gallery_from_folders(
         faces_dev, full_v2, private, pipeline, progress=False, version=2, jurisdiction=jurisdiction,
-        work_dir=enrol_cache,
+        work_dir=enrol_cache, gallery_id="faces-dev",
     )  # fmt: skip
     scene = make_scene_video(root / "scene.mp4", faces_dev, fps=5, photo_s=3.0, blank_s=1.0, stranger_s=1.6)
     strangers = make_scene_video(root / "strangers.mp4", faces_dev, fps=5, photos=(), blank_s=0.0, stranger_s=2.0)

@@ -147,8 +147,8 @@ def two_versions(tmp_path_factory, photos, pipeline, keys):
     base = tmp_path_factory.mktemp("versions")
     grace = PhotoRecord(person_id="grace", name="Grace", photo=str(photos / "grace.jpg"), jurisdiction="US-NY")
     eileen = PhotoRecord(person_id="eileen", name="Eileen", photo=str(photos / "eileen.jpg"), jurisdiction="US-NY")
-    build_gallery([grace], base / "v1", keys[0], pipeline, progress=False)
-    build_gallery([grace, eileen], base / "v2", keys[0], pipeline, progress=False, version=2)
+    build_gallery([grace], base / "v1", keys[0], pipeline, progress=False, gallery_id="line")
+    build_gallery([grace, eileen], base / "v2", keys[0], pipeline, progress=False, version=2, gallery_id="line")
     return base
 
 

@@ -1,5 +1,9 @@
 """HTTP servers that trickle, and HTTP API sources that change under a gallery (attack findings A5, A6, A7).
 
+- A5: photo ids of an HTTP API source come from the API's own photo id or the photo URL, never the position in the
+  list: a photo added in front does not give a withdrawn photo a new id, nor block the new photo.
+- A6: a reused `--work` folder re-reads every record once a walk has finished: consent withdrawn in the API and a
+  move into US-IL reach the next update (the enrolment cache is keyed on the photo's bytes, not its id).
 - A7: a server trickling its status line or headers one byte at a time is cut off at the request's deadline
   (connection, headers and body together), in the HTTP client, in `gallery build` and in the device's bundle
   puller (`sync pull`), which would otherwise never install a later bundle, nor the withdrawals it carries.
@@ -12,9 +16,11 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +30,8 @@ from lookout.gallery.policy import Policy
 from lookout.gallery.pull import BundlePuller
 from lookout.gallery.store import BundleStore
 from lookout.http_client import FetchError, HttpClient
+from lookout.sync.build import BuildReport, build_gallery, update_gallery
+from lookout.sync.sources.http_api import HttpApiSource
 
 TRICKLE_FOR_S = 60.0  # how long a trickling answer would take in all: far past every deadline below
 
@@ -154,3 +162,85 @@ def test_sync_pull_is_not_wedged_by_a_trickling_manifest(trickler, keys, tmp_pat
                  "--timeout", "2"])  # fmt: skip
     assert code != 0 and time.monotonic() - t0 < 4
     assert "deadline" in capsys.readouterr().err
+
+
+# -- A5, A6: an HTTP API source that changes under a gallery ----------------------------------------
+
+
+def _api(trickler: Trickler, work: Path) -> HttpApiSource:
+    return HttpApiSource.from_config(
+        None,
+        url_template=trickler.url + "/json/{id}",
+        state_dir=work,
+        max_misses=1,
+        min_interval_s=0.0,
+        retries=0,
+        jurisdiction_prefix="US-",
+        person_id_prefix="api-",
+        fields={"person_id": "id", "name": "name", "jurisdiction": "state", "photos": "images", "photo_url": "url",
+                "use_for_recognition": "consent"},
+    )  # fmt: skip
+
+
+def _photos_of(bundle: Path) -> dict[str, tuple[str, str]]:
+    """photo_id -> (person_id, photo URL's file name)."""
+    conn = sqlite3.connect(bundle / "gallery.sqlite")
+    rows = {
+        r[0]: (r[1], r[2].rsplit("/", 1)[-1]) for r in conn.execute("SELECT photo_id, person_id, source FROM photos")
+    }
+    conn.close()
+    return rows
+
+
+@pytest.fixture
+def api_people(trickler, faces_dev) -> Trickler:
+    for name in ("amy1", "amy2", "amy3", "penny1", "penny2"):
+        trickler.files[f"{name}.png"] = (faces_dev / name.rstrip("0123456789") / f"{name}.png").read_bytes()
+    trickler.docs["1"] = {
+        "id": "p1",
+        "name": "Amy",
+        "state": "CA",
+        "images": [{"url": "/file/amy1.png"}, {"url": "/file/amy2.png"}],
+    }
+    trickler.docs["2"] = {
+        "id": "p2",
+        "name": "Penny",
+        "state": "CA",
+        "images": [{"url": "/file/penny1.png", "id": 71}, {"url": "/file/penny2.png", "id": 72}],
+    }
+    return trickler  # fmt: skip
+
+
+def _update(api: Trickler, base: Path, out: Path, work: Path, keys, pipeline, **kwargs) -> BuildReport:
+    records = _api(api, work).records()
+    return update_gallery(base, records, out, keys[0], pipeline, public_key=keys[1], work_dir=work, progress=False,
+                          **kwargs)  # fmt: skip
+
+
+def test_api_photo_ids_follow_the_photo_not_its_position(api_people, keys, pipeline, tmp_path):
+    work = tmp_path / "work"
+    build_gallery(_api(api_people, work).records(), tmp_path / "g1", keys[0], pipeline, work_dir=work, progress=False)
+    ids = {name: pid for pid, (_person, name) in _photos_of(tmp_path / "g1").items()}
+    assert ids["penny1.png"] == "api-p2/71" and ids["penny2.png"] == "api-p2/72"  # the API's own photo ids
+    assert not ids["amy1.png"].endswith("/0") and ids["amy1.png"] != ids["amy2.png"]  # from the URL, not the index
+
+    _update(api_people, tmp_path / "g1", tmp_path / "g2", work, keys, pipeline, withdraw=[ids["amy1.png"]])
+    api_people.docs["1"]["images"].insert(0, {"url": "/file/amy3.png"})  # a new photo in front
+    v3 = _update(api_people, tmp_path / "g2", tmp_path / "g3", work, keys, pipeline)
+    names = {name for _person, name in _photos_of(tmp_path / "g3").values()}
+    assert "amy1.png" not in names and {"amy2.png", "amy3.png"} <= names  # withdrawn stays out, new one is in
+    assert v3.changes["photos_added"] == 1 and v3.embedded == 1
+
+
+def test_a_reused_work_folder_sees_consent_withdrawn_and_a_move_into_illinois(api_people, keys, pipeline, tmp_path):
+    work = tmp_path / "work"
+    build_gallery(_api(api_people, work).records(), tmp_path / "g1", keys[0], pipeline, work_dir=work, progress=False)
+    assert {person for person, _name in _photos_of(tmp_path / "g1").values()} == {"api-p1", "api-p2"}
+
+    api_people.docs["1"]["images"][1]["consent"] = False  # amy2: consent withdrawn in the API
+    api_people.docs["2"]["state"] = "IL"  # Penny now in Illinois
+    v2 = _update(api_people, tmp_path / "g1", tmp_path / "g2", work, keys, pipeline)
+    assert {name for _person, name in _photos_of(tmp_path / "g2").values()} == {"amy1.png"}
+    removed = {(r.person_id, r.reason) for r in v2.results if r.status == "removed"}
+    assert removed == {("api-p1", "withdrawn"), ("api-p2", "policy_excluded")}
+    assert v2.embedded == 0

@@ -251,7 +251,18 @@ def test_unknown_format_and_devices_are_refused_without_reading(tmp_path):
 def test_cli_refuses_a_bomb_in_one_line_and_goes_on(tmp_path, command, grace_hopper, model_store, capsys):
     (tmp_path / "bomb.png").write_bytes(png_header(60_000, 60_000))
     cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
-    code = main([command, str(tmp_path / "bomb.png"), str(tmp_path / "grace.jpg"), "--device", "CPU", "--json"])
+    code = main(
+        [
+            command,
+            "--jurisdiction",
+            "US-CA",
+            str(tmp_path / "bomb.png"),
+            str(tmp_path / "grace.jpg"),
+            "--device",
+            "CPU",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     problems = [line for line in err.splitlines() if line.startswith("lookout:")]  # (log lines aside)
@@ -313,12 +324,12 @@ def test_api_photo_urls_never_reach_local_files(server, tmp_path, pipeline, keys
     server.cases["5"] = {"id": "e", "name": "FTP", "photos": ["ftp://127.0.0.1/x.jpg"]}
     records = list(_api_source(server, tmp_path / "work", jurisdiction=jurisdiction).records())
     report = build_gallery(records, tmp_path / "b", keys[0], pipeline, work_dir=tmp_path / "work", progress=False)
-    results = _results(report)
-    assert results["a/0"][:2] == ("failed", "download_failed")  # asked the API host for /dev/zero: 404
-    assert results["b/0"][:2] == ("failed", "download_failed")  # resolved to http://host/etc/passwd: 404
-    assert results["c/0"][:2] == ("failed", "bad_photo_url") and "only http and https" in results["c/0"][2]
-    assert results["e/0"][:2] == ("failed", "bad_photo_url")
-    assert results["d/0"][0] == "enrolled"
+    results = {r.person_id: (r.status, r.reason, r.detail) for r in report.results}  # one photo each
+    assert results["a"][:2] == ("failed", "download_failed")  # asked the API host for /dev/zero: 404
+    assert results["b"][:2] == ("failed", "download_failed")  # resolved to http://host/etc/passwd: 404
+    assert results["c"][:2] == ("failed", "bad_photo_url") and "only http and https" in results["c"][2]
+    assert results["e"][:2] == ("failed", "bad_photo_url")
+    assert results["d"][0] == "enrolled"
     assert "/dev/zero" in server.paths and "/etc/passwd" in server.paths  # asked of the server, never read here
 
 
@@ -562,7 +573,12 @@ def test_a_withdrawal_survives_the_next_update_from_an_unchanged_source(consent_
     update_gallery(root / "v1", records, tmp_path / "v2", keys[0], pipeline, withdraw=["grace/g1.jpg"],
                    remove=["mirror"], progress=False)  # fmt: skip
     doc, vectors = read_delta(tmp_path / "v2")
-    assert [row[:2] for row in doc.withdraw] == [["photo", "grace/g1.jpg"], ["person", "mirror"]]
+    assert [row[:2] for row in doc.withdraw if row[0] != "sha256"] == [["photo", "grace/g1.jpg"], ["person", "mirror"]]
+    # and their bytes (attack A1): the same photo under another name or id stays out too
+    assert {row[2].split(":")[0] for row in doc.withdraw if row[0] == "sha256"} == {
+        "photo grace/g1.jpg",
+        "person mirror",
+    }
     # a device applying the delta rebuilds the published files byte for byte, ledger included
     applied = tmp_path / "applied"
     apply_delta(root / "v1", read_manifest(root / "v1")[0], doc, vectors, applied)
@@ -572,7 +588,8 @@ def test_a_withdrawal_survives_the_next_update_from_an_unchanged_source(consent_
     assert v3.embedded == 0 and v3.changes["photos_added"] == 0 and v3.changes["persons_added"] == 0
     conn = metadata.connect_readonly(tmp_path / "v3" / "gallery.sqlite")
     assert {p["photo_id"] for p in metadata.photos(conn)} == {"grace/g2.jpg", "eileen/e.jpg"}
-    assert set(metadata.withdrawn(conn)) == {("photo", "grace/g1.jpg"), ("person", "mirror")}
+    ledger = {key for key in metadata.withdrawn(conn) if key[0] != "sha256"}
+    assert ledger == {("photo", "grace/g1.jpg"), ("person", "mirror")}
     conn.close()
     v4 = update_gallery(tmp_path / "v3", records, tmp_path / "v4", keys[0], pipeline, reinstate=["mirror"],
                         progress=False)  # fmt: skip
@@ -632,8 +649,8 @@ def test_cli_takes_no_abbreviations_and_device_is_the_openvino_device():
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device-i", "cam1"])
     for command in (
-        ["detect", "x.jpg"],
-        ["embed", "x.jpg"],
+        ["detect", "--jurisdiction", "US-CA", "x.jpg"],
+        ["embed", "--jurisdiction", "US-CA", "x.jpg"],
         ["search", "--jurisdiction", "US-CA", "x.jpg", "--gallery", "g"],
     ):
         assert parser.parse_args([*command, "--device", "CPU"]).device == "CPU"

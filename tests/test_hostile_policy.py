@@ -93,7 +93,9 @@ def test_the_texas_policy_denies_illinois_everywhere_it_is_used(tmp_path):
     for text in ("US-IL", "Illinois", "US-IL-COOK", "us il"):
         decision = policy.decide(text)
         assert not decision.allowed and "no policy file lifts" in decision.reason, text
-    assert policy.allows("US-CA") and not policy.allows("US-TX", "commercial") and policy.allows("US-TX")
+    assert policy.allows("US-CA") and not policy.allows("US-TX", "commercial")
+    assert policy.allows("US-TX", "missing-persons")
+    assert not policy.allows("US-TX")  # the unsaid default purpose may be the denied one (A43)
 
 
 @pytest.mark.parametrize(

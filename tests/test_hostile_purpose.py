@@ -79,3 +79,18 @@ def test_gallery_build_refuses_an_unknown_purpose_in_one_line(capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert "unknown purpose 'comercial'" in err[-1]
     assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("unsaid", ["identification", None, "Identification"])
+def test_an_unsaid_purpose_is_denied_where_a_rule_denies_a_specific_one(unsaid: str | None) -> None:
+    """Attack A43: the default purpose says nothing more, so it may be the denied one (fail closed)."""
+    policy = Policy.from_dict(TEXAS_COMMERCIAL_DENIED, "tx-policy.yaml")
+    decision = policy.decide("US-TX", unsaid)
+    assert not decision.allowed and "name the purpose" in decision.reason
+    assert policy.decide("US-TX", "research").allowed  # a named purpose the rule is not about
+    assert policy.decide("US-CA", unsaid).allowed  # the rule is about Texas only
+    allow_research = {
+        **TEXAS_COMMERCIAL_DENIED,
+        "rules": [{"jurisdiction": "US-CA", "decision": "allow", "purposes": ["research"]}],
+    }
+    assert Policy.from_dict({**allow_research, "default": "deny"}, "p").decide("US-CA", unsaid).allowed is False

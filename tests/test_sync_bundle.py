@@ -65,8 +65,15 @@ def versions(people_dir, keys, pipeline, tmp_path_factory, astronaut, jurisdicti
         progress=False,
         jurisdiction=jurisdiction,
     )
-    v3 = build_gallery(
-        read_folders(people_dir), base / "v3", keys[0], pipeline, version=3, progress=False, jurisdiction=jurisdiction
+    v3 = build_gallery(  # a full rebuild of the same line: same gallery id
+        read_folders(people_dir),
+        base / "v3",
+        keys[0],
+        pipeline,
+        version=3,
+        progress=False,
+        jurisdiction=jurisdiction,
+        gallery_id=v1.manifest.gallery_id,
     )
     return {"v1": v1, "v2": v2, "v3": v3, "dir": base}
 

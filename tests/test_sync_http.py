@@ -153,10 +153,10 @@ def test_http_source_walk_retry_missing_and_resume(api, tmp_path):
     assert by_person["case-1"][0].name == "Grace Hopper" and by_person["case-1"][0].attributes["age"] == 79
     assert by_person["case-4"][0].jurisdiction == "US-IL"
     assert by_person["case-6"][0].use_for_recognition is False
-    # a later run re-probes the trailing misses only
+    # the walk finished: a later run reads every record again (consent and jurisdiction never come from a cache)
     api.requests.clear()
     list(_source(api, tmp_path).records())
-    assert api.requests == ["/cases/7", "/cases/8", "/cases/9"]
+    assert api.requests == [f"/cases/{i}" for i in range(1, 10)]
 
 
 def test_http_source_enrolment_report(api, tmp_path, pipeline):
@@ -172,13 +172,13 @@ def test_http_source_enrolment_report(api, tmp_path, pipeline):
         progress=False,
         report_path=tmp_path / "report.csv",
     )
-    reasons = {r.photo_id: (r.status, r.reason) for r in report.results}
-    assert reasons["case-1/0"] == ("enrolled", None)
-    assert reasons["case-2/0"] == ("enrolled", None)
-    assert reasons["case-2/1"] == ("failed", "download_failed")  # broken photo URL
-    assert reasons["case-4/0"] == ("excluded", "policy_excluded")  # US-IL
-    assert reasons["case-5/0"] == ("failed", "no_face")
-    assert reasons["case-6/0"] == ("excluded", "not_for_recognition")
+    reasons = {(r.person_id, r.source.rsplit("/", 1)[-1]): (r.status, r.reason) for r in report.results}
+    assert reasons["case-1", "grace.jpg"] == ("enrolled", None)
+    assert reasons["case-2", "eileen.jpg"] == ("enrolled", None)
+    assert reasons["case-2", "missing.jpg"] == ("failed", "download_failed")  # broken photo URL
+    assert reasons["case-4", "grace.jpg"] == ("excluded", "policy_excluded")  # US-IL
+    assert reasons["case-5", "cat.jpg"] == ("failed", "no_face")
+    assert reasons["case-6", "eileen.jpg"] == ("excluded", "not_for_recognition")
     assert report.embedded == 2
     assert report.manifest.counts == {"persons": 2, "photos": 2}
     assert "download_failed" in (tmp_path / "report.csv").read_text()

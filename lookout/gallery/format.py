@@ -23,6 +23,7 @@ writing one is the cloud side's job (``lookout.sync.seal``).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Literal
@@ -108,6 +109,16 @@ class DeltaInfo(BaseModel):
     files: dict[str, FileEntry]
 
 
+GALLERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a gallery id: 1-64 plain characters
+
+
+def gallery_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a gallery id, or None."""
+    if GALLERY_ID.fullmatch(value):
+        return None
+    return "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["lookout-bundle/1"] = FORMAT
@@ -116,6 +127,9 @@ class Manifest(BaseModel):
     builder: str = f"lookout {__version__}"
     sqlite_version: str = sqlite3.sqlite_version
     purpose: Purpose
+    # The gallery line this bundle belongs to (set at build, kept by every update): a device configured for one
+    # gallery (or holding one) refuses another's bundles, however validly signed. None: built before gallery ids.
+    gallery_id: str | None = None
     model: ModelInfo
     threshold: ThresholdInfo
     index: IndexInfo

@@ -140,14 +140,26 @@ class Rule(BaseModel):
             raise ValueError("a rule needs a jurisdiction, a department, or both")
         return self
 
+    def denies_unsaid_purpose(self, purpose: str) -> bool:
+        """Is ``purpose`` the unsaid default, caught by this rule denying specific purposes?"""
+        return purpose == DEFAULT_PURPOSE and self.decision == "deny" and bool(self.purposes)
+
     @property
     def label(self) -> str:
         parts = [p for p in (self.jurisdiction, self.department and f"department {self.department!r}") if p]
         return " ".join(parts)
 
     def matches(self, code: str | None, department: str | None, purpose: str) -> bool:
-        """Does this rule speak for this (canonical code or None, department or None, purpose)?"""
-        if self.purposes is not None and ANY_PURPOSE not in self.purposes and purpose not in self.purposes:
+        """Does this rule speak for this (canonical code or None, department or None, purpose)?
+
+        The default purpose says nothing more (``identification``): it may be any purpose, so a rule that denies a
+        specific one speaks for it too (fail closed, as a country-level code is denied where a subdivision is)."""
+        if (
+            self.purposes is not None
+            and ANY_PURPOSE not in self.purposes
+            and purpose not in self.purposes
+            and not self.denies_unsaid_purpose(purpose)
+        ):
             return False
         if self.department is not None and (
             department is None or department_key(department) != department_key(self.department)
@@ -285,6 +297,11 @@ class Policy:
         for rule in self.doc.rules:
             if rule.matches(code, department, purpose):
                 why = f"{code} {rule.decision} by policy {self.version} rule {rule.label}"
+                if rule.purposes and purpose not in rule.purposes and rule.denies_unsaid_purpose(purpose):
+                    why += (
+                        f" for {', '.join(rule.purposes)}: purpose {purpose!r} does not say which, so it may be one"
+                        " of those; name the purpose (--purpose, a device's purpose)"
+                    )
                 return Decision(rule.decision == "allow", why + (f" ({rule.reason})" if rule.reason else ""))
         return Decision(self.doc.default == "allow", f"{code}: policy {self.version} default {self.doc.default}")
 
@@ -354,3 +371,13 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(version={self.version!r}, source={self.source!r}, rules={len(self.doc.rules)})"
+
+
+def check_photos_taken_in(
+    policy: Policy, jurisdiction: str | None, purpose: str | None = None, source: str = "--jurisdiction"
+) -> None:
+    """Refuse (:class:`InputError` naming ``source``) unless ``policy`` allows face recognition where photos were
+    taken: the faces in them are people there (attacks A40, A46). Call it before any face is detected."""
+    decision = policy.decide(jurisdiction, purpose)
+    if not decision.allowed:
+        raise InputError(source, f"face recognition is not allowed where the photos were taken: {decision.reason}")

@@ -47,7 +47,7 @@ from lookout.gallery.format import (
 from lookout.gallery.keys import PublicKeySource, load_public_key, public_pem
 from lookout.gallery.policy import Policy
 from lookout.gallery.store import BundleStore
-from lookout.gallery.verify import check_files, check_model, check_signature, verify_bundle
+from lookout.gallery.verify import check_binding, check_files, check_model, check_signature, verify_bundle
 from lookout.http_client import FetchError, HttpClient, Response
 from lookout.log import get_logger
 
@@ -85,7 +85,11 @@ class BundlePuller:
         on_swap: Callable[[Path], None] | None = None,
         location: str | None = None,
         timeout_s: float = 30.0,
+        gallery_id: str | None = None,
+        purpose: str | None = None,
     ) -> None:
+        """``gallery_id`` / ``purpose``: the gallery and purpose this store is for. Without them the store is bound
+        to the gallery (and purpose) of the bundle it holds: a bundle of another gallery is refused either way."""
         self.url = url
         self.store = store
         self.public_key = public_key
@@ -95,6 +99,8 @@ class BundlePuller:
         self.on_swap = on_swap
         self.location = location
         self.timeout_s = timeout_s
+        self.gallery_id = gallery_id
+        self.purpose = purpose
         self.http = HttpClient(retries=0, timeout_s=timeout_s, user_agent=USER_AGENT)
         self.last_error: str | None = None
         self.published_version: int | None = None  # the version the publish URL offered at the last pull
@@ -224,6 +230,8 @@ class BundlePuller:
             return False
 
         manifest, data, sig = self._signed_manifest(version, top)
+        gallery_id, purpose = self._binding(current)
+        check_binding(manifest, gallery_id, purpose, url)
         check_model(manifest, self.expected_model_digest, url)
         staged = None
         if current is not None:
@@ -235,7 +243,15 @@ class BundlePuller:
         if staged is None:
             staged = self._stage_full(manifest, data, sig)
         try:
-            verify_bundle(staged, self.public_key, self.expected_model_digest, self.policy, self.location)
+            verify_bundle(
+                staged,
+                self.public_key,
+                self.expected_model_digest,
+                self.policy,
+                self.location,
+                gallery_id=gallery_id,
+                purpose=purpose,
+            )
         except BundleError:
             shutil.rmtree(staged, ignore_errors=True)
             raise
@@ -253,6 +269,13 @@ class BundlePuller:
         if self.on_swap is not None:
             self.on_swap(final)
         return True
+
+    def _binding(self, current: Manifest | None) -> tuple[str | None, str | None]:
+        """The gallery id and purpose a new bundle must have: as configured, else those of the bundle held (a
+        store installs one gallery's line; one built before gallery ids binds to nothing but its purpose)."""
+        if current is None:
+            return self.gallery_id, self.purpose
+        return self.gallery_id or current.gallery_id, self.purpose or current.purpose
 
     def _stage_full(self, manifest: Manifest, data: bytes, sig: bytes) -> Path:
         staged = self.store.new_staging()

@@ -308,6 +308,8 @@ def load_bundle(
     location: str | None = None,
     *,
     allow_unsigned: bool = False,
+    gallery_id: str | None = None,
+    purpose: str | None = None,
 ) -> Gallery:
     """Verify a bundle folder (files, signature, model, policy) and load it for searching.
 
@@ -316,12 +318,20 @@ def load_bundle(
     warning).
     ``expected_model_digest``: the device's embedder digest (None skips the check).
     ``policy``: the device's policy (None: the built-in one; the bundle's own applies too). ``location``: the device's
-    jurisdiction; refused if the policy denies recognition there.
+    jurisdiction; refused if the policy denies recognition there. ``gallery_id`` / ``purpose``: the gallery and purpose
+    the reader is for; a bundle of another (or, with ``gallery_id``, one built before gallery ids) is refused.
     """
     bundle_dir = Path(bundle_dir)
     t0 = time.perf_counter()
     manifest, active = verify_bundle(
-        bundle_dir, public_key, expected_model_digest, policy, location, allow_unsigned=allow_unsigned
+        bundle_dir,
+        public_key,
+        expected_model_digest,
+        policy,
+        location,
+        allow_unsigned=allow_unsigned,
+        gallery_id=gallery_id,
+        purpose=purpose,
     )
     try:
         index = load_index(bundle_dir, manifest)

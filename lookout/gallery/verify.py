@@ -134,6 +134,18 @@ def check_policy(bundle_dir: Path, manifest: Manifest, policy: Policy | None, lo
     return active
 
 
+def check_binding(manifest: Manifest, gallery_id: str | None, purpose: str | None, where: str | Path) -> None:
+    """The bundle belongs to the gallery (and serves the purpose) the device is for. A key signs every gallery an
+    organisation builds: without this, whoever answers the publish URL could swap in another of its galleries (a
+    police-accountability line on missing-person cameras, a staging build) with a higher version. A bundle built
+    before gallery ids (``gallery_id`` None) is refused where a gallery id is expected: fail closed."""
+    if gallery_id is not None and manifest.gallery_id != gallery_id:
+        found = manifest.gallery_id or "none (built before gallery ids: rebuild or update it with --gallery-id)"
+        raise BundleError(where, "wrong_gallery", f"bundle belongs to gallery {found}, expected gallery {gallery_id}")
+    if purpose is not None and manifest.purpose != purpose:
+        raise BundleError(where, "wrong_purpose", f"bundle's purpose is {manifest.purpose!r}, expected {purpose!r}")
+
+
 def read_manifest(
     bundle_dir: Path, public_key: PublicKeySource | None = None, *, check_signature_now: bool = True
 ) -> tuple[Manifest, bytes]:
@@ -159,6 +171,8 @@ def verify_bundle(
     location: str | None = None,
     *,
     allow_unsigned: bool = False,
+    gallery_id: str | None = None,
+    purpose: str | None = None,
 ) -> tuple[Manifest, Policy]:
     """Every check ``load_bundle`` makes, without loading the index. Raises BundleError.
 
@@ -169,6 +183,7 @@ def verify_bundle(
     if public_key is None and not allow_unsigned:
         raise BundleError(bundle_dir, "unverified", UNVERIFIED)
     manifest, _ = read_manifest(bundle_dir, public_key)
+    check_binding(manifest, gallery_id, purpose, bundle_dir)
     check_files(bundle_dir, manifest.files)
     check_model(manifest, expected_model_digest, bundle_dir)
     active = check_policy(bundle_dir, manifest, policy, location)

@@ -1,7 +1,7 @@
 """CSV or JSON manifest: one row per photo.
 
 Columns / keys: ``person_id``, ``name``, ``photo`` (path relative to the
-manifest, absolute path, or http(s) URL) required; optional ``photo_id``,
+manifest, absolute path, or http(s) URL; a path is stored absolute in the bundle) required; optional ``photo_id``,
 ``jurisdiction``, ``department``, ``use_for_recognition`` (true/false, default
 true), ``box`` ("x1,y1,x2,y2"); every other column is an attribute kept for
 alerts (age, sex, date_last_seen, case_url, ...). In JSON, ``attributes`` may
@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lookout.errors import InputError
+from lookout.files import read_file_bytes
 from lookout.sync.records import PhotoRecord
 
 KNOWN = {
@@ -67,7 +68,7 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
         raise InputError(where, f"missing {', '.join(missing)}")
     photo = str(row["photo"]).strip()
     if base is not None and "://" not in photo and not Path(photo).is_absolute():
-        photo = str(base / photo)
+        photo = str((base / photo).absolute())  # bundles keep it for reviewers: not bound to the builder's cwd
     attributes = dict(row.get("attributes") or {}) if isinstance(row.get("attributes"), dict) else {}
     attributes.update({k: v for k, v in row.items() if k not in KNOWN and v not in (None, "")})
     try:
@@ -88,6 +89,7 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
         raise InputError(where, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+MAX_RECORDS_FILE_BYTES = 256 << 20  # a people file of 14,400 records is a few MB
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without the byte-order mark spreadsheets write
 
 
@@ -99,10 +101,7 @@ def read_text(path: Path, encoding: str | None = None) -> str:
         codecs.lookup(encoding)
     except LookupError:
         raise InputError(str(path), f"unknown text encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError(str(path), err.strerror or str(err)) from None
+    data = read_file_bytes(path, MAX_RECORDS_FILE_BYTES)  # regular files only, size-capped: never /dev/zero
     try:
         return data.decode(encoding)
     except LookupError:

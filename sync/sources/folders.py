@@ -65,7 +65,7 @@ def read_folders(root: Path, people: Path | dict | None = None, encoding: str | 
                 "name": folder.name,
                 **details,
                 "person_id": folder.name,
-                "photo": str(photo),
+                "photo": str(photo.absolute()),  # bundles keep it for reviewers: not bound to the builder's cwd
                 "photo_id": f"{folder.name}/{photo.name}",
             }
             records.append(row_to_record(row, None, str(photo)))

@@ -16,6 +16,7 @@ Configuration (YAML or JSON, `--api-config FILE`)::
       department: agency.name
       photos: images        # a list of URLs, or of objects holding one under `photo_url`
       photo_url: url
+      photo_id: id                   # optional, per photo object: the API's id for the photo
       use_for_recognition: consent   # optional, per photo object
       attributes: {age: subject.age, sex: subject.sex, date_last_seen: sighting.date, case_url: link}
     jurisdiction_prefix: "US-"       # prepended to jurisdiction values ("IL" -> "US-IL")
@@ -23,10 +24,16 @@ Configuration (YAML or JSON, `--api-config FILE`)::
     person_id_prefix: "namus-"
 
 Resuming: the walk's position and every record fetched so far are kept in
-``<state_dir>/http-<hash>.json`` and ``.jsonl``; a rerun continues where the last one
-stopped (re-probing the trailing missing ids, where new cases appear) and
-re-yields the records already fetched, without fetching them again. Ids whose
-fetch failed after all retries are tried again on the next run.
+``<state_dir>/http-<hash>.json`` and ``.jsonl``; a rerun of an interrupted walk continues
+where it stopped and re-yields the records already fetched. Once a walk has finished, the
+next run (the next ``gallery update`` with the same ``--work``) starts again from
+``start_id`` and reads every record again: consent and jurisdiction never come from a cache.
+Ids whose fetch failed after all retries are tried again on the next run.
+
+Photo ids are stable for the photo, never its position in the record's list (a photo added in
+front must not take a withdrawn photo's id): ``<person_id>/<id>`` from the photo object's
+``fields.photo_id`` (default ``id``) when it is a short plain identifier, else
+``<person_id>/u<first 16 hex of the SHA-256 of the photo URL>``.
 """
 
 from __future__ import annotations
@@ -34,14 +41,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lookout.config_file import read_mapping
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import is_blank
 from lookout.http_client import FetchError, HttpClient, http_url_problem
@@ -50,6 +58,8 @@ from lookout.sync.records import PhotoRecord, source_jurisdiction
 from lookout.sync.sources.csv_json import row_to_record
 
 log = get_logger(__name__)
+
+PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # an API photo id used as is in the photo id
 
 
 class FieldMap(BaseModel):
@@ -60,6 +70,7 @@ class FieldMap(BaseModel):
     department: str | None = "department"
     photos: str = "photos"
     photo_url: str = "url"
+    photo_id: str | None = "id"  # in a photo object: the API's own id for the photo (else one from its URL)
     use_for_recognition: str | None = "use_for_recognition"
     attributes: dict[str, str] = Field(default_factory=dict)
 
@@ -122,11 +133,7 @@ class HttpApiSource:
     ) -> HttpApiSource:
         data: dict = {}
         if path is not None:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-                data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
-            except (OSError, ValueError, yaml.YAMLError) as err:
-                raise ConfigError(f"{path}: cannot read API config ({err})") from None
+            data = read_mapping(Path(path), "API config")  # bounded: never /dev/zero or a pipe
         if url_template:
             data["url_template"] = url_template
         data.update(overrides)
@@ -147,6 +154,14 @@ class HttpApiSource:
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self.state_path)
+
+    def _forget(self) -> None:
+        """Drop the walk state and the records fetched: consent, jurisdiction and photos must never come from a
+        cache once a walk has finished (a reused --work folder would otherwise keep a withdrawn consent or a
+        move into a denied jurisdiction out of every later update)."""
+        for path in (self.state_path, self.records_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def _cached(self) -> dict[int, dict]:
         out: dict[int, dict] = {}
@@ -189,11 +204,10 @@ class HttpApiSource:
         """Fetch new records (resuming), return every record known, by id. ``limit``: stop after
         that many ids this run (as if interrupted)."""
         state = self._load_state()
+        if state.get("done"):  # the last walk finished: this is a new build, every record is read again
+            self._forget()
+            state = self._load_state()
         cached = self._cached()
-        if state.get("done"):  # last run ended on a run of misses: re-probe them for new cases
-            state["next_id"] -= state["misses"]
-            state["misses"] = 0
-            state["done"] = False
         retry_ids = [i for i in state.get("failed", []) if i not in cached]
         state["failed"] = []
         walked = 0
@@ -269,6 +283,13 @@ class HttpApiSource:
         text, prefix = str(value).strip(), self.config.jurisdiction_prefix
         return text if text.upper().startswith(prefix.upper()) else prefix + text
 
+    def photo_key(self, item: object, url: str) -> str:
+        """The photo's part of its id: the API's own id for it, else a digest of its URL (never its list position)."""
+        own = dig(item, self.config.fields.photo_id) if isinstance(item, dict) else None
+        if isinstance(own, (str, int)) and not isinstance(own, bool) and PLAIN_ID.fullmatch(str(own)):
+            return str(own)
+        return "u" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
     def to_records(self, case_id: int, doc: dict) -> list[PhotoRecord]:
         f, where = self.config.fields, self.config.url_template.format(id=case_id)
         pid = dig(doc, f.person_id)
@@ -293,7 +314,8 @@ class HttpApiSource:
                 "department": dig(doc, f.department),
                 "use_for_recognition": use,
                 "attributes": attributes,
-                "photo_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}/{i}",
+                "photo_id": f"{self.config.person_id_prefix}{pid if pid not in (None, '') else case_id}/"
+                + self.photo_key(item, str(url or raw)),
             }
             try:
                 record = row_to_record(row, None, f"{where} photo {i}")
