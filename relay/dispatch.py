@@ -199,6 +199,7 @@ class Dispatcher:
             alert_id=delivery.alert_id,
             recipient=delivery.recipient,
             reason=verdict.reason,
+            crop_deleted=self.store.drop_crop(alert.id),  # the face of someone the relay may not alert about
             hint="not sent: the relay's check refuses this person now",
         )
         return DeliveryResult("failed", delivery.id, error=f"refused by the relay's check: {verdict.reason}")
