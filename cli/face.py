@@ -17,6 +17,7 @@ from lookout.face.engine import InferenceEngine
 from lookout.face.image_io import read_image
 from lookout.face.options import add_pipeline_options, open_pipeline
 from lookout.face.types import AnalyzedFace
+from lookout.gallery.policy import Policy, check_photos_taken_in
 from lookout.model_store.catalog import ALL_MODELS
 from lookout.model_store.precision import records
 from lookout.model_store.store import ModelStore
@@ -34,14 +35,30 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="OUT.png",
         help="draw the faces; with several images, OUT-<image name>.png for each",
     )
+    _add_photo_place(detect)
     add_pipeline_options(detect)
     detect.set_defaults(func=_detect)
 
     embed = commands.add_parser("embed", help="print the embedding of each face in an image")
     embed.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     embed.add_argument("--json", action="store_true", help="JSON output (default: a short summary per face)")
+    _add_photo_place(embed)
     add_pipeline_options(embed)
     embed.set_defaults(func=_embed)
+
+
+def _add_photo_place(parser: argparse.ArgumentParser) -> None:
+    """Face geometry and templates are biometric identifiers: the policy decides on where the photos were taken."""
+    parser.add_argument(
+        "--jurisdiction",
+        required=True,
+        metavar="CODE",
+        help="where the photos were taken (ISO 3166-2, e.g. US-CA): their faces are people there, so the policy "
+        "decides on it before any face is looked for; a denied or unknown place refuses",
+    )
+    parser.add_argument(
+        "--policy", type=Path, metavar="FILE", help="jurisdiction policy (default: the built-in one, denying US-IL)"
+    )
 
 
 def register_bench(benches: argparse._SubParsersAction) -> None:
@@ -74,6 +91,8 @@ def _each_image(paths: list[Path], max_pixels: int):
 
 
 def _run(args: argparse.Namespace, embed: str, show) -> int:
+    policy = Policy.load(args.policy) if args.policy else Policy.default()
+    check_photos_taken_in(policy, args.jurisdiction)  # before the models are even opened (attack A46)
     pipeline = open_pipeline(args)
     many = len(args.images) > 1
     for path, image in _each_image(args.images, args.max_pixels):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from lookout.config_file import load_settings
-from lookout.errors import ConfigError, InputError
 from lookout.gallery.purpose import Purpose
 from lookout.mqtt import MqttSettings
-from lookout.sync.records import source_jurisdiction
-from lookout.topics import DEFAULT_PREFIX, check_prefix
+from lookout.sync.records import SourceJurisdiction
+from lookout.topics import DEFAULT_PREFIX, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_CONSOLE__"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -45,7 +44,7 @@ class GallerySettings(_Strict):
     source: str | None = Field(None, description="the gallery's source, as for `lookout gallery build SOURCE`")
     people: Path | None = Field(None, description="person details for a folder source (--people)")
     api_config: Path | None = Field(None, description="HTTP API source config (--api-config)")
-    jurisdiction: str | None = Field(
+    jurisdiction: SourceJurisdiction = Field(
         None,
         description="where the source's people are, for records that do not say (--jurisdiction); without it such "
         "records are refused (an unknown jurisdiction is denied)",
@@ -59,26 +58,9 @@ class GallerySettings(_Strict):
         default_factory=list, description="folders enrolled photos may be shown from (default: the source's folder)"
     )
 
-    @field_validator("jurisdiction")
-    @classmethod
-    def _jurisdiction(cls, value: str | None) -> str | None:
-        """Normalised like every jurisdiction; one that cannot be read stops the console at start."""
-        try:
-            return source_jurisdiction(value, "jurisdiction")
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-
 
 class TopicSettings(_Strict):
-    prefix: str = DEFAULT_PREFIX
-
-    @model_validator(mode="after")
-    def _check(self) -> TopicSettings:
-        try:
-            check_prefix(self.prefix)
-        except InputError as err:
-            raise ValueError(str(err)) from None
-        return self
+    prefix: TopicPrefix = DEFAULT_PREFIX
 
 
 class FleetSettings(_Strict):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookout.console.accounts import Session
 from lookout.console.audit import AuditEntry
+from lookout.events import format_utc
 
 SESSION_COOKIE = "lookout_session"
 LOGIN_COOKIE = "lookout_login"
@@ -57,9 +57,7 @@ def templates() -> Environment:
 
 
 def clock(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_utc(ts)
 
 
 class SecurityHeaders:

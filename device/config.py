@@ -29,7 +29,7 @@ from lookout.gallery.jurisdiction import normalise_jurisdiction
 from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, Purpose
 from lookout.model_store.catalog import DEFAULT_DETECTOR, DEFAULT_EMBEDDER
 from lookout.mqtt import MqttSettings
-from lookout.topics import DEFAULT_PREFIX, check_device_id, check_prefix
+from lookout.topics import DEFAULT_PREFIX, DeviceId, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_DEVICE__"
 
@@ -209,16 +209,8 @@ class EventsConfig(_Section):
 
 
 class DeviceMqttConfig(MqttSettings):
-    topic_prefix: str = DEFAULT_PREFIX
+    topic_prefix: TopicPrefix = DEFAULT_PREFIX
     qos: Literal[1] = 1
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        try:
-            return check_prefix(value)
-        except InputError as err:
-            raise ValueError(str(err)) from None
 
 
 class OutboxConfig(_Section):
@@ -244,7 +236,7 @@ class DebugConfig(_Section):
 
 
 class DeviceConfig(_Section):
-    device_id: str
+    device_id: DeviceId
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: LocationConfig = LocationConfig()
     purpose: Purpose = Field(
@@ -265,14 +257,6 @@ class DeviceConfig(_Section):
     clock: Literal["wall", "video"] = Field(
         "wall", description="video: time advances with the video's timestamps (replaying recordings, tests)"
     )
-
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        try:
-            return check_device_id(value)
-        except InputError as err:
-            raise ValueError(str(err)) from None
 
     @property
     def bundle_purpose(self) -> str | None:

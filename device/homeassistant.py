@@ -30,12 +30,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from lookout import __version__
-from lookout.errors import InputError
 from lookout.log import get_logger
-from lookout.topics import check_prefix
+from lookout.topics import TopicPrefix
 
 log = get_logger(__name__)
 
@@ -51,16 +50,8 @@ class HomeAssistantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="announce this device to Home Assistant (MQTT discovery)")
-    discovery_prefix: str = Field("homeassistant", description="Home Assistant's MQTT discovery prefix")
+    discovery_prefix: TopicPrefix = Field("homeassistant", description="Home Assistant's MQTT discovery prefix")
     names: bool = Field(False, description="put the matched person's name in Home Assistant events (personal data)")
-
-    @field_validator("discovery_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        try:
-            return check_prefix(value)
-        except InputError as err:
-            raise ValueError(str(err)) from None
 
     @property
     def birth_topic(self) -> str:

@@ -106,6 +106,8 @@ def device_config_doc(environ: Mapping[str, str], live: Any, work: Path) -> tupl
     gallery: dict[str, Any] = {"store_dir": str(work / "bundles")}
     if key_pem:
         gallery["public_key"] = str(work / "bundle-signing.pub.pem")
+    if env("GALLERY_ID"):
+        gallery["gallery_id"] = env("GALLERY_ID")
     bundle_url = env("BUNDLE_URL")
     if bundle_url:
         gallery["pull"] = {

@@ -53,8 +53,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except OSError as err:
         if args.log_level == "debug":
             raise  # the traceback, for whoever asked for detail
-        where = err.filename if err.filename is not None else "lookout"
-        print(f"lookout: {where}: {err.strerror or err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"lookout: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from lookout.errors import InputError
 
@@ -39,17 +39,30 @@ _UTC_TIME = re.compile(UTC_TIME_PATTERN)
 _UUID = re.compile(UUID_PATTERN)
 
 
+# Times an event may carry. Near datetime's year-9999 edge a timestamp rounds into year 10000 and every
+# formatter of it raises (attack A23: one event stopped the deliveries claimed with it and the review queue).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_CLOCK_AHEAD = timedelta(days=1)  # a sighting this far in the reader's future is a broken clock or a forgery
+MAX_EVENT_TTL = timedelta(days=30)  # expires_at - seen_at (devices use minutes)
+
+
 def _utc_text(value: object) -> object:
     if isinstance(value, datetime):
         if value.utcoffset() != timedelta(0):
             raise ValueError("must be in UTC")
+        if not EARLIEST_TIME <= value < LATEST_TIME:
+            raise ValueError(f"{value:%Y-%m-%d} is outside {EARLIEST_TIME:%Y-%m-%d} .. {LATEST_TIME:%Y-%m-%d}")
         return value
     if not isinstance(value, str) or not _UTC_TIME.match(value):
         raise ValueError("must be an RFC 3339 UTC time such as 2025-01-31T12:00:00.123Z")
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError as err:
         raise ValueError(f"not a valid time: {err}") from None
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise ValueError(f"{value} is outside {EARLIEST_TIME:%Y-%m-%d} .. {LATEST_TIME:%Y-%m-%d}")
+    return parsed
 
 
 def _uuid_text(value: object) -> object:
@@ -75,6 +88,19 @@ Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def format_utc(ts: float | None, pattern: str | None = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    """A stored timestamp for people to read; one a store should never hold (out of datetime's range, NaN)
+    is shown as such instead of failing the page or the message that shows it (attack A23). ``pattern`` None:
+    RFC 3339 (``2025-01-31T12:00:00.123Z``)."""
+    if ts is None:
+        return "-"
+    try:
+        when = datetime.fromtimestamp(ts, timezone.utc)
+        return when.isoformat().replace("+00:00", "Z") if pattern is None else when.strftime(pattern)
+    except (OverflowError, OSError, ValueError):
+        return f"(time out of range: {ts!r})"
 
 
 class ModelRef(BaseModel):
@@ -133,6 +159,16 @@ class MatchEvent(BaseModel):
     crop_jpeg_b64: str | None = Field(None, max_length=MAX_CROP_B64, pattern=CROP_PATTERN)
     device_name: str | None = Field(None, min_length=1, max_length=200)
     location: Location | None = None
+
+    @model_validator(mode="after")
+    def _times_make_sense(self) -> MatchEvent:
+        """A sighting cannot be from (far) in the future, nor expire before it happened or years after."""
+        if self.seen_at > utc_now() + MAX_CLOCK_AHEAD:
+            raise ValueError(f"seen_at {self.seen_at:%Y-%m-%dT%H:%M:%SZ} is more than a day ahead of this clock")
+        if not self.seen_at <= self.expires_at <= self.seen_at + MAX_EVENT_TTL:
+            raise ValueError("expires_at must be after seen_at and within 30 days of it")
+        return self
+
     seq: Sequence | None = Field(None, description="per-device sequence number, set by the device's outbox")
 
     @classmethod

@@ -14,7 +14,11 @@ here holds state: build a :class:`Topics` from the configured prefix and ask it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from lookout.errors import InputError
 
@@ -59,6 +63,24 @@ def check_prefix(prefix: str) -> str:
     if reason:
         raise InputError(f"topic prefix {prefix!r}", reason)
     return prefix
+
+
+def _as_field_check(check: Callable[[str], str]) -> Callable[[str], str]:
+    """``check`` (raising InputError) as a pydantic field check (raising ValueError with the same words)."""
+
+    def field_check(value: str) -> str:
+        try:
+            return check(value)
+        except InputError as err:
+            raise ValueError(str(err)) from None
+
+    return field_check
+
+
+#: a topic prefix in a config model: checked at load (``check_prefix``)
+TopicPrefix = Annotated[str, AfterValidator(_as_field_check(check_prefix))]
+#: a device id in a config model: checked at load (``check_device_id``)
+DeviceId = Annotated[str, AfterValidator(_as_field_check(check_device_id))]
 
 
 @dataclass(frozen=True)

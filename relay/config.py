@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lookout.config_file import load_settings
 from lookout.errors import ConfigError, InputError
+from lookout.gallery.jurisdiction import parse_jurisdiction
 from lookout.mqtt import MqttSettings
 from lookout.redact import redact_dsn, redact_url
-from lookout.topics import DEFAULT_PREFIX, check_prefix
+from lookout.topics import DEFAULT_PREFIX, TopicPrefix
 
 ENV_PREFIX = "LOOKOUT_RELAY__"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -32,18 +33,10 @@ class _Strict(BaseModel):
 
 
 class TopicSettings(_Strict):
-    prefix: str = DEFAULT_PREFIX
+    prefix: TopicPrefix = DEFAULT_PREFIX
     share_group: str | None = Field(
         "lookout-relay", description="MQTT v5 shared-subscription group; null subscribes alone"
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> TopicSettings:
-        try:
-            check_prefix(self.prefix)
-        except InputError as err:
-            raise ValueError(str(err)) from None
-        return self
 
 
 _DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|^postgres(ql)?://[^/@?]*:[^/@?]*@|[?&]password=", re.IGNORECASE)
@@ -196,12 +189,43 @@ class Recipient(_Strict):
     notifier: str = Field(description="name of an entry under notifiers")
     address: str = Field("", description="phone number (E.164) for SMS notifiers; unused for webhook/console")
     galleries: list[str] = Field(default_factory=lambda: ["*"])
-    jurisdictions: list[str] = Field(default_factory=lambda: ["*"])
+    jurisdictions: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="people's jurisdictions this recipient is told about: ISO 3166-2 codes or names (California is"
+        " US-CA), each covering its subdivisions (US-CA covers US-CA-LA; US covers every state), or *",
+    )
+
+    @field_validator("jurisdictions")
+    @classmethod
+    def _jurisdictions(cls, values: list[str]) -> list[str]:
+        """Read like every jurisdiction (attack A42: a raw "California" never matched the stored US-CA, and
+        nobody was texted); one that cannot be read, or may mean several places, stops the relay at start."""
+        out = []
+        for value in values:
+            if value.strip() == "*":
+                out.append("*")
+                continue
+            try:
+                parsed = parse_jurisdiction(value)
+            except InputError as err:
+                raise ValueError(f"{err.source}: {err.reason}") from None
+            if parsed.ambiguous:
+                raise ValueError(f"{value!r} may mean {' or '.join(parsed.readings)}: give one ISO 3166-2 code")
+            out.append(parsed.code)
+        return out
 
     def wants(self, gallery_id: str, jurisdiction: str | None) -> bool:
         in_gallery = "*" in self.galleries or gallery_id in self.galleries
-        in_place = "*" in self.jurisdictions or (jurisdiction is not None and jurisdiction in self.jurisdictions)
-        return in_gallery and in_place
+        return in_gallery and ("*" in self.jurisdictions or self._covers(jurisdiction))
+
+    def _covers(self, jurisdiction: str | None) -> bool:
+        if jurisdiction is None or not jurisdiction.strip():
+            return False
+        try:
+            readings = parse_jurisdiction(jurisdiction).readings
+        except InputError:
+            return False
+        return any(code == mine or code.startswith(mine + "-") for code in readings for mine in self.jurisdictions)
 
 
 class Limit(_Strict):
@@ -304,6 +328,13 @@ class RelayConfig(_Strict):
                 )
         if "default" not in self.galleries:
             raise ValueError("galleries: a 'default' entry is required (used for events without a known gallery)")
+        for r in self.recipients:
+            unknown = [g for g in r.galleries if g != "*" and g not in self.galleries]
+            if unknown:  # a misspelt gallery would silently never be texted about
+                raise ValueError(
+                    f"recipients.{r.name}: galleries {', '.join(map(repr, unknown))} not under galleries "
+                    f"({', '.join(sorted(self.galleries))}): this recipient would never be told about them"
+                )
         return self
 
     def gallery(self, gallery_id: str | None) -> GalleryPolicy:

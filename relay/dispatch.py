@@ -109,7 +109,10 @@ class Dispatcher:
             alerts = self.store.alerts_by_id(sorted({d.alert_id for d in due})) if due else {}
             later = []
             for delivery in due:
-                result = self._deliver(delivery, alerts.get(delivery.alert_id), self.clock())
+                try:
+                    result = self._deliver(delivery, alerts.get(delivery.alert_id), self.clock())
+                except Exception as err:  # this delivery's own fault (a message that cannot be built): it alone stops
+                    result = self._failed(delivery, f"cannot deliver: {type(err).__name__}: {err}", False, self.clock())
                 if result.kind == "sent":
                     self.store.record([result])  # now: a crash after this send must not repeat it
                 else:
@@ -196,6 +199,7 @@ class Dispatcher:
             alert_id=delivery.alert_id,
             recipient=delivery.recipient,
             reason=verdict.reason,
+            crop_deleted=self.store.drop_crop(alert.id),  # the face of someone the relay may not alert about
             hint="not sent: the relay's check refuses this person now",
         )
         return DeliveryResult("failed", delivery.id, error=f"refused by the relay's check: {verdict.reason}")

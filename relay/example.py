@@ -83,8 +83,8 @@ recipients:
   - name: console
     notifier: console
     address: ""                  # E.164 phone number for sns/twilio
-    galleries: ["*"]
-    jurisdictions: ["*"]         # the person's jurisdiction from gallery.sqlite, or "*"
+    galleries: ["*"]             # names under galleries (a name not there is refused at load), or "*"
+    jurisdictions: ["*"]         # people there (US-CA or California; US-CA covers US-CA-LA; US every state), or "*"
 
 rate_limits:                     # flood protection; held alerts are summarised, never dropped
   per_recipient: {count: 60, per_s: 600}

@@ -9,9 +9,9 @@ the id and "details unavailable".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from lookout.events import format_utc
 from lookout.relay.directory import PersonDetails
 from lookout.relay.records import Alert
 
@@ -30,7 +30,7 @@ class Outgoing:
 
 
 def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_utc(ts)
 
 
 def _who(person_id: str, details: PersonDetails | None) -> str:
@@ -123,4 +123,4 @@ def summary_text(alerts: list[Alert], since: float) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return format_utc(ts, None)

@@ -16,6 +16,7 @@ COUNTERS = {
     "poison": "messages the relay's own code failed on (set aside to the dead-letter topic, intake goes on)",
     "duplicates": "events whose id was already seen (redeliveries)",
     "alerts": "new alerts created (one per person per dedup window)",
+    "no_recipients": "alerts no recipient's galleries and jurisdictions cover: nobody is told (check recipients)",
     "followups": "sightings folded into an existing alert",
     "suppressed": "events suppressed by an earlier review rejection",
     "sent": "messages delivered to a notifier",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import getpass
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from lookout.errors import InputError
+from lookout.events import format_utc
 from lookout.log import get_logger
 from lookout.relay.records import ALERT_REVIEW, Alert, AuditEntry, Delivery, Sighting
 from lookout.relay.store import RelayStore
@@ -87,7 +87,7 @@ class ReviewQueue:
 
 
 def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_utc(ts)
 
 
 def format_alert(alert: Alert) -> str:

@@ -77,6 +77,11 @@ class ReviewSql:
         row = self._first("SELECT crop FROM alerts WHERE id=?", (alert_id,))
         return bytes(row["crop"]) if row and row["crop"] is not None else None
 
+    def drop_crop(self, alert_id: int) -> bool:
+        """Delete the alert's face crop (its person may no longer be alerted about: withdrawn, not in the
+        gallery, or refused by the policy). True if there was one."""
+        return self._run("UPDATE alerts SET crop=NULL WHERE id=? AND crop IS NOT NULL", (alert_id,)) > 0
+
     def sightings(self, alert_id: int) -> list[Sighting]:
         rows = self._rows(
             f"SELECT {self.event_id_column}, device_id, person_id, score, margin, seen_at, received_at, outcome,"

@@ -487,6 +487,7 @@ class RelayService:
         jurisdiction = details.jurisdiction if details else None
         names = [r.name for r in self.config.recipients if r.wants(gallery, jurisdiction)]
         if not names:
+            self.counters.inc("no_recipients")
             log.warning("alert.no_recipients", person_id=event.person_id, gallery_id=gallery, jurisdiction=jurisdiction)
         return AlertPlan(review=self.config.gallery(event.gallery_id).needs_review, recipients=names)
 

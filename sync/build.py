@@ -158,12 +158,16 @@ def _threshold(
         )
     except ValueError as err:
         raise InputError(f"model {embedder.name}", str(err)) from None
-    return ThresholdInfo(value=chosen, basis=_check_fnir(chosen, basis, accept_fnir))
+    fnir = basis.get("predicted_fnir")
+    if fnir is not None and fnir >= MAX_FNIR:  # chosen for the target: said, not refused (the model's trade-off)
+        log.warning("threshold.high_fnir", threshold=chosen, predicted_fnir=fnir, target_fpir=target_fpir)
+    return ThresholdInfo(value=chosen, basis=basis)
 
 
 def _check_fnir(threshold: float, basis: dict[str, Any], accept_fnir: bool) -> dict[str, Any]:
-    """A threshold predicted to miss half the enrolled people or more is refused unless ``accept_fnir``: a
-    missing-persons gallery that never alerts is as wrong as one that always does."""
+    """An operator's threshold predicted to miss half the enrolled people or more is refused unless
+    ``accept_fnir`` (0.99 for 0.35): a missing-persons gallery that never alerts is as wrong as one that always
+    does. A threshold chosen for the target is not checked: a weaker model's trade-off is not a typo."""
     fnir = basis.get("predicted_fnir")
     if fnir is None or fnir < MAX_FNIR:
         return basis
@@ -188,11 +192,20 @@ def _enrol_all(
     max_pixels: int = MAX_PIXELS,
     rule: SubjectRule | None = None,
     withdrawn_sha256: dict[str, str] | None = None,
+    withdrawn_ids: Set[str] = frozenset(),
 ) -> tuple[list[PhotoResult], Enroller]:
     cache = EnrolCache(work_dir / "enrol-cache.sqlite") if work_dir else None
     fetcher = PhotoFetcher(cache_dir=work_dir / "photos" if work_dir else None)
     enroller = Enroller(
-        pipeline, policy, purpose, fetcher, cache, max_pixels=max_pixels, rule=rule, withdrawn_sha256=withdrawn_sha256
+        pipeline,
+        policy,
+        purpose,
+        fetcher,
+        cache,
+        max_pixels=max_pixels,
+        rule=rule,
+        withdrawn_sha256=withdrawn_sha256,
+        withdrawn_ids=set(withdrawn_ids),
     )
     todo = [p for person in persons.values() for p in person.photos if (p.key, p.photo) not in skip]
     bar = Progress(len(todo), "photos", progress)
@@ -278,8 +291,8 @@ def build_gallery(
 
     Without ``threshold``, the decision threshold is chosen for ``target_fpir`` at the gallery's size. With it, the
     bundle records the FPIR it predicts at this size, and a prediction over ``FAR_ABOVE_TARGET`` times the target
-    is refused unless ``accept_fpir`` (so is a ``target_fpir`` over ``MAX_TARGET_FPIR``), and any threshold predicted
-    to miss ``MAX_FNIR`` of the enrolled or more unless ``accept_fnir``.
+    is refused unless ``accept_fpir`` (so is a ``target_fpir`` over ``MAX_TARGET_FPIR``), and an operator's threshold
+    predicted to miss ``MAX_FNIR`` of the enrolled or more unless ``accept_fnir``.
 
     ``jurisdiction``: where the source's people are, for records that do not say (normalised; ``--jurisdiction``).
     A record with no jurisdiction and no such default is unknown, and refused (policy_excluded) unless the
@@ -455,6 +468,7 @@ def update_gallery(
         max_pixels=max_pixels,
         rule=subject_rule,
         withdrawn_sha256=ledger.sha256,
+        withdrawn_ids=withdraw,
     )
     denied = _denied_persons(persons, old_persons if only_listed else {}, policy, base.purpose)
     withdrawn = withdraw | {

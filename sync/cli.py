@@ -19,7 +19,7 @@ from lookout.face.options import add_model_dir, add_pipeline_options, open_pipel
 from lookout.gallery.delta import read_delta
 from lookout.gallery.index import IndexParams
 from lookout.gallery.keys import generate_keys, load_private_key
-from lookout.gallery.policy import Policy
+from lookout.gallery.policy import Policy, check_photos_taken_in
 from lookout.gallery.pull import BundlePuller
 from lookout.gallery.purpose import DEFAULT_PURPOSE, PURPOSES, argparse_purpose
 from lookout.gallery.reader import load_bundle
@@ -115,7 +115,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-fnir",
         action="store_true",
-        help="sign a threshold predicted to miss half the enrolled people or more (said in the manifest)",
+        help="sign a --threshold predicted to miss half the enrolled people or more (said in the manifest)",
     )
     p.add_argument(
         "--target-fpir",
@@ -754,7 +754,8 @@ def _sync_status(args: argparse.Namespace) -> int:
             return info["error"]
         return (
             f"version {info['version']} ({count(info['persons'] or 0, 'person', 'people')}, "
-            f"built {info['created']}) in {info['dir']}"
+            f"built {info['created']}, gallery {info.get('gallery_id') or 'none (built before gallery ids)'}) "
+            f"in {info['dir']}"
         )
 
     print(f"store {status['store']}")
@@ -811,11 +812,7 @@ def _search(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(args)
     policy = _policy(args)
     gallery = load_bundle(bundle, public_key, pipeline.embedder.digest, policy)  # policy None: built-in
-    taken = (policy or Policy.default()).decide(args.jurisdiction, gallery.purpose)
-    if not taken.allowed:  # before any face is detected (attack A40)
-        raise InputError(
-            "--jurisdiction", f"face recognition is not allowed where the photos were taken: {taken.reason}"
-        )
+    check_photos_taken_in(policy or Policy.default(), args.jurisdiction, gallery.purpose)  # before any face (A40)
     threshold = gallery.threshold if args.threshold is None else args.threshold
     failed = total = 0
     if not args.json:

@@ -139,6 +139,7 @@ class Enroller:
         rule: SubjectRule | None = None,
         max_pixels: int = MAX_PIXELS,
         withdrawn_sha256: dict[str, str] | None = None,
+        withdrawn_ids: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         """``rule``: which face of a photo is its subject and which quality reasons refuse it (default:
         the dominant face of several, only too-small faces refused; lookout.face.subject).
@@ -153,6 +154,7 @@ class Enroller:
         self.cache = cache
         self.embedded = 0  # embeddings computed by this enroller (not from the cache)
         self.withdrawn_sha256 = withdrawn_sha256 or {}
+        self.withdrawn_ids = withdrawn_ids  # photo ids an operator withdrew (reported `withdrawn`, not the record's)
 
     def enrol(self, rec: PhotoRecord) -> PhotoResult:
         base: dict[str, Any] = dict(photo_id=rec.key, person_id=rec.person_id, source=rec.photo)
@@ -163,6 +165,9 @@ class Enroller:
         if not decision.allowed:
             detail = no_jurisdiction_detail(decision.reason) if decision.unknown else decision.reason
             return PhotoResult(**base, status=EXCLUDED, reason=POLICY_EXCLUDED, detail=detail)
+        if rec.key in self.withdrawn_ids:
+            why = "consent withdrawn by an operator (the gallery's withdrawal ledger; --reinstate lifts it)"
+            return PhotoResult(**base, status=EXCLUDED, reason=WITHDRAWN, detail=why)
         if not rec.use_for_recognition:
             return PhotoResult(
                 **base, status=EXCLUDED, reason=NOT_FOR_RECOGNITION, detail="record says use_for_recognition: false"

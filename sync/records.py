@@ -16,9 +16,9 @@ an API source's ``jurisdiction``); with none, it stays unknown and the policy de
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import clean_text, jurisdiction_or_raw, normalise_jurisdiction
@@ -85,6 +85,17 @@ def source_jurisdiction(text: str | None, where: str = "--jurisdiction") -> str 
         return normalise_jurisdiction(str(text))
     except InputError as err:
         raise ConfigError(f"{where} {text!r}: {err.reason}") from None
+
+
+def _source_jurisdiction_field(value: str | None) -> str | None:
+    try:
+        return source_jurisdiction(value, "jurisdiction")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+
+
+#: a source-wide default jurisdiction in a config model: normalised, or the config refused at load
+SourceJurisdiction = Annotated[str | None, AfterValidator(_source_jurisdiction_field)]
 
 
 def with_jurisdiction(records: Iterable[PhotoRecord], default: str | None) -> Iterator[PhotoRecord]:

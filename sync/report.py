@@ -19,6 +19,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from lookout.errors import InputError
+
 FIELDS = ("photo_id", "person_id", "status", "reason", "detail", "source", "near_duplicate_of")
 NO_JURISDICTION = "no jurisdiction"  # how the detail of a policy_excluded record with no jurisdiction begins
 
@@ -114,13 +116,16 @@ def write_report(results, path: Path, summary: dict | None = None) -> None:
     path = Path(path)
     summary = summary or summarise(results)
     rows = [{k: ("" if getattr(r, k) is None else getattr(r, k)) for k in FIELDS} for r in results]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".json":
-        path.write_text(
-            json.dumps({"summary": summary, "summary_line": summary_line(summary), "photos": rows}, indent=1)
-        )
-        return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".json":
+            path.write_text(
+                json.dumps({"summary": summary, "summary_line": summary_line(summary), "photos": rows}, indent=1)
+            )
+            return
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    except OSError as err:  # a full disk, /dev/full, a folder in the way: say which file
+        raise InputError(str(path), f"cannot write the failure-to-enrol report: {err.strerror or err}") from None

@@ -39,6 +39,8 @@ def test_detect_json_annotate_and_bad_files(model_store, grace_hopper, tmp_path)
     annotated = tmp_path / "out.png"
     result = lookout(
         "detect",
+        "--jurisdiction",
+        "US-CA",
         str(corrupt),
         str(good),
         str(missing),
@@ -62,7 +64,7 @@ def test_detect_json_annotate_and_bad_files(model_store, grace_hopper, tmp_path)
 def test_embed_json_prints_unit_vectors(model_store, grace_hopper, tmp_path) -> None:
     path = tmp_path / "grace.png"
     cv2.imwrite(str(path), grace_hopper)
-    result = lookout("embed", str(path), "--json", model_dir=model_store.root)
+    result = lookout("embed", "--jurisdiction", "US-CA", str(path), "--json", model_dir=model_store.root)
     assert result.returncode == 0, result.stderr
     vector = json.loads(result.stdout)["faces"][0]["embedding"]
     default = model_store.available(DEFAULT_EMBEDDER)  # its PyPI fallback where the OMZ model is not installed

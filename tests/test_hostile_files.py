@@ -12,10 +12,13 @@ import pytest
 
 from lookout.cli.main import main
 from lookout.config_file import read_mapping
-from lookout.errors import ConfigError
+from lookout.errors import ConfigError, InputError
 from lookout.files import MAX_TEXT_FILE_BYTES
 from lookout.gallery.keys import load_public_key
 from lookout.gallery.policy import Policy
+from lookout.sync.report import write_report
+from lookout.sync.sources.csv_json import read_manifest_file
+from lookout.sync.sources.http_api import HttpApiSource
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -75,3 +78,19 @@ def test_a_folder_that_cannot_be_made_is_one_line(capsys: pytest.CaptureFixture[
     assert _one_line(capsys).startswith("lookout: /proc/lookout-keys")
     assert main(["sync", "unpin", "--into", "/proc"]) == 1
     assert _one_line(capsys).startswith("lookout: /proc/")
+
+
+def test_people_and_api_config_files_are_bounded_too() -> None:
+    """Attack A53: the A37 fix missed ``--people`` and ``--api-config``."""
+
+    with pytest.raises(InputError, match="not a regular file"):
+        read_manifest_file(Path("/dev/zero"))
+    with pytest.raises(ConfigError, match="/dev/zero: cannot read API config: not a regular file"):
+        HttpApiSource.from_config(Path("/dev/zero"), "http://127.0.0.1:1/{id}")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_report_that_cannot_be_written_names_its_file() -> None:
+
+    with pytest.raises(InputError, match="/dev/full: cannot write the failure-to-enrol report: No space left"):
+        write_report([], Path("/dev/full"), {"photos": 0})

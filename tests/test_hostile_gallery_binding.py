@@ -22,6 +22,8 @@ from lookout.gallery.format import BundleError
 from lookout.gallery.keys import generate_keys
 from lookout.gallery.reader import load_bundle
 from lookout.gallery.store import BundleStore
+from lookout.greengrass.config_updates import LiveSettings
+from lookout.greengrass.launch import device_config_doc
 from lookout.sync.build import build_gallery, update_gallery
 from lookout.sync.publish import publish
 from lookout.sync.records import PhotoRecord
@@ -102,6 +104,9 @@ def test_a_store_refuses_another_gallerys_bundle_with_or_without_gallery_id(line
     publish(lines["mp2"], root)  # the line's own next version still installs
     assert _pull(server.url, store, keys[1], "--gallery-id", "missing-persons") == 0
     assert BundleStore(store).current_manifest().version == 2
+    capsys.readouterr()
+    assert main(["sync", "status", "--into", str(store)]) == 0
+    assert "gallery missing-persons" in capsys.readouterr().out
 
 
 def test_a_device_loading_a_bundle_checks_its_gallery_and_purpose(lines, keys):
@@ -120,3 +125,11 @@ def test_device_check_config_names_the_wrong_gallery(lines, keys, tmp_path, caps
     code = main(["run", "--config", str(tmp_path / "device.yaml"), "--check-config"])
     out, err = capsys.readouterr()
     assert code == 2 and "wrong_gallery" in out + err and "expected gallery missing-persons" in out + err
+
+
+def test_the_greengrass_component_passes_its_gallery_id(tmp_path):
+    environ = {"LOOKOUT_DEVICE_ID": "cam-1", "LOOKOUT_GALLERY_ID": "missing-persons"}
+    doc, _key = device_config_doc(environ, LiveSettings.from_config({}), tmp_path)
+    assert doc["gallery"]["gallery_id"] == "missing-persons"
+    doc, _key = device_config_doc({"LOOKOUT_DEVICE_ID": "cam-1"}, LiveSettings.from_config({}), tmp_path)
+    assert "gallery_id" not in doc["gallery"]  # unset: the store keeps to the gallery it first installs

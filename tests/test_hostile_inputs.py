@@ -251,7 +251,18 @@ def test_unknown_format_and_devices_are_refused_without_reading(tmp_path):
 def test_cli_refuses_a_bomb_in_one_line_and_goes_on(tmp_path, command, grace_hopper, model_store, capsys):
     (tmp_path / "bomb.png").write_bytes(png_header(60_000, 60_000))
     cv2.imwrite(str(tmp_path / "grace.jpg"), grace_hopper)
-    code = main([command, str(tmp_path / "bomb.png"), str(tmp_path / "grace.jpg"), "--device", "CPU", "--json"])
+    code = main(
+        [
+            command,
+            "--jurisdiction",
+            "US-CA",
+            str(tmp_path / "bomb.png"),
+            str(tmp_path / "grace.jpg"),
+            "--device",
+            "CPU",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     problems = [line for line in err.splitlines() if line.startswith("lookout:")]  # (log lines aside)
@@ -638,8 +649,8 @@ def test_cli_takes_no_abbreviations_and_device_is_the_openvino_device():
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device-i", "cam1"])
     for command in (
-        ["detect", "x.jpg"],
-        ["embed", "x.jpg"],
+        ["detect", "--jurisdiction", "US-CA", "x.jpg"],
+        ["embed", "--jurisdiction", "US-CA", "x.jpg"],
         ["search", "--jurisdiction", "US-CA", "x.jpg", "--gallery", "g"],
     ):
         assert parser.parse_args([*command, "--device", "CPU"]).device == "CPU"

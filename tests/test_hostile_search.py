@@ -185,3 +185,13 @@ def test_search_without_saying_where_the_photo_was_taken_is_refused(honest, phot
     with pytest.raises(SystemExit) as ended:
         main(["search", str(photos / "grace.jpg"), "--gallery", str(honest), "--public-key", str(keys[1])])
     assert ended.value.code == 2 and "--jurisdiction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["detect", "embed"])
+@pytest.mark.parametrize("where", ["US-IL", "Chicago", "US"])
+def test_detect_and_embed_refuse_photos_taken_where_recognition_is_denied(command, where, photos, capsys):
+    """Attack A46: a face template (or face geometry) of a photo is a biometric identifier of someone there."""
+    code = main([command, "--jurisdiction", where, str(photos / "grace.jpg"), "--device", "CPU", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "lookout: --jurisdiction: face recognition is not allowed where the photos were taken" in err

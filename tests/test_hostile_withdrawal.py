@@ -81,6 +81,9 @@ def test_a_withdrawn_photo_stays_out_when_its_file_is_renamed(built, faces_dev, 
     g1, csv = built
     v2 = _update(g1, csv, tmp_path / "g2", keys, pipeline, withdraw=["amy/amy1.png"])
     assert "amy/amy1.png" not in _photos(tmp_path / "g2") and v2.changes["photos_removed"] == 1
+    again = _update(tmp_path / "g2", csv, tmp_path / "g2b", keys, pipeline)  # the source still lists it
+    (kept_out,) = [r for r in again.results if r.photo_id == "amy/amy1.png"]
+    assert (kept_out.status, kept_out.reason) == ("excluded", "withdrawn")  # said as such, not not_for_recognition
 
     moved = _source(tmp_path / "src2", faces_dev, PEOPLE, rename={"amy1.png": "amy1-renamed.png"})
     v3 = _update(tmp_path / "g2", moved, tmp_path / "g3", keys, pipeline)

@@ -128,7 +128,7 @@ def test_through_the_broker_nothing_is_sent_about_refused_people_and_a_later_wit
         wait_for(webhook.ok, timeout=15, what="jane's alert at the webhook")
         docs = letters.wait_for(lambda msgs: len(msgs) >= 3 and msgs, timeout=15)
         letters_by_reason = [json.loads(p) for _, p, _ in docs]
-        publish_event(mosquitto.port, make_event(person_id="jane", gallery_id="held"))
+        publish_event(mosquitto.port, make_event(person_id="jane", gallery_id="held", crop_jpeg=CROP))
         wait_for(lambda: service.counters.snapshot()["alerts"] == 2, timeout=15, what="jane's held alert")
         write_gallery(gallery, [p for p in PEOPLE if p["person_id"] != "jane"], withdrawn=("gone", "jane"))
         [held] = [a for a in service.intake_store.alerts(None, 10) if a.status == "review"]
@@ -136,6 +136,7 @@ def test_through_the_broker_nothing_is_sent_about_refused_people_and_a_later_wit
         service.dispatcher.wake()
         wait_for(lambda: service.counters.snapshot()["refused"] == 4, timeout=15, what="the send refused")
         deliveries = service.delivery_store.deliveries_of(held.id)
+        crop_after = service.intake_store.crop(held.id)
     finally:
         service.stop()
         letters.close()
@@ -145,3 +146,4 @@ def test_through_the_broker_nothing_is_sent_about_refused_people_and_a_later_wit
         event = json.loads(base64.b64decode(letter["payload_b64"]))
         assert event.get("crop_jpeg_b64") is None  # the face of someone the relay may not alert about is dropped
     assert [d.status for d in deliveries] == ["failed"] and "withdrawn" in deliveries[0].last_error
+    assert held.has_crop and crop_after is None  # the withdrawn person's face is deleted with the refusal

@@ -371,3 +371,13 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(version={self.version!r}, source={self.source!r}, rules={len(self.doc.rules)})"
+
+
+def check_photos_taken_in(
+    policy: Policy, jurisdiction: str | None, purpose: str | None = None, source: str = "--jurisdiction"
+) -> None:
+    """Refuse (:class:`InputError` naming ``source``) unless ``policy`` allows face recognition where photos were
+    taken: the faces in them are people there (attacks A40, A46). Call it before any face is detected."""
+    decision = policy.decide(jurisdiction, purpose)
+    if not decision.allowed:
+        raise InputError(source, f"face recognition is not allowed where the photos were taken: {decision.reason}")

@@ -192,6 +192,7 @@ class BundleStore:
             return {
                 "dir": str(path),
                 "version": manifest.version,
+                "gallery_id": manifest.gallery_id,
                 "created": manifest.created,
                 "persons": manifest.counts.get("persons"),
                 "photos": manifest.counts.get("photos"),

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lookout.errors import InputError
+from lookout.files import read_file_bytes
 from lookout.sync.records import PhotoRecord
 
 KNOWN = {
@@ -88,6 +89,7 @@ def row_to_record(row: dict, base: Path | None, where: str) -> PhotoRecord:
         raise InputError(where, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+MAX_RECORDS_FILE_BYTES = 256 << 20  # a people file of 14,400 records is a few MB
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without the byte-order mark spreadsheets write
 
 
@@ -99,10 +101,7 @@ def read_text(path: Path, encoding: str | None = None) -> str:
         codecs.lookup(encoding)
     except LookupError:
         raise InputError(str(path), f"unknown text encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError(str(path), err.strerror or str(err)) from None
+    data = read_file_bytes(path, MAX_RECORDS_FILE_BYTES)  # regular files only, size-capped: never /dev/zero
     try:
         return data.decode(encoding)
     except LookupError:

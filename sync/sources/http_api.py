@@ -47,14 +47,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from lookout.config_file import read_mapping
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import is_blank
 from lookout.http_client import FetchError, HttpClient, http_url_problem
 from lookout.log import get_logger
-from lookout.sync.records import PhotoRecord, source_jurisdiction
+from lookout.sync.records import PhotoRecord, SourceJurisdiction
 from lookout.sync.sources.csv_json import row_to_record
 
 log = get_logger(__name__)
@@ -86,16 +86,8 @@ class ApiConfig(BaseModel):
     timeout_s: float = 20.0
     fields: FieldMap = Field(default_factory=FieldMap)
     jurisdiction_prefix: str = ""
-    jurisdiction: str | None = None  # the source-wide default for records that give none (like --jurisdiction)
+    jurisdiction: SourceJurisdiction = None  # the source-wide default for records that give none (like --jurisdiction)
     person_id_prefix: str = ""
-
-    @field_validator("jurisdiction")
-    @classmethod
-    def _jurisdiction(cls, value: str | None) -> str | None:
-        try:
-            return source_jurisdiction(value, "jurisdiction")
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
 
 
 def dig(doc: Any, path: str | None) -> Any:
@@ -133,11 +125,7 @@ class HttpApiSource:
     ) -> HttpApiSource:
         data: dict = {}
         if path is not None:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-                data = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
-            except (OSError, ValueError, yaml.YAMLError) as err:
-                raise ConfigError(f"{path}: cannot read API config ({err})") from None
+            data = read_mapping(Path(path), "API config")  # bounded: never /dev/zero or a pipe
         if url_template:
             data["url_template"] = url_template
         data.update(overrides)
