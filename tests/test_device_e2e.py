@@ -492,7 +492,7 @@ def test_bundle_pulled_while_running_is_used_without_restart(world, tmp_path, pi
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     doc = config(
         world,
         tmp_path,

@@ -363,7 +363,7 @@ def test_http_stream_that_drops_is_reopened():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     url = f"http://user:secret@127.0.0.1:{server.server_address[1]}/stream.mjpg"
     source = open_source(url)
     assert isinstance(source, CaptureSource) and "secret" not in source.name  # no password in logs

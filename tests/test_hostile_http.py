@@ -97,7 +97,7 @@ class _TrickleHandler(socketserver.StreamRequestHandler):
 @pytest.fixture
 def trickler() -> Iterator[Trickler]:
     server = Trickler()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield server
     server.stopping.set()
     server.shutdown()

@@ -151,7 +151,7 @@ def server(grace_hopper):
     httpd.cases = {}  # type: ignore[attr-defined]
     httpd.photos = {"grace.jpg": cv2.imencode(".jpg", grace_hopper)[1].tobytes()}  # type: ignore[attr-defined]
     httpd.url = f"http://127.0.0.1:{httpd.server_port}"  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield httpd
     httpd.shutdown()
     httpd.server_close()

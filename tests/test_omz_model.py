@@ -112,7 +112,7 @@ def served_mirror(omz_mirror: Path) -> Iterator[str]:
     """A real HTTP server on loopback serving the mirror folder, standing in for Intel's storage."""
     handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(omz_mirror), **kw)  # noqa: E731
     server = _QuietServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"

@@ -179,7 +179,7 @@ def test_http_fetch_errors_and_retries_never_name_the_credentials(caplog):
     """The gallery's HTTP client (pull, HTTP sources): a presigned or userinfo URL is shown redacted in the error
     (which callers log) and in each ``http.retry`` line."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     url = f"http://mirror:{CAM_PASSWORD}@127.0.0.1:{server.server_address[1]}/g/manifest.json?sig={HOOK_TOKEN}"
     try:
         with caplog.at_level(logging.INFO), pytest.raises(FetchError) as caught:
