@@ -28,9 +28,11 @@ def _by():
 
 
 def _wait(driver, condition, timeout: float = WAIT_S):
+    """Until ``condition`` holds; an element the page replaced while it was read (stale) is read again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console" if os.environ.get("LOOKOUT_DOCS_SCREENSHOTS") else None
