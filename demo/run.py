@@ -336,6 +336,8 @@ def _demo(args: argparse.Namespace) -> int:
                 str(work / "report.json"),
                 "--jurisdiction",
                 DEMO_JURISDICTION,
+                "--purpose",
+                "missing-persons",
                 "--no-progress",
                 *model_args,
             ],
@@ -343,7 +345,8 @@ def _demo(args: argparse.Namespace) -> int:
             logs,
         )
         say.line(
-            f"$ lookout gallery build {scene.people_dir} --jurisdiction {DEMO_JURISDICTION} --key … "
+            f"$ lookout gallery build {scene.people_dir} --jurisdiction {DEMO_JURISDICTION} --purpose missing-persons "
+            "--key … "
             f"--out {work / 'bundle'}"
         )
         say.line(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lookout.config_file import load_settings
 from lookout.errors import ConfigError, InputError
 from lookout.gallery.jurisdiction import parse_jurisdiction
+from lookout.gallery.purpose import Purpose
 from lookout.mqtt import MqttSettings
 from lookout.redact import redact_dsn, redact_url
 from lookout.topics import DEFAULT_PREFIX, TopicPrefix
@@ -103,7 +104,9 @@ class PolicySettings(_Strict):
 
 
 class GalleryPolicy(_Strict):
-    purpose: Literal["accountability", "missing-persons"] = "missing-persons"
+    purpose: Purpose = Field(
+        "missing-persons", description="what the gallery is for (lookout.gallery.purpose); its bundle must say the same"
+    )
     review: bool | None = Field(None, description="hold alerts for human review; default on for accountability")
     directory: Path | None = Field(None, description="this gallery's gallery.sqlite; unset: directory.path")
 

@@ -7,8 +7,10 @@ reached it. The relay is the last place that can stop a face-derived alert, so b
 
 1. does the gallery's directory (the newest bundle's ``gallery.sqlite``) hold this person?
 2. is the person absent from the directory's withdrawal ledger?
-3. does the policy (``lookout.gallery.policy``: the built-in one unless ``policy.file`` names one, the same
-   code as every other path) allow recognition for the person's jurisdiction and department?
+3. was the gallery built for the purpose the relay is configured with (the bundle's ``manifest.json`` beside
+   its ``gallery.sqlite``, where there is one)? A purpose-scoped policy rule must not be asked about another;
+4. does the policy (``lookout.gallery.policy``: the built-in one unless ``policy.file`` names one, the same
+   code as every other path) allow recognition for the person's jurisdiction and department, for that purpose?
 
 A "no" refuses the event with the reason: it is dead-lettered without its crop and never stored or sent.
 A directory that cannot be read is *unavailable* (:class:`~lookout.relay.directory.DirectoryUnavailable`):
@@ -20,10 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from lookout.errors import InputError
+from lookout.events import read_json_object
+from lookout.files import MAX_TEXT_FILE_BYTES, read_file_bytes
+from lookout.gallery.format import MANIFEST
 from lookout.gallery.policy import Policy
-from lookout.gallery.purpose import DEFAULT_PURPOSE
+from lookout.gallery.purpose import DEFAULT_PURPOSE, parse_purpose
 from lookout.relay.config import RelayConfig
 from lookout.relay.directory import Directories, PersonDetails
 
@@ -70,7 +77,38 @@ class Gate:
         if member.details is None:
             return Verdict(False, f"person {person_id!r} is not in the gallery directory {directory.path}")
         details = member.details
-        decision = self.policy.decide(details.jurisdiction, self.purpose_of(gallery_id), details.department)
+        purpose = self.purpose_of(gallery_id)
+        built_for = bundle_purpose(directory.path)
+        if built_for is not None and built_for != purpose:
+            return Verdict(
+                False,
+                f"the gallery was built for {built_for!r} (its manifest) and this relay checks it as {purpose!r}: "
+                f"set galleries.{gallery_id or 'default'}.purpose to {built_for!r}",
+                details,
+            )
+        decision = self.policy.decide(details.jurisdiction, purpose, details.department)
         if not decision.allowed:
             return Verdict(False, f"policy refuses person {person_id!r}: {decision.reason}", details)
         return Verdict(True, decision.reason, details)
+
+
+def bundle_purpose(directory: Path) -> str | None:
+    """The purpose in the ``manifest.json`` beside a directory's ``gallery.sqlite`` (None where there is none);
+    one that cannot be read is an unknown purpose (``"unreadable"``), which no configured purpose equals."""
+    manifest = Path(directory).with_name(MANIFEST)
+    try:
+        stamp = manifest.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read_purpose(manifest, stamp)
+
+
+@lru_cache(maxsize=64)
+def _read_purpose(manifest: Path, stamp: int) -> str:
+    """Cached per (file, modification time): the check runs for every event."""
+    try:
+        return parse_purpose(
+            read_json_object(read_file_bytes(manifest, MAX_TEXT_FILE_BYTES), str(manifest)).get("purpose")
+        )
+    except InputError:
+        return "unreadable"

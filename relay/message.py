@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lookout.events import format_utc
+from lookout.gallery.jurisdiction import clean_text
 from lookout.relay.directory import PersonDetails
 from lookout.relay.records import Alert
 
@@ -42,12 +43,25 @@ def _who(person_id: str, details: PersonDetails | None) -> str:
     return who + (f", last seen {last}" if last else "")
 
 
+PLACE_MAX_CHARS = 60
+
+
+def _device_words(text: object) -> str:
+    """Words a device sent, fit for one line of an SMS: control, invisible and bidi-override characters dropped,
+    newlines folded, quoted and shortened, so a device cannot write lines (a forged "Review:" link) or reorder
+    the text a duty officer reads (attack A27)."""
+    words = clean_text(str(text))
+    if len(words) > PLACE_MAX_CHARS:
+        words = words[: PLACE_MAX_CHARS - 1] + "…"
+    return f'"{words}"'
+
+
 def _where(alert: Alert) -> str:
     event = alert.event_doc
-    place = event.get("device_name") or event["device_id"]
+    place = _device_words(event["device_name"]) if event.get("device_name") else event["device_id"]
     location = event.get("location") or {}
     if location.get("name"):
-        place = f"{location['name']} ({place})"
+        place = f"{_device_words(location['name'])} ({place})"
     return place
 
 

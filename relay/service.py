@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import paho.mqtt.client as paho
 
 from lookout.errors import ConfigError, InputError
-from lookout.events import MatchEvent, parse_match_event
+from lookout.events import MAX_PAYLOAD_BYTES, MatchEvent, parse_match_event, read_json_object
 from lookout.log import get_logger
 from lookout.metrics_server import MetricsServer
 from lookout.mqtt import connect, make_client
@@ -41,6 +41,7 @@ from lookout.topics import Topics, is_reserved, shared
 log = get_logger(__name__)
 
 DEADLETTER_PAYLOAD_MAX = 64 * 1024
+DEADLETTER_OPAQUE_MAX = 2048  # a payload that is not a JSON object: enough to debug, too little for a face
 POISON = "internal error: "  # dead-letter reasons of messages that broke the relay's code, not its rules
 REFUSED = "refused by the relay's check: "  # events the gate refused (policy, membership, withdrawal)
 PURGE_EVERY_S = 3600.0
@@ -51,13 +52,27 @@ INTAKE_BATCH = 256
 INTAKE_LINGER_S = 0.005
 
 
+def without_images(payload: bytes) -> bytes:
+    """A payload fit for the dead-letter topic, which never carries a face (attack A51): a JSON object without its
+    base64 fields (``crop_jpeg_b64`` and any other ``*_b64``); anything else cut to its first 2 KB."""
+    try:
+        doc = read_json_object(payload[:MAX_PAYLOAD_BYTES], "dead letter")
+    except InputError:
+        return payload[:DEADLETTER_OPAQUE_MAX]
+    if not any(k.endswith("_b64") for k in doc):
+        return payload  # as received, byte for byte
+    return json.dumps({k: v for k, v in doc.items() if not k.endswith("_b64")}).encode()
+
+
 def deadletter_message(topic: str, payload: bytes, reason: str, received_at: float) -> bytes:
-    """The JSON put on the dead-letter topic: why, where from, and the payload (base64, capped)."""
+    """The JSON put on the dead-letter topic: why, where from, and the payload without images (base64, capped)."""
+    size = len(payload)
+    payload = without_images(payload)
     doc = {
         "reason": reason,
         "topic": topic,
         "payload_b64": base64.b64encode(payload[:DEADLETTER_PAYLOAD_MAX]).decode("ascii"),
-        "payload_bytes": len(payload),
+        "payload_bytes": size,
         "truncated": len(payload) > DEADLETTER_PAYLOAD_MAX,
         "received_at": datetime.fromtimestamp(received_at, timezone.utc).isoformat().replace("+00:00", "Z"),
     }

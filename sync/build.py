@@ -419,7 +419,9 @@ def update_gallery(
     private_key = load_private_key(private_key)  # a bad key is said before any photo is embedded
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     check_output_dir(out_dir)
-    base, base_bytes = read_manifest(base_dir, public_key)
+    # The base is verified, always: its withdrawal ledger keeps withdrawn people out of every later version, so an
+    # edited base must never be re-signed (attack A26). The builder holds the private key, hence its public half.
+    base, base_bytes = read_manifest(base_dir, public_key if public_key is not None else private_key.public_key())
     check_files(base_dir, base.files)
     if base.model.digest != pipeline.embedder.digest:
         raise InputError(

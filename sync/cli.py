@@ -803,10 +803,10 @@ def _say_search_threshold(threshold: float, gallery) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     bundle, public_key = args.gallery, args.public_key
-    if BundleStore.is_store(bundle):  # its current bundle, checked with the key the puller verified it with
-        store = BundleStore(bundle)
+    if BundleStore.is_store(bundle):  # its current bundle; the key comes from outside the store (attack A28)
         bundle = (bundle / "current").resolve()
-        public_key = public_key or store.verified_key()
+    if public_key is None:  # a key kept beside what it checks can be swapped with it: always the operator's own
+        raise InputError("--public-key", "required: the key that signs your galleries (a bundle or a sync store)")
     if args.box is not None and (len(args.images) != 1 or args.images[0].is_dir()):
         raise InputError("--box", "applies to one image, not to several or a folder")
     pipeline = open_pipeline(args)

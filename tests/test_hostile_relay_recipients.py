@@ -1,4 +1,4 @@
-"""Attack A42: a recipient's jurisdictions were compared as raw strings, so ``["California"]`` never matched the
+"""Attacks A42 and A52: a recipient's jurisdictions were compared as raw strings, so ``["California"]`` never matched the
 stored ``US-CA`` and nobody was texted, with only a warning line. They are now read like every jurisdiction,
 cover their subdivisions, and an alert nobody is told about is counted; unreadable, ambiguous or misspelt
 routing stops the relay at load."""
@@ -68,3 +68,28 @@ def test_alerts_reach_a_recipient_configured_by_name_and_nobody_told_is_counted(
         assert "lookout_relay_no_recipients_total 1" in service.counters.prometheus()
     finally:
         service.stop()
+
+
+def test_the_relay_checks_a_gallery_for_the_purpose_its_bundle_was_built_for(tmp_path) -> None:
+    """Attack A52: the relay asked the policy with its own purpose word, never the gallery's, so a rule scoped
+    to the gallery's purpose (deny commercial use in Texas) was never asked."""
+    gallery = write_gallery(tmp_path / "gallery.sqlite", [{"person_id": "tex", "name": "T", "jurisdiction": "US-TX"}])
+    (tmp_path / "manifest.json").write_text('{"purpose": "Commercial"}')
+    policy = tmp_path / "tx.yaml"
+    policy.write_text("version: tx\nrules:\n  - {jurisdiction: US-TX, decision: deny, purposes: [commercial]}\n")
+    for configured, refused in (("missing-persons", "was built for 'commercial'"), ("commercial", "US-TX deny")):
+        config = RelayConfig(
+            store={"path": tmp_path / f"{configured}.sqlite"},
+            directory={"path": gallery},
+            policy={"file": policy},
+            galleries={"default": {"purpose": configured}},
+        )
+        service = RelayService(config)
+        try:
+            event = make_event(device_id="cam-1", person_id="tex")
+            assert service.handle(Topics().match("cam-1"), event.to_json()) is None
+            assert service.intake_store.alerts(None, 10) == []
+            verdict = service.gate.check(None, "tex")
+            assert not verdict.allowed and refused in verdict.reason
+        finally:
+            service.stop()

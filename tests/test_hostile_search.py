@@ -97,7 +97,7 @@ def test_search_refuses_a_tampered_bundle_without_a_key(tampered, photos, capsys
     code = main(_search(photos, tampered))
     out, err = capsys.readouterr()
     assert code == 2 and "Grace Hopper" not in out + err and "match" not in out
-    assert "unverified" in err and "--public-key" in err
+    assert "--public-key: required" in err
 
 
 def test_search_with_the_key_says_the_signature_is_bad(tampered, photos, keys, capsys):
@@ -108,7 +108,7 @@ def test_search_with_the_key_says_the_signature_is_bad(tampered, photos, keys, c
 
 def test_an_honest_bundle_is_refused_unsigned_too_and_searched_with_its_key(honest, photos, keys, capsys):
     assert main(_search(photos, honest)) == 2
-    assert "unverified" in capsys.readouterr().err
+    assert "--public-key: required" in capsys.readouterr().err
     assert main(_search(photos, honest, "--public-key", str(keys[1]))) == 0
     assert "match Grace Hopper (grace)" in capsys.readouterr().out
 
@@ -140,21 +140,23 @@ def test_a_sync_store_is_searched_with_the_key_it_was_verified_with(honest, phot
         server.close()
     assert (store / KEY_FILE).read_bytes() == keys[1].read_bytes()
     capsys.readouterr()
-    assert main(_search(photos, store)) == 0  # no key given: the store's
+    assert main(_search(photos, store, "--public-key", str(keys[1]))) == 0
     assert "match Grace Hopper (grace)" in capsys.readouterr().out
+    assert main(_search(photos, store)) == 2  # A28: never the key kept inside the store it checks
+    assert "--public-key: required" in capsys.readouterr().err
 
     copy = tmp_path / "copy"
     shutil.copytree(store, copy, symlinks=True)
     current = BundleStore(copy).current_dir()
     assert current is not None
     _edit(current, "UPDATE persons SET name = 'Someone Else'")
-    assert main(_search(photos, copy)) == 2
+    assert main(_search(photos, copy, "--public-key", str(keys[1]))) == 2
     out, err = capsys.readouterr()
     assert "bad_signature" in err and "Someone Else" not in out
-
-    (copy / KEY_FILE).unlink()  # a store from before the key was kept: fail closed, say how to fix it
-    assert main(_search(photos, copy)) == 2
-    assert "unverified" in capsys.readouterr().err
+    evil = generate_keys(tmp_path / "evil")  # A28: the editor re-signs and swaps the store's kept key too
+    (copy / KEY_FILE).write_bytes(evil[1].read_bytes())
+    assert main(_search(photos, copy, "--public-key", str(keys[1]))) == 2
+    assert "Someone Else" not in capsys.readouterr().out
 
 
 # -- attack A40: the probe photo's subject is someone where the photo was taken -------------------------------

@@ -12,6 +12,7 @@ Real models (faces-dev photos), the real gallery builder, CSV sources on disk.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lookout.cli import main
+from lookout.digest import sha256_file
 from lookout.gallery.keys import generate_keys
 from lookout.sync.build import BuildReport, update_gallery
 from lookout.sync.sources import open_source
@@ -112,3 +114,25 @@ def test_a_removed_person_stays_out_under_another_spelling_or_id(built, faces_de
     v4 = _update(tmp_path / "g2", other_id, tmp_path / "g4", keys, pipeline)
     assert {pid for pid, _src in _photos(tmp_path / "g4").values()} == {"penny"} and v4.embedded == 0
     assert {r.reason for r in v4.results if r.person_id == "afowler"} == {"withdrawn"}
+
+
+def test_an_update_never_builds_on_a_base_whose_ledger_was_edited(built, keys, pipeline, tmp_path, capsys):
+    """Attack A26: erase the ledger of a base, write its new digest into manifest.json (signature untouched): the
+    update verified nothing without --public-key and re-signed the withdrawn person back in. The base is now
+    always verified, with the public half of --key when no --public-key is given."""
+    g1, csv = built
+    _update(g1, csv, tmp_path / "g2", keys, pipeline, remove=["amy"])
+    tampered = tmp_path / "g2t"
+    shutil.copytree(tmp_path / "g2", tampered)
+    conn = sqlite3.connect(tampered / "gallery.sqlite")
+    with conn:
+        conn.execute("DELETE FROM withdrawn")
+    conn.close()
+    manifest = json.loads((tampered / "manifest.json").read_bytes())
+    db = tampered / "gallery.sqlite"
+    manifest["files"]["gallery.sqlite"] = {"sha256": sha256_file(db), "size": db.stat().st_size}
+    (tampered / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    code = main(["gallery", "update", str(csv), "--gallery", str(tampered), "--out", str(tmp_path / "g3"),
+                 "--key", str(keys[0]), "--device", "CPU", "--no-progress"])  # fmt: skip
+    assert code == 2 and "bad_signature" in capsys.readouterr().err
+    assert not (tmp_path / "g3" / "manifest.json").exists()

@@ -78,7 +78,7 @@ def test_one_event_gives_one_sms_with_the_expected_text(relay, mosquitto, moto_s
     assert sms[0]["phone_number"] == PHONE
     text = sms[0]["message"]
     assert text.startswith("Lookout alert #1: possible match Jane Doe (p-001, 34 F), last seen 2025-01-02.")
-    assert "at Main St 1 (Front door), score 0.83." in text
+    assert 'at "Main St 1" ("Front door"), score 0.83.' in text
     assert event.seen_at.strftime("%Y-%m-%d %H:%M:%S UTC") in text
     assert "Case: https://cases.example/77" in text
     assert "Review: https://lookout.example/review/1" in text
