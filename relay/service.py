@@ -301,6 +301,7 @@ class RelayService:
             log.error("mqtt.subscribe_refused", reasons=",".join(str(c) for c in reason_codes))
             return
         self.connected.set()
+        log.info("mqtt.subscribed", topic=self._subscription())
 
     def _on_disconnect(self, client: paho.Client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()

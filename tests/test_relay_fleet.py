@@ -162,8 +162,7 @@ def test_three_relays_one_alert_per_sighting_window_through_a_sigkill(tmp_path, 
                 rate_limits={"per_recipient": None, "overall": None},
             )
             relays.append(RelayProcess(config, folder / "relay.log").start())
-        wait_for(lambda: all(r.events("mqtt.connected") for r in relays), timeout=60)
-        time.sleep(0.5)  # each relay subscribes right after it connects
+        wait_for(lambda: all(r.events("mqtt.subscribed") for r in relays), timeout=60)  # SUBACK: nothing missed
 
         publisher = threading.Thread(target=publish_as_devices, args=(mosquitto.port, stream))
         publisher.start()
