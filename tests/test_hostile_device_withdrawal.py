@@ -54,6 +54,28 @@ def _add(outbox: Outbox, event_id: str, person_id: str, photo_ids: tuple[str, ..
     )
 
 
+def _run_device_once(tmp_path: Path, device_id: str, public: Path, pipeline) -> tuple[list[str], Runtime]:
+    """The real device runtime over one empty frame with bundle ``tmp_path/v2`` and the outbox left in
+    ``tmp_path/outbox.sqlite``: the ids of the match events it sent, and the runtime (for its metrics)."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))
+    doc = {
+        "device_id": device_id,
+        "location": {"jurisdiction": "US-NY"},
+        "source": {"url": str(frames), "realtime": False},
+        "models": {"device": "CPU"},
+        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
+    }  # fmt: skip
+    publisher = MemoryPublisher()
+    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
+    assert runtime.run() == 0
+    return [
+        json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")
+    ], runtime
+
+
 def test_outbox_drops_every_row_of_a_person_the_gallery_no_longer_holds(tmp_path):
     path = tmp_path / "outbox.sqlite"
     # An outbox written before rows named their person (the column is added; the person read from the payload).
@@ -260,21 +282,7 @@ def test_events_resting_on_a_withdrawn_photo_are_dropped_while_her_other_events_
     _add(left, "on-both", "grace", ("grace/grace-mirror.jpg", "grace/grace.jpg"))
     _add(left, "on-kept", "grace", ("grace/grace-mirror.jpg",))
     left.close()
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))
-    doc = {
-        "device_id": "cam-photo",
-        "location": {"jurisdiction": "US-NY"},
-        "source": {"url": str(frames), "realtime": False},
-        "models": {"device": "CPU"},
-        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
-        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
-    }  # fmt: skip
-    publisher = MemoryPublisher()
-    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
-    assert runtime.run() == 0
-    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    sent, runtime = _run_device_once(tmp_path, "cam-photo", public, pipeline)
     assert sent == ["on-kept"], sent
     assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 2
 
@@ -329,20 +337,6 @@ def test_a_photo_only_renamed_in_the_source_keeps_its_queued_events(tmp_path, pi
         left.add(event_id, "dt/lookout/cam/match", _event(event_id, "grace"), time.time() + 60, person_id="grace",
                  photo_ids=(photo,), photo_sha256=old.photo_sha256((photo,)))  # fmt: skip
     left.close()
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    cv2.imwrite(str(frames / "empty.png"), np.full((240, 320, 3), 128, np.uint8))
-    doc = {
-        "device_id": "cam-rename",
-        "location": {"jurisdiction": "US-NY"},
-        "source": {"url": str(frames), "realtime": False},
-        "models": {"device": "CPU"},
-        "gallery": {"bundle_dir": str(tmp_path / "v2"), "public_key": str(public)},
-        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "flush_at_end_s": 10},
-    }  # fmt: skip
-    publisher = MemoryPublisher()
-    runtime = Runtime(DeviceConfig.model_validate(doc), pipeline=pipeline, publisher=publisher)
-    assert runtime.run() == 0
-    sent = [json.loads(payload)["event_id"] for topic, payload, _ in publisher.messages if topic.endswith("/match")]
+    sent, runtime = _run_device_once(tmp_path, "cam-rename", public, pipeline)
     assert sent == ["on-renamed"], sent
     assert runtime.metrics.events_dropped[DROPPED_WITHDRAWN] == 1

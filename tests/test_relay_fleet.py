@@ -23,6 +23,9 @@ import pytest
 
 from lookout.events import MatchEvent, utc_now
 from lookout.mqtt import MqttSettings, connect, make_client
+from lookout.relay.config import StoreSettings
+from lookout.relay.records import TERMINAL
+from lookout.relay.store import open_store
 from lookout.topics import Topics
 from tests.helpers import wait_for
 from tests.relay_helpers import WebhookServer, make_event, write_config
@@ -168,7 +171,7 @@ def test_three_relays_one_alert_per_sighting_window_through_a_sigkill(tmp_path, 
         publisher.start()
         wait_for(lambda: len(hook.ok()) >= len(windows) // 3, timeout=120)
         relays[1].kill()  # mid-run: batches in hand, claims held, events queued for its session
-        time.sleep(1.0)
+        time.sleep(1.0)  # down for a second, as a supervisor's restart delay (not a wait for a condition)
         relays[1].start()  # its supervisor restarts it under the same client id
         # up before the end: a SIGTERM while it still imports (a loaded CI machine) would end it with -15
         wait_for(lambda: relays[1].events("mqtt.connected") >= 2, timeout=60)
@@ -179,7 +182,13 @@ def test_three_relays_one_alert_per_sighting_window_through_a_sigkill(tmp_path, 
             return len({r["headers"]["X-Lookout-Delivery"] for r in hook.ok()})
 
         wait_for(lambda: distinct() >= len(windows), timeout=180)
-        time.sleep(3)  # anything extra (a duplicate alert) would arrive in this time
+        # Nothing left to send in the shared store (no pending, held or leased delivery): any duplicate there
+        # could be has been sent by now, including a resend of a claim the killed relay held.
+        store = open_store(StoreSettings.model_validate(fleet_store))
+        try:
+            wait_for(lambda: set(store.counts()) <= set(TERMINAL), timeout=120, what="every delivery sent or given up")
+        finally:
+            store.close()
     finally:
         codes = [r.stop() for r in relays]
         hook.close()
